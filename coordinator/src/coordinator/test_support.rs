@@ -1,0 +1,152 @@
+//! Helpers for the coordinator's tests: an in-memory store that can be told to fail.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+use super::Coordinator;
+use crate::metadata_store::{MetaStoreError, MetadataStore, Txn};
+use crate::topic_config::BrokerDefaults;
+use crate::{
+    BrokerInfo, ChunkCommit, ChunkMeta, PartitionLeader, PartitionLog, SegmentMeta, TopicMeta,
+};
+
+#[derive(Default)]
+pub(super) struct TestStore {
+    data: Mutex<BTreeMap<String, Bytes>>,
+    fail: AtomicBool,
+    commits: AtomicUsize,
+    delay_ms: AtomicU64,
+}
+
+impl TestStore {
+    pub(super) fn new() -> Arc<Self> {
+        Arc::new(TestStore::default())
+    }
+
+    /// While set, every commit fails (and changes nothing).
+    pub(super) fn fail_commits(&self, fail: bool) {
+        self.fail.store(fail, Ordering::SeqCst);
+    }
+
+    /// Makes every commit take this long.
+    pub(super) fn delay_commits(&self, delay: Duration) {
+        self.delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    pub(super) fn put_raw(&self, key: &str, value: &str) {
+        self.data
+            .lock()
+            .unwrap()
+            .insert(key.into(), Bytes::from(value.to_string()));
+    }
+
+    /// Successful commits so far.
+    pub(super) fn commits(&self) -> usize {
+        self.commits.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn keys(&self) -> Vec<String> {
+        self.data.lock().unwrap().keys().cloned().collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl MetadataStore for TestStore {
+    async fn load(&self) -> Result<BTreeMap<String, Bytes>, MetaStoreError> {
+        Ok(self.data.lock().unwrap().clone())
+    }
+
+    async fn commit(&self, txn: Txn) -> Result<(), MetaStoreError> {
+        tokio::time::sleep(Duration::from_millis(self.delay_ms.load(Ordering::SeqCst))).await;
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(io::Error::other("injected commit failure").into());
+        }
+        txn.apply_to(&mut self.data.lock().unwrap());
+        self.commits.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+pub(super) async fn open(store: &Arc<TestStore>) -> Arc<Coordinator> {
+    Coordinator::open(
+        Arc::clone(store) as Arc<dyn MetadataStore>,
+        BrokerDefaults::default(),
+    )
+    .await
+    .unwrap()
+}
+
+pub(super) fn broker(broker_id: i32) -> BrokerInfo {
+    BrokerInfo {
+        broker_id,
+        host: "localhost".into(),
+        port: 9092 + broker_id,
+        rack: None,
+    }
+}
+
+pub(super) fn chunk(base_offset: i64, last_offset: i64) -> ChunkMeta {
+    ChunkMeta {
+        base_offset,
+        last_offset,
+        max_timestamp: 1_700_000_000_000 + last_offset,
+        size: 100,
+        object_key: format!("flush/1/{base_offset}-{last_offset}.flush"),
+        byte_range: 0..100,
+    }
+}
+
+pub(super) fn segment(base_offset: i64, last_offset: i64) -> SegmentMeta {
+    let key = format!("topics/t/0/{base_offset:020}-{last_offset}");
+    SegmentMeta {
+        base_offset,
+        last_offset,
+        max_timestamp: 1_700_000_000_000 + last_offset,
+        size: 1000,
+        log_key: format!("{key}.log"),
+        offset_index_key: format!("{key}.index"),
+        time_index_key: format!("{key}.timeindex"),
+        created_ms: 1_700_000_000_000,
+    }
+}
+
+pub(super) fn commit(
+    topic_id: Uuid,
+    partition: i32,
+    leader_epoch: i32,
+    chunk: ChunkMeta,
+) -> ChunkCommit {
+    ChunkCommit {
+        topic_id,
+        partition,
+        leader_epoch,
+        chunk,
+        producers: Vec::new(),
+    }
+}
+
+/// Everything the coordinator persists, as its public API shows it.
+pub(super) type Snapshot = Vec<(TopicMeta, Vec<(Option<PartitionLeader>, PartitionLog)>)>;
+
+pub(super) fn snapshot(coordinator: &Coordinator) -> Snapshot {
+    coordinator
+        .topics()
+        .into_iter()
+        .map(|topic| {
+            let partitions = (0..topic.partitions)
+                .map(|p| {
+                    let log = coordinator.partition_log(topic.topic_id, p).unwrap();
+                    (coordinator.leader(topic.topic_id, p), log)
+                })
+                .collect();
+            (topic, partitions)
+        })
+        .collect()
+}

@@ -1,0 +1,47 @@
+//! The coordinator's errors, each with the Kafka error code a broker answers with.
+
+use crate::metadata_store::MetaStoreError;
+
+/// The messages are meant for clients (a response's `error_message`).
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    #[error("{0}")]
+    UnknownTopicOrPartition(String),
+    #[error("{0}")]
+    TopicAlreadyExists(String),
+    #[error("{0}")]
+    InvalidTopic(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    InvalidConfig(String),
+    /// The committing leader was deposed: its leader epoch is not the partition's current one.
+    #[error("{0}")]
+    FencedLeaderEpoch(String),
+    /// The commit does not continue the partition's log (flush) or no longer matches it
+    /// (segment): the caller's view of the log is stale.
+    #[error("{0}")]
+    NonContiguousCommit(String),
+    #[error("{0}")]
+    OffsetOutOfRange(String),
+    #[error(transparent)]
+    Store(#[from] MetaStoreError),
+}
+
+impl CoordinatorError {
+    /// The Kafka error code.
+    pub fn error_code(&self) -> i16 {
+        match self {
+            CoordinatorError::UnknownTopicOrPartition(_) => 3, // UNKNOWN_TOPIC_OR_PARTITION
+            CoordinatorError::TopicAlreadyExists(_) => 36,     // TOPIC_ALREADY_EXISTS
+            CoordinatorError::InvalidTopic(_) => 17,           // INVALID_TOPIC_EXCEPTION
+            CoordinatorError::InvalidPartitions(_) => 37,      // INVALID_PARTITIONS
+            CoordinatorError::InvalidConfig(_) => 40,          // INVALID_CONFIG
+            CoordinatorError::FencedLeaderEpoch(_) => 74,      // FENCED_LEADER_EPOCH
+            // No Kafka equivalent: the broker acts on it (reloads the partition) itself.
+            CoordinatorError::NonContiguousCommit(_) => -1, // UNKNOWN_SERVER_ERROR
+            CoordinatorError::OffsetOutOfRange(_) => 1,     // OFFSET_OUT_OF_RANGE
+            CoordinatorError::Store(_) => 56,               // KAFKA_STORAGE_ERROR
+        }
+    }
+}

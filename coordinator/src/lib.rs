@@ -1,0 +1,148 @@
+//! Strata's coordinator: the nameserver that holds all metadata while brokers stay stateless.
+//!
+//! It keeps the broker registry, topics and their configs, partition leadership with leader
+//! epochs, producer-id allocation and each partition's committed log (chunks in flush objects,
+//! compacted segments, log start offset). Everything but the broker registry is persisted
+//! through a [`MetadataStore`]: [`EmbeddedStore`] (one file in the data dir) in standalone mode.
+
+pub mod coordinator;
+pub mod embedded;
+pub mod error;
+pub mod metadata_store;
+pub mod topic_config;
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use crate::coordinator::Coordinator;
+pub use crate::embedded::EmbeddedStore;
+pub use crate::error::CoordinatorError;
+pub use crate::metadata_store::{MetaStoreError, MetadataStore, Txn};
+pub use crate::topic_config::{BrokerDefaults, CleanupPolicy, TimestampType, TopicConfig};
+
+/// A live broker, as it advertises itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerInfo {
+    pub broker_id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub name: String,
+    pub topic_id: Uuid,
+    pub partitions: i32,
+    /// Explicit topic-level overrides only; see [`Coordinator::topic_config`] for effective values.
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionLeader {
+    pub broker_id: i32,
+    pub leader_epoch: i32,
+}
+
+/// One batch of an idempotent producer, remembered to answer duplicates with their offsets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerBatch {
+    pub first_seq: i32,
+    pub last_seq: i32,
+    pub base_offset: i64,
+    pub last_offset: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerState {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// The last 5 batches (Kafka's idempotence window), oldest first.
+    pub batches: Vec<ProducerBatch>,
+}
+
+/// A committed range of one partition's batches inside a flush object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkMeta {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+    pub size: u64,
+    pub object_key: String,
+    pub byte_range: Range<u64>,
+}
+
+/// A compacted LogSegment of one partition with its offset and time indexes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentMeta {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+    pub size: u64,
+    pub log_key: String,
+    pub offset_index_key: String,
+    pub time_index_key: String,
+    pub created_ms: i64,
+}
+
+/// One partition's share of a flush.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkCommit {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub chunk: ChunkMeta,
+    /// The producer states touched by this chunk.
+    pub producers: Vec<ProducerState>,
+}
+
+/// The checkpoint of one partition: everything needed to serve it after a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionLog {
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+    /// Oldest first; segments always precede the chunks.
+    pub segments: Vec<SegmentMeta>,
+    /// Oldest first.
+    pub chunks: Vec<ChunkMeta>,
+    /// By producer id.
+    pub producers: Vec<ProducerState>,
+}
+
+/// AlterConfigs (Replace: the new complete set of overrides) or IncrementalAlterConfigs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConfigAlteration {
+    Replace(BTreeMap<String, String>),
+    Incremental(Vec<(String, AlterConfigOp)>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AlterConfigOp {
+    Set(String),
+    Delete,
+    /// List-valued configs only.
+    Append(String),
+    /// List-valued configs only.
+    Subtract(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigEntry {
+    pub name: String,
+    pub value: Option<String>,
+    pub source: ConfigSource,
+    pub read_only: bool,
+    pub sensitive: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConfigSource {
+    TopicOverride,
+    /// Set in the broker's config file.
+    BrokerDefault,
+    /// Built in.
+    Default,
+}

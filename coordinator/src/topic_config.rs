@@ -1,0 +1,554 @@
+//! Topic configs: the typed effective values of the topic-level configs Strata supports, the
+//! broker-level defaults they fall back to, and their validation, with Kafka's names and limits.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Display;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::CoordinatorError;
+use crate::{AlterConfigOp, ConfigAlteration, ConfigEntry, ConfigSource};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TimestampType {
+    CreateTime,
+    LogAppendTime,
+}
+
+/// Only `delete`: log compaction is not supported yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CleanupPolicy {
+    Delete,
+}
+
+/// The effective configs of a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicConfig {
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub segment_bytes: i64,
+    pub segment_ms: i64,
+    pub max_message_bytes: i32,
+    pub message_timestamp_type: TimestampType,
+    pub cleanup_policy: CleanupPolicy,
+}
+
+/// Kafka's built-in defaults.
+impl Default for TopicConfig {
+    fn default() -> Self {
+        TopicConfig {
+            retention_ms: 604_800_000,
+            retention_bytes: -1,
+            segment_bytes: 1_073_741_824,
+            segment_ms: 604_800_000,
+            max_message_bytes: 1_048_588,
+            message_timestamp_type: TimestampType::CreateTime,
+            cleanup_policy: CleanupPolicy::Delete,
+        }
+    }
+}
+
+const CLEANUP_POLICY: &str = "cleanup.policy";
+
+/// Every supported topic config: (topic-level name, broker-level name of its default).
+const TOPIC_CONFIGS: [(&str, &str); 7] = [
+    (CLEANUP_POLICY, "log.cleanup.policy"),
+    ("max.message.bytes", "message.max.bytes"),
+    ("message.timestamp.type", "log.message.timestamp.type"),
+    ("retention.bytes", "log.retention.bytes"),
+    ("retention.ms", "log.retention.ms"),
+    ("segment.bytes", "log.segment.bytes"),
+    ("segment.ms", "log.roll.ms"),
+];
+
+const NUM_PARTITIONS: &str = "num.partitions";
+
+impl TopicConfig {
+    /// The effective config of a topic: its overrides over the broker defaults.
+    pub fn resolve(
+        defaults: &BrokerDefaults,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<Self, CoordinatorError> {
+        let mut config = defaults.topic.clone();
+        for (name, value) in overrides {
+            config.set(name, value)?;
+        }
+        Ok(config)
+    }
+
+    /// Sets one config by its topic-level name, validated.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), CoordinatorError> {
+        self.set_as(name, value, name)
+    }
+
+    /// The value of a config by its topic-level name, as Kafka prints it.
+    pub fn value(&self, name: &str) -> Option<String> {
+        Some(match name {
+            CLEANUP_POLICY => "delete".to_string(),
+            "max.message.bytes" => self.max_message_bytes.to_string(),
+            "message.timestamp.type" => format!("{:?}", self.message_timestamp_type),
+            "retention.bytes" => self.retention_bytes.to_string(),
+            "retention.ms" => self.retention_ms.to_string(),
+            "segment.bytes" => self.segment_bytes.to_string(),
+            "segment.ms" => self.segment_ms.to_string(),
+            _ => return None,
+        })
+    }
+
+    /// Sets `name` (topic-level); errors call it `shown_as` (the broker-level name for defaults).
+    fn set_as(&mut self, name: &str, value: &str, shown_as: &str) -> Result<(), CoordinatorError> {
+        match name {
+            CLEANUP_POLICY => self.cleanup_policy = parse_cleanup_policy(shown_as, value)?,
+            "max.message.bytes" => self.max_message_bytes = parse_number(shown_as, value, 0)?,
+            "message.timestamp.type" => {
+                self.message_timestamp_type = match value.trim() {
+                    "CreateTime" => TimestampType::CreateTime,
+                    "LogAppendTime" => TimestampType::LogAppendTime,
+                    _ => {
+                        return Err(invalid_value(
+                            shown_as,
+                            value,
+                            "String must be one of: CreateTime, LogAppendTime",
+                        ))
+                    }
+                }
+            }
+            "retention.bytes" => self.retention_bytes = parse_number(shown_as, value, -1)?,
+            "retention.ms" => self.retention_ms = parse_number(shown_as, value, -1)?,
+            // An INT in Kafka, so at most 2 GiB.
+            "segment.bytes" => {
+                self.segment_bytes = parse_number::<i32>(shown_as, value, 14)?.into()
+            }
+            "segment.ms" => self.segment_ms = parse_number(shown_as, value, 1)?,
+            _ => {
+                return Err(CoordinatorError::InvalidConfig(format!(
+                    "Unknown config name: {shown_as}"
+                )))
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The broker-level defaults of topic configs, from the broker's config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerDefaults {
+    /// `num.partitions`: for topics created without a partition count (and auto-created ones).
+    pub num_partitions: i32,
+    /// The defaults of the topic-level configs (`log.retention.ms`, `message.max.bytes`, ...).
+    pub topic: TopicConfig,
+    /// The broker-level names set through [`BrokerDefaults::set`].
+    set_names: BTreeSet<String>,
+}
+
+impl Default for BrokerDefaults {
+    fn default() -> Self {
+        BrokerDefaults {
+            num_partitions: 1,
+            topic: TopicConfig::default(),
+            set_names: BTreeSet::new(),
+        }
+    }
+}
+
+impl BrokerDefaults {
+    /// Sets a default by its broker-level name (`num.partitions`, `log.retention.ms`, ...).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), CoordinatorError> {
+        if key == NUM_PARTITIONS {
+            self.num_partitions = parse_number(key, value, 1)?;
+        } else {
+            let (topic_name, _) = TOPIC_CONFIGS
+                .iter()
+                .find(|(_, broker_name)| *broker_name == key)
+                .ok_or_else(|| {
+                    CoordinatorError::InvalidConfig(format!("Unknown config name: {key}"))
+                })?;
+            self.topic.set_as(topic_name, value, key)?;
+        }
+        self.set_names.insert(key.to_string());
+        Ok(())
+    }
+
+    /// Every broker-level config, for DescribeConfigs on a broker.
+    pub(crate) fn describe(&self) -> Vec<ConfigEntry> {
+        let mut entries: Vec<ConfigEntry> = TOPIC_CONFIGS
+            .iter()
+            .map(|(topic_name, broker_name)| (*broker_name, self.topic.value(topic_name)))
+            .chain([(NUM_PARTITIONS, Some(self.num_partitions.to_string()))])
+            .map(|(name, value)| ConfigEntry {
+                name: name.to_string(),
+                value,
+                source: self.source(name),
+                // Static: set in the config file.
+                read_only: true,
+                sensitive: false,
+            })
+            .collect();
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        entries
+    }
+
+    /// Every topic-level config of a topic with these overrides, for DescribeConfigs.
+    pub(crate) fn describe_topic(
+        &self,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<Vec<ConfigEntry>, CoordinatorError> {
+        let effective = TopicConfig::resolve(self, overrides)?;
+        Ok(TOPIC_CONFIGS
+            .iter()
+            .map(|(topic_name, broker_name)| ConfigEntry {
+                name: topic_name.to_string(),
+                value: effective.value(topic_name),
+                source: if overrides.contains_key(*topic_name) {
+                    ConfigSource::TopicOverride
+                } else {
+                    self.source(broker_name)
+                },
+                read_only: false,
+                sensitive: false,
+            })
+            .collect())
+    }
+
+    /// The new overrides of a topic after `alteration`, validated.
+    pub(crate) fn alter_overrides(
+        &self,
+        overrides: &BTreeMap<String, String>,
+        alteration: ConfigAlteration,
+    ) -> Result<BTreeMap<String, String>, CoordinatorError> {
+        let altered = match alteration {
+            ConfigAlteration::Replace(configs) => configs,
+            ConfigAlteration::Incremental(ops) => {
+                let mut altered = overrides.clone();
+                for (name, op) in ops {
+                    if !TOPIC_CONFIGS
+                        .iter()
+                        .any(|(topic_name, _)| *topic_name == name)
+                    {
+                        return Err(CoordinatorError::InvalidConfig(format!(
+                            "Unknown config name: {name}"
+                        )));
+                    }
+                    match op {
+                        AlterConfigOp::Set(value) => {
+                            altered.insert(name, value);
+                        }
+                        AlterConfigOp::Delete => {
+                            altered.remove(&name);
+                        }
+                        AlterConfigOp::Append(items) | AlterConfigOp::Subtract(items)
+                            if name != CLEANUP_POLICY =>
+                        {
+                            return Err(CoordinatorError::InvalidConfig(format!(
+                                "Config value append/subtract is not allowed for config key {name}: \
+                                 it is not a list (values: {items})"
+                            )));
+                        }
+                        AlterConfigOp::Append(items) => {
+                            let mut list = self.list_value(&altered, &name)?;
+                            for item in split_list(&items) {
+                                if !list.contains(&item) {
+                                    list.push(item);
+                                }
+                            }
+                            altered.insert(name, list.join(","));
+                        }
+                        AlterConfigOp::Subtract(items) => {
+                            let remove = split_list(&items);
+                            let mut list = self.list_value(&altered, &name)?;
+                            list.retain(|item| !remove.contains(item));
+                            altered.insert(name, list.join(","));
+                        }
+                    }
+                }
+                altered
+            }
+        };
+        TopicConfig::resolve(self, &altered)?;
+        Ok(altered)
+    }
+
+    /// The items of a list-valued config: its override, else its effective default.
+    fn list_value(
+        &self,
+        overrides: &BTreeMap<String, String>,
+        name: &str,
+    ) -> Result<Vec<String>, CoordinatorError> {
+        match overrides.get(name) {
+            Some(value) => Ok(split_list(value)),
+            None => Ok(split_list(
+                &TopicConfig::resolve(self, overrides)?
+                    .value(name)
+                    .unwrap_or_default(),
+            )),
+        }
+    }
+
+    fn source(&self, broker_name: &str) -> ConfigSource {
+        if self.set_names.contains(broker_name) {
+            ConfigSource::BrokerDefault
+        } else {
+            ConfigSource::Default
+        }
+    }
+}
+
+fn split_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn parse_cleanup_policy(name: &str, value: &str) -> Result<CleanupPolicy, CoordinatorError> {
+    let items = split_list(value);
+    if items.iter().any(|item| item == "compact") {
+        return Err(CoordinatorError::InvalidConfig(format!(
+            "{name}={value} is not supported: Strata does not implement log compaction yet \
+             (only cleanup.policy=delete)"
+        )));
+    }
+    if items.is_empty() || items.iter().any(|item| item != "delete") {
+        return Err(invalid_value(name, value, "String must be one of: delete"));
+    }
+    Ok(CleanupPolicy::Delete)
+}
+
+fn parse_number<T: FromStr + PartialOrd + Display>(
+    name: &str,
+    value: &str,
+    min: T,
+) -> Result<T, CoordinatorError> {
+    let n: T = value
+        .trim()
+        .parse()
+        .map_err(|_| invalid_value(name, value, "Not a number of the expected type"))?;
+    if n < min {
+        return Err(invalid_value(
+            name,
+            value,
+            &format!("Value must be at least {min}"),
+        ));
+    }
+    Ok(n)
+}
+
+fn invalid_value(name: &str, value: &str, reason: &str) -> CoordinatorError {
+    CoordinatorError::InvalidConfig(format!(
+        "Invalid value {value} for configuration {name}: {reason}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn overrides(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
+        entries
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn assert_invalid(result: Result<impl std::fmt::Debug, CoordinatorError>, needle: &str) {
+        match result {
+            Err(CoordinatorError::InvalidConfig(message)) => {
+                assert!(
+                    message.contains(needle),
+                    "{message:?} does not mention {needle:?}"
+                )
+            }
+            other => panic!("expected InvalidConfig mentioning {needle:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn resolve_applies_overrides_over_defaults() {
+        let mut defaults = BrokerDefaults::default();
+        defaults.set("log.retention.ms", "60000").unwrap();
+        defaults.set("num.partitions", "3").unwrap();
+        let config = TopicConfig::resolve(
+            &defaults,
+            &overrides(&[
+                ("segment.bytes", "1024"),
+                ("message.timestamp.type", "LogAppendTime"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(defaults.num_partitions, 3);
+        assert_eq!(
+            config,
+            TopicConfig {
+                retention_ms: 60_000,
+                segment_bytes: 1024,
+                message_timestamp_type: TimestampType::LogAppendTime,
+                ..TopicConfig::default()
+            }
+        );
+    }
+
+    #[test]
+    fn validation_follows_kafka_limits() {
+        let mut config = TopicConfig::default();
+        assert_invalid(config.set("segment.bytes", "13"), "at least 14");
+        assert_invalid(config.set("segment.bytes", "4294967296"), "segment.bytes");
+        assert_invalid(config.set("retention.ms", "-2"), "at least -1");
+        assert_invalid(config.set("retention.bytes", "lots"), "retention.bytes");
+        assert_invalid(config.set("segment.ms", "0"), "at least 1");
+        assert_invalid(config.set("max.message.bytes", "-1"), "at least 0");
+        assert_invalid(
+            config.set("message.timestamp.type", "createtime"),
+            "CreateTime",
+        );
+        assert_invalid(config.set("cleanup.policy", "compact"), "compaction");
+        assert_invalid(config.set("cleanup.policy", "compact,delete"), "compaction");
+        assert_invalid(config.set("cleanup.policy", "shred"), "cleanup.policy");
+        assert_invalid(config.set("flush.ms", "1"), "flush.ms");
+        // Nothing invalid was applied.
+        assert_eq!(config, TopicConfig::default());
+        config.set("retention.ms", "-1").unwrap();
+        config.set("cleanup.policy", " delete ").unwrap();
+        assert_eq!(config.retention_ms, -1);
+    }
+
+    #[test]
+    fn broker_defaults_use_broker_level_names() {
+        let mut defaults = BrokerDefaults::default();
+        defaults.set("message.max.bytes", "2000").unwrap();
+        defaults.set("log.roll.ms", "1000").unwrap();
+        assert_eq!(defaults.topic.max_message_bytes, 2000);
+        assert_eq!(defaults.topic.segment_ms, 1000);
+        assert_invalid(
+            defaults.set("max.message.bytes", "2000"),
+            "max.message.bytes",
+        );
+        assert_invalid(defaults.set("num.partitions", "0"), "num.partitions");
+        assert_invalid(defaults.set("log.segment.bytes", "1"), "log.segment.bytes");
+        assert_invalid(defaults.set("log.cleanup.policy", "compact"), "compaction");
+    }
+
+    #[test]
+    fn describe_reports_sources() {
+        let mut defaults = BrokerDefaults::default();
+        defaults.set("log.retention.bytes", "1000").unwrap();
+        let entries = defaults
+            .describe_topic(&overrides(&[("retention.ms", "5")]))
+            .unwrap();
+        let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "cleanup.policy",
+                "max.message.bytes",
+                "message.timestamp.type",
+                "retention.bytes",
+                "retention.ms",
+                "segment.bytes",
+                "segment.ms"
+            ]
+        );
+        let entry = |name: &str| entries.iter().find(|e| e.name == name).unwrap().clone();
+        assert_eq!(entry("retention.ms").value.as_deref(), Some("5"));
+        assert_eq!(entry("retention.ms").source, ConfigSource::TopicOverride);
+        assert_eq!(entry("retention.bytes").value.as_deref(), Some("1000"));
+        assert_eq!(entry("retention.bytes").source, ConfigSource::BrokerDefault);
+        assert_eq!(
+            entry("message.timestamp.type").value.as_deref(),
+            Some("CreateTime")
+        );
+        assert_eq!(entry("cleanup.policy").source, ConfigSource::Default);
+        assert!(entries.iter().all(|e| !e.read_only && !e.sensitive));
+
+        let broker = defaults.describe();
+        assert_eq!(broker.len(), 8);
+        let retention = broker
+            .iter()
+            .find(|e| e.name == "log.retention.bytes")
+            .unwrap();
+        assert_eq!(
+            (retention.value.as_deref(), retention.source),
+            (Some("1000"), ConfigSource::BrokerDefault)
+        );
+        let partitions = broker.iter().find(|e| e.name == "num.partitions").unwrap();
+        assert_eq!(
+            (partitions.value.as_deref(), partitions.source),
+            (Some("1"), ConfigSource::Default)
+        );
+    }
+
+    #[test]
+    fn incremental_alterations() {
+        let defaults = BrokerDefaults::default();
+        let current = overrides(&[("retention.ms", "5"), ("segment.ms", "10")]);
+        let altered = defaults
+            .alter_overrides(
+                &current,
+                ConfigAlteration::Incremental(vec![
+                    ("retention.ms".into(), AlterConfigOp::Delete),
+                    ("retention.bytes".into(), AlterConfigOp::Set("100".into())),
+                    (
+                        "cleanup.policy".into(),
+                        AlterConfigOp::Append("delete".into()),
+                    ),
+                ]),
+            )
+            .unwrap();
+        assert_eq!(
+            altered,
+            overrides(&[
+                ("cleanup.policy", "delete"),
+                ("retention.bytes", "100"),
+                ("segment.ms", "10")
+            ])
+        );
+        let append = |op| ConfigAlteration::Incremental(vec![("cleanup.policy".into(), op)]);
+        assert_invalid(
+            defaults.alter_overrides(&current, append(AlterConfigOp::Append("compact".into()))),
+            "compaction",
+        );
+        assert_invalid(
+            defaults.alter_overrides(&current, append(AlterConfigOp::Subtract("delete".into()))),
+            "cleanup.policy",
+        );
+        assert_invalid(
+            defaults.alter_overrides(
+                &current,
+                ConfigAlteration::Incremental(vec![(
+                    "retention.ms".into(),
+                    AlterConfigOp::Append("1".into()),
+                )]),
+            ),
+            "retention.ms",
+        );
+        assert_invalid(
+            defaults.alter_overrides(
+                &current,
+                ConfigAlteration::Incremental(vec![("bogus".into(), AlterConfigOp::Delete)]),
+            ),
+            "bogus",
+        );
+    }
+
+    #[test]
+    fn replace_sets_the_complete_overrides() {
+        let defaults = BrokerDefaults::default();
+        let current = overrides(&[("retention.ms", "5")]);
+        let replaced = defaults
+            .alter_overrides(
+                &current,
+                ConfigAlteration::Replace(overrides(&[("segment.ms", "10")])),
+            )
+            .unwrap();
+        assert_eq!(replaced, overrides(&[("segment.ms", "10")]));
+        assert_invalid(
+            defaults.alter_overrides(
+                &current,
+                ConfigAlteration::Replace(overrides(&[("segment.ms", "0")])),
+            ),
+            "segment.ms",
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! State shared by every connection and background task of one broker: its identity, the
+//! coordinator, the object store, and the partitions it leads.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use coordinator::coordinator::Coordinator;
+use coordinator::error::CoordinatorError;
+use coordinator::TopicMeta;
+use proto_compat::kafka_protocol::error::ResponseError;
+use segment_store::read_cache::ReadCache;
+use segment_store::store::ObjectStore;
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use crate::config::BrokerConfig;
+use crate::flusher::FlushQueue;
+use crate::metrics::Metrics;
+use crate::partition::log_reader::LogReader;
+use crate::partition::Partition;
+
+pub struct Broker {
+    pub broker_id: i32,
+    pub config: BrokerConfig,
+    pub coordinator: Arc<Coordinator>,
+    pub store: Arc<dyn ObjectStore>,
+    pub read_cache: ReadCache,
+    pub metrics: Arc<Metrics>,
+    pub flush_queue: FlushQueue,
+    /// Permits are bytes produced but not yet flushed (bounded memory, backpressure).
+    pub buffer: Semaphore,
+    partitions: RwLock<HashMap<(Uuid, i32), Arc<Partition>>>,
+}
+
+impl Broker {
+    pub fn new(
+        broker_id: i32,
+        config: BrokerConfig,
+        coordinator: Arc<Coordinator>,
+        store: Arc<dyn ObjectStore>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            broker_id,
+            read_cache: ReadCache::new(store.clone(), config.read_cache_bytes),
+            buffer: Semaphore::new(config.buffer_max_bytes),
+            flush_queue: FlushQueue::new(metrics.buffered_bytes.clone()),
+            config,
+            coordinator,
+            store,
+            metrics,
+            partitions: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn log_reader(&self) -> LogReader<'_> {
+        LogReader {
+            cache: &self.read_cache,
+            coordinator: &self.coordinator,
+        }
+    }
+
+    /// The partition if this broker leads it, its checkpoint loaded on first use; else the
+    /// Kafka error code to answer with.
+    pub fn partition(&self, topic: &TopicMeta, index: i32) -> Result<Arc<Partition>, i16> {
+        if index < 0 || index >= topic.partitions {
+            return Err(ResponseError::UnknownTopicOrPartition.code());
+        }
+        let key = (topic.topic_id, index);
+        if let Some(partition) = self.partitions.read().unwrap().get(&key) {
+            return Ok(partition.clone());
+        }
+        let leader = self
+            .coordinator
+            .leader(topic.topic_id, index)
+            .ok_or(ResponseError::LeaderNotAvailable.code())?;
+        if leader.broker_id != self.broker_id {
+            return Err(ResponseError::NotLeaderOrFollower.code());
+        }
+        let log = self
+            .coordinator
+            .partition_log(topic.topic_id, index)
+            .ok_or(ResponseError::UnknownTopicOrPartition.code())?;
+        let mut partitions = self.partitions.write().unwrap();
+        let partition = partitions.entry(key).or_insert_with(|| {
+            Arc::new(Partition::new(
+                topic.topic_id,
+                topic.name.clone(),
+                index,
+                leader.leader_epoch,
+                log,
+                self.metrics.topic(&topic.name),
+            ))
+        });
+        Ok(partition.clone())
+    }
+
+    /// Partitions loaded on this broker (the ones it has served since it started).
+    pub fn loaded_partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().unwrap().values().cloned().collect()
+    }
+
+    /// How much of the committed tail one partition keeps in memory.
+    pub fn tail_limit(&self) -> usize {
+        let count = self.partitions.read().unwrap().len().max(1);
+        (self.config.tail_cache_bytes / count).max(256 * 1024)
+    }
+
+    /// Forgets a deleted topic: its partitions stop accepting writes and wake their waiters.
+    pub fn forget_topic(&self, topic: &TopicMeta) {
+        let mut partitions = self.partitions.write().unwrap();
+        partitions.retain(|&(topic_id, _), partition| {
+            let keep = topic_id != topic.topic_id;
+            if !keep {
+                partition.close();
+            }
+            keep
+        });
+        self.metrics.remove_topic(&topic.name);
+    }
+
+    /// The topic `name`, created with the default settings if it is missing and
+    /// auto-creation is both enabled on the broker and allowed by the request.
+    pub async fn topic_or_auto_create(
+        &self,
+        name: &str,
+        allow_auto_create: bool,
+    ) -> Result<TopicMeta, CoordinatorError> {
+        if let Some(topic) = self.coordinator.topic(name) {
+            return Ok(topic);
+        }
+        if !(allow_auto_create && self.config.auto_create_topics_enable) {
+            return Err(CoordinatorError::UnknownTopicOrPartition(name.to_string()));
+        }
+        let partitions = self.coordinator.defaults().num_partitions;
+        match self
+            .coordinator
+            .create_topic(name, partitions, Default::default(), false)
+            .await
+        {
+            Ok(topic) => {
+                tracing::info!(topic = name, partitions, "auto-created topic");
+                Ok(topic)
+            }
+            // Another request created it first.
+            Err(CoordinatorError::TopicAlreadyExists(_)) => self
+                .coordinator
+                .topic(name)
+                .ok_or_else(|| CoordinatorError::UnknownTopicOrPartition(name.to_string())),
+            Err(e) => Err(e),
+        }
+    }
+}

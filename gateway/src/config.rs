@@ -1,0 +1,240 @@
+//! Broker settings: command-line flags (each also `STRATA_<FLAG>` in the environment) and
+//! the optional TOML file with Kafka-style keys.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use coordinator::topic_config::BrokerDefaults;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "strata",
+    version,
+    about = "A Kafka-compatible streaming log on object storage"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the coordinator and one broker in one process, on a local data directory.
+    Standalone(StandaloneArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StandaloneArgs {
+    /// Directory for the coordinator's metadata file (and the objects, unless --storage says otherwise).
+    #[arg(long, env = "STRATA_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Address the Kafka listener binds to.
+    #[arg(long, env = "STRATA_LISTEN", default_value = "127.0.0.1:9092")]
+    pub listen: SocketAddr,
+    /// HOST:PORT that clients are told to connect to (default: the listen address).
+    #[arg(long, env = "STRATA_ADVERTISED_LISTENER")]
+    pub advertised_listener: Option<String>,
+    /// Address of the HTTP server for GET /metrics, /healthz and /readyz.
+    #[arg(long, env = "STRATA_HTTP", default_value = "127.0.0.1:9644")]
+    pub http: SocketAddr,
+    /// Object storage URL: file:///path or memory:// (default: file://DATA_DIR/objects).
+    #[arg(long, env = "STRATA_STORAGE")]
+    pub storage: Option<String>,
+    /// TOML file of broker settings with Kafka-style keys, e.g. "num.partitions" = 3.
+    #[arg(long, env = "STRATA_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl StandaloneArgs {
+    pub fn storage_url(&self) -> anyhow::Result<String> {
+        match &self.storage {
+            Some(url) => Ok(url.clone()),
+            None => {
+                let dir = std::path::absolute(self.data_dir.join("objects"))?;
+                Ok(format!("file://{}", dir.display()))
+            }
+        }
+    }
+
+    /// The advertised (host, port).
+    pub fn advertised(&self) -> anyhow::Result<(String, i32)> {
+        let Some(listener) = &self.advertised_listener else {
+            return Ok((self.listen.ip().to_string(), i32::from(self.listen.port())));
+        };
+        let (host, port) = listener
+            .rsplit_once(':')
+            .ok_or_else(|| anyhow::anyhow!("--advertised-listener {listener:?} is not HOST:PORT"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--advertised-listener {listener:?} has a bad port"))?;
+        Ok((host.to_string(), i32::from(port)))
+    }
+}
+
+/// Settings of the broker process itself; topic defaults live in [`BrokerDefaults`].
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub auto_create_topics_enable: bool,
+    /// A flush starts at once when the flusher is idle; under load the next one waits until
+    /// this much is buffered or `flush_interval` has passed since the previous one started.
+    pub flush_bytes: usize,
+    pub flush_interval: Duration,
+    /// Bound on produced bytes not yet flushed; producers wait beyond it.
+    pub buffer_max_bytes: usize,
+    /// Committed recent batches kept in memory for tail consumers, over all partitions.
+    pub tail_cache_bytes: usize,
+    pub read_cache_bytes: u64,
+    pub socket_request_max_bytes: usize,
+    pub index_interval_bytes: usize,
+    pub compaction_interval: Duration,
+    /// A partition's chunks are compacted into a segment at this many bytes, or when the
+    /// oldest has waited `compaction_max_lag`.
+    pub compaction_bytes: u64,
+    pub compaction_max_lag: Duration,
+    pub retention_check_interval: Duration,
+    /// How long an object stays after nothing references it (readers may still be on it).
+    pub object_delete_grace: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            auto_create_topics_enable: true,
+            flush_bytes: 8 * 1024 * 1024,
+            flush_interval: Duration::from_millis(10),
+            buffer_max_bytes: 64 * 1024 * 1024,
+            tail_cache_bytes: 64 * 1024 * 1024,
+            read_cache_bytes: 128 * 1024 * 1024,
+            socket_request_max_bytes: proto_compat::frame::DEFAULT_MAX_REQUEST_BYTES,
+            index_interval_bytes: 4096,
+            compaction_interval: Duration::from_secs(10),
+            compaction_bytes: 64 * 1024 * 1024,
+            compaction_max_lag: Duration::from_secs(60),
+            retention_check_interval: Duration::from_secs(300),
+            object_delete_grace: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("config {key} = {value:?}: {reason}")]
+    Invalid {
+        key: String,
+        value: String,
+        reason: String,
+    },
+}
+
+/// Loads the TOML file (if any) into broker settings and topic defaults.
+pub fn load(path: Option<&Path>) -> Result<(BrokerConfig, BrokerDefaults), ConfigError> {
+    let mut broker = BrokerConfig::default();
+    let mut defaults = BrokerDefaults::default();
+    let Some(path) = path else {
+        return Ok((broker, defaults));
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let table: toml::Table = text.parse().map_err(|source| ConfigError::Parse {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    })?;
+    for (key, value) in table {
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => other.to_string(),
+        };
+        apply(&mut broker, &mut defaults, &key, &value)?;
+    }
+    Ok((broker, defaults))
+}
+
+fn apply(
+    broker: &mut BrokerConfig,
+    defaults: &mut BrokerDefaults,
+    key: &str,
+    value: &str,
+) -> Result<(), ConfigError> {
+    let invalid = |reason: &str| ConfigError::Invalid {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason: reason.to_string(),
+    };
+    let bytes = || value.parse::<u64>().map_err(|_| invalid("expected a byte count"));
+    let millis = || {
+        value
+            .parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|_| invalid("expected milliseconds"))
+    };
+    match key {
+        "auto.create.topics.enable" => {
+            broker.auto_create_topics_enable = value.parse().map_err(|_| invalid("expected true or false"))?
+        }
+        "flush.bytes" => broker.flush_bytes = bytes()? as usize,
+        "flush.interval.ms" => broker.flush_interval = millis()?,
+        "buffer.max.bytes" => broker.buffer_max_bytes = bytes()? as usize,
+        "tail.cache.bytes" => broker.tail_cache_bytes = bytes()? as usize,
+        "read.cache.bytes" => broker.read_cache_bytes = bytes()?,
+        "socket.request.max.bytes" => broker.socket_request_max_bytes = bytes()? as usize,
+        "index.interval.bytes" => broker.index_interval_bytes = bytes()?.max(1) as usize,
+        "compaction.interval.ms" => broker.compaction_interval = millis()?,
+        "compaction.bytes" => broker.compaction_bytes = bytes()?,
+        "compaction.max.lag.ms" => broker.compaction_max_lag = millis()?,
+        "log.retention.check.interval.ms" => broker.retention_check_interval = millis()?,
+        "object.delete.grace.ms" => broker.object_delete_grace = millis()?,
+        _ => defaults
+            .set(key, value)
+            .map_err(|e| invalid(&e.to_string()))?,
+    }
+    if key == "buffer.max.bytes" && broker.buffer_max_bytes == 0 {
+        return Err(invalid("must be positive"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str) -> Result<(BrokerConfig, BrokerDefaults), ConfigError> {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        load(Some(file.path()))
+    }
+
+    #[test]
+    fn kafka_style_keys_set_broker_settings_and_topic_defaults() {
+        let (broker, defaults) = load_str(
+            "\"auto.create.topics.enable\" = false\n\"num.partitions\" = 3\n\"flush.interval.ms\" = 5\n",
+        )
+        .unwrap();
+        assert!(!broker.auto_create_topics_enable);
+        assert_eq!(broker.flush_interval, Duration::from_millis(5));
+        assert_eq!(defaults.num_partitions, 3);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named_in_the_error() {
+        let err = load_str("\"no.such.key\" = 1\n").unwrap_err().to_string();
+        assert!(err.contains("no.such.key"), "{err}");
+        let err = load_str("\"flush.bytes\" = \"lots\"\n").unwrap_err().to_string();
+        assert!(err.contains("flush.bytes") && err.contains("byte count"), "{err}");
+    }
+}

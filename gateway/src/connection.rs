@@ -1,0 +1,138 @@
+//! One client connection: reads size-prefixed frames, decodes them, runs each request's
+//! handler as its own task so pipelined requests proceed together, and writes the responses
+//! back strictly in request order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use proto_compat::api_versions::api_versions_response;
+use proto_compat::frame::{read_frame, FrameError};
+use proto_compat::kafka_protocol::error::ResponseError;
+use proto_compat::kafka_protocol::messages::{ApiKey, ResponseKind};
+use proto_compat::request::{decode_request, Request, RequestError};
+use proto_compat::response::{encode_response, EncodeError};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::broker::Broker;
+use crate::handlers;
+
+/// Requests a client may have in flight on one connection before we stop reading
+/// (clients use up to 5); bounds the memory one connection can hold.
+const MAX_IN_FLIGHT: usize = 16;
+
+/// The bytes to write for one request (None: no response, as for acks=0), or why the
+/// connection must close.
+type Response = Result<Option<Bytes>, ResponseFailure>;
+
+#[derive(Debug, thiserror::Error)]
+enum ResponseFailure {
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    #[error("no handler for {0:?}")]
+    Unhandled(ApiKey),
+}
+
+pub async fn serve(
+    broker: Arc<Broker>,
+    socket: TcpStream,
+    peer: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) {
+    let _ = socket.set_nodelay(true);
+    let (mut reader, writer) = socket.into_split();
+    let (responses, pending) = mpsc::channel::<JoinHandle<Response>>(MAX_IN_FLIGHT);
+    let writer = tokio::spawn(write_responses(writer, pending, peer));
+    let max_frame = broker.config.socket_request_max_bytes;
+    loop {
+        let frame = tokio::select! {
+            frame = read_frame(&mut reader, max_frame) => frame,
+            _ = stop.changed() => break,
+        };
+        let frame = match frame {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(FrameError::InvalidSize { size, max }) => {
+                tracing::warn!(%peer, size, max, "closing connection: invalid frame size");
+                break;
+            }
+            Err(FrameError::Io(e)) => {
+                tracing::debug!(%peer, error = %e, "connection read failed");
+                break;
+            }
+        };
+        let task = match decode_request(frame) {
+            Ok(request) => tokio::spawn(handle(broker.clone(), request)),
+            Err(RequestError::UnsupportedVersion {
+                api_key: ApiKey::ApiVersions,
+                correlation_id,
+                ..
+            }) => {
+                // KIP-511: answer a too-new ApiVersions with our ranges in v0 so the
+                // client downgrades instead of failing.
+                let body = ResponseKind::ApiVersions(api_versions_response(
+                    ResponseError::UnsupportedVersion.code(),
+                ));
+                let encoded = encode_response(ApiKey::ApiVersions, 0, correlation_id, &body);
+                tokio::spawn(async move { encoded.map(Some).map_err(ResponseFailure::from) })
+            }
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "closing connection: bad request");
+                break;
+            }
+        };
+        if responses.send(task).await.is_err() {
+            break;
+        }
+    }
+    drop(responses);
+    let _ = writer.await;
+}
+
+async fn handle(broker: Arc<Broker>, request: Request) -> Response {
+    let started = Instant::now();
+    let api_key = request.api_key;
+    let version = request.header.request_api_version;
+    let correlation_id = request.header.correlation_id;
+    let response = handlers::dispatch(&broker, request)
+        .await
+        .ok_or(ResponseFailure::Unhandled(api_key))?;
+    if let Some(metrics) = broker.metrics.api(api_key) {
+        metrics.requests.inc();
+        metrics.latency.observe(started.elapsed().as_secs_f64());
+    }
+    match response {
+        Some(body) => Ok(Some(encode_response(api_key, version, correlation_id, &body)?)),
+        None => Ok(None),
+    }
+}
+
+async fn write_responses(
+    mut writer: OwnedWriteHalf,
+    mut pending: mpsc::Receiver<JoinHandle<Response>>,
+    peer: SocketAddr,
+) {
+    while let Some(task) = pending.recv().await {
+        let bytes = match task.await {
+            Ok(Ok(Some(bytes))) => bytes,
+            Ok(Ok(None)) => continue,
+            Ok(Err(e)) => {
+                tracing::error!(%peer, error = %e, "closing connection: cannot answer request");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(%peer, error = %e, "closing connection: request handler failed");
+                return;
+            }
+        };
+        if let Err(e) = writer.write_all(&bytes).await {
+            tracing::debug!(%peer, error = %e, "connection write failed");
+            return;
+        }
+    }
+}

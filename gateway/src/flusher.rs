@@ -1,0 +1,235 @@
+//! The flusher: seals the buffered batches of all partitions into one flush object, PUTs it,
+//! and commits every partition's chunk to the coordinator in one call (design.md, write path
+//! step 5). One flush is in flight at a time, which keeps each partition's commits in offset
+//! order; what arrives meanwhile goes into the next object (group commit).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use coordinator::error::CoordinatorError;
+use coordinator::ChunkCommit;
+use segment_store::flush_object::{flush_object_key, FlushObjectBuilder};
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::{watch, Notify};
+
+use crate::broker::Broker;
+use crate::partition::{Partition, PendingChunk};
+
+const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(50);
+const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Partitions with buffered batches, in the order they first had some.
+pub struct FlushQueue {
+    dirty: Mutex<Vec<Arc<Partition>>>,
+    buffered_bytes: AtomicUsize,
+    buffered_gauge: Gauge,
+    wake: Notify,
+}
+
+impl FlushQueue {
+    pub fn new(buffered_gauge: Gauge) -> Self {
+        Self {
+            dirty: Mutex::new(Vec::new()),
+            buffered_bytes: AtomicUsize::new(0),
+            buffered_gauge,
+            wake: Notify::new(),
+        }
+    }
+
+    /// Called after every append; `newly_dirty` says the partition had nothing buffered.
+    pub fn appended(&self, partition: &Arc<Partition>, bytes: usize, newly_dirty: bool) {
+        if newly_dirty {
+            self.dirty.lock().unwrap().push(partition.clone());
+        }
+        let total = self.buffered_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.buffered_gauge.set(total as i64);
+        self.wake.notify_one();
+    }
+
+    fn flushed(&self, bytes: usize) {
+        let total = self.buffered_bytes.fetch_sub(bytes, Ordering::Relaxed) - bytes;
+        self.buffered_gauge.set(total as i64);
+    }
+
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered_bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs until `shutdown` turns true and nothing is left buffered.
+pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let queue = &broker.flush_queue;
+    let interval = broker.config.flush_interval;
+    let mut last_start: Option<Instant> = None;
+    loop {
+        while queue.buffered_bytes() == 0 {
+            if *shutdown.borrow() {
+                return;
+            }
+            tokio::select! {
+                _ = queue.wake.notified() => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        // Right after a flush, wait for a full object or the interval; when idle, go at once.
+        if let Some(started) = last_start {
+            let due = started + interval;
+            while queue.buffered_bytes() < broker.config.flush_bytes
+                && Instant::now() < due
+                && !*shutdown.borrow()
+            {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due.into()) => {}
+                    _ = queue.wake.notified() => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+        last_start = Some(Instant::now());
+        flush(&broker).await;
+    }
+}
+
+/// One flush: seal, PUT, commit, publish. Retries until done, because acks=0/1 batches in
+/// it were already acknowledged and acks=all producers are waiting.
+async fn flush(broker: &Broker) {
+    let started = Instant::now();
+    let partitions = std::mem::take(&mut *broker.flush_queue.dirty.lock().unwrap());
+    let chunks: Vec<(Arc<Partition>, PendingChunk)> = partitions
+        .into_iter()
+        .filter_map(|p| p.take_pending().map(|chunk| (p, chunk)))
+        .collect();
+    if chunks.is_empty() {
+        return;
+    }
+    let key = flush_object_key(broker.broker_id);
+    let mut builder = FlushObjectBuilder::new();
+    let mut commits = Vec::with_capacity(chunks.len());
+    for (partition, chunk) in &chunks {
+        let batches: Vec<_> = chunk.batches.iter().map(|b| b.as_bytes().clone()).collect();
+        let byte_range = builder.add_chunk(
+            partition.topic_id,
+            partition.index,
+            chunk.base_offset,
+            chunk.last_offset,
+            &batches,
+        );
+        commits.push(ChunkCommit {
+            topic_id: partition.topic_id,
+            partition: partition.index,
+            leader_epoch: partition.leader_epoch,
+            chunk: Partition::chunk_meta(chunk, &key, byte_range),
+            producers: chunk.producers.clone(),
+        });
+    }
+    let object = builder.finish();
+    let object_bytes = object.len();
+    let buffered: usize = chunks.iter().map(|(_, c)| c.bytes).sum();
+
+    retry("flush object PUT", broker, || broker.store.put(&key, object.clone())).await;
+    let committed = commit(broker, commits).await;
+
+    let tail_limit = broker.tail_limit();
+    for (partition, chunk) in chunks {
+        if committed.contains(&(partition.topic_id, partition.index)) {
+            partition.committed(chunk, tail_limit);
+        } else {
+            partition.close();
+        }
+    }
+    broker.buffer.add_permits(buffered);
+    broker.flush_queue.flushed(buffered);
+    let metrics = &broker.metrics;
+    metrics.flushes.inc();
+    metrics.flush_bytes.inc_by(object_bytes as u64);
+    metrics.flush_latency.observe(started.elapsed().as_secs_f64());
+}
+
+/// Commits the chunks; a partition the coordinator refuses for good (deleted topic, deposed
+/// leader) is dropped from the commit and the rest retried. Returns what was committed.
+async fn commit(broker: &Broker, mut commits: Vec<ChunkCommit>) -> Vec<(uuid::Uuid, i32)> {
+    let mut backoff = Backoff::new();
+    loop {
+        if commits.is_empty() {
+            return Vec::new();
+        }
+        match broker.coordinator.commit_flush(commits.clone()).await {
+            Ok(()) => return commits.iter().map(|c| (c.topic_id, c.partition)).collect(),
+            Err(CoordinatorError::Store(e)) => {
+                broker.metrics.flush_errors.inc();
+                tracing::warn!(error = %e, "flush commit failed; retrying");
+                backoff.wait().await;
+            }
+            Err(e) => {
+                broker.metrics.flush_errors.inc();
+                let before = commits.len();
+                commits.retain(|c| still_committable(broker, c));
+                tracing::warn!(
+                    error = %e,
+                    dropped = before - commits.len(),
+                    "flush commit refused; dropping partitions this broker can no longer commit"
+                );
+                if commits.len() == before {
+                    // Nothing identifiable to drop: a bug, not a transient condition.
+                    tracing::error!(error = %e, "flush commit refused for every partition");
+                    return Vec::new();
+                }
+            }
+        }
+    }
+}
+
+fn still_committable(broker: &Broker, commit: &ChunkCommit) -> bool {
+    let leader = broker.coordinator.leader(commit.topic_id, commit.partition);
+    let log = broker
+        .coordinator
+        .partition_log(commit.topic_id, commit.partition);
+    matches!((leader, log), (Some(leader), Some(log))
+        if leader.broker_id == broker.broker_id
+            && leader.leader_epoch == commit.leader_epoch
+            && log.high_watermark == commit.chunk.base_offset)
+}
+
+/// Retries a store operation with exponential backoff until it succeeds, logging the first
+/// failure of a streak as a warning and counting every one.
+async fn retry<F, Fut>(what: &str, broker: &Broker, mut operation: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), segment_store::store::StoreError>>,
+{
+    let mut backoff = Backoff::new();
+    let mut failures = 0u32;
+    loop {
+        match operation().await {
+            Ok(()) => {
+                if failures > 0 {
+                    tracing::info!(failures, "{what} succeeded again");
+                }
+                return;
+            }
+            Err(e) => {
+                broker.metrics.flush_errors.inc();
+                if failures == 0 {
+                    tracing::warn!(error = %e, "{what} failed; producers wait while it is retried");
+                }
+                failures += 1;
+                backoff.wait().await;
+            }
+        }
+    }
+}
+
+/// Exponential backoff between retries of a flush step.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Self {
+        Self(RETRY_BACKOFF_MIN)
+    }
+
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(RETRY_BACKOFF_MAX);
+    }
+}

@@ -1,0 +1,39 @@
+//! DescribeCluster: the live brokers, the cluster id and the controller.
+
+use proto_compat::kafka_protocol::error::ResponseError;
+use proto_compat::kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use proto_compat::kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+
+use super::str_bytes;
+use crate::broker::Broker;
+
+/// DescribeCluster v1+ endpoint types.
+const ENDPOINT_TYPE_BROKERS: i8 = 1;
+
+pub fn handle(broker: &Broker, request: DescribeClusterRequest) -> DescribeClusterResponse {
+    let mut response = DescribeClusterResponse::default();
+    response.endpoint_type = ENDPOINT_TYPE_BROKERS;
+    if request.endpoint_type != ENDPOINT_TYPE_BROKERS {
+        // Strata has no separate controller endpoints, as a Kafka broker listener does not.
+        response.error_code = ResponseError::UnsupportedEndpointType.code();
+        response.error_message = Some(str_bytes("only broker endpoints are served"));
+        return response;
+    }
+    let coordinator = &broker.coordinator;
+    response.cluster_id = str_bytes(coordinator.cluster_id());
+    response.controller_id = BrokerId(coordinator.controller_id());
+    response.cluster_authorized_operations = i32::MIN;
+    response.brokers = coordinator
+        .brokers()
+        .into_iter()
+        .map(|b| {
+            let mut out = DescribeClusterBroker::default();
+            out.broker_id = BrokerId(b.broker_id);
+            out.host = str_bytes(b.host);
+            out.port = b.port;
+            out.rack = b.rack.map(str_bytes);
+            out
+        })
+        .collect();
+    response
+}

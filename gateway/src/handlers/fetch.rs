@@ -1,0 +1,165 @@
+//! Fetch: committed batches from each requested partition within the request's byte limits,
+//! long-polling up to `max_wait_ms` until `min_bytes` are there.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use coordinator::TopicMeta;
+use futures::future::select_all;
+use proto_compat::kafka_protocol::error::ResponseError;
+use proto_compat::kafka_protocol::messages::fetch_request::FetchTopic;
+use proto_compat::kafka_protocol::messages::fetch_response::{
+    FetchableTopicResponse, PartitionData,
+};
+use proto_compat::kafka_protocol::messages::{FetchRequest, FetchResponse};
+use tokio::time::Instant;
+
+use super::check_leader_epoch;
+use crate::broker::Broker;
+use crate::partition::Partition;
+
+/// Fetch v13 (KIP-516) names topics by id.
+const FIRST_VERSION_WITH_TOPIC_IDS: i16 = 13;
+
+pub async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -> FetchResponse {
+    let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
+    let max_bytes = if request.max_bytes > 0 {
+        request.max_bytes as usize
+    } else {
+        i32::MAX as usize
+    };
+    let topics: Vec<(FetchTopic, Result<TopicMeta, i16>)> = request
+        .topics
+        .into_iter()
+        .map(|t| {
+            let topic = if version >= FIRST_VERSION_WITH_TOPIC_IDS {
+                broker
+                    .coordinator
+                    .topic_by_id(t.topic_id)
+                    .ok_or(ResponseError::UnknownTopicId.code())
+            } else {
+                broker
+                    .coordinator
+                    .topic(t.topic.as_str())
+                    .ok_or(ResponseError::UnknownTopicOrPartition.code())
+            };
+            (t, topic)
+        })
+        .collect();
+    loop {
+        let mut watched = Vec::new();
+        let (responses, bytes, any_error) = read_all(broker, version, &topics, max_bytes, &mut watched).await;
+        let done = bytes >= request.min_bytes.max(0) as usize
+            || any_error
+            || watched.is_empty()
+            || Instant::now() >= deadline;
+        if done {
+            let mut response = FetchResponse::default();
+            response.responses = responses;
+            return response;
+        }
+        // Long-poll: wake on any commit to the requested partitions.
+        let mut receivers: Vec<_> = watched.iter().map(|p| p.subscribe()).collect();
+        let changed = select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
+        let _ = tokio::time::timeout_at(deadline, changed).await;
+    }
+}
+
+/// One pass over every requested partition. Returns the responses, the record bytes in
+/// them, whether any partition had an error, and the partitions read (to watch).
+async fn read_all(
+    broker: &Broker,
+    version: i16,
+    topics: &[(FetchTopic, Result<TopicMeta, i16>)],
+    max_bytes: usize,
+    watched: &mut Vec<Arc<Partition>>,
+) -> (Vec<FetchableTopicResponse>, usize, bool) {
+    let mut total = 0usize;
+    let mut any_error = false;
+    let mut responses = Vec::with_capacity(topics.len());
+    for (request, topic) in topics {
+        let mut topic_response = FetchableTopicResponse::default();
+        topic_response.topic = request.topic.clone();
+        topic_response.topic_id = request.topic_id;
+        for fetch in &request.partitions {
+            let mut data = PartitionData::default();
+            data.partition_index = fetch.partition;
+            data.high_watermark = -1;
+            data.last_stable_offset = -1;
+            // Kafka sends empty record sets, not null ones; some clients rely on it.
+            data.records = Some(Bytes::new());
+            let partition = match topic {
+                Ok(topic) => broker.partition(topic, fetch.partition),
+                Err(code) => Err(*code),
+            };
+            let result = match partition {
+                Ok(partition) => {
+                    let budget = (fetch.partition_max_bytes.max(0) as usize)
+                        .min(max_bytes.saturating_sub(total));
+                    let result =
+                        read_partition(broker, version, &partition, fetch, budget, total == 0, &mut data).await;
+                    watched.push(partition);
+                    result
+                }
+                Err(code) => Err(code),
+            };
+            match result {
+                Ok(bytes) => total += bytes,
+                Err(code) => {
+                    data.error_code = code;
+                    any_error = true;
+                }
+            }
+            topic_response.partitions.push(data);
+        }
+        responses.push(topic_response);
+    }
+    (responses, total, any_error)
+}
+
+async fn read_partition(
+    broker: &Broker,
+    version: i16,
+    partition: &Partition,
+    fetch: &proto_compat::kafka_protocol::messages::fetch_request::FetchPartition,
+    budget: usize,
+    first: bool,
+    data: &mut PartitionData,
+) -> Result<usize, i16> {
+    let state = partition.commit_state();
+    data.high_watermark = state.high_watermark;
+    data.last_stable_offset = state.high_watermark;
+    if version >= 5 {
+        data.log_start_offset = state.log_start_offset;
+    }
+    data.aborted_transactions = Some(Vec::new());
+    if let Some(code) = check_leader_epoch(fetch.current_leader_epoch, partition.leader_epoch) {
+        return Err(code);
+    }
+    if state.closed {
+        return Err(ResponseError::NotLeaderOrFollower.code());
+    }
+    let offset = fetch.fetch_offset;
+    if offset < state.log_start_offset || offset > partition.log_end_offset() {
+        return Err(ResponseError::OffsetOutOfRange.code());
+    }
+    let batches = broker
+        .log_reader()
+        .read(partition, offset, state.high_watermark, budget, first)
+        .await
+        .map_err(|e| {
+            tracing::error!(topic = %partition.topic, partition = partition.index, offset, error = %e, "fetch read failed");
+            ResponseError::KafkaStorageError.code()
+        })?;
+    let bytes: usize = batches.iter().map(|b| b.len()).sum();
+    if bytes > 0 {
+        let mut records = BytesMut::with_capacity(bytes);
+        for batch in &batches {
+            records.extend_from_slice(batch.as_bytes());
+        }
+        data.records = Some(records.freeze());
+        partition.metrics.bytes_out.inc_by(bytes as u64);
+    }
+    Ok(bytes)
+}

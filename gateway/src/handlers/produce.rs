@@ -1,0 +1,184 @@
+//! Produce: validates each partition's batch without decoding its records, assigns offsets
+//! into the append buffer, and answers by the request's acks: 0 never, 1 once buffered,
+//! -1 (all) once the flush holding the batch is durable and committed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use coordinator::TopicMeta;
+use proto_compat::batch::validate_batches;
+use proto_compat::kafka_protocol::error::ResponseError;
+use proto_compat::kafka_protocol::messages::produce_request::PartitionProduceData;
+use proto_compat::kafka_protocol::messages::produce_response::{
+    PartitionProduceResponse, TopicProduceResponse,
+};
+use proto_compat::kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+
+use super::str_bytes;
+use crate::broker::Broker;
+use crate::clock::now_ms;
+use crate::partition::{AppendOutcome, Partition};
+
+/// Produce v13 (KIP-516) names topics by id.
+const FIRST_VERSION_WITH_TOPIC_IDS: i16 = 13;
+
+/// Answers Produce; None for acks=0, which Kafka never answers.
+pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest) -> Option<ProduceResponse> {
+    let acks = request.acks;
+    // acks=all: (topic position, partition position, partition, last offset) to wait for.
+    let mut waits: Vec<(usize, usize, Arc<Partition>, i64)> = Vec::new();
+    let mut responses = Vec::with_capacity(request.topic_data.len());
+    for topic_data in request.topic_data {
+        let topic = if version >= FIRST_VERSION_WITH_TOPIC_IDS {
+            broker
+                .coordinator
+                .topic_by_id(topic_data.topic_id)
+                .ok_or(ResponseError::UnknownTopicId.code())
+        } else {
+            broker
+                .topic_or_auto_create(topic_data.name.as_str(), true)
+                .await
+                .map_err(|e| e.error_code())
+        };
+        let mut topic_response = TopicProduceResponse::default();
+        topic_response.name = topic_data.name.clone();
+        topic_response.topic_id = topic_data.topic_id;
+        for partition_data in topic_data.partition_data {
+            let index = partition_data.index;
+            let mut response = PartitionProduceResponse::default();
+            response.index = index;
+            response.base_offset = -1;
+            response.log_append_time_ms = -1;
+            response.log_start_offset = -1;
+            let outcome = if !matches!(acks, 0 | 1 | -1) {
+                Err((ResponseError::InvalidRequiredAcks.code(), None))
+            } else {
+                match &topic {
+                    Ok(topic) => append(broker, topic, partition_data).await,
+                    Err(code) => Err((*code, None)),
+                }
+            };
+            match outcome {
+                Ok((partition, outcome)) => {
+                    response.base_offset = outcome.base_offset();
+                    if let AppendOutcome::Appended { log_append_time, .. } = outcome {
+                        response.log_append_time_ms = log_append_time;
+                    }
+                    if version >= 5 {
+                        response.log_start_offset = partition.commit_state().log_start_offset;
+                    }
+                    if acks == -1 {
+                        waits.push((
+                            responses.len(),
+                            topic_response.partition_responses.len(),
+                            partition,
+                            outcome.last_offset(),
+                        ));
+                    }
+                }
+                Err((code, message)) => {
+                    response.error_code = code;
+                    // v8+ (KIP-467)
+                    if version >= 8 {
+                        response.error_message = message.map(str_bytes);
+                    }
+                }
+            }
+            topic_response.partition_responses.push(response);
+        }
+        responses.push(topic_response);
+    }
+    if acks == 0 {
+        return None;
+    }
+    let deadline = Instant::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
+    for (topic, partition_position, partition, last_offset) in waits {
+        if let Err(code) = wait_committed(&partition, last_offset, deadline).await {
+            let response = &mut responses[topic].partition_responses[partition_position];
+            response.error_code = code;
+        }
+    }
+    let mut response = ProduceResponse::default();
+    response.responses = responses;
+    Some(response)
+}
+
+type AppendResult = Result<(Arc<Partition>, AppendOutcome), (i16, Option<String>)>;
+
+async fn append(broker: &Broker, topic: &TopicMeta, data: PartitionProduceData) -> AppendResult {
+    let partition = broker.partition(topic, data.index).map_err(|code| (code, None))?;
+    let records = data.records.unwrap_or_default();
+    let invalid = |message: String| (ResponseError::InvalidRecord.code(), Some(message));
+    let mut batches = validate_batches(&records).map_err(|e| (e.error_code(), Some(e.to_string())))?;
+    // Kafka: produce v3+ carries exactly one batch per partition.
+    if batches.len() != 1 {
+        return Err(invalid(format!(
+            "expected exactly one record batch per partition, got {}",
+            batches.len()
+        )));
+    }
+    let batch = batches.remove(0);
+    if batch.is_transactional() || batch.is_control() {
+        return Err(invalid("transactions are not supported".to_string()));
+    }
+    let config = broker
+        .coordinator
+        .topic_config(&topic.name)
+        .map_err(|e| (e.error_code(), None))?;
+    if batch.len() > config.max_message_bytes.max(0) as usize {
+        return Err((
+            ResponseError::MessageTooLarge.code(),
+            Some(format!(
+                "batch of {} bytes exceeds max.message.bytes {}",
+                batch.len(),
+                config.max_message_bytes
+            )),
+        ));
+    }
+    // Backpressure: wait for room in the append buffer (a batch larger than the whole
+    // buffer takes all of it rather than waiting forever).
+    let bytes = batch.len().min(broker.config.buffer_max_bytes);
+    broker
+        .buffer
+        .acquire_many(bytes as u32)
+        .await
+        .expect("the buffer semaphore is never closed")
+        .forget();
+    match partition.append(&batch, config.message_timestamp_type, now_ms()) {
+        Ok((outcome, newly_dirty)) => {
+            if let AppendOutcome::Appended { .. } = outcome {
+                partition.metrics.bytes_in.inc_by(batch.len() as u64);
+                partition
+                    .metrics
+                    .messages_in
+                    .inc_by(batch.record_count() as u64);
+                broker.flush_queue.appended(&partition, bytes, newly_dirty);
+            } else {
+                broker.buffer.add_permits(bytes);
+            }
+            Ok((partition, outcome))
+        }
+        Err(e) => {
+            broker.buffer.add_permits(bytes);
+            Err((e.error_code(), Some(e.to_string())))
+        }
+    }
+}
+
+/// Waits until `last_offset` is committed (acks=all), at most until `deadline`.
+async fn wait_committed(partition: &Partition, last_offset: i64, deadline: Instant) -> Result<(), i16> {
+    let mut commits = partition.subscribe();
+    let wait = async {
+        commits
+            .wait_for(|c| c.high_watermark > last_offset || c.closed)
+            .await
+            .map(|state| state.high_watermark > last_offset)
+    };
+    match tokio::time::timeout_at(deadline, wait).await {
+        Ok(Ok(true)) => Ok(()),
+        Ok(_) => Err(ResponseError::NotLeaderOrFollower.code()),
+        Err(_) => Err(ResponseError::RequestTimedOut.code()),
+    }
+}

@@ -1,0 +1,64 @@
+//! An object store wrapper that counts requests and errors per operation for `/metrics`.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use segment_store::store::{ObjectMeta, ObjectStore, StoreError};
+
+use crate::metrics::{Metrics, StoreOperationMetrics};
+
+#[derive(Debug)]
+pub struct MeteredStore {
+    inner: Arc<dyn ObjectStore>,
+    put: StoreOperationMetrics,
+    get: StoreOperationMetrics,
+    get_range: StoreOperationMetrics,
+    delete: StoreOperationMetrics,
+    list: StoreOperationMetrics,
+}
+
+impl MeteredStore {
+    pub fn new(inner: Arc<dyn ObjectStore>, metrics: &Metrics) -> Self {
+        Self {
+            inner,
+            put: metrics.store_operation("put"),
+            get: metrics.store_operation("get"),
+            get_range: metrics.store_operation("get_range"),
+            delete: metrics.store_operation("delete"),
+            list: metrics.store_operation("list"),
+        }
+    }
+}
+
+fn count<T>(metrics: &StoreOperationMetrics, result: Result<T, StoreError>) -> Result<T, StoreError> {
+    metrics.requests.inc();
+    // A missing object is an answer, not a store failure.
+    if matches!(&result, Err(e) if !matches!(e, StoreError::NotFound { .. })) {
+        metrics.errors.inc();
+    }
+    result
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for MeteredStore {
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        count(&self.put, self.inner.put(key, data).await)
+    }
+
+    async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
+        count(&self.get, self.inner.get(key).await)
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        count(&self.get_range, self.inner.get_range(key, range).await)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        count(&self.delete, self.inner.delete(key).await)
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        count(&self.list, self.inner.list(prefix).await)
+    }
+}

@@ -1,0 +1,323 @@
+//! One partition led by this broker: the append buffer of produced batches waiting for a
+//! flush, the committed tail kept in memory for consumers near the end, the idempotent
+//! producer state, and a watch channel that wakes acks=all producers and long-polling
+//! fetches when a flush commits.
+
+pub mod log_reader;
+pub mod producer_state;
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use bytes::BytesMut;
+use coordinator::topic_config::TimestampType;
+use coordinator::{ChunkMeta, PartitionLog, ProducerState};
+use proto_compat::batch::{self, RecordBatch};
+use proto_compat::kafka_protocol::error::ResponseError;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::metrics::TopicMetrics;
+use producer_state::{ProducerStateTable, SequenceCheck, SequenceError};
+
+/// What consumers may see, published on every commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitState {
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    /// Leadership lost or topic deleted: nothing more will be committed here.
+    pub closed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOutcome {
+    Appended {
+        base_offset: i64,
+        last_offset: i64,
+        log_append_time: i64,
+    },
+    Duplicate {
+        base_offset: i64,
+        last_offset: i64,
+    },
+}
+
+impl AppendOutcome {
+    pub fn base_offset(&self) -> i64 {
+        match *self {
+            Self::Appended { base_offset, .. } | Self::Duplicate { base_offset, .. } => base_offset,
+        }
+    }
+
+    pub fn last_offset(&self) -> i64 {
+        match *self {
+            Self::Appended { last_offset, .. } | Self::Duplicate { last_offset, .. } => last_offset,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("this broker no longer leads the partition")]
+    NotLeader,
+    #[error(transparent)]
+    Sequence(#[from] SequenceError),
+}
+
+impl AppendError {
+    pub fn error_code(&self) -> i16 {
+        match self {
+            Self::NotLeader => ResponseError::NotLeaderOrFollower.code(),
+            Self::Sequence(e) => e.error_code(),
+        }
+    }
+}
+
+/// Batches sealed for one flush object.
+#[derive(Debug)]
+pub struct PendingChunk {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+    pub bytes: usize,
+    pub batches: Vec<RecordBatch>,
+    pub producers: Vec<ProducerState>,
+}
+
+#[derive(Debug)]
+struct PartitionState {
+    /// Next offset to assign; batches below it and at or above the high watermark are buffered.
+    log_end_offset: i64,
+    pending: Vec<RecordBatch>,
+    pending_bytes: usize,
+    /// Committed batches at the end of the log, oldest first.
+    tail: VecDeque<RecordBatch>,
+    tail_bytes: usize,
+    producers: ProducerStateTable,
+}
+
+#[derive(Debug)]
+pub struct Partition {
+    pub topic_id: Uuid,
+    pub topic: String,
+    pub index: i32,
+    pub leader_epoch: i32,
+    pub metrics: TopicMetrics,
+    state: Mutex<PartitionState>,
+    commits: watch::Sender<CommitState>,
+}
+
+impl Partition {
+    pub fn new(
+        topic_id: Uuid,
+        topic: String,
+        index: i32,
+        leader_epoch: i32,
+        log: PartitionLog,
+        metrics: TopicMetrics,
+    ) -> Self {
+        let (commits, _) = watch::channel(CommitState {
+            high_watermark: log.high_watermark,
+            log_start_offset: log.log_start_offset,
+            closed: false,
+        });
+        Self {
+            topic_id,
+            topic,
+            index,
+            leader_epoch,
+            metrics,
+            state: Mutex::new(PartitionState {
+                log_end_offset: log.high_watermark,
+                pending: Vec::new(),
+                pending_bytes: 0,
+                tail: VecDeque::new(),
+                tail_bytes: 0,
+                producers: ProducerStateTable::new(log.producers),
+            }),
+            commits,
+        }
+    }
+
+    pub fn commit_state(&self) -> CommitState {
+        *self.commits.borrow()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<CommitState> {
+        self.commits.subscribe()
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.state.lock().unwrap().log_end_offset
+    }
+
+    /// Assigns offsets to a validated batch and buffers it: one copy of the batch, with the
+    /// base offset (and for LogAppendTime the timestamp) written into its header. Returns
+    /// the outcome and whether the partition had nothing buffered before (so the caller
+    /// queues it for the flusher).
+    pub fn append(
+        &self,
+        batch: &RecordBatch,
+        timestamp_type: TimestampType,
+        now_ms: i64,
+    ) -> Result<(AppendOutcome, bool), AppendError> {
+        let mut state = self.state.lock().unwrap();
+        if self.commits.borrow().closed {
+            return Err(AppendError::NotLeader);
+        }
+        let idempotent = batch.producer_id() >= 0;
+        if idempotent {
+            if let SequenceCheck::Duplicate {
+                base_offset,
+                last_offset,
+            } = state.producers.check(batch)?
+            {
+                return Ok((
+                    AppendOutcome::Duplicate {
+                        base_offset,
+                        last_offset,
+                    },
+                    false,
+                ));
+            }
+        }
+        let base_offset = state.log_end_offset;
+        let mut copy = BytesMut::from(batch.as_bytes().as_ref());
+        batch::set_base_offset(&mut copy, base_offset);
+        batch::set_partition_leader_epoch(&mut copy, self.leader_epoch);
+        let log_append_time = match timestamp_type {
+            TimestampType::LogAppendTime => {
+                batch::set_log_append_time(&mut copy, now_ms);
+                now_ms
+            }
+            TimestampType::CreateTime => -1,
+        };
+        let stored = batch::read_batches(&copy.freeze())
+            .next()
+            .expect("a validated batch stays a whole batch");
+        let last_offset = stored.last_offset();
+        if idempotent {
+            state.producers.record(&stored);
+        }
+        let was_empty = state.pending.is_empty();
+        state.log_end_offset = last_offset + 1;
+        state.pending_bytes += stored.len();
+        state.pending.push(stored);
+        Ok((
+            AppendOutcome::Appended {
+                base_offset,
+                last_offset,
+                log_append_time,
+            },
+            was_empty,
+        ))
+    }
+
+    /// Seals everything buffered into one chunk for the flusher.
+    pub fn take_pending(&self) -> Option<PendingChunk> {
+        let mut state = self.state.lock().unwrap();
+        if state.pending.is_empty() {
+            return None;
+        }
+        let batches = std::mem::take(&mut state.pending);
+        let bytes = std::mem::take(&mut state.pending_bytes);
+        let base_offset = batches[0].base_offset();
+        let last_offset = batches[batches.len() - 1].last_offset();
+        let max_timestamp = batches.iter().map(RecordBatch::max_timestamp).max().unwrap_or(-1);
+        let mut producer_ids: Vec<i64> = batches
+            .iter()
+            .map(RecordBatch::producer_id)
+            .filter(|&id| id >= 0)
+            .collect();
+        producer_ids.sort_unstable();
+        producer_ids.dedup();
+        let producers = state.producers.snapshot(&producer_ids, last_offset);
+        Some(PendingChunk {
+            base_offset,
+            last_offset,
+            max_timestamp,
+            bytes,
+            batches,
+            producers,
+        })
+    }
+
+    /// The chunk is durable and committed: consumers may see it and acks=all waiters are
+    /// answered. Keeps at most `tail_limit` bytes of the newest committed batches in memory.
+    pub fn committed(&self, chunk: PendingChunk, tail_limit: usize) {
+        {
+            let mut state = self.state.lock().unwrap();
+            for batch in chunk.batches {
+                state.tail_bytes += batch.len();
+                state.tail.push_back(batch);
+            }
+            while state.tail_bytes > tail_limit && state.tail.len() > 1 {
+                let dropped = state.tail.pop_front().expect("tail is not empty");
+                state.tail_bytes -= dropped.len();
+            }
+        }
+        self.commits.send_modify(|commit| {
+            commit.high_watermark = commit.high_watermark.max(chunk.last_offset + 1)
+        });
+    }
+
+    pub fn set_log_start_offset(&self, log_start_offset: i64) {
+        {
+            let mut state = self.state.lock().unwrap();
+            while state
+                .tail
+                .front()
+                .is_some_and(|b| b.last_offset() < log_start_offset)
+            {
+                let dropped = state.tail.pop_front().expect("tail is not empty");
+                state.tail_bytes -= dropped.len();
+            }
+        }
+        self.commits.send_modify(|commit| {
+            commit.log_start_offset = commit.log_start_offset.max(log_start_offset)
+        });
+    }
+
+    /// No more commits will happen here (topic deleted, leadership lost); wakes every waiter.
+    pub fn close(&self) {
+        self.commits.send_modify(|commit| commit.closed = true);
+    }
+
+    /// Committed batches from the in-memory tail starting with the one holding `offset`, up
+    /// to `max_bytes` (the first batch always, if `at_least_one`). None if the tail does not
+    /// reach back to `offset`.
+    pub fn read_tail(&self, offset: i64, max_bytes: usize, at_least_one: bool) -> Option<Vec<RecordBatch>> {
+        let state = self.state.lock().unwrap();
+        let first = state.tail.front()?;
+        if first.base_offset() > offset {
+            return None;
+        }
+        let start = state.tail.partition_point(|b| b.last_offset() < offset);
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for batch in state.tail.range(start..) {
+            if bytes + batch.len() > max_bytes && !(out.is_empty() && at_least_one) {
+                break;
+            }
+            bytes += batch.len();
+            out.push(batch.clone());
+        }
+        Some(out)
+    }
+
+    /// Chunk metadata for a commit of `chunk` stored at `object_key`/`byte_range`.
+    pub fn chunk_meta(
+        chunk: &PendingChunk,
+        object_key: &str,
+        byte_range: std::ops::Range<u64>,
+    ) -> ChunkMeta {
+        ChunkMeta {
+            base_offset: chunk.base_offset,
+            last_offset: chunk.last_offset,
+            max_timestamp: chunk.max_timestamp,
+            size: byte_range.end - byte_range.start,
+            object_key: object_key.to_string(),
+            byte_range,
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! Idempotent-producer state of one partition, checked as Kafka's ProducerStateManager does:
+//! the last five batches of each producer id are remembered so a retried batch is answered
+//! with its original offsets instead of being written twice.
+
+use std::collections::HashMap;
+
+use coordinator::{ProducerBatch, ProducerState};
+use proto_compat::kafka_protocol::error::ResponseError;
+use proto_compat::batch::RecordBatch;
+
+/// Kafka keeps this many batches per producer (max.in.flight.requests.per.connection).
+const BATCHES_PER_PRODUCER: usize = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceCheck {
+    Append,
+    Duplicate { base_offset: i64, last_offset: i64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SequenceError {
+    #[error("producer {producer_id} epoch {epoch} is older than the current epoch {current}")]
+    InvalidProducerEpoch {
+        producer_id: i64,
+        epoch: i16,
+        current: i16,
+    },
+    #[error("producer {producer_id}: expected sequence {expected}, got {got}")]
+    OutOfOrderSequence {
+        producer_id: i64,
+        expected: i32,
+        got: i32,
+    },
+}
+
+impl SequenceError {
+    pub fn error_code(&self) -> i16 {
+        match self {
+            Self::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch.code(),
+            Self::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber.code(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ProducerStateTable {
+    producers: HashMap<i64, ProducerState>,
+}
+
+fn next_sequence(last: i32) -> i32 {
+    if last == i32::MAX {
+        0
+    } else {
+        last + 1
+    }
+}
+
+impl ProducerStateTable {
+    pub fn new(committed: Vec<ProducerState>) -> Self {
+        Self {
+            producers: committed
+                .into_iter()
+                .map(|state| (state.producer_id, state))
+                .collect(),
+        }
+    }
+
+    pub fn check(&self, batch: &RecordBatch) -> Result<SequenceCheck, SequenceError> {
+        let producer_id = batch.producer_id();
+        let Some(state) = self.producers.get(&producer_id) else {
+            // Kafka accepts any sequence from a producer it has no state for (e.g. after
+            // its batches were removed by retention).
+            return Ok(SequenceCheck::Append);
+        };
+        let epoch = batch.producer_epoch();
+        if epoch < state.producer_epoch {
+            return Err(SequenceError::InvalidProducerEpoch {
+                producer_id,
+                epoch,
+                current: state.producer_epoch,
+            });
+        }
+        let first = batch.base_sequence();
+        if epoch > state.producer_epoch {
+            return if first == 0 {
+                Ok(SequenceCheck::Append)
+            } else {
+                Err(SequenceError::OutOfOrderSequence {
+                    producer_id,
+                    expected: 0,
+                    got: first,
+                })
+            };
+        }
+        let last = batch.last_sequence();
+        if let Some(dup) = state
+            .batches
+            .iter()
+            .find(|b| b.first_seq == first && b.last_seq == last)
+        {
+            return Ok(SequenceCheck::Duplicate {
+                base_offset: dup.base_offset,
+                last_offset: dup.last_offset,
+            });
+        }
+        let expected = state
+            .batches
+            .last()
+            .map_or(first, |b| next_sequence(b.last_seq));
+        if first == expected {
+            Ok(SequenceCheck::Append)
+        } else {
+            Err(SequenceError::OutOfOrderSequence {
+                producer_id,
+                expected,
+                got: first,
+            })
+        }
+    }
+
+    /// Records an appended batch (its offsets already assigned).
+    pub fn record(&mut self, batch: &RecordBatch) {
+        let epoch = batch.producer_epoch();
+        let state = self
+            .producers
+            .entry(batch.producer_id())
+            .or_insert_with(|| ProducerState {
+                producer_id: batch.producer_id(),
+                producer_epoch: epoch,
+                batches: Vec::new(),
+            });
+        if epoch != state.producer_epoch {
+            state.producer_epoch = epoch;
+            state.batches.clear();
+        }
+        state.batches.push(ProducerBatch {
+            first_seq: batch.base_sequence(),
+            last_seq: batch.last_sequence(),
+            base_offset: batch.base_offset(),
+            last_offset: batch.last_offset(),
+        });
+        if state.batches.len() > BATCHES_PER_PRODUCER {
+            state.batches.remove(0);
+        }
+    }
+
+    /// The state of `producer_ids` as of `last_offset`: what a flush commits for its chunk,
+    /// leaving out batches appended after the chunk was sealed.
+    pub fn snapshot(&self, producer_ids: &[i64], last_offset: i64) -> Vec<ProducerState> {
+        producer_ids
+            .iter()
+            .filter_map(|id| self.producers.get(id))
+            .map(|state| ProducerState {
+                producer_id: state.producer_id,
+                producer_epoch: state.producer_epoch,
+                batches: state
+                    .batches
+                    .iter()
+                    .filter(|b| b.last_offset <= last_offset)
+                    .cloned()
+                    .collect(),
+            })
+            .filter(|state| !state.batches.is_empty())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::{Bytes, BytesMut};
+    use proto_compat::kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    fn batch(producer_id: i64, epoch: i16, first_seq: i32, count: i32, base_offset: i64) -> RecordBatch {
+        let records: Vec<Record> = (0..count)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                partition_leader_epoch: 0,
+                producer_id,
+                producer_epoch: epoch,
+                timestamp_type: TimestampType::Creation,
+                offset: base_offset + i64::from(i),
+                sequence: first_seq + i,
+                timestamp: 1_000,
+                key: None,
+                value: Some(Bytes::from_static(b"v")),
+                headers: Default::default(),
+                delete_horizon: false,
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .unwrap();
+        proto_compat::batch::validate_batches(&buf.freeze())
+            .unwrap()
+            .remove(0)
+    }
+
+    #[test]
+    fn retried_batch_is_a_duplicate_with_its_original_offsets() {
+        let mut table = ProducerStateTable::default();
+        let first = batch(7, 0, 0, 3, 100);
+        assert_eq!(table.check(&first), Ok(SequenceCheck::Append));
+        table.record(&first);
+        assert_eq!(
+            table.check(&batch(7, 0, 0, 3, 0)),
+            Ok(SequenceCheck::Duplicate {
+                base_offset: 100,
+                last_offset: 102
+            })
+        );
+        assert_eq!(table.check(&batch(7, 0, 3, 1, 0)), Ok(SequenceCheck::Append));
+    }
+
+    #[test]
+    fn gap_is_out_of_order_and_old_epoch_is_fenced() {
+        let mut table = ProducerStateTable::default();
+        table.record(&batch(7, 1, 0, 2, 0));
+        assert_eq!(
+            table.check(&batch(7, 1, 5, 1, 0)),
+            Err(SequenceError::OutOfOrderSequence {
+                producer_id: 7,
+                expected: 2,
+                got: 5
+            })
+        );
+        let fenced = table.check(&batch(7, 0, 2, 1, 0)).unwrap_err();
+        assert_eq!(fenced.error_code(), ResponseError::InvalidProducerEpoch.code());
+        // A new epoch starts again at sequence 0.
+        assert_eq!(table.check(&batch(7, 2, 0, 1, 0)), Ok(SequenceCheck::Append));
+        assert!(table.check(&batch(7, 2, 1, 1, 0)).is_err());
+    }
+
+    #[test]
+    fn only_the_last_five_batches_are_remembered() {
+        let mut table = ProducerStateTable::default();
+        for i in 0..6 {
+            table.record(&batch(1, 0, i, 1, i64::from(i)));
+        }
+        assert!(table.check(&batch(1, 0, 0, 1, 0)).is_err());
+        assert!(matches!(
+            table.check(&batch(1, 0, 1, 1, 0)),
+            Ok(SequenceCheck::Duplicate { base_offset: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn snapshot_leaves_out_batches_after_the_chunk() {
+        let mut table = ProducerStateTable::default();
+        table.record(&batch(1, 0, 0, 1, 10));
+        table.record(&batch(1, 0, 1, 1, 11));
+        let snapshot = table.snapshot(&[1], 10);
+        assert_eq!(snapshot.len(), 1);
+        assert_eq!(snapshot[0].batches.len(), 1);
+        assert_eq!(snapshot[0].batches[0].last_offset, 10);
+        // A state restored from a snapshot deduplicates the same way.
+        let restored = ProducerStateTable::new(table.snapshot(&[1], 11));
+        assert!(matches!(
+            restored.check(&batch(1, 0, 1, 1, 0)),
+            Ok(SequenceCheck::Duplicate { base_offset: 11, .. })
+        ));
+    }
+}

@@ -1,0 +1,139 @@
+//! Size-prefixed framing: every Kafka request and response is a big-endian i32 length
+//! followed by that many bytes.
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Kafka's `socket.request.max.bytes` default.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 100 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame size {size} is outside 0..={max}")]
+    InvalidSize { size: i32, max: usize },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads one size-prefixed frame. Ok(None) on a clean EOF before a frame starts.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max_size: usize,
+) -> Result<Option<Bytes>, FrameError> {
+    let mut prefix = [0u8; 4];
+    let mut filled = 0;
+    while filled < prefix.len() {
+        let n = r.read(&mut prefix[filled..]).await?;
+        if n == 0 {
+            // A peer that closes between frames is done; one that closes mid-prefix is not.
+            return if filled == 0 {
+                Ok(None)
+            } else {
+                Err(unexpected_eof().into())
+            };
+        }
+        filled += n;
+    }
+
+    let size = i32::from_be_bytes(prefix);
+    let len = usize::try_from(size)
+        .ok()
+        .filter(|&len| len <= max_size)
+        .ok_or(FrameError::InvalidSize {
+            size,
+            max: max_size,
+        })?;
+
+    // Capacity exactly `len` and a reader limited to `len`: no zeroing, no over-read into
+    // the next pipelined request, no reallocation.
+    let mut body = BytesMut::with_capacity(len);
+    let mut limited = r.take(len as u64);
+    while body.len() < len {
+        if limited.read_buf(&mut body).await? == 0 {
+            return Err(unexpected_eof().into());
+        }
+    }
+    Ok(Some(body.freeze()))
+}
+
+fn unexpected_eof() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        "connection closed in the middle of a frame",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn read(input: &[u8], max: usize) -> Result<Option<Bytes>, FrameError> {
+        let mut reader = input;
+        read_frame(&mut reader, max).await
+    }
+
+    #[tokio::test]
+    async fn reads_consecutive_frames_then_clean_eof() {
+        let input = [0, 0, 0, 3, b'a', b'b', b'c', 0, 0, 0, 0, 0, 0, 0, 1, b'z'];
+        let mut reader = &input[..];
+        let first = read_frame(&mut reader, 16).await.unwrap().unwrap();
+        assert_eq!(&first[..], b"abc");
+        let empty = read_frame(&mut reader, 16).await.unwrap().unwrap();
+        assert!(empty.is_empty());
+        let last = read_frame(&mut reader, 16).await.unwrap().unwrap();
+        assert_eq!(&last[..], b"z");
+        assert!(read_frame(&mut reader, 16).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn frame_is_exactly_sized() {
+        let frame = read(&[0, 0, 0, 2, 7, 8], 16).await.unwrap().unwrap();
+        assert_eq!(frame.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn eof_inside_size_prefix_is_unexpected() {
+        let err = read(&[0, 0], 16).await.unwrap_err();
+        assert!(
+            matches!(err, FrameError::Io(ref e) if e.kind() == std::io::ErrorKind::UnexpectedEof)
+        );
+    }
+
+    #[tokio::test]
+    async fn eof_inside_body_is_unexpected() {
+        let err = read(&[0, 0, 0, 5, 1, 2], 16).await.unwrap_err();
+        assert!(
+            matches!(err, FrameError::Io(ref e) if e.kind() == std::io::ErrorKind::UnexpectedEof)
+        );
+    }
+
+    #[tokio::test]
+    async fn negative_size_is_invalid() {
+        let err = read(&[0xff, 0xff, 0xff, 0xfe], 16).await.unwrap_err();
+        assert!(matches!(err, FrameError::InvalidSize { size: -2, max: 16 }));
+    }
+
+    #[tokio::test]
+    async fn oversized_frame_is_invalid_before_reading_the_body() {
+        let err = read(&[0, 0, 0, 17], 16).await.unwrap_err();
+        assert!(matches!(err, FrameError::InvalidSize { size: 17, max: 16 }));
+        // The maximum itself is allowed.
+        let at_max = read(&[0, 0, 0, 2, 1, 2], 2).await.unwrap().unwrap();
+        assert_eq!(&at_max[..], &[1, 2]);
+    }
+
+    #[tokio::test]
+    async fn reads_a_body_split_across_many_reads() {
+        let (mut client, mut server) = tokio::io::duplex(4);
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let mut bytes = vec![0, 0, 0, 100];
+            bytes.extend(0..100u8);
+            client.write_all(&bytes).await.unwrap();
+        });
+        let frame = read_frame(&mut server, 1000).await.unwrap().unwrap();
+        assert_eq!(frame.to_vec(), (0..100u8).collect::<Vec<_>>());
+        writer.await.unwrap();
+        assert!(read_frame(&mut server, 1000).await.unwrap().is_none());
+    }
+}

@@ -1,0 +1,13 @@
+//! The Kafka wire protocol for Strata: size-prefixed framing, hardened request decoding,
+//! version negotiation, response encoding and a zero-copy view of v2 record batches.
+//!
+//! Knows nothing about sockets or storage: callers hand in readers and byte buffers.
+
+pub mod api_versions;
+pub mod batch;
+pub mod frame;
+pub mod request;
+pub mod response;
+
+/// Re-exported so every crate uses the same (patched) kafka-protocol types.
+pub use kafka_protocol;

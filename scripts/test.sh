@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The test command (README): installs what the tests need, builds the workspace and runs
+# every test: Rust unit and cross-process tests, then the real Kafka clients in tests/clients.
+# Installs are skipped when already done, so repeat runs only build and test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/strata-target}"
+REQUIREMENTS=tests/clients/requirements.txt
+JS_DIR=tests/clients/js
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# System packages: kcat, and Python's venv and Node.js where the machine lacks them.
+missing=()
+command -v kcat >/dev/null || missing+=(kcat)
+command -v python3 >/dev/null || missing+=(python3)
+python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv) # Debian splits ensurepip out
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+if ((${#missing[@]})); then
+  step "Installing ${missing[*]} with apt-get"
+  sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# Python clients in .venv; reinstalled only when requirements.txt changes.
+if [ ! -x .venv/bin/python ] || ! cmp -s "$REQUIREMENTS" .venv/strata-requirements.txt; then
+  step "Installing the Python Kafka clients into .venv"
+  python3 -m venv .venv
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
+  cp "$REQUIREMENTS" .venv/strata-requirements.txt
+fi
+
+# kafkajs from the committed lock file; reinstalled only when the lock file changes.
+if ! cmp -s "$JS_DIR/package-lock.json" "$JS_DIR/node_modules/strata-package-lock.json"; then
+  step "Installing kafkajs (npm ci)"
+  (cd "$JS_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$JS_DIR/package-lock.json" "$JS_DIR/node_modules/strata-package-lock.json"
+fi
+
+step "Building (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+cargo build --workspace --all-targets
+
+step "Rust tests"
+cargo test --workspace
+
+step "Kafka client tests (tests/clients)"
+STRATA_BIN="$CARGO_TARGET_DIR/debug/strata" .venv/bin/python -m pytest tests/clients

@@ -1,0 +1,24 @@
+//! Bytes at rest for Strata: the object store backends behind one small trait, the
+//! flush-object format, per-partition log segments with Kafka's offset and time indexes,
+//! and the read cache used on the fetch path.
+
+pub mod flush_object;
+pub mod local;
+pub mod memory;
+pub mod offset_index;
+pub mod read_cache;
+pub mod segment;
+pub mod simulate_failures;
+pub mod store;
+pub mod time_index;
+
+pub use store::{open_store, ObjectMeta, ObjectStore, StoreError};
+
+/// Errors reading a serialized index (offset index or time index).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IndexError {
+    #[error("index of {len} bytes is not a whole number of {entry_size}-byte entries")]
+    BadLength { len: usize, entry_size: usize },
+    #[error("index entry {entry} is out of order")]
+    NotMonotonic { entry: usize },
+}

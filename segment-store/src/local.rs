@@ -1,0 +1,382 @@
+//! A directory on a local file system as an object store: key "a/b/c" is the file
+//! `{root}/a/b/c`.
+//!
+//! A put writes a temp file next to its target (".tmp-{uuid}"), fsyncs it, renames it into
+//! place and fsyncs the directory, so a reader or a crash never exposes a partial object
+//! and the object survives power loss once put returns. Temp files left by a crash are
+//! removed when the store is opened and never listed.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::store::{clip, ObjectMeta, ObjectStore, StoreError};
+
+const TEMP_PREFIX: &str = ".tmp-";
+
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: Arc<PathBuf>,
+}
+
+impl LocalStore {
+    /// Opens (creating if missing) the store rooted at `root` and removes the temp files of
+    /// puts torn by a crash. Blocks on the file system: call it at startup.
+    pub fn new(root: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let root = root.as_ref().to_path_buf();
+        let unavailable = |e: io::Error| StoreError::Unavailable {
+            op: "open",
+            key: root.display().to_string(),
+            message: e.to_string(),
+        };
+        fs::create_dir_all(&root).map_err(unavailable)?;
+        let removed = remove_temp_files(&root).map_err(unavailable)?;
+        if removed > 0 {
+            tracing::info!(root = %root.display(), removed, "removed temp files of interrupted puts");
+        }
+        Ok(Self {
+            root: Arc::new(root),
+        })
+    }
+
+    /// The file of `key`. Keys come from Strata itself, so a key that could escape the
+    /// root or collide with temp files is a bug, reported rather than served.
+    fn object_path(&self, op: &'static str, key: &str) -> Result<PathBuf, StoreError> {
+        if key.is_empty() || !key.split('/').all(is_plain_component) {
+            return Err(StoreError::Unavailable {
+                op,
+                key: key.to_string(),
+                message: "key must be '/'-separated names, none empty, '.', '..' or '.tmp-*'"
+                    .to_string(),
+            });
+        }
+        Ok(self.root.join(key))
+    }
+
+    /// Runs blocking file-system work off the async threads.
+    async fn blocking<T: Send + 'static>(
+        op: &'static str,
+        key: &str,
+        work: impl FnOnce() -> io::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let result = tokio::task::spawn_blocking(work)
+            .await
+            .unwrap_or_else(|e| Err(io::Error::other(e)));
+        result.map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StoreError::NotFound {
+                key: key.to_string(),
+            },
+            _ => StoreError::Unavailable {
+                op,
+                key: key.to_string(),
+                message: e.to_string(),
+            },
+        })
+    }
+}
+
+fn is_plain_component(component: &str) -> bool {
+    !component.is_empty()
+        && component != "."
+        && component != ".."
+        && !component.starts_with(TEMP_PREFIX)
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for LocalStore {
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        let path = self.object_path("put", key)?;
+        let root = Arc::clone(&self.root);
+        // `other` so that a missing directory is not reported as a missing object.
+        Self::blocking("put", key, move || {
+            write_durably(&root, &path, &data).map_err(io::Error::other)
+        })
+        .await
+    }
+
+    async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
+        let path = self.object_path("get", key)?;
+        Self::blocking("get", key, move || fs::read(path).map(Bytes::from)).await
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        let path = self.object_path("get_range", key)?;
+        Self::blocking("get_range", key, move || {
+            let mut file = File::open(path)?;
+            let range = clip(range, file.metadata()?.len());
+            let mut buf = vec![0; (range.end - range.start) as usize];
+            file.seek(SeekFrom::Start(range.start))?;
+            file.read_exact(&mut buf)?;
+            Ok(Bytes::from(buf))
+        })
+        .await
+    }
+
+    /// Not fsynced: a delete lost in a crash is redone by the next garbage collection.
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.object_path("delete", key)?;
+        Self::blocking("delete", key, move || match fs::remove_file(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        // Walk only the deepest directory the prefix names; the rest of it filters keys.
+        let dir = prefix.rfind('/').map_or("", |slash| &prefix[..slash]);
+        if !dir.is_empty() && !dir.split('/').all(is_plain_component) {
+            return Err(StoreError::Unavailable {
+                op: "list",
+                key: prefix.to_string(),
+                message: "prefix must be a relative '/'-separated path".to_string(),
+            });
+        }
+        let start = self.root.join(dir);
+        let root = Arc::clone(&self.root);
+        let prefix_owned = prefix.to_string();
+        Self::blocking("list", prefix, move || {
+            let mut objects = Vec::new();
+            walk_files(&start, &mut |path| {
+                // Temp files have no key.
+                let Some(key) = key_of(&root, path).filter(|key| key.starts_with(&prefix_owned))
+                else {
+                    return Ok(());
+                };
+                match fs::metadata(path) {
+                    Ok(meta) => objects.push(ObjectMeta {
+                        key,
+                        size: meta.len(),
+                        last_modified: meta.modified()?,
+                    }),
+                    // Deleted while we walked.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+                Ok(())
+            })
+            // NotFound here is not about an object, so it must not read as one.
+            .map_err(io::Error::other)?;
+            objects.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(objects)
+        })
+        .await
+    }
+}
+
+/// Writes `data` to `path` atomically and durably (see the module comment).
+fn write_durably(root: &Path, path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = path.parent().expect("an object path has a parent");
+    create_dirs_durably(root, dir)?;
+    let temp = dir.join(format!("{TEMP_PREFIX}{}", uuid::Uuid::new_v4().simple()));
+    let written = (|| {
+        let mut file = File::create(&temp)?;
+        file.write_all(data)?;
+        file.sync_all()?;
+        fs::rename(&temp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    written?;
+    sync_dir(dir)
+}
+
+/// Creates `dir` and its missing parents below `root`, fsyncing each parent so the new
+/// directory entries survive a crash.
+fn create_dirs_durably(root: &Path, dir: &Path) -> io::Result<()> {
+    if dir == root || dir.is_dir() {
+        return Ok(());
+    }
+    let parent = dir
+        .parent()
+        .expect("a directory below the root has a parent");
+    create_dirs_durably(root, parent)?;
+    match fs::create_dir(dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    sync_dir(parent)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Calls `visit` for every file under `dir`, recursively. A directory that does not
+/// exist, or vanishes during the walk, has no files.
+fn walk_files(dir: &Path, visit: &mut dyn FnMut(&Path) -> io::Result<()>) -> io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        entries => entries?,
+    };
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            walk_files(&path, visit)?;
+        } else {
+            visit(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// The key of the file at `path`, or None for a file that is not an object (temp files).
+fn key_of(root: &Path, path: &Path) -> Option<String> {
+    let components = path
+        .strip_prefix(root)
+        .ok()?
+        .iter()
+        .map(|c| c.to_str().filter(|c| is_plain_component(c)))
+        .collect::<Option<Vec<_>>>()?;
+    Some(components.join("/"))
+}
+
+fn remove_temp_files(root: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    walk_files(root, &mut |path| {
+        let is_temp = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.starts_with(TEMP_PREFIX));
+        if is_temp {
+            fs::remove_file(path)?;
+            removed += 1;
+        }
+        Ok(())
+    })?;
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::check_contract;
+
+    #[tokio::test]
+    async fn local_store_meets_the_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        check_contract(&LocalStore::new(dir.path()).unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn nested_keys_are_nested_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        store
+            .put(
+                "topics/abc/7/00000000000000000042-x.log",
+                Bytes::from_static(b"log"),
+            )
+            .await
+            .unwrap();
+        let file = dir.path().join("topics/abc/7/00000000000000000042-x.log");
+        assert_eq!(fs::read(file).unwrap(), b"log");
+        // No temp file is left next to it.
+        let siblings: Vec<_> = fs::read_dir(dir.path().join("topics/abc/7"))
+            .unwrap()
+            .collect();
+        assert_eq!(siblings.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_puts_to_one_key_leave_one_whole_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        let versions: Vec<Bytes> = (0..8u8).map(|i| Bytes::from(vec![i; 64 * 1024])).collect();
+        let mut puts = tokio::task::JoinSet::new();
+        for data in &versions {
+            let (store, data) = (store.clone(), data.clone());
+            puts.spawn(async move { store.put("a/b", data).await });
+        }
+        while let Some(result) = puts.join_next().await {
+            result.unwrap().unwrap();
+        }
+        let stored = store.get("a/b").await.unwrap();
+        assert!(versions.contains(&stored));
+        assert_eq!(fs::read_dir(dir.path().join("a")).unwrap().count(), 1);
+    }
+
+    #[tokio::test]
+    async fn opening_removes_torn_temp_files_and_keeps_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("flush/1")).unwrap();
+        fs::write(dir.path().join("flush/1/a.flush"), b"whole").unwrap();
+        fs::write(dir.path().join("flush/1/.tmp-1234"), b"torn").unwrap();
+        fs::write(dir.path().join(".tmp-5678"), b"torn").unwrap();
+
+        let store = LocalStore::new(dir.path()).unwrap();
+        assert!(!dir.path().join("flush/1/.tmp-1234").exists());
+        assert!(!dir.path().join(".tmp-5678").exists());
+        assert_eq!(store.get("flush/1/a.flush").await.unwrap(), "whole");
+    }
+
+    #[tokio::test]
+    async fn temp_files_are_never_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        store
+            .put("flush/1/a.flush", Bytes::from_static(b"a"))
+            .await
+            .unwrap();
+        // A put in progress right now.
+        fs::write(dir.path().join("flush/1/.tmp-inflight"), b"partial").unwrap();
+        let keys: Vec<_> = store
+            .list("")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
+        assert_eq!(keys, ["flush/1/a.flush"]);
+    }
+
+    #[tokio::test]
+    async fn keys_that_escape_the_root_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path().join("root")).unwrap();
+        for key in [
+            "../escape",
+            "/etc/passwd",
+            "a/../../b",
+            "",
+            "a//b",
+            "a/",
+            "./a",
+            "a/.tmp-x",
+        ] {
+            let result = store.put(key, Bytes::from_static(b"x")).await;
+            assert!(
+                matches!(result, Err(StoreError::Unavailable { op: "put", .. })),
+                "{key}: {result:?}"
+            );
+            assert!(
+                matches!(store.get(key).await, Err(StoreError::Unavailable { .. })),
+                "{key}"
+            );
+        }
+        assert!(!dir.path().join("escape").exists());
+        assert!(matches!(
+            store.list("../").await,
+            Err(StoreError::Unavailable { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_put_that_cannot_create_its_directory_is_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path().join("root")).unwrap();
+        // A file where a directory is needed makes the put fail.
+        fs::write(dir.path().join("root/topics"), b"").unwrap();
+        let result = store.put("topics/a", Bytes::from_static(b"x")).await;
+        assert!(
+            matches!(result, Err(StoreError::Unavailable { op: "put", .. })),
+            "{result:?}"
+        );
+    }
+}

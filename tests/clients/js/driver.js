@@ -1,0 +1,86 @@
+// Drives kafkajs for tests/clients/test_kafkajs.py: one command per run, one JSON line out.
+//   node driver.js BOOTSTRAP create TOPIC PARTITIONS
+//   node driver.js BOOTSTRAP list
+//   node driver.js BOOTSTRAP offsets TOPIC
+//   node driver.js BOOTSTRAP delete TOPIC
+//   node driver.js BOOTSTRAP produce TOPIC COUNT
+//   node driver.js BOOTSTRAP consume TOPIC COUNT   (needs consumer groups)
+'use strict';
+const { Kafka, logLevel } = require('kafkajs');
+
+const [bootstrap, command, topic, arg] = process.argv.slice(2);
+const kafka = new Kafka({
+  clientId: 'strata-tests',
+  brokers: [bootstrap],
+  logLevel: logLevel.ERROR,
+  retry: { retries: 3 },
+});
+
+async function withAdmin(fn) {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    return await fn(admin);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+const commands = {
+  create: () => withAdmin((a) => a.createTopics({
+    topics: [{ topic, numPartitions: Number(arg) }],
+    waitForLeaders: true,
+  })),
+  list: () => withAdmin((a) => a.listTopics()),
+  offsets: () => withAdmin((a) => a.fetchTopicOffsets(topic)),
+  delete: () => withAdmin((a) => a.deleteTopics({ topics: [topic] })),
+  produce: async () => {
+    const producer = kafka.producer();
+    await producer.connect();
+    try {
+      // Batches of 100 messages per send; returns every partition's base offsets.
+      const results = [];
+      for (let start = 0; start < Number(arg); start += 100) {
+        const messages = [];
+        for (let i = start; i < Math.min(start + 100, Number(arg)); i++) {
+          messages.push({ key: `k${i}`, value: `js-${i}`, partition: 0 });
+        }
+        results.push(...(await producer.send({ topic, acks: -1, messages })));
+      }
+      return results;
+    } finally {
+      await producer.disconnect();
+    }
+  },
+  consume: async () => {
+    const consumer = kafka.consumer({ groupId: 'strata-tests' });
+    await consumer.connect();
+    const values = [];
+    try {
+      await consumer.subscribe({ topics: [topic], fromBeginning: true });
+      await new Promise((resolve) => {
+        consumer.run({
+          eachMessage: async ({ message }) => {
+            values.push(message.value.toString());
+            if (values.length >= Number(arg)) resolve();
+          },
+        });
+      });
+      return values;
+    } finally {
+      await consumer.disconnect();
+    }
+  },
+};
+
+if (!commands[command]) {
+  console.error(`unknown command ${command}`);
+  process.exit(2);
+}
+commands[command]().then(
+  (result) => console.log(JSON.stringify(result === undefined ? null : result)),
+  (err) => {
+    console.error(err && err.stack ? err.stack : err);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,192 @@
+"""confluent-kafka (bundled librdkafka 2.16): produce with every codec, idempotence, offsets by
+time, watermarks, admin operations and DeleteRecords."""
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+    ResourceType,
+)
+
+from strata_harness import (
+    TIMEOUT,
+    DeliveryLog,
+    assert_acked_present,
+    consume_all,
+    consumer_config,
+    create_topic,
+    unique_topic,
+    wait_until,
+)
+
+
+def produce(bootstrap, topic, values, partitions=1, timestamps=None, **config):
+    """Produces values round-robin over partitions (or with the given timestamps) and waits
+    for every delivery report; returns the DeliveryLog."""
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, **config})
+    log = DeliveryLog()
+    for i, value in enumerate(values):
+        kwargs = {"timestamp": timestamps[i]} if timestamps else {}
+        producer.produce(topic, value=value, partition=i % partitions, on_delivery=log, **kwargs)
+        producer.poll(0)
+    remaining = producer.flush(TIMEOUT)
+    assert remaining == 0, f"{remaining} messages still undelivered after {TIMEOUT} s"
+    assert not log.errors, f"delivery errors: {log.errors[:5]}"
+    assert len(log.acked) == len(values), f"{len(log.acked)} of {len(values)} acknowledged"
+    return log
+
+
+def admin(strata):
+    return AdminClient({"bootstrap.servers": strata.bootstrap})
+
+
+def result(futures):
+    """Waits for every future of an admin call; returns {key: result}."""
+    return {k: f.result(timeout=TIMEOUT) for k, f in futures.items()}
+
+
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+def test_compressed_produce_and_assign_consume(strata, codec):
+    topic = unique_topic(codec)
+    create_topic(strata.bootstrap, topic, partitions=3)
+    # Repetitive values so each codec really compresses; several batches per partition.
+    values = [f"{codec} record {i:05d} ".encode() * 8 for i in range(3000)]
+    log = produce(strata.bootstrap, topic, values, partitions=3,
+                  **{"compression.type": codec, "batch.num.messages": 200})
+
+    messages = consume_all(strata.bootstrap, topic, partitions=3)
+    assert len(messages) == len(values), f"read {len(messages)} records, produced {len(values)}"
+    assert_acked_present(log.acked, messages)
+    for p in range(3):
+        offsets = [m.offset() for m in messages if m.partition() == p]
+        assert offsets == list(range(len(offsets))), f"partition {p} offsets are not 0..n-1"
+
+
+def test_idempotent_producer_writes_no_duplicates(strata):
+    topic = unique_topic("idempotent")
+    create_topic(strata.bootstrap, topic, partitions=2)
+    values = [f"idem-{i:05d}".encode() for i in range(5000)]
+    log = produce(strata.bootstrap, topic, values, partitions=2,
+                  **{"enable.idempotence": True, "max.in.flight.requests.per.connection": 5,
+                     "batch.num.messages": 100})
+
+    messages = consume_all(strata.bootstrap, topic, partitions=2)
+    assert len(messages) == len(values), f"read {len(messages)} records, produced {len(values)}"
+    assert_acked_present(log.acked, messages)
+
+
+def test_offsets_for_times(strata):
+    topic = unique_topic("times")
+    create_topic(strata.bootstrap, topic)
+    base = 1_700_000_000_000
+    # 200 records one second apart, in batches of 10, so lookups cross batch boundaries.
+    timestamps = [base + i * 1000 for i in range(200)]
+    produce(strata.bootstrap, topic, [f"v{i}".encode() for i in range(200)],
+            timestamps=timestamps, **{"batch.num.messages": 10, "linger.ms": 50})
+
+    consumer = Consumer(consumer_config(strata.bootstrap))
+    try:
+        cases = {  # target timestamp -> first offset whose timestamp >= target
+            0: 0,
+            base: 0,
+            base + 1: 1,
+            base + 57_000: 57,
+            base + 57_500: 58,
+            base + 199_000: 199,
+            base + 10_000_000: -1,  # past the end: no offset (librdkafka reports -1)
+        }
+        answers = consumer.offsets_for_times(
+            [TopicPartition(topic, 0, ts) for ts in cases], timeout=TIMEOUT)
+        got = {ts: tp.offset for ts, tp in zip(cases, answers)}
+        assert got == cases, f"offsets_for_times: got {got}, expected {cases}"
+        assert all(tp.error is None for tp in answers), [tp.error for tp in answers]
+    finally:
+        consumer.close()
+
+
+def test_watermarks_are_earliest_and_latest(strata):
+    topic = unique_topic("watermarks")
+    create_topic(strata.bootstrap, topic, partitions=2)
+    produce(strata.bootstrap, topic, [b"x"] * 30, partitions=2)
+    consumer = Consumer(consumer_config(strata.bootstrap))
+    try:
+        for p in range(2):
+            marks = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=TIMEOUT, cached=False)
+            assert marks == (0, 15), f"partition {p} watermarks {marks}, expected (0, 15)"
+    finally:
+        consumer.close()
+
+
+def test_admin_topics_configs_and_partitions(strata):
+    client = admin(strata)
+    topic = unique_topic("admin")
+
+    # validate_only creates nothing.
+    result(client.create_topics([NewTopic(topic, 2, 1)], validate_only=True))
+    assert topic not in client.list_topics(timeout=TIMEOUT).topics, "validate_only created the topic"
+
+    result(client.create_topics([NewTopic(topic, 2, 1, config={"retention.ms": "3600000"})]))
+    wait_until(lambda: topic in client.list_topics(timeout=5).topics, f"{topic} in metadata")
+    with pytest.raises(KafkaException) as exists:
+        result(client.create_topics([NewTopic(topic, 2, 1)]))
+    assert exists.value.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS, exists.value
+
+    def topic_configs():
+        resource = ConfigResource(ResourceType.TOPIC, topic)
+        return result(client.describe_configs([resource]))[resource]
+
+    configs = topic_configs()
+    assert configs["retention.ms"].value == "3600000", configs["retention.ms"]
+    assert configs["cleanup.policy"].value == "delete", configs["cleanup.policy"]
+    assert "max.message.bytes" in configs, sorted(configs)
+
+    # IncrementalAlterConfigs: set one key, others untouched.
+    result(client.incremental_alter_configs([ConfigResource(
+        ResourceType.TOPIC, topic, incremental_configs=[
+            ConfigEntry("retention.ms", "7200000", incremental_operation=AlterConfigOpType.SET)])]))
+    configs = topic_configs()
+    assert configs["retention.ms"].value == "7200000", configs["retention.ms"]
+
+    # AlterConfigs (legacy): replaces the whole set of overrides.
+    result(client.alter_configs([ConfigResource(
+        ResourceType.TOPIC, topic, set_config={"segment.bytes": "10485760"})]))
+    configs = topic_configs()
+    assert configs["segment.bytes"].value == "10485760", configs["segment.bytes"]
+    assert configs["retention.ms"].value != "7200000", "AlterConfigs kept an override it did not name"
+
+    # compact is refused until it is built.
+    with pytest.raises(KafkaException):
+        result(client.incremental_alter_configs([ConfigResource(
+            ResourceType.TOPIC, topic, incremental_configs=[
+                ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.SET)])]))
+
+    result(client.create_partitions([NewPartitions(topic, 5)]))
+    wait_until(lambda: len(client.list_topics(topic, timeout=5).topics[topic].partitions) == 5,
+               f"{topic} with 5 partitions")
+
+    result(client.delete_topics([topic]))
+    wait_until(lambda: topic not in client.list_topics(timeout=5).topics, f"{topic} gone from metadata")
+
+
+def test_delete_records_advances_low_watermark(strata):
+    topic = unique_topic("delete-records")
+    create_topic(strata.bootstrap, topic)
+    produce(strata.bootstrap, topic, [f"r{i}".encode() for i in range(100)])
+
+    deleted = result(admin(strata).delete_records([TopicPartition(topic, 0, 40)]))
+    assert [d.low_watermark for d in deleted.values()] == [40], deleted
+
+    consumer = Consumer(consumer_config(strata.bootstrap))
+    try:
+        marks = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=TIMEOUT, cached=False)
+        assert marks == (40, 100), f"watermarks after DeleteRecords: {marks}"
+    finally:
+        consumer.close()
+    messages = consume_all(strata.bootstrap, topic)
+    assert [m.offset() for m in messages] == list(range(40, 100)), "records left after DeleteRecords"
+    assert messages[0].value() == b"r40", messages[0].value()

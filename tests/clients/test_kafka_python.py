@@ -1,0 +1,69 @@
+"""kafka-python 3.0 (pure Python; insists on ApiVersions v3): admin and a produce/consume
+round trip without consumer groups."""
+
+import time
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType
+
+from strata_harness import TIMEOUT, unique_topic, wait_until
+
+TIMEOUT_MS = TIMEOUT * 1000
+
+
+def test_admin_create_describe_delete_topics(strata):
+    admin = KafkaAdminClient(bootstrap_servers=strata.bootstrap, request_timeout_ms=TIMEOUT_MS)
+    try:
+        topic = unique_topic("kp-admin")
+        admin.create_topics({topic: {"num_partitions": 3, "replication_factor": 1,
+                                     "configs": {"retention.ms": "123456789"}}})
+        wait_until(lambda: topic in admin.list_topics(), f"{topic} listed")
+
+        [described] = admin.describe_topics([topic])
+        assert described["error_code"] == 0, described
+        assert len(described["partitions"]) == 3, described
+
+        configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        topic_configs = configs["TOPIC"][topic]
+        assert topic_configs["retention.ms"]["value"] == "123456789", topic_configs
+
+        admin.delete_topics([topic])
+        wait_until(lambda: topic not in admin.list_topics(), f"{topic} gone")
+    finally:
+        admin.close()
+
+
+def test_produce_and_consume_with_assign(strata):
+    topic = unique_topic("kp-data")
+    admin = KafkaAdminClient(bootstrap_servers=strata.bootstrap, request_timeout_ms=TIMEOUT_MS)
+    try:
+        admin.create_topics({topic: {"num_partitions": 1, "replication_factor": 1}})
+    finally:
+        admin.close()
+
+    producer = KafkaProducer(bootstrap_servers=strata.bootstrap, acks="all", linger_ms=5,
+                             request_timeout_ms=TIMEOUT_MS)
+    try:
+        futures = [producer.send(topic, key=f"k{i}".encode(), value=f"v{i}".encode(), partition=0)
+                   for i in range(500)]
+        offsets = [f.get(timeout=TIMEOUT).offset for f in futures]
+    finally:
+        producer.close(timeout=TIMEOUT)
+    assert offsets == list(range(500)), "acknowledged offsets are not 0..499 in order"
+
+    consumer = KafkaConsumer(bootstrap_servers=strata.bootstrap, group_id=None,
+                             enable_auto_commit=False, request_timeout_ms=TIMEOUT_MS)
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        records = []
+        deadline = time.monotonic() + TIMEOUT
+        while len(records) < 500 and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+    finally:
+        consumer.close()
+    assert [(r.offset, r.key, r.value) for r in records] == [
+        (i, f"k{i}".encode(), f"v{i}".encode()) for i in range(500)], \
+        f"read {len(records)} records back, expected 500 in order"
