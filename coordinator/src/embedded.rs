@@ -1,6 +1,6 @@
 //! EmbeddedStore: the metadata of a standalone Strata in ONE crash-safe file.
 //!
-//! Layout: [`MAGIC`], then one record per committed [`Txn`]:
+//! Layout: a magic (`STRMETA1`), then one record per committed [`Txn`]:
 //! `length u32 | CRC-32C u32 of the payload | payload` (big-endian), where the payload is
 //! `put count u32, (key, value)*, delete count u32, key*`, each key and value `length u32 | bytes`.
 //!
@@ -92,6 +92,7 @@ impl MetadataLog {
         if !path.exists() {
             // Created through a rename, so the file never exists without its magic.
             drop(write_atomically(path, MAGIC)?);
+            sync_dir(path)?;
         }
         let mut file = OpenOptions::new().read(true).write(true).open(path)?;
         lock(&file, path)?;
@@ -115,7 +116,12 @@ impl MetadataLog {
             file.sync_all()?;
         }
         let live_bytes = live.iter().map(|(k, v)| entry_size(k, v)).sum();
-        tracing::info!(path = %path.display(), keys = live.len(), bytes = len, "opened metadata log");
+        tracing::info!(
+            path = %path.display(),
+            keys = live.len(),
+            bytes = len,
+            "opened metadata log"
+        );
         Ok(MetadataLog {
             path: path.to_path_buf(),
             file,
@@ -168,7 +174,11 @@ impl MetadataLog {
         if self.len > self.rewrite_min_bytes.max(4 * self.live_bytes) {
             // The commit is already durable; a failed rewrite only leaves the file long.
             if let Err(e) = self.rewrite() {
-                tracing::warn!(path = %self.path.display(), error = %e, "metadata log rewrite failed");
+                tracing::warn!(
+                    path = %self.path.display(),
+                    error = %e,
+                    "metadata log rewrite failed"
+                );
             }
         }
         Ok(())
@@ -195,7 +205,12 @@ impl MetadataLog {
             self.broken = true;
             return Err(e);
         }
-        tracing::info!(path = %self.path.display(), old_len, new_len = self.len, "rewrote metadata log as a snapshot");
+        tracing::info!(
+            path = %self.path.display(),
+            old_len,
+            new_len = self.len,
+            "rewrote metadata log as a snapshot"
+        );
         Ok(())
     }
 }

@@ -104,7 +104,8 @@ pub struct ChunkCommit {
 pub struct PartitionLog {
     pub log_start_offset: i64,
     pub high_watermark: i64,
-    /// Oldest first; segments always precede the chunks.
+    /// Oldest first. Segments and chunks together cover the offsets below the high watermark
+    /// without gaps or overlaps (the first may start below the log start offset).
     pub segments: Vec<SegmentMeta>,
     /// Oldest first.
     pub chunks: Vec<ChunkMeta>,

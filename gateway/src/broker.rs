@@ -95,9 +95,16 @@ impl Broker {
         Ok(partition.clone())
     }
 
-    /// Partitions loaded on this broker (the ones it has served since it started).
-    pub fn loaded_partitions(&self) -> Vec<Arc<Partition>> {
-        self.partitions.read().unwrap().values().cloned().collect()
+    /// Every partition this broker leads, each loaded on first use (for background tasks,
+    /// which must also cover partitions no client has touched since the start).
+    pub fn led_partitions(&self) -> Vec<Arc<Partition>> {
+        self.coordinator
+            .topics()
+            .iter()
+            .flat_map(|topic| {
+                (0..topic.partitions).filter_map(|index| self.partition(topic, index).ok())
+            })
+            .collect()
     }
 
     /// How much of the committed tail one partition keeps in memory.

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use coordinator::{ChunkMeta, SegmentMeta};
 use proto_compat::batch::read_batches;
@@ -34,7 +34,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             _ = tokio::time::sleep(broker.config.compaction_interval) => {}
             _ = shutdown.changed() => return,
         }
-        for partition in broker.loaded_partitions() {
+        for partition in broker.led_partitions() {
             if let Err(e) = compact_if_due(&broker, &partition, &mut first_seen).await {
                 tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "compaction failed; will retry");
             }
@@ -69,14 +69,16 @@ async fn compact_if_due(
         })
         .or_insert((oldest.base_offset, Instant::now()))
         .1;
-    let segment_bytes = broker
-        .coordinator
-        .topic_config(&partition.topic)?
-        .segment_bytes
-        .max(1) as u64;
+    let config = broker.coordinator.topic_config(&partition.topic)?;
+    let segment_bytes = config.segment_bytes.max(1) as u64;
     let limit = broker.config.compaction_bytes.min(segment_bytes);
+    // segment.ms bounds how long data waits before it is in a sealed segment.
+    let max_lag = broker
+        .config
+        .compaction_max_lag
+        .min(Duration::from_millis(config.segment_ms.max(0) as u64));
     let pending: u64 = log.chunks.iter().map(|c| c.size).sum();
-    if pending < limit && seen.elapsed() < broker.config.compaction_max_lag {
+    if pending < limit && seen.elapsed() < max_lag {
         return Ok(());
     }
     // A segment takes whole chunks up to segment.bytes (at least one chunk).
@@ -116,7 +118,10 @@ pub async fn compact(
     let data = writer.finish();
     let keys = segment_keys(partition.topic_id, partition.index, first.base_offset);
     // Indexes first: a segment is only referenced once all three objects exist.
-    broker.store.put(&keys.offset_index, data.offset_index).await?;
+    broker
+        .store
+        .put(&keys.offset_index, data.offset_index)
+        .await?;
     broker.store.put(&keys.time_index, data.time_index).await?;
     broker.store.put(&keys.log, data.log).await?;
     let segment = SegmentMeta {

@@ -63,9 +63,9 @@ impl StandaloneArgs {
         let Some(listener) = &self.advertised_listener else {
             return Ok((self.listen.ip().to_string(), i32::from(self.listen.port())));
         };
-        let (host, port) = listener
-            .rsplit_once(':')
-            .ok_or_else(|| anyhow::anyhow!("--advertised-listener {listener:?} is not HOST:PORT"))?;
+        let (host, port) = listener.rsplit_once(':').ok_or_else(|| {
+            anyhow::anyhow!("--advertised-listener {listener:?} is not HOST:PORT")
+        })?;
         let port: u16 = port
             .parse()
             .map_err(|_| anyhow::anyhow!("--advertised-listener {listener:?} has a bad port"))?;
@@ -176,7 +176,11 @@ fn apply(
         value: value.to_string(),
         reason: reason.to_string(),
     };
-    let bytes = || value.parse::<u64>().map_err(|_| invalid("expected a byte count"));
+    let bytes = || {
+        value
+            .parse::<u64>()
+            .map_err(|_| invalid("expected a byte count"))
+    };
     let millis = || {
         value
             .parse::<u64>()
@@ -185,7 +189,9 @@ fn apply(
     };
     match key {
         "auto.create.topics.enable" => {
-            broker.auto_create_topics_enable = value.parse().map_err(|_| invalid("expected true or false"))?
+            broker.auto_create_topics_enable = value
+                .parse()
+                .map_err(|_| invalid("expected true or false"))?
         }
         "flush.bytes" => broker.flush_bytes = bytes()? as usize,
         "flush.interval.ms" => broker.flush_interval = millis()?,
@@ -234,7 +240,12 @@ mod tests {
     fn unknown_keys_and_bad_values_are_named_in_the_error() {
         let err = load_str("\"no.such.key\" = 1\n").unwrap_err().to_string();
         assert!(err.contains("no.such.key"), "{err}");
-        let err = load_str("\"flush.bytes\" = \"lots\"\n").unwrap_err().to_string();
-        assert!(err.contains("flush.bytes") && err.contains("byte count"), "{err}");
+        let err = load_str("\"flush.bytes\" = \"lots\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("flush.bytes") && err.contains("byte count"),
+            "{err}"
+        );
     }
 }

@@ -107,7 +107,12 @@ async fn handle(broker: Arc<Broker>, request: Request) -> Response {
         metrics.latency.observe(started.elapsed().as_secs_f64());
     }
     match response {
-        Some(body) => Ok(Some(encode_response(api_key, version, correlation_id, &body)?)),
+        Some(body) => Ok(Some(encode_response(
+            api_key,
+            version,
+            correlation_id,
+            &body,
+        )?)),
         None => Ok(None),
     }
 }

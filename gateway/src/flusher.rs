@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use coordinator::error::CoordinatorError;
 use coordinator::ChunkCommit;
-use segment_store::flush_object::{flush_object_key, FlushObjectBuilder};
 use prometheus_client::metrics::gauge::Gauge;
+use segment_store::flush_object::{flush_object_key, FlushObjectBuilder};
 use tokio::sync::{watch, Notify};
 
 use crate::broker::Broker;
@@ -93,7 +93,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
 
 /// One flush: seal, PUT, commit, publish. Retries until done, because acks=0/1 batches in
 /// it were already acknowledged and acks=all producers are waiting.
-async fn flush(broker: &Broker) {
+pub(crate) async fn flush(broker: &Broker) {
     let started = Instant::now();
     let partitions = std::mem::take(&mut *broker.flush_queue.dirty.lock().unwrap());
     let chunks: Vec<(Arc<Partition>, PendingChunk)> = partitions
@@ -127,7 +127,10 @@ async fn flush(broker: &Broker) {
     let object_bytes = object.len();
     let buffered: usize = chunks.iter().map(|(_, c)| c.bytes).sum();
 
-    retry("flush object PUT", broker, || broker.store.put(&key, object.clone())).await;
+    retry("flush object PUT", broker, || {
+        broker.store.put(&key, object.clone())
+    })
+    .await;
     let committed = commit(broker, commits).await;
 
     let tail_limit = broker.tail_limit();
@@ -143,7 +146,9 @@ async fn flush(broker: &Broker) {
     let metrics = &broker.metrics;
     metrics.flushes.inc();
     metrics.flush_bytes.inc_by(object_bytes as u64);
-    metrics.flush_latency.observe(started.elapsed().as_secs_f64());
+    metrics
+        .flush_latency
+        .observe(started.elapsed().as_secs_f64());
 }
 
 /// Commits the chunks; a partition the coordinator refuses for good (deleted topic, deposed
@@ -231,5 +236,137 @@ impl Backoff {
     async fn wait(&mut self) {
         tokio::time::sleep(self.0).await;
         self.0 = (self.0 * 2).min(RETRY_BACKOFF_MAX);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use coordinator::topic_config::TimestampType;
+    use segment_store::flush_object::{read_flush_object_index, FLUSH_PREFIX};
+    use segment_store::memory::MemoryStore;
+    use segment_store::simulate_failures::{FaultConfig, FaultyStore};
+    use segment_store::store::ObjectStore;
+
+    use super::*;
+    use crate::config::BrokerConfig;
+    use crate::test_support::{broker, record_batch, topic};
+
+    fn append(broker: &Broker, partition: &Arc<Partition>, count: i32) -> i64 {
+        let batch = record_batch(-1, -1, -1, count, 1_000);
+        let (outcome, newly_dirty) = partition
+            .append(&batch, TimestampType::CreateTime, 0)
+            .unwrap();
+        broker
+            .flush_queue
+            .appended(partition, batch.len(), newly_dirty);
+        outcome.last_offset()
+    }
+
+    #[tokio::test]
+    async fn one_flush_writes_one_object_for_all_partitions_and_commits_each() {
+        let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+        let (broker, _dir) = broker(store.clone(), BrokerConfig::default()).await;
+        let topic = topic(&broker, "orders", 2).await;
+        let p0 = broker.partition(&topic, 0).unwrap();
+        let p1 = broker.partition(&topic, 1).unwrap();
+        append(&broker, &p0, 3);
+        append(&broker, &p1, 2);
+        append(&broker, &p0, 1);
+
+        flush(&broker).await;
+
+        let objects = store.list(FLUSH_PREFIX).await.unwrap();
+        assert_eq!(
+            objects.len(),
+            1,
+            "one object per flush, whatever the partition count"
+        );
+        let object = store.get(&objects[0].key).await.unwrap();
+        let chunks = read_flush_object_index(&object).unwrap();
+        assert_eq!(chunks.len(), 2);
+        assert_eq!(p0.commit_state().high_watermark, 4);
+        assert_eq!(p1.commit_state().high_watermark, 2);
+        let log = broker.coordinator.partition_log(topic.topic_id, 0).unwrap();
+        assert_eq!(log.high_watermark, 4);
+        assert_eq!(log.chunks[0].object_key, objects[0].key);
+        assert_eq!(broker.flush_queue.buffered_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_outage_holds_commits_back_and_they_complete_when_the_store_returns() {
+        let faulty = Arc::new(FaultyStore::new(
+            Arc::new(MemoryStore::new()),
+            FaultConfig::default(),
+        ));
+        let (broker, _dir) = broker(faulty.clone(), BrokerConfig::default()).await;
+        let topic = topic(&broker, "orders", 1).await;
+        let partition = broker.partition(&topic, 0).unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let flusher = tokio::spawn(run(broker.clone(), stopped));
+
+        faulty.set_outage(true);
+        let last = append(&broker, &partition, 5);
+        let mut commits = partition.subscribe();
+        let committed = tokio::time::timeout(Duration::from_millis(300), async {
+            commits.wait_for(|c| c.high_watermark > last).await.is_ok()
+        })
+        .await;
+        assert!(
+            committed.is_err(),
+            "nothing may be committed while the store is down"
+        );
+        assert!(broker.metrics.flush_errors.get() > 0);
+
+        faulty.set_outage(false);
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            commits.wait_for(|c| c.high_watermark > last),
+        )
+        .await
+        .expect("the flush completes once the store is back")
+        .unwrap();
+        let _ = stop.send(true);
+        flusher.await.unwrap();
+        assert_eq!(
+            broker
+                .coordinator
+                .partition_log(topic.topic_id, 0)
+                .unwrap()
+                .high_watermark,
+            5
+        );
+    }
+
+    #[tokio::test]
+    async fn shutdown_flushes_what_is_buffered_before_the_flusher_returns() {
+        let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+        let config = BrokerConfig {
+            flush_interval: Duration::from_secs(3600),
+            ..BrokerConfig::default()
+        };
+        let (broker, _dir) = broker(store, config).await;
+        let topic = topic(&broker, "orders", 1).await;
+        let partition = broker.partition(&topic, 0).unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let flusher = tokio::spawn(run(broker.clone(), stopped));
+        append(&broker, &partition, 1);
+        // A second append right after the first flush waits for the (hour-long) interval...
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            partition.subscribe().wait_for(|c| c.high_watermark == 1),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        append(&broker, &partition, 1);
+        // ...but shutdown does not.
+        let _ = stop.send(true);
+        tokio::time::timeout(Duration::from_secs(5), flusher)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(partition.commit_state().high_watermark, 2);
     }
 }

@@ -14,6 +14,8 @@ mod metrics;
 mod partition;
 mod retention;
 mod standalone;
+#[cfg(test)]
+mod test_support;
 
 use clap::Parser;
 use config::{Cli, Command};
@@ -22,7 +24,9 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
     let cli = Cli::parse();
     let result = match cli.command {

@@ -31,7 +31,10 @@ impl MeteredStore {
     }
 }
 
-fn count<T>(metrics: &StoreOperationMetrics, result: Result<T, StoreError>) -> Result<T, StoreError> {
+fn count<T>(
+    metrics: &StoreOperationMetrics,
+    result: Result<T, StoreError>,
+) -> Result<T, StoreError> {
     metrics.requests.inc();
     // A missing object is an answer, not a store failure.
     if matches!(&result, Err(e) if !matches!(e, StoreError::NotFound { .. })) {

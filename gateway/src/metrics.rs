@@ -96,9 +96,14 @@ impl Metrics {
         );
 
         let requests = Family::<ApiLabels, Counter>::default();
-        let request_latency =
-            Family::<ApiLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
-        registry.register("requests", "Kafka requests handled, per API", requests.clone());
+        let request_latency = Family::<ApiLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "requests",
+            "Kafka requests handled, per API",
+            requests.clone(),
+        );
         registry.register(
             "request_duration_seconds",
             "Time from decoding a Kafka request to having its response, per API",
@@ -149,8 +154,16 @@ impl Metrics {
         let flush_errors = Counter::default();
         let flush_latency = latency_histogram();
         let buffered_bytes = Gauge::default();
-        registry.register("flushes", "Flush objects written and committed", flushes.clone());
-        registry.register("flush_bytes", "Bytes in committed flush objects", flush_bytes.clone());
+        registry.register(
+            "flushes",
+            "Flush objects written and committed",
+            flushes.clone(),
+        );
+        registry.register(
+            "flush_bytes",
+            "Bytes in committed flush objects",
+            flush_bytes.clone(),
+        );
         registry.register(
             "flush_errors",
             "Failed flush attempts (object PUT or coordinator commit); each is retried",
@@ -244,7 +257,10 @@ mod tests {
         let metrics = Metrics::new();
         metrics.topic("orders").bytes_in.inc_by(42);
         let text = metrics.encode();
-        assert!(text.contains("strata_topic_bytes_in_total{topic=\"orders\"} 42"), "{text}");
+        assert!(
+            text.contains("strata_topic_bytes_in_total{topic=\"orders\"} 42"),
+            "{text}"
+        );
         metrics.remove_topic("orders");
         assert!(!metrics.encode().contains("orders"));
     }
@@ -256,7 +272,10 @@ mod tests {
         produce.requests.inc();
         produce.latency.observe(0.001);
         let text = metrics.encode();
-        assert!(text.contains("strata_requests_total{api=\"Produce\"} 1"), "{text}");
+        assert!(
+            text.contains("strata_requests_total{api=\"Produce\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("strata_request_duration_seconds_count{api=\"Produce\"} 1"));
     }
 }

@@ -17,7 +17,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             _ = tokio::time::sleep(broker.config.retention_check_interval) => {}
             _ = shutdown.changed() => return,
         }
-        for partition in broker.loaded_partitions() {
+        for partition in broker.led_partitions() {
             if let Err(e) = enforce(&broker, &partition).await {
                 tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "retention failed; will retry");
             }
@@ -25,7 +25,10 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-async fn enforce(broker: &Broker, partition: &Partition) -> Result<(), coordinator::error::CoordinatorError> {
+async fn enforce(
+    broker: &Broker,
+    partition: &Partition,
+) -> Result<(), coordinator::error::CoordinatorError> {
     let config = broker.coordinator.topic_config(&partition.topic)?;
     let Some(log) = broker
         .coordinator
@@ -33,7 +36,9 @@ async fn enforce(broker: &Broker, partition: &Partition) -> Result<(), coordinat
     else {
         return Ok(());
     };
-    let Some(new_start) = retention_start(&log, config.retention_ms, config.retention_bytes, now_ms()) else {
+    let Some(new_start) =
+        retention_start(&log, config.retention_ms, config.retention_bytes, now_ms())
+    else {
         return Ok(());
     };
     let log_start_offset = broker
@@ -46,7 +51,12 @@ async fn enforce(broker: &Broker, partition: &Partition) -> Result<(), coordinat
 }
 
 /// The log start offset after deleting what retention allows, if that deletes anything.
-fn retention_start(log: &PartitionLog, retention_ms: i64, retention_bytes: i64, now_ms: i64) -> Option<i64> {
+fn retention_start(
+    log: &PartitionLog,
+    retention_ms: i64,
+    retention_bytes: i64,
+    now_ms: i64,
+) -> Option<i64> {
     let mut size: i64 = log.segments.iter().map(|s| s.size as i64).sum::<i64>()
         + log.chunks.iter().map(|c| c.size as i64).sum::<i64>();
     let mut new_start = None;
@@ -92,7 +102,11 @@ mod tests {
 
     #[test]
     fn expired_segments_go_oldest_first_and_stop_at_the_first_young_one() {
-        let log = log(vec![segment(0, 9, 100, 10), segment(10, 19, 5_000, 10), segment(20, 29, 200, 10)]);
+        let log = log(vec![
+            segment(0, 9, 100, 10),
+            segment(10, 19, 5_000, 10),
+            segment(20, 29, 200, 10),
+        ]);
         assert_eq!(retention_start(&log, 1_000, -1, 3_000), Some(10));
         assert_eq!(retention_start(&log, 10_000, -1, 3_000), None);
         assert_eq!(retention_start(&log, -1, -1, 3_000), None);
@@ -100,8 +114,13 @@ mod tests {
 
     #[test]
     fn size_retention_keeps_at_least_retention_bytes() {
-        let log = log(vec![segment(0, 9, 0, 100), segment(10, 19, 0, 100), segment(20, 29, 0, 100)]);
-        assert_eq!(retention_start(&log, -1, 150, 0), Some(20));
+        let log = log(vec![
+            segment(0, 9, 0, 100),
+            segment(10, 19, 0, 100),
+            segment(20, 29, 0, 100),
+        ]);
+        assert_eq!(retention_start(&log, -1, 150, 0), Some(10));
+        assert_eq!(retention_start(&log, -1, 100, 0), Some(20));
         assert_eq!(retention_start(&log, -1, 300, 0), None);
         assert_eq!(retention_start(&log, -1, 0, 0), Some(30));
     }

@@ -39,7 +39,8 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
 
     let storage_url = args.storage_url()?;
     let metrics = Arc::new(Metrics::new());
-    let store = open_store(&storage_url).with_context(|| format!("cannot open storage {storage_url}"))?;
+    let store =
+        open_store(&storage_url).with_context(|| format!("cannot open storage {storage_url}"))?;
     let store = Arc::new(MeteredStore::new(store, &metrics));
 
     let listener = TcpListener::bind(args.listen)
@@ -59,7 +60,13 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         .await
         .context("cannot register the broker")?;
 
-    let broker = Arc::new(Broker::new(BROKER_ID, broker_config, coordinator, store, metrics.clone()));
+    let broker = Arc::new(Broker::new(
+        BROKER_ID,
+        broker_config,
+        coordinator,
+        store,
+        metrics.clone(),
+    ));
     let removed = garbage_collector::remove_uncommitted_flushes(&broker)
         .await
         .context("cannot clean up uncommitted flush objects")?;
@@ -74,7 +81,10 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
     let mut background = JoinSet::new();
     background.spawn(compaction::run(broker.clone(), background_stop.clone()));
     background.spawn(retention::run(broker.clone(), background_stop.clone()));
-    background.spawn(garbage_collector::run(broker.clone(), background_stop.clone()));
+    background.spawn(garbage_collector::run(
+        broker.clone(),
+        background_stop.clone(),
+    ));
     let http_stop = background_stop.clone();
     let http_ready = ready.clone();
     background.spawn(async move {
@@ -124,7 +134,10 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
         connections.shutdown().await;
     }
-    tracing::info!(buffered_bytes = broker.flush_queue.buffered_bytes(), "flushing buffered batches");
+    tracing::info!(
+        buffered_bytes = broker.flush_queue.buffered_bytes(),
+        "flushing buffered batches"
+    );
     let _ = stop_flusher.send(true);
     flusher.await.context("the flusher failed")?;
     let _ = stop_background.send(true);

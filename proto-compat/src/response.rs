@@ -176,7 +176,7 @@ mod tests {
     }
 
     #[test]
-    fn allocates_exactly_once() {
+    fn prefix_header_and_body_add_up() {
         let body = ResponseKind::Produce(ProduceResponse::default());
         let encoded = encode_response(ApiKey::Produce, 9, 1, &body).unwrap();
         let expected = 4 + 4 + 1 + ProduceResponse::default().compute_size(9).unwrap();

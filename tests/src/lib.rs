@@ -48,6 +48,7 @@ pub mod error_code {
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
     pub const MESSAGE_TOO_LARGE: i16 = 10;
     pub const UNSUPPORTED_VERSION: i16 = 35;
+    pub const INVALID_RECORD: i16 = 87;
 }
 
 /// The `strata` binary: `$STRATA_BIN`, else `strata` in the target dir of this test executable

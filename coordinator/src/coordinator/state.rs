@@ -112,13 +112,13 @@ impl State {
         self.topics.get_mut(&topic_id)?.partitions.get_mut(index)
     }
 
-    /// Every partition with its leader.
+    /// Every partition with its leader, by topic name (so assignments are deterministic).
     pub(super) fn leaders(
         &self,
     ) -> impl Iterator<Item = (Uuid, i32, Option<PartitionLeader>)> + '_ {
-        self.topics.iter().flat_map(|(topic_id, topic)| {
+        self.topic_ids.values().flat_map(|topic_id| {
             (0..)
-                .zip(&topic.partitions)
+                .zip(&self.topics[topic_id].partitions)
                 .map(|(p, state)| (*topic_id, p, state.leader))
         })
     }

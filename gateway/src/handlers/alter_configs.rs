@@ -82,7 +82,8 @@ pub async fn handle_incremental(
             }
             Err(e) => Err(e),
         };
-        let mut result = incremental_alter_configs_response::AlterConfigsResourceResponse::default();
+        let mut result =
+            incremental_alter_configs_response::AlterConfigsResourceResponse::default();
         result.resource_type = resource.resource_type;
         result.resource_name = resource.resource_name;
         if let Err((code, message)) = outcome {

@@ -15,7 +15,11 @@ use super::describe_configs::config_source;
 use super::str_bytes;
 use crate::broker::Broker;
 
-pub async fn handle(broker: &Broker, version: i16, request: CreateTopicsRequest) -> CreateTopicsResponse {
+pub async fn handle(
+    broker: &Broker,
+    version: i16,
+    request: CreateTopicsRequest,
+) -> CreateTopicsResponse {
     let mut seen: HashMap<String, usize> = HashMap::new();
     for topic in &request.topics {
         *seen.entry(topic.name.to_string()).or_default() += 1;
@@ -27,7 +31,10 @@ pub async fn handle(broker: &Broker, version: i16, request: CreateTopicsRequest)
         let outcome = if seen[topic.name.as_str()] > 1 {
             Err((
                 ResponseError::InvalidRequest.code(),
-                format!("topic {} appears more than once in the request", topic.name.as_str()),
+                format!(
+                    "topic {} appears more than once in the request",
+                    topic.name.as_str()
+                ),
             ))
         } else {
             create(broker, &topic, request.validate_only).await
@@ -80,14 +87,18 @@ async fn create(
     if topic.replication_factor == 0 || topic.replication_factor < -1 {
         return Err((
             ResponseError::InvalidReplicationFactor.code(),
-            format!("replication factor {} must be positive or -1", topic.replication_factor),
+            format!(
+                "replication factor {} must be positive or -1",
+                topic.replication_factor
+            ),
         ));
     }
     let partitions = if !topic.assignments.is_empty() {
         if topic.num_partitions != -1 || topic.replication_factor != -1 {
             return Err((
                 ResponseError::InvalidRequest.code(),
-                "numPartitions and replicationFactor must be -1 with manual assignments".to_string(),
+                "numPartitions and replicationFactor must be -1 with manual assignments"
+                    .to_string(),
             ));
         }
         topic.assignments.len() as i32

@@ -23,7 +23,9 @@ pub async fn handle(broker: &Broker, request: DeleteRecordsRequest) -> DeleteRec
             result.partition_index = partition.partition_index;
             result.low_watermark = -1;
             let outcome = match &meta {
-                Some(meta) => delete_records(broker, meta, partition.partition_index, partition.offset).await,
+                Some(meta) => {
+                    delete_records(broker, meta, partition.partition_index, partition.offset).await
+                }
                 None => Err(ResponseError::UnknownTopicOrPartition.code()),
             };
             match outcome {
@@ -45,7 +47,11 @@ async fn delete_records(
 ) -> Result<i64, i16> {
     let partition = broker.partition(topic, index)?;
     let high_watermark = partition.commit_state().high_watermark;
-    let offset = if offset == HIGH_WATERMARK { high_watermark } else { offset };
+    let offset = if offset == HIGH_WATERMARK {
+        high_watermark
+    } else {
+        offset
+    };
     if offset < 0 || offset > high_watermark {
         return Err(ResponseError::OffsetOutOfRange.code());
     }

@@ -8,10 +8,18 @@ use uuid::Uuid;
 use super::{str_bytes, topic_name};
 use crate::broker::Broker;
 
-pub async fn handle(broker: &Broker, version: i16, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
+pub async fn handle(
+    broker: &Broker,
+    version: i16,
+    request: DeleteTopicsRequest,
+) -> DeleteTopicsResponse {
     // v0-5 list names; v6+ list (name or id) pairs.
     let targets: Vec<(Option<String>, Uuid)> = if version < 6 {
-        request.topic_names.iter().map(|n| (Some(n.to_string()), Uuid::nil())).collect()
+        request
+            .topic_names
+            .iter()
+            .map(|n| (Some(n.to_string()), Uuid::nil()))
+            .collect()
     } else {
         request
             .topics
@@ -24,8 +32,14 @@ pub async fn handle(broker: &Broker, version: i16, request: DeleteTopicsRequest)
         let mut result = DeletableTopicResult::default();
         result.topic_id = topic_id;
         let meta = match &name {
-            Some(name) => broker.coordinator.topic(name).ok_or(ResponseError::UnknownTopicOrPartition.code()),
-            None => broker.coordinator.topic_by_id(topic_id).ok_or(ResponseError::UnknownTopicId.code()),
+            Some(name) => broker
+                .coordinator
+                .topic(name)
+                .ok_or(ResponseError::UnknownTopicOrPartition.code()),
+            None => broker
+                .coordinator
+                .topic_by_id(topic_id)
+                .ok_or(ResponseError::UnknownTopicId.code()),
         };
         result.name = name.map(topic_name);
         match meta {

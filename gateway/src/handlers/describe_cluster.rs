@@ -2,7 +2,9 @@
 
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use proto_compat::kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use proto_compat::kafka_protocol::messages::{
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse,
+};
 
 use super::str_bytes;
 use crate::broker::Broker;

@@ -38,7 +38,11 @@ fn config_type(name: &str) -> i8 {
     }
 }
 
-pub fn handle(broker: &Broker, version: i16, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
+pub fn handle(
+    broker: &Broker,
+    version: i16,
+    request: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
     let mut response = DescribeConfigsResponse::default();
     for resource in request.resources {
         let mut result = DescribeConfigsResult::default();

@@ -49,7 +49,8 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -
         .collect();
     loop {
         let mut watched = Vec::new();
-        let (responses, bytes, any_error) = read_all(broker, version, &topics, max_bytes, &mut watched).await;
+        let (responses, bytes, any_error) =
+            read_all(broker, version, &topics, max_bytes, &mut watched).await;
         let done = bytes >= request.min_bytes.max(0) as usize
             || any_error
             || watched.is_empty()
@@ -97,8 +98,16 @@ async fn read_all(
                 Ok(partition) => {
                     let budget = (fetch.partition_max_bytes.max(0) as usize)
                         .min(max_bytes.saturating_sub(total));
-                    let result =
-                        read_partition(broker, version, &partition, fetch, budget, total == 0, &mut data).await;
+                    let result = read_partition(
+                        broker,
+                        version,
+                        &partition,
+                        fetch,
+                        budget,
+                        total == 0,
+                        &mut data,
+                    )
+                    .await;
                     watched.push(partition);
                     result
                 }

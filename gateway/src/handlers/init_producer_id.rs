@@ -1,7 +1,9 @@
 //! InitProducerId for idempotent producers: a fresh producer id from the coordinator.
 
 use proto_compat::kafka_protocol::error::ResponseError;
-use proto_compat::kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+use proto_compat::kafka_protocol::messages::{
+    InitProducerIdRequest, InitProducerIdResponse, ProducerId,
+};
 
 use crate::broker::Broker;
 

@@ -22,7 +22,11 @@ pub async fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> 
     // Before v4 there is no flag and Kafka always auto-creates.
     let allow_auto_create = version < 4 || request.allow_auto_topic_creation;
     let topics = if all_topics {
-        coordinator.topics().iter().map(|t| describe_topic(broker, version, t)).collect()
+        coordinator
+            .topics()
+            .iter()
+            .map(|t| describe_topic(broker, version, t))
+            .collect()
     } else {
         let mut out = Vec::new();
         for requested in request.topics.unwrap_or_default() {

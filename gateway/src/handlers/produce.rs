@@ -25,7 +25,11 @@ use crate::partition::{AppendOutcome, Partition};
 const FIRST_VERSION_WITH_TOPIC_IDS: i16 = 13;
 
 /// Answers Produce; None for acks=0, which Kafka never answers.
-pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest) -> Option<ProduceResponse> {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: ProduceRequest,
+) -> Option<ProduceResponse> {
     let acks = request.acks;
     // acks=all: (topic position, partition position, partition, last offset) to wait for.
     let mut waits: Vec<(usize, usize, Arc<Partition>, i64)> = Vec::new();
@@ -52,7 +56,7 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest)
             response.base_offset = -1;
             response.log_append_time_ms = -1;
             response.log_start_offset = -1;
-            let outcome = if !matches!(acks, 0 | 1 | -1) {
+            let outcome = if !(-1..=1).contains(&acks) {
                 Err((ResponseError::InvalidRequiredAcks.code(), None))
             } else {
                 match &topic {
@@ -63,7 +67,10 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest)
             match outcome {
                 Ok((partition, outcome)) => {
                     response.base_offset = outcome.base_offset();
-                    if let AppendOutcome::Appended { log_append_time, .. } = outcome {
+                    if let AppendOutcome::Appended {
+                        log_append_time, ..
+                    } = outcome
+                    {
                         response.log_append_time_ms = log_append_time;
                     }
                     if version >= 5 {
@@ -108,10 +115,13 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest)
 type AppendResult = Result<(Arc<Partition>, AppendOutcome), (i16, Option<String>)>;
 
 async fn append(broker: &Broker, topic: &TopicMeta, data: PartitionProduceData) -> AppendResult {
-    let partition = broker.partition(topic, data.index).map_err(|code| (code, None))?;
+    let partition = broker
+        .partition(topic, data.index)
+        .map_err(|code| (code, None))?;
     let records = data.records.unwrap_or_default();
     let invalid = |message: String| (ResponseError::InvalidRecord.code(), Some(message));
-    let mut batches = validate_batches(&records).map_err(|e| (e.error_code(), Some(e.to_string())))?;
+    let mut batches =
+        validate_batches(&records).map_err(|e| (e.error_code(), Some(e.to_string())))?;
     // Kafka: produce v3+ carries exactly one batch per partition.
     if batches.len() != 1 {
         return Err(invalid(format!(
@@ -168,7 +178,11 @@ async fn append(broker: &Broker, topic: &TopicMeta, data: PartitionProduceData) 
 }
 
 /// Waits until `last_offset` is committed (acks=all), at most until `deadline`.
-async fn wait_committed(partition: &Partition, last_offset: i64, deadline: Instant) -> Result<(), i16> {
+async fn wait_committed(
+    partition: &Partition,
+    last_offset: i64,
+    deadline: Instant,
+) -> Result<(), i16> {
     let mut commits = partition.subscribe();
     let wait = async {
         commits

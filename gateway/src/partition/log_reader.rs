@@ -118,7 +118,9 @@ impl LogReader<'_> {
         }
         // The tail may hold what follows the stored pieces (e.g. a commit since `log` was read).
         if next < high_watermark && bytes < max_bytes {
-            if let Some(more) = partition.read_tail(next, max_bytes - bytes, out.is_empty() && at_least_one) {
+            if let Some(more) =
+                partition.read_tail(next, max_bytes - bytes, out.is_empty() && at_least_one)
+            {
                 out.extend(more);
             }
         }
@@ -211,7 +213,10 @@ impl LogReader<'_> {
             }
             let start = match &piece {
                 Piece::Segment(segment) => {
-                    let bytes = self.cache.get_range(&segment.time_index_key, 0..u64::MAX).await?;
+                    let bytes = self
+                        .cache
+                        .get_range(&segment.time_index_key, 0..u64::MAX)
+                        .await?;
                     TimeIndex::from_bytes(segment.base_offset, &bytes)
                         .map_err(|e| ReadError::CorruptIndex {
                             key: segment.time_index_key.clone(),
@@ -222,7 +227,9 @@ impl LogReader<'_> {
                 Piece::Chunk(chunk) => chunk.base_offset,
             };
             if let Some(found) = self
-                .scan(&piece, start.max(log.log_start_offset), |b| b.max_timestamp() >= timestamp)
+                .scan(&piece, start.max(log.log_start_offset), |b| {
+                    b.max_timestamp() >= timestamp
+                })
                 .await?
             {
                 return first_record(&found, log.log_start_offset, |ts| ts >= timestamp).map(Some);
@@ -320,6 +327,144 @@ fn first_record(
     Ok(match record {
         Some(r) => (r.offset, r.timestamp),
         // LogAppendTime batches and batches whose max is only in the header: the batch start.
-        None => (batch.base_offset().max(log_start_offset), batch.max_timestamp()),
+        None => (
+            batch.base_offset().max(log_start_offset),
+            batch.max_timestamp(),
+        ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use coordinator::topic_config::TimestampType;
+    use segment_store::memory::MemoryStore;
+    use segment_store::store::ObjectStore;
+
+    use crate::broker::Broker;
+    use crate::compaction::compact;
+    use crate::config::BrokerConfig;
+    use crate::test_support::{broker, record_batch, topic};
+
+    /// Four batches of ten records (timestamps 1000.., 2000.., 3000.., 4000..), each flushed
+    /// as its own chunk, the first two compacted into a segment. Returns a second broker over
+    /// the same store and coordinator, whose in-memory tail is empty, so reads hit storage.
+    async fn stored_log() -> (Arc<Broker>, coordinator::TopicMeta, tempfile::TempDir) {
+        let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+        let config = BrokerConfig {
+            index_interval_bytes: 1,
+            ..BrokerConfig::default()
+        };
+        let (writer, dir) = broker(store.clone(), config.clone()).await;
+        let topic = topic(&writer, "events", 1).await;
+        let partition = writer.partition(&topic, 0).unwrap();
+        for timestamp in [1_000, 2_000, 3_000, 4_000] {
+            let batch = record_batch(-1, -1, -1, 10, timestamp);
+            let (_, dirty) = partition
+                .append(&batch, TimestampType::CreateTime, 0)
+                .unwrap();
+            writer.flush_queue.appended(&partition, batch.len(), dirty);
+            crate::flusher::flush(&writer).await;
+        }
+        let log = writer.coordinator.partition_log(topic.topic_id, 0).unwrap();
+        let first_two: Vec<_> = log.chunks.iter().take(2).collect();
+        compact(&writer, &partition, &first_two).await.unwrap();
+        let log = writer.coordinator.partition_log(topic.topic_id, 0).unwrap();
+        assert_eq!((log.segments.len(), log.chunks.len()), (1, 2));
+        let reader = Broker::new(
+            0,
+            config,
+            writer.coordinator.clone(),
+            store,
+            writer.metrics.clone(),
+        );
+        (Arc::new(reader), topic, dir)
+    }
+
+    #[tokio::test]
+    async fn reads_span_segments_and_chunks_in_offset_order() {
+        let (broker, topic, _dir) = stored_log().await;
+        let partition = broker.partition(&topic, 0).unwrap();
+        let reader = broker.log_reader();
+        let bases = |batches: Vec<proto_compat::batch::RecordBatch>| -> Vec<i64> {
+            batches.iter().map(|b| b.base_offset()).collect()
+        };
+        let all = reader
+            .read(&partition, 0, 40, usize::MAX, true)
+            .await
+            .unwrap();
+        let batch_len = all[0].len();
+        assert_eq!(bases(all), [0, 10, 20, 30]);
+        // A mid-batch offset returns the whole batch holding it.
+        let from_chunk = reader
+            .read(&partition, 25, 40, usize::MAX, true)
+            .await
+            .unwrap();
+        assert_eq!(bases(from_chunk), [20, 30]);
+        // Byte limits: one batch fits exactly; a limit below one batch still yields one
+        // batch when at least one is asked for, and none otherwise.
+        assert_eq!(
+            bases(
+                reader
+                    .read(&partition, 0, 40, batch_len, false)
+                    .await
+                    .unwrap()
+            ),
+            [0]
+        );
+        assert_eq!(
+            bases(reader.read(&partition, 15, 40, 1, true).await.unwrap()),
+            [10]
+        );
+        assert!(reader
+            .read(&partition, 15, 40, 1, false)
+            .await
+            .unwrap()
+            .is_empty());
+        // Nothing at or past the high watermark.
+        assert!(reader
+            .read(&partition, 40, 40, usize::MAX, true)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            bases(
+                reader
+                    .read(&partition, 0, 20, usize::MAX, true)
+                    .await
+                    .unwrap()
+            ),
+            [0, 10]
+        );
+    }
+
+    #[tokio::test]
+    async fn timestamps_resolve_to_the_first_record_at_or_after_them() {
+        let (broker, topic, _dir) = stored_log().await;
+        let log = broker.coordinator.partition_log(topic.topic_id, 0).unwrap();
+        let reader = broker.log_reader();
+        // In the segment, through its time index.
+        assert_eq!(
+            reader.offset_for_timestamp(&log, 2_005).await.unwrap(),
+            Some((15, 2_005))
+        );
+        assert_eq!(
+            reader.offset_for_timestamp(&log, 0).await.unwrap(),
+            Some((0, 1_000))
+        );
+        // Between batches: the next record.
+        assert_eq!(
+            reader.offset_for_timestamp(&log, 3_500).await.unwrap(),
+            Some((30, 4_000))
+        );
+        assert_eq!(
+            reader.offset_for_timestamp(&log, 9_999).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            reader.offset_of_max_timestamp(&log).await.unwrap(),
+            Some((39, 4_009))
+        );
+    }
 }

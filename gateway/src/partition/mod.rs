@@ -223,7 +223,11 @@ impl Partition {
         let bytes = std::mem::take(&mut state.pending_bytes);
         let base_offset = batches[0].base_offset();
         let last_offset = batches[batches.len() - 1].last_offset();
-        let max_timestamp = batches.iter().map(RecordBatch::max_timestamp).max().unwrap_or(-1);
+        let max_timestamp = batches
+            .iter()
+            .map(RecordBatch::max_timestamp)
+            .max()
+            .unwrap_or(-1);
         let mut producer_ids: Vec<i64> = batches
             .iter()
             .map(RecordBatch::producer_id)
@@ -286,7 +290,12 @@ impl Partition {
     /// Committed batches from the in-memory tail starting with the one holding `offset`, up
     /// to `max_bytes` (the first batch always, if `at_least_one`). None if the tail does not
     /// reach back to `offset`.
-    pub fn read_tail(&self, offset: i64, max_bytes: usize, at_least_one: bool) -> Option<Vec<RecordBatch>> {
+    pub fn read_tail(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        at_least_one: bool,
+    ) -> Option<Vec<RecordBatch>> {
         let state = self.state.lock().unwrap();
         let first = state.tail.front()?;
         if first.base_offset() > offset {

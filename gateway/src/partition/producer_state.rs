@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use coordinator::{ProducerBatch, ProducerState};
-use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::batch::RecordBatch;
+use proto_compat::kafka_protocol::error::ResponseError;
 
 /// Kafka keeps this many batches per producer (max.in.flight.requests.per.connection).
 const BATCHES_PER_PRODUCER: usize = 5;
@@ -168,42 +168,22 @@ impl ProducerStateTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::{Bytes, BytesMut};
-    use proto_compat::kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use crate::test_support::record_batch;
 
-    fn batch(producer_id: i64, epoch: i16, first_seq: i32, count: i32, base_offset: i64) -> RecordBatch {
-        let records: Vec<Record> = (0..count)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                partition_leader_epoch: 0,
-                producer_id,
-                producer_epoch: epoch,
-                timestamp_type: TimestampType::Creation,
-                offset: base_offset + i64::from(i),
-                sequence: first_seq + i,
-                timestamp: 1_000,
-                key: None,
-                value: Some(Bytes::from_static(b"v")),
-                headers: Default::default(),
-                delete_horizon: false,
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .unwrap();
-        proto_compat::batch::validate_batches(&buf.freeze())
+    /// A batch with offsets assigned from `base_offset`, as the partition stores it.
+    fn batch(
+        producer_id: i64,
+        epoch: i16,
+        first_seq: i32,
+        count: i32,
+        base_offset: i64,
+    ) -> RecordBatch {
+        let batch = record_batch(producer_id, epoch, first_seq, count, 1_000);
+        let mut bytes = bytes::BytesMut::from(batch.as_bytes().as_ref());
+        proto_compat::batch::set_base_offset(&mut bytes, base_offset);
+        proto_compat::batch::read_batches(&bytes.freeze())
+            .next()
             .unwrap()
-            .remove(0)
     }
 
     #[test]
@@ -219,7 +199,10 @@ mod tests {
                 last_offset: 102
             })
         );
-        assert_eq!(table.check(&batch(7, 0, 3, 1, 0)), Ok(SequenceCheck::Append));
+        assert_eq!(
+            table.check(&batch(7, 0, 3, 1, 0)),
+            Ok(SequenceCheck::Append)
+        );
     }
 
     #[test]
@@ -235,9 +218,15 @@ mod tests {
             })
         );
         let fenced = table.check(&batch(7, 0, 2, 1, 0)).unwrap_err();
-        assert_eq!(fenced.error_code(), ResponseError::InvalidProducerEpoch.code());
+        assert_eq!(
+            fenced.error_code(),
+            ResponseError::InvalidProducerEpoch.code()
+        );
         // A new epoch starts again at sequence 0.
-        assert_eq!(table.check(&batch(7, 2, 0, 1, 0)), Ok(SequenceCheck::Append));
+        assert_eq!(
+            table.check(&batch(7, 2, 0, 1, 0)),
+            Ok(SequenceCheck::Append)
+        );
         assert!(table.check(&batch(7, 2, 1, 1, 0)).is_err());
     }
 
@@ -267,7 +256,10 @@ mod tests {
         let restored = ProducerStateTable::new(table.snapshot(&[1], 11));
         assert!(matches!(
             restored.check(&batch(1, 0, 1, 1, 0)),
-            Ok(SequenceCheck::Duplicate { base_offset: 11, .. })
+            Ok(SequenceCheck::Duplicate {
+                base_offset: 11,
+                ..
+            })
         ));
     }
 }
