@@ -29,7 +29,7 @@ fi
 # Python clients in .venv; reinstalled only when requirements.txt changes.
 if [ ! -x .venv/bin/python ] || ! cmp -s "$REQUIREMENTS" .venv/strata-requirements.txt; then
   step "Installing the Python Kafka clients into .venv"
-  python3 -m venv .venv
+  python3 -m venv --clear .venv
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
   cp "$REQUIREMENTS" .venv/strata-requirements.txt
 fi
@@ -44,8 +44,16 @@ fi
 step "Building (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 cargo build --workspace --all-targets
 
+# Both suites run even if the first fails, so one run reports every failure.
+failed=()
+
 step "Rust tests"
-cargo test --workspace
+cargo test --workspace --no-fail-fast || failed+=("cargo test")
 
 step "Kafka client tests (tests/clients)"
-STRATA_BIN="$CARGO_TARGET_DIR/debug/strata" .venv/bin/python -m pytest tests/clients
+STRATA_BIN="$CARGO_TARGET_DIR/debug/strata" .venv/bin/python -m pytest tests/clients || failed+=("pytest")
+
+if ((${#failed[@]})); then
+  printf '\nFAILED: %s\n' "${failed[*]}" >&2
+  exit 1
+fi

@@ -7,6 +7,7 @@
 
 mod leadership;
 mod log;
+mod offsets;
 mod records;
 mod state;
 mod topics;

@@ -24,6 +24,9 @@ pub enum CoordinatorError {
     NonContiguousCommit(String),
     #[error("{0}")]
     OffsetOutOfRange(String),
+    /// A committed offset's metadata is longer than Kafka's `offset.metadata.max.bytes`.
+    #[error("{0}")]
+    OffsetMetadataTooLarge(String),
     #[error(transparent)]
     Store(#[from] MetaStoreError),
 }
@@ -41,6 +44,7 @@ impl CoordinatorError {
             // No Kafka equivalent: the broker acts on it (reloads the partition) itself.
             CoordinatorError::NonContiguousCommit(_) => -1, // UNKNOWN_SERVER_ERROR
             CoordinatorError::OffsetOutOfRange(_) => 1,     // OFFSET_OUT_OF_RANGE
+            CoordinatorError::OffsetMetadataTooLarge(_) => 12, // OFFSET_METADATA_TOO_LARGE
             CoordinatorError::Store(_) => 56,               // KAFKA_STORAGE_ERROR
         }
     }

@@ -1,9 +1,10 @@
 //! Strata's coordinator: the nameserver that holds all metadata while brokers stay stateless.
 //!
 //! It keeps the broker registry, topics and their configs, partition leadership with leader
-//! epochs, producer-id allocation and each partition's committed log (chunks in flush objects,
-//! compacted segments, log start offset). Everything but the broker registry is persisted
-//! through a [`MetadataStore`]: [`EmbeddedStore`] (one file in the data dir) in standalone mode.
+//! epochs, producer-id allocation, each partition's committed log (chunks in flush objects,
+//! compacted segments, log start offset) and the consumer groups' committed offsets.
+//! Everything but the broker registry is persisted through a [`MetadataStore`]:
+//! [`EmbeddedStore`] (one file in the data dir) in standalone mode.
 
 pub mod coordinator;
 pub mod embedded;
@@ -111,6 +112,26 @@ pub struct PartitionLog {
     pub chunks: Vec<ChunkMeta>,
     /// By producer id.
     pub producers: Vec<ProducerState>,
+}
+
+/// A consumer group's committed offset of one partition (Kafka's OffsetAndMetadata).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedOffset {
+    pub offset: i64,
+    /// -1 when the committer did not know it.
+    pub leader_epoch: i32,
+    pub metadata: String,
+    /// Milliseconds since the Unix epoch.
+    pub commit_timestamp: i64,
+}
+
+/// How far a group is behind on one partition: high watermark minus committed offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub lag: i64,
 }
 
 /// AlterConfigs (Replace: the new complete set of overrides) or IncrementalAlterConfigs.

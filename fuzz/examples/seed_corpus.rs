@@ -21,7 +21,10 @@ fn main() -> std::io::Result<()> {
     for range in SUPPORTED {
         for version in range.min..=range.max {
             let frame = request(range.api_key, version, &batch);
-            fs::write(requests.join(format!("{:?}-v{version}", range.api_key)), frame)?;
+            fs::write(
+                requests.join(format!("{:?}-v{version}", range.api_key)),
+                frame,
+            )?;
         }
     }
 
@@ -59,9 +62,12 @@ fn record_batch(compression: Compression) -> Bytes {
             timestamp: 1_700_000_000_000 + i,
             key: Some(Bytes::from_static(b"key")),
             value: Some(Bytes::from_static(b"value")),
-            headers: [(StrBytes::from_static_str("h"), Some(Bytes::from_static(b"v")))]
-                .into_iter()
-                .collect(),
+            headers: [(
+                StrBytes::from_static_str("h"),
+                Some(Bytes::from_static(b"v")),
+            )]
+            .into_iter()
+            .collect(),
         })
         .collect();
     let mut buf = BytesMut::new();
@@ -82,8 +88,10 @@ fn request(api_key: ApiKey, version: i16, batch: &Bytes) -> BytesMut {
             .with_acks(-1)
             .with_topic_data(vec![produce_request::TopicProduceData::default()
                 .with_name(name())
-                .with_partition_data(vec![produce_request::PartitionProduceData::default()
-                    .with_records(Some(batch.clone()))])])
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_records(Some(batch.clone())),
+                ])])
             .into(),
         ApiKey::Fetch => FetchRequest::default()
             .with_topics(vec![fetch_request::FetchTopic::default()
@@ -98,9 +106,9 @@ fn request(api_key: ApiKey, version: i16, batch: &Bytes) -> BytesMut {
                 ])])
             .into(),
         ApiKey::Metadata => MetadataRequest::default()
-            .with_topics(Some(vec![
-                metadata_request::MetadataRequestTopic::default().with_name(Some(name())),
-            ]))
+            .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+            )
+            .with_name(Some(name()))]))
             .into(),
         ApiKey::ApiVersions => ApiVersionsRequest::default()
             .with_client_software_name(StrBytes::from_static_str("seed"))
@@ -117,7 +125,7 @@ fn request(api_key: ApiKey, version: i16, batch: &Bytes) -> BytesMut {
             .into(),
         ApiKey::DeleteTopics => DeleteTopicsRequest::default()
             .with_topics(vec![
-                delete_topics_request::DeleteTopicState::default().with_name(Some(name())),
+                delete_topics_request::DeleteTopicState::default().with_name(Some(name()))
             ])
             .into(),
         ApiKey::DeleteRecords => DeleteRecordsRequest::default()

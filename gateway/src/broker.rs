@@ -1,5 +1,6 @@
 //! State shared by every connection and background task of one broker: its identity, the
-//! coordinator, the object store, and the partitions it leads.
+//! coordinator, the object store, the partitions it leads and the consumer groups it
+//! coordinates.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -15,6 +16,7 @@ use uuid::Uuid;
 
 use crate::config::BrokerConfig;
 use crate::flusher::FlushQueue;
+use crate::group_coordinator::GroupCoordinator;
 use crate::metrics::Metrics;
 use crate::partition::log_reader::LogReader;
 use crate::partition::Partition;
@@ -29,6 +31,7 @@ pub struct Broker {
     pub flush_queue: FlushQueue,
     /// Permits are bytes produced but not yet flushed (bounded memory, backpressure).
     pub buffer: Semaphore,
+    pub groups: GroupCoordinator,
     partitions: RwLock<HashMap<(Uuid, i32), Arc<Partition>>>,
 }
 
@@ -45,6 +48,7 @@ impl Broker {
             read_cache: ReadCache::new(store.clone(), config.read_cache_bytes),
             buffer: Semaphore::new(config.buffer_max_bytes),
             flush_queue: FlushQueue::new(metrics.buffered_bytes.clone()),
+            groups: GroupCoordinator::new(broker_id, config.group.clone(), coordinator.clone()),
             config,
             coordinator,
             store,

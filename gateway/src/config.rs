@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use coordinator::topic_config::BrokerDefaults;
+use segment_store::StorageOptions;
+
+use crate::group_coordinator::config::GroupConfig;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,9 +42,22 @@ pub struct StandaloneArgs {
     /// Address of the HTTP server for GET /metrics, /healthz and /readyz.
     #[arg(long, env = "STRATA_HTTP", default_value = "127.0.0.1:9644")]
     pub http: SocketAddr,
-    /// Object storage URL: file:///path or memory:// (default: file://DATA_DIR/objects).
+    /// Object storage URL: file:///path, memory://, s3://bucket/prefix, gs://bucket/prefix,
+    /// az://container/prefix or hdfs://namenode/path (default: file://DATA_DIR/objects).
     #[arg(long, env = "STRATA_STORAGE")]
     pub storage: Option<String>,
+    /// S3 endpoint URL, for S3-compatible servers (default: AWS_ENDPOINT, else AWS itself).
+    #[arg(long, env = "STRATA_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region (default: AWS_REGION or AWS_DEFAULT_REGION, else us-east-1).
+    #[arg(long, env = "STRATA_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Put the bucket in the URL path rather than the host name (S3-compatible servers).
+    #[arg(long, env = "STRATA_S3_PATH_STYLE")]
+    pub s3_path_style: bool,
+    /// Allow a plain-HTTP S3 endpoint.
+    #[arg(long, env = "STRATA_S3_ALLOW_HTTP")]
+    pub s3_allow_http: bool,
     /// TOML file of broker settings with Kafka-style keys, e.g. "num.partitions" = 3.
     #[arg(long, env = "STRATA_CONFIG")]
     pub config: Option<PathBuf>,
@@ -55,6 +71,19 @@ impl StandaloneArgs {
                 let dir = std::path::absolute(self.data_dir.join("objects"))?;
                 Ok(format!("file://{}", dir.display()))
             }
+        }
+    }
+
+    /// The remote store settings: these flags, else the config file's ("s3.*" keys).
+    pub fn storage_options(&self, file: &StorageOptions) -> StorageOptions {
+        StorageOptions {
+            s3_endpoint: self
+                .s3_endpoint
+                .clone()
+                .or_else(|| file.s3_endpoint.clone()),
+            s3_region: self.s3_region.clone().or_else(|| file.s3_region.clone()),
+            s3_path_style: self.s3_path_style || file.s3_path_style,
+            s3_allow_http: self.s3_allow_http || file.s3_allow_http,
         }
     }
 
@@ -86,6 +115,11 @@ pub struct BrokerConfig {
     /// Committed recent batches kept in memory for tail consumers, over all partitions.
     pub tail_cache_bytes: usize,
     pub read_cache_bytes: u64,
+    /// A directory for a disk tier under the read cache, of at most `read_cache_disk_bytes`.
+    pub read_cache_dir: Option<PathBuf>,
+    pub read_cache_disk_bytes: u64,
+    /// Remote store settings from the file; flags override them.
+    pub storage: StorageOptions,
     pub socket_request_max_bytes: usize,
     pub index_interval_bytes: usize,
     pub compaction_interval: Duration,
@@ -96,6 +130,8 @@ pub struct BrokerConfig {
     pub retention_check_interval: Duration,
     /// How long an object stays after nothing references it (readers may still be on it).
     pub object_delete_grace: Duration,
+    /// The `group.*` and `offsets.*` keys.
+    pub group: GroupConfig,
 }
 
 impl Default for BrokerConfig {
@@ -107,6 +143,9 @@ impl Default for BrokerConfig {
             buffer_max_bytes: 64 * 1024 * 1024,
             tail_cache_bytes: 64 * 1024 * 1024,
             read_cache_bytes: 128 * 1024 * 1024,
+            read_cache_dir: None,
+            read_cache_disk_bytes: 1024 * 1024 * 1024,
+            storage: StorageOptions::default(),
             socket_request_max_bytes: proto_compat::frame::DEFAULT_MAX_REQUEST_BYTES,
             index_interval_bytes: 4096,
             compaction_interval: Duration::from_secs(10),
@@ -114,6 +153,7 @@ impl Default for BrokerConfig {
             compaction_max_lag: Duration::from_secs(60),
             retention_check_interval: Duration::from_secs(300),
             object_delete_grace: Duration::from_secs(60),
+            group: GroupConfig::default(),
         }
     }
 }
@@ -187,17 +227,24 @@ fn apply(
             .map(Duration::from_millis)
             .map_err(|_| invalid("expected milliseconds"))
     };
+    let boolean = || {
+        value
+            .parse::<bool>()
+            .map_err(|_| invalid("expected true or false"))
+    };
     match key {
-        "auto.create.topics.enable" => {
-            broker.auto_create_topics_enable = value
-                .parse()
-                .map_err(|_| invalid("expected true or false"))?
-        }
+        "auto.create.topics.enable" => broker.auto_create_topics_enable = boolean()?,
         "flush.bytes" => broker.flush_bytes = bytes()? as usize,
         "flush.interval.ms" => broker.flush_interval = millis()?,
         "buffer.max.bytes" => broker.buffer_max_bytes = bytes()? as usize,
         "tail.cache.bytes" => broker.tail_cache_bytes = bytes()? as usize,
         "read.cache.bytes" => broker.read_cache_bytes = bytes()?,
+        "read.cache.dir" => broker.read_cache_dir = Some(PathBuf::from(value)),
+        "read.cache.disk.bytes" => broker.read_cache_disk_bytes = bytes()?,
+        "s3.endpoint" => broker.storage.s3_endpoint = Some(value.to_string()),
+        "s3.region" => broker.storage.s3_region = Some(value.to_string()),
+        "s3.path.style" => broker.storage.s3_path_style = boolean()?,
+        "s3.allow.http" => broker.storage.s3_allow_http = boolean()?,
         "socket.request.max.bytes" => broker.socket_request_max_bytes = bytes()? as usize,
         "index.interval.bytes" => broker.index_interval_bytes = bytes()?.max(1) as usize,
         "compaction.interval.ms" => broker.compaction_interval = millis()?,
@@ -205,6 +252,7 @@ fn apply(
         "compaction.max.lag.ms" => broker.compaction_max_lag = millis()?,
         "log.retention.check.interval.ms" => broker.retention_check_interval = millis()?,
         "object.delete.grace.ms" => broker.object_delete_grace = millis()?,
+        key if GroupConfig::owns(key) => broker.group.set(key, value).map_err(|e| invalid(&e))?,
         _ => defaults
             .set(key, value)
             .map_err(|e| invalid(&e.to_string()))?,
@@ -234,6 +282,38 @@ mod tests {
         assert!(!broker.auto_create_topics_enable);
         assert_eq!(broker.flush_interval, Duration::from_millis(5));
         assert_eq!(defaults.num_partitions, 3);
+    }
+
+    #[test]
+    fn storage_keys_are_overridden_by_flags() {
+        let (broker, _) = load_str(
+            "\"s3.endpoint\" = \"http://127.0.0.1:9000\"\n\"s3.region\" = \"eu-west-1\"\n\"s3.path.style\" = true\n\"read.cache.dir\" = \"/var/cache/strata\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            broker.read_cache_dir,
+            Some(PathBuf::from("/var/cache/strata"))
+        );
+        #[derive(Parser)]
+        struct Flags {
+            #[command(flatten)]
+            args: StandaloneArgs,
+        }
+        let flags = Flags::parse_from([
+            "strata",
+            "--s3-endpoint",
+            "http://127.0.0.1:9001",
+            "--s3-allow-http",
+        ]);
+        assert_eq!(
+            flags.args.storage_options(&broker.storage),
+            StorageOptions {
+                s3_endpoint: Some("http://127.0.0.1:9001".to_string()),
+                s3_region: Some("eu-west-1".to_string()),
+                s3_path_style: true,
+                s3_allow_http: true,
+            }
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One client connection: reads size-prefixed frames, decodes them, runs each request's
-//! handler as its own task so pipelined requests proceed together, and writes the responses
-//! back strictly in request order.
+//! ordered part (its state changes) before reading the next, lets what remains (acks=all
+//! waits, fetch long-polls) overlap later requests, and writes the responses back strictly
+//! in request order.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use proto_compat::api_versions::api_versions_response;
 use proto_compat::frame::{read_frame, FrameError};
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::{ApiKey, ResponseKind};
-use proto_compat::request::{decode_request, Request, RequestError};
+use proto_compat::request::{decode_request, RequestError};
 use proto_compat::response::{encode_response, EncodeError};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -67,7 +68,21 @@ pub async fn serve(
             }
         };
         let task = match decode_request(frame) {
-            Ok(request) => tokio::spawn(handle(broker.clone(), request)),
+            Ok(request) => {
+                let started = Instant::now();
+                let api_key = request.api_key;
+                let version = request.header.request_api_version;
+                let correlation_id = request.header.correlation_id;
+                let rest = handlers::prepare(&broker, request).await;
+                tokio::spawn(finish(
+                    broker.clone(),
+                    api_key,
+                    version,
+                    correlation_id,
+                    started,
+                    rest,
+                ))
+            }
             Err(RequestError::UnsupportedVersion {
                 api_key: ApiKey::ApiVersions,
                 correlation_id,
@@ -94,14 +109,16 @@ pub async fn serve(
     let _ = writer.await;
 }
 
-async fn handle(broker: Arc<Broker>, request: Request) -> Response {
-    let started = Instant::now();
-    let api_key = request.api_key;
-    let version = request.header.request_api_version;
-    let correlation_id = request.header.correlation_id;
-    let response = handlers::dispatch(&broker, request)
-        .await
-        .ok_or(ResponseFailure::Unhandled(api_key))?;
+/// Completes a request whose ordered part has run, and encodes its response.
+async fn finish(
+    broker: Arc<Broker>,
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    started: Instant,
+    rest: handlers::Deferred,
+) -> Response {
+    let response = rest.await.ok_or(ResponseFailure::Unhandled(api_key))?;
     if let Some(metrics) = broker.metrics.api(api_key) {
         metrics.requests.inc();
         metrics.latency.observe(started.elapsed().as_secs_f64());

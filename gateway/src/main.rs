@@ -7,6 +7,7 @@ mod config;
 mod connection;
 mod flusher;
 mod garbage_collector;
+mod group_coordinator;
 mod handlers;
 mod http;
 mod metered_store;

@@ -1,17 +1,25 @@
 //! Prometheus metrics. Label children are looked up once and cached in the structs below
-//! (per API key, per topic, per store operation), never on the hot path.
+//! (per API key, per topic, per store operation), never on the hot path. The read caches
+//! count for themselves; their counters are read at scrape time, as is consumer lag.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use coordinator::coordinator::Coordinator;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use proto_compat::api_versions::SUPPORTED;
 use proto_compat::kafka_protocol::messages::ApiKey;
+use segment_store::disk_cache::DiskCache;
+use segment_store::read_cache::ReadCache;
+use segment_store::retry::RetryObserver;
+use segment_store::StoreError;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TopicLabels {
@@ -26,6 +34,23 @@ struct ApiLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationLabels {
     operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLagLabels {
+    group: String,
+    topic: String,
+    partition: i32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLagLabels {
+    group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TierLabels {
+    tier: &'static str,
 }
 
 /// Counters of one topic, shared by its partitions.
@@ -48,6 +73,7 @@ pub struct ApiMetrics {
 pub struct StoreOperationMetrics {
     pub requests: Counter,
     pub errors: Counter,
+    pub retries: Counter,
 }
 
 pub struct Metrics {
@@ -58,6 +84,8 @@ pub struct Metrics {
     topics: Mutex<HashMap<String, TopicMetrics>>,
     apis: HashMap<i16, ApiMetrics>,
     store_operations: HashMap<&'static str, StoreOperationMetrics>,
+    read_caches: Arc<ReadCacheCollector>,
+    consumer_lag: Arc<ConsumerLagCollector>,
     pub flushes: Counter,
     pub flush_bytes: Counter,
     pub flush_errors: Counter,
@@ -125,6 +153,7 @@ impl Metrics {
 
         let store_requests = Family::<OperationLabels, Counter>::default();
         let store_errors = Family::<OperationLabels, Counter>::default();
+        let store_retries = Family::<OperationLabels, Counter>::default();
         registry.register(
             "object_store_requests",
             "Object store requests, per operation",
@@ -135,6 +164,11 @@ impl Metrics {
             "Object store requests that failed, per operation",
             store_errors.clone(),
         );
+        registry.register(
+            "object_store_retries",
+            "Object store calls retried after a transient failure, per operation",
+            store_retries.clone(),
+        );
         let store_operations = STORE_OPERATIONS
             .iter()
             .map(|&operation| {
@@ -144,10 +178,16 @@ impl Metrics {
                 let metrics = StoreOperationMetrics {
                     requests: store_requests.get_or_create(&labels).clone(),
                     errors: store_errors.get_or_create(&labels).clone(),
+                    retries: store_retries.get_or_create(&labels).clone(),
                 };
                 (operation, metrics)
             })
             .collect();
+
+        let read_caches = Arc::new(ReadCacheCollector::default());
+        registry.register_collector(Box::new(read_caches.clone()));
+        let consumer_lag = Arc::new(ConsumerLagCollector::default());
+        registry.register_collector(Box::new(consumer_lag.clone()));
 
         let flushes = Counter::default();
         let flush_bytes = Counter::default();
@@ -188,6 +228,8 @@ impl Metrics {
             topics: Mutex::new(HashMap::new()),
             apis,
             store_operations,
+            read_caches,
+            consumer_lag,
             flushes,
             flush_bytes,
             flush_errors,
@@ -233,6 +275,16 @@ impl Metrics {
         self.store_operations[operation].clone()
     }
 
+    /// Reports the read caches' counters from now on.
+    pub fn observe_read_caches(&self, memory: ReadCache, disk: Option<Arc<DiskCache>>) {
+        let _ = self.read_caches.caches.set((memory, disk));
+    }
+
+    /// Reports the consumer lag of the groups' committed offsets from now on.
+    pub fn observe_consumer_lag(&self, coordinator: Arc<Coordinator>) {
+        let _ = self.consumer_lag.coordinator.set(coordinator);
+    }
+
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -246,6 +298,133 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+impl RetryObserver for Metrics {
+    fn retried(&self, op: &'static str, _error: &StoreError) {
+        if let Some(operation) = self.store_operations.get(op) {
+            operation.retries.inc();
+        }
+    }
+}
+
+/// The read cache's counters and, if configured, its disk tier's.
+#[derive(Debug, Default)]
+struct ReadCacheCollector {
+    caches: OnceLock<(ReadCache, Option<Arc<DiskCache>>)>,
+}
+
+struct TierStats {
+    tier: &'static str,
+    hits: u64,
+    misses: u64,
+    bytes_read: u64,
+}
+
+impl Collector for ReadCacheCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some((memory, disk)) = self.caches.get() else {
+            return Ok(());
+        };
+        let stats = memory.stats();
+        let mut tiers = vec![TierStats {
+            tier: "memory",
+            hits: stats.hits,
+            misses: stats.misses,
+            bytes_read: stats.bytes_read,
+        }];
+        if let Some(disk) = disk {
+            let stats = disk.stats();
+            tiers.push(TierStats {
+                tier: "disk",
+                hits: stats.hits,
+                misses: stats.misses,
+                bytes_read: stats.bytes_read,
+            });
+        }
+        encode_tiers(
+            &mut encoder,
+            "read_cache_hits",
+            "Block reads served by the read cache, per tier",
+            tiers.iter().map(|tier| (tier.tier, tier.hits)),
+        )?;
+        encode_tiers(
+            &mut encoder,
+            "read_cache_misses",
+            "Block reads passed to the tier below (memory: the disk tier if any, else the object store)",
+            tiers.iter().map(|tier| (tier.tier, tier.misses)),
+        )?;
+        encode_tiers(
+            &mut encoder,
+            "read_cache_bytes_read",
+            "Bytes read from the tier below on misses, per tier",
+            tiers.iter().map(|tier| (tier.tier, tier.bytes_read)),
+        )?;
+        Ok(())
+    }
+}
+
+/// Consumer lag, computed from the coordinator at each scrape: series exist only for groups
+/// and partitions that do, so a deleted group or topic disappears.
+#[derive(Default)]
+struct ConsumerLagCollector {
+    coordinator: OnceLock<Arc<Coordinator>>,
+}
+
+impl std::fmt::Debug for ConsumerLagCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerLagCollector")
+            .finish_non_exhaustive()
+    }
+}
+
+impl Collector for ConsumerLagCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(coordinator) = self.coordinator.get() else {
+            return Ok(());
+        };
+        let lags = coordinator.consumer_lag();
+        let mut metric = encoder.encode_descriptor(
+            "consumer_group_lag",
+            "High watermark minus the group's committed offset, per group, topic and partition",
+            None,
+            MetricType::Gauge,
+        )?;
+        let mut sums: BTreeMap<String, i64> = BTreeMap::new();
+        for lag in lags {
+            *sums.entry(lag.group.clone()).or_default() += lag.lag;
+            let labels = PartitionLagLabels {
+                group: lag.group,
+                topic: lag.topic,
+                partition: lag.partition,
+            };
+            ConstGauge::new(lag.lag).encode(metric.encode_family(&labels)?)?;
+        }
+        let mut metric = encoder.encode_descriptor(
+            "consumer_group_lag_sum",
+            "The group's consumer lag over all its partitions",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (group, sum) in sums {
+            ConstGauge::new(sum).encode(metric.encode_family(&GroupLagLabels { group })?)?;
+        }
+        Ok(())
+    }
+}
+
+/// One counter with a series per tier.
+fn encode_tiers(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: impl Iterator<Item = (&'static str, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (tier, value) in values {
+        ConstCounter::new(value).encode(metric.encode_family(&TierLabels { tier })?)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -277,5 +456,103 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("strata_request_duration_seconds_count{api=\"Produce\"} 1"));
+    }
+
+    #[tokio::test]
+    async fn retries_and_read_cache_counters_are_exposed() {
+        let metrics = Metrics::new();
+        let error = StoreError::Unavailable {
+            op: "put",
+            key: "k".to_string(),
+            message: "timeout".to_string(),
+        };
+        metrics.retried("put", &error);
+        metrics.retried("put", &error);
+        let text = metrics.encode();
+        assert!(
+            text.contains("strata_object_store_retries_total{operation=\"put\"} 2"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("read_cache"),
+            "no caches observed yet: {text}"
+        );
+
+        use segment_store::ObjectStore;
+
+        let store = Arc::new(segment_store::memory::MemoryStore::new());
+        store
+            .put("a", bytes::Bytes::from(vec![1; 3000]))
+            .await
+            .unwrap();
+        let cache = ReadCache::new(store, 1 << 22);
+        cache.get_range("a", 0..10).await.unwrap();
+        cache.get_range("a", 20..30).await.unwrap();
+        metrics.observe_read_caches(cache, None);
+        let text = metrics.encode();
+        for line in [
+            "strata_read_cache_hits_total{tier=\"memory\"} 1",
+            "strata_read_cache_misses_total{tier=\"memory\"} 1",
+            "strata_read_cache_bytes_read_total{tier=\"memory\"} 3000",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+    }
+    #[tokio::test]
+    async fn consumer_lag_follows_groups_and_topics() {
+        use coordinator::{BrokerInfo, ChunkCommit, ChunkMeta, CommittedOffset};
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = coordinator::embedded::EmbeddedStore::open(dir.path().join("m.log")).unwrap();
+        let defaults = coordinator::topic_config::BrokerDefaults::default();
+        let coordinator = Coordinator::open(Arc::new(store), defaults).await.unwrap();
+        let broker = BrokerInfo {
+            broker_id: 0,
+            host: "localhost".into(),
+            port: 9092,
+            rack: None,
+        };
+        coordinator.register_broker(broker).await.unwrap();
+        let topic = coordinator
+            .create_topic("t", 2, Default::default(), false)
+            .await
+            .unwrap();
+        let chunk = ChunkMeta {
+            base_offset: 0,
+            last_offset: 9,
+            max_timestamp: 0,
+            size: 1,
+            object_key: "o".into(),
+            byte_range: 0..1,
+        };
+        let flush = ChunkCommit {
+            topic_id: topic.topic_id,
+            partition: 0,
+            leader_epoch: 0,
+            chunk,
+            producers: Vec::new(),
+        };
+        coordinator.commit_flush(vec![flush]).await.unwrap();
+        let committed = |offset| CommittedOffset {
+            offset,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp: 0,
+        };
+        let offsets = vec![("t".into(), 0, committed(3)), ("t".into(), 1, committed(0))];
+        coordinator.commit_offsets("g", offsets).await.unwrap();
+
+        let metrics = Metrics::new();
+        metrics.observe_consumer_lag(coordinator.clone());
+        let text = metrics.encode();
+        for line in [
+            "strata_consumer_group_lag{group=\"g\",topic=\"t\",partition=\"0\"} 7",
+            "strata_consumer_group_lag{group=\"g\",topic=\"t\",partition=\"1\"} 0",
+            "strata_consumer_group_lag_sum{group=\"g\"} 7",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        coordinator.delete_topic("t").await.unwrap();
+        assert!(!metrics.encode().contains("group=\"g\""));
     }
 }

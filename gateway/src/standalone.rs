@@ -10,7 +10,9 @@ use anyhow::Context;
 use coordinator::coordinator::Coordinator;
 use coordinator::embedded::EmbeddedStore;
 use coordinator::BrokerInfo;
-use segment_store::store::open_store;
+use segment_store::disk_cache::DiskCache;
+use segment_store::retry::{RetryPolicy, RetryStore};
+use segment_store::{open_store_with, ObjectStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -19,7 +21,9 @@ use crate::broker::Broker;
 use crate::config::{self, StandaloneArgs};
 use crate::metered_store::MeteredStore;
 use crate::metrics::Metrics;
-use crate::{compaction, connection, flusher, garbage_collector, http, retention};
+use crate::{
+    compaction, connection, flusher, garbage_collector, group_coordinator, http, retention,
+};
 
 /// The one broker of a standalone process.
 const BROKER_ID: i32 = 0;
@@ -39,9 +43,29 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
 
     let storage_url = args.storage_url()?;
     let metrics = Arc::new(Metrics::new());
-    let store =
-        open_store(&storage_url).with_context(|| format!("cannot open storage {storage_url}"))?;
-    let store = Arc::new(MeteredStore::new(store, &metrics));
+    let store = open_store_with(&storage_url, &args.storage_options(&broker_config.storage))
+        .await
+        .with_context(|| format!("cannot open storage {storage_url}"))?;
+    // Metered outside the retries: one request per call, its retries counted apart.
+    let store = Arc::new(RetryStore::new(
+        store,
+        RetryPolicy::default(),
+        metrics.clone(),
+    ));
+    let store: Arc<dyn ObjectStore> = Arc::new(MeteredStore::new(store, &metrics));
+    // The disk tier goes on top, so that its hits are not object store requests.
+    let disk_cache = match &broker_config.read_cache_dir {
+        Some(dir) => {
+            let disk = DiskCache::open(store.clone(), dir, broker_config.read_cache_disk_bytes)
+                .with_context(|| format!("cannot use read cache directory {}", dir.display()))?;
+            Some(Arc::new(disk))
+        }
+        None => None,
+    };
+    let store = match &disk_cache {
+        Some(disk) => disk.clone(),
+        None => store,
+    };
 
     let listener = TcpListener::bind(args.listen)
         .await
@@ -67,6 +91,8 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         store,
         metrics.clone(),
     ));
+    metrics.observe_read_caches(broker.read_cache.clone(), disk_cache);
+    metrics.observe_consumer_lag(broker.coordinator.clone());
     let removed = garbage_collector::remove_uncommitted_flushes(&broker)
         .await
         .context("cannot clean up uncommitted flush objects")?;
@@ -81,6 +107,10 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
     let mut background = JoinSet::new();
     background.spawn(compaction::run(broker.clone(), background_stop.clone()));
     background.spawn(retention::run(broker.clone(), background_stop.clone()));
+    background.spawn(group_coordinator::expiration::run(
+        broker.clone(),
+        background_stop.clone(),
+    ));
     background.spawn(garbage_collector::run(
         broker.clone(),
         background_stop.clone(),

@@ -3,10 +3,13 @@
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
-    AlterConfigsRequest, ApiKey, ApiVersionsResponse, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
-    FetchRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, ListOffsetsRequest,
-    MetadataRequest, ProduceRequest,
+    AlterConfigsRequest, ApiKey, ApiVersionsResponse, ConsumerGroupDescribeRequest,
+    ConsumerGroupHeartbeatRequest, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
+    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
+    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::Message;
 
@@ -65,6 +68,19 @@ pub const SUPPORTED: &[ApiRange] = &[
     full::<CreatePartitionsRequest>(ApiKey::CreatePartitions),
     full::<IncrementalAlterConfigsRequest>(ApiKey::IncrementalAlterConfigs),
     full::<DescribeClusterRequest>(ApiKey::DescribeCluster),
+    full::<FindCoordinatorRequest>(ApiKey::FindCoordinator),
+    full::<JoinGroupRequest>(ApiKey::JoinGroup),
+    full::<SyncGroupRequest>(ApiKey::SyncGroup),
+    full::<HeartbeatRequest>(ApiKey::Heartbeat),
+    full::<LeaveGroupRequest>(ApiKey::LeaveGroup),
+    full::<OffsetCommitRequest>(ApiKey::OffsetCommit),
+    full::<OffsetFetchRequest>(ApiKey::OffsetFetch),
+    full::<ListGroupsRequest>(ApiKey::ListGroups),
+    full::<DescribeGroupsRequest>(ApiKey::DescribeGroups),
+    full::<DeleteGroupsRequest>(ApiKey::DeleteGroups),
+    full::<OffsetDeleteRequest>(ApiKey::OffsetDelete),
+    full::<ConsumerGroupHeartbeatRequest>(ApiKey::ConsumerGroupHeartbeat),
+    full::<ConsumerGroupDescribeRequest>(ApiKey::ConsumerGroupDescribe),
 ];
 
 pub fn supported_range(api_key: ApiKey) -> Option<ApiRange> {

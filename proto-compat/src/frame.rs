@@ -4,6 +4,9 @@
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+/// What a frame body starts with before its bytes arrive.
+const INITIAL_BODY_CAPACITY: usize = 64 * 1024;
+
 /// Kafka's `socket.request.max.bytes` default.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 100 * 1024 * 1024;
 
@@ -44,11 +47,15 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             max: max_size,
         })?;
 
-    // Capacity exactly `len` and a reader limited to `len`: no zeroing, no over-read into
-    // the next pipelined request, no reallocation.
-    let mut body = BytesMut::with_capacity(len);
+    // The claimed size is untrusted: memory grows with the bytes that actually arrive
+    // (doubling, so large frames still reallocate only a few times), and the reader is
+    // limited to `len` so it never reads into the next pipelined request.
+    let mut body = BytesMut::with_capacity(len.min(INITIAL_BODY_CAPACITY));
     let mut limited = r.take(len as u64);
     while body.len() < len {
+        if body.len() == body.capacity() {
+            body.reserve((len - body.len()).min(body.len().max(INITIAL_BODY_CAPACITY)));
+        }
         if limited.read_buf(&mut body).await? == 0 {
             return Err(unexpected_eof().into());
         }

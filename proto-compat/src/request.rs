@@ -117,8 +117,6 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
-
     use bytes::BytesMut;
     use kafka_protocol::messages::*;
     use kafka_protocol::protocol::{Encodable, StrBytes};
@@ -230,9 +228,7 @@ mod tests {
         // topics array claiming 2^31-1 entries with no bytes behind it.
         let bytes =
             Bytes::from_static(&[0, 3, 0, 1, 0, 0, 0, 9, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff]);
-        let started = Instant::now();
         let err = decode_request(bytes).unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(1));
         assert!(
             matches!(
                 err,

@@ -23,6 +23,8 @@ pub struct CacheStats {
     pub hits: u64,
     /// Blocks a reader had to fetch from the store.
     pub misses: u64,
+    /// Bytes of the blocks fetched from the store (read-ahead included).
+    pub bytes_read: u64,
 }
 
 /// Cheap to clone: clones share the cache.
@@ -172,6 +174,7 @@ impl Inner {
         match result {
             Ok(data) => {
                 if loaded {
+                    state.stats.bytes_read += data.len() as u64;
                     state.insert_loaded(key, index, cell, self.capacity_bytes);
                 }
                 Ok(data.clone())
@@ -343,8 +346,13 @@ mod tests {
         (ReadCache::new(store.clone(), capacity_bytes), store, data)
     }
 
-    fn stats(hits: u64, misses: u64) -> CacheStats {
-        CacheStats { hits, misses }
+    fn stats(hits: u64, misses: u64) -> (u64, u64) {
+        (hits, misses)
+    }
+
+    fn hits_and_misses(cache: &ReadCache) -> (u64, u64) {
+        let stats = cache.stats();
+        (stats.hits, stats.misses)
     }
 
     /// Waits for background reads to reach the store.
@@ -363,12 +371,13 @@ mod tests {
         let (cache, store, data) = cache(16 * MIB, FaultConfig::default()).await;
         let first = cache.get_range("a", 10..20).await.unwrap();
         assert_eq!(first, data.slice(10..20));
-        assert_eq!(cache.stats(), stats(0, 1));
+        assert_eq!(hits_and_misses(&cache), stats(0, 1));
 
         let second = cache.get_range("a", 100..200).await.unwrap();
         assert_eq!(second, data.slice(100..200));
-        assert_eq!(cache.stats(), stats(1, 1));
+        assert_eq!(hits_and_misses(&cache), stats(1, 1));
         assert_eq!(store.stats().calls, 1);
+        assert_eq!(cache.stats().bytes_read, MIB);
         // Both slices point into the one cached block.
         assert_eq!(second.as_ptr() as usize - first.as_ptr() as usize, 90);
     }
@@ -399,14 +408,14 @@ mod tests {
         cache.get_range("b", 0..1).await.unwrap();
         cache.get_range("b", 2 * MIB..2 * MIB + 1).await.unwrap();
         cache.get_range("b", 1..2).await.unwrap(); // b:0 is now the most recent
-        assert_eq!(cache.stats(), stats(1, 2));
+        assert_eq!(hits_and_misses(&cache), stats(1, 2));
 
         cache.get_range("c", 0..1).await.unwrap(); // evicts b:2
-        assert_eq!(cache.stats(), stats(1, 3));
+        assert_eq!(hits_and_misses(&cache), stats(1, 3));
         cache.get_range("b", 2..3).await.unwrap();
-        assert_eq!(cache.stats(), stats(2, 3), "b:0 stayed");
+        assert_eq!(hits_and_misses(&cache), stats(2, 3), "b:0 stayed");
         cache.get_range("b", 2 * MIB..2 * MIB + 1).await.unwrap();
-        assert_eq!(cache.stats(), stats(2, 4), "b:2 was evicted");
+        assert_eq!(hits_and_misses(&cache), stats(2, 4), "b:2 was evicted");
     }
 
     #[tokio::test]
@@ -417,11 +426,11 @@ mod tests {
         // b:1 followed b:0, so b:2 is read in the background.
         wait_for_calls(&store, 3).await;
         cache.get_range("b", 2 * MIB..2 * MIB + 10).await.unwrap();
-        assert_eq!(cache.stats(), stats(1, 2));
+        assert_eq!(hits_and_misses(&cache), stats(1, 2));
         // And reading b:2 after b:1 fetches b:3.
         wait_for_calls(&store, 4).await;
         cache.get_range("b", 3 * MIB..3 * MIB + 10).await.unwrap();
-        assert_eq!(cache.stats(), stats(2, 2));
+        assert_eq!(hits_and_misses(&cache), stats(2, 2));
     }
 
     #[tokio::test]
@@ -446,7 +455,7 @@ mod tests {
         assert_eq!(first.unwrap(), data.slice(0..10));
         assert_eq!(second.unwrap(), data.slice(20..30));
         assert_eq!(store.stats().calls, 1);
-        assert_eq!(cache.stats(), stats(1, 1));
+        assert_eq!(hits_and_misses(&cache), stats(1, 1));
     }
 
     #[tokio::test]
@@ -484,7 +493,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(cache.get_range("a", 0..10).await.unwrap(), "replaced");
-        assert_eq!(cache.stats(), stats(0, 2));
+        assert_eq!(hits_and_misses(&cache), stats(0, 2));
         assert_eq!(cache.inner.lock().used_bytes, 8);
     }
 }

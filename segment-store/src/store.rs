@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use crate::local::LocalStore;
 use crate::memory::MemoryStore;
+use crate::remote::RemoteStore;
 
 #[derive(Debug, Clone)]
 pub struct ObjectMeta {
@@ -28,8 +29,35 @@ pub enum StoreError {
         key: String,
         message: String,
     },
+    /// The store refused the request (credentials, permissions, a bad request): retrying
+    /// will not help.
+    #[error("object store {op} {key} was refused: {message}")]
+    Rejected {
+        op: &'static str,
+        key: String,
+        message: String,
+    },
     #[error("invalid storage URL {url}: {reason}")]
     InvalidUrl { url: String, reason: String },
+    /// The start-up check of a remote store failed.
+    #[error("object store {url} is not usable")]
+    Unreachable {
+        url: String,
+        source: Box<StoreError>,
+    },
+}
+
+/// Settings of the remote backends that the URL does not carry. Anything left unset comes
+/// from the backend's standard environment variables (AWS_*, GOOGLE_*, AZURE_*).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StorageOptions {
+    /// S3 endpoint URL, for S3-compatible servers (default: AWS for the region).
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    /// Bucket in the path (http://endpoint/bucket/key) instead of the host name.
+    pub s3_path_style: bool,
+    /// Allow an http:// endpoint.
+    pub s3_allow_http: bool,
 }
 
 /// An object store: immutable objects under '/'-separated keys.
@@ -47,26 +75,80 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug + 'static {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
 }
 
-/// "file:///abs/dir" -> LocalStore (the directory is created if missing);
-/// "memory://" (any name after it is ignored) -> a fresh MemoryStore; anything else is
-/// InvalidUrl. S3/GCS/Azure come later through the object_store crate.
+/// Opens the store `url` names with default options (see [`open_store_with`]), without the
+/// start-up check.
 pub fn open_store(url: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
-    if let Some(path) = url.strip_prefix("file://") {
-        if !Path::new(path).is_absolute() {
-            return Err(StoreError::InvalidUrl {
+    build_store(url, &StorageOptions::default())
+}
+
+/// Opens the store `url` names:
+/// - "file:///abs/dir": LocalStore (the directory is created if missing);
+/// - "memory://" (any name after it is ignored): a fresh MemoryStore;
+/// - "s3://bucket/prefix", "gs://bucket/prefix", "az://container/prefix": the object_store
+///   crate's clients, every key under the prefix;
+/// - "hdfs://namenode/path" with the cargo feature `hdfs`.
+///
+/// A remote store is checked before it is returned: its bucket must exist and the
+/// credentials must allow reads, so that a wrong setting fails at start-up rather than at
+/// the first flush.
+pub async fn open_store_with(
+    url: &str,
+    options: &StorageOptions,
+) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    let store = build_store(url, options)?;
+    if !matches!(scheme(url), "file" | "memory") {
+        // One list request that matches nothing needs both.
+        if let Err(e) = store.list(CHECK_PREFIX).await {
+            return Err(StoreError::Unreachable {
                 url: url.to_string(),
-                reason: "a file URL needs an absolute path (file:///abs/dir)".to_string(),
+                source: Box::new(e),
             });
         }
-        return Ok(Arc::new(LocalStore::new(path)?));
     }
-    if url.starts_with("memory://") {
-        return Ok(Arc::new(MemoryStore::new()));
-    }
-    Err(StoreError::InvalidUrl {
+    Ok(store)
+}
+
+/// A key prefix no object has.
+const CHECK_PREFIX: &str = "strata-start-up-check/";
+
+fn scheme(url: &str) -> &str {
+    url.split_once("://").map_or("", |(scheme, _)| scheme)
+}
+
+fn build_store(url: &str, options: &StorageOptions) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    let invalid = |reason: &str| StoreError::InvalidUrl {
         url: url.to_string(),
-        reason: "supported schemes are file:// and memory://".to_string(),
-    })
+        reason: reason.to_string(),
+    };
+    let remote: RemoteStore = match scheme(url) {
+        "file" => {
+            let path = &url["file://".len()..];
+            if !Path::new(path).is_absolute() {
+                return Err(invalid(
+                    "a file URL needs an absolute path (file:///abs/dir)",
+                ));
+            }
+            return Ok(Arc::new(LocalStore::new(path)?));
+        }
+        "memory" => return Ok(Arc::new(MemoryStore::new())),
+        "s3" => crate::s3::open(url, options)?,
+        "gs" => crate::gcs::open(url)?,
+        "az" => crate::azure::open(url)?,
+        #[cfg(feature = "hdfs")]
+        "hdfs" => crate::hdfs::open(url)?,
+        #[cfg(not(feature = "hdfs"))]
+        "hdfs" => {
+            return Err(invalid(
+                "this build has no HDFS support (cargo feature `hdfs`)",
+            ))
+        }
+        _ => {
+            return Err(invalid(
+                "supported schemes are file://, memory://, s3://, gs://, az:// and hdfs://",
+            ))
+        }
+    };
+    Ok(Arc::new(remote))
 }
 
 /// Clips `range` to an object of `len` bytes.
@@ -104,7 +186,13 @@ pub(crate) mod tests {
             Err(StoreError::NotFound { .. })
         ));
 
-        for bad in ["s3://bucket", "file://relative/dir", "/abs/dir", ""] {
+        for bad in [
+            "ftp://host/dir",
+            "file://relative/dir",
+            "/abs/dir",
+            "",
+            "s3://",
+        ] {
             match open_store(bad) {
                 Err(StoreError::InvalidUrl { url, .. }) => assert_eq!(url, bad),
                 other => panic!("{bad}: expected InvalidUrl, got {other:?}"),

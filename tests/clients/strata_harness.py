@@ -209,6 +209,28 @@ class DeliveryLog:
             self.errors.append(err)
 
 
+def produce_all(bootstrap: str, topic: str, values: list, partitions: int = 1,
+                timestamps: list | None = None, **config) -> dict:
+    """Produces `values` round-robin over partitions (acks=all unless `config` says otherwise),
+    waits for every delivery report and returns {value: (partition, offset)}."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, **config})
+    log = DeliveryLog()
+    try:
+        for i, value in enumerate(values):
+            kwargs = {"timestamp": timestamps[i]} if timestamps else {}
+            producer.produce(topic, value=value, partition=i % partitions, on_delivery=log, **kwargs)
+            producer.poll(0)
+        remaining = producer.flush(TIMEOUT)
+    finally:
+        producer.close()  # else it lingers, reconnecting to a stopped broker
+    assert remaining == 0, f"{remaining} messages still undelivered after {TIMEOUT} s"
+    assert not log.errors, f"delivery errors: {log.errors[:5]}"
+    assert len(log.acked) == len(values), f"{len(log.acked)} of {len(values)} acknowledged"
+    return log.acked
+
+
 def assert_acked_present(acked: dict, messages: list):
     """Every acknowledged value is in the log exactly once, at the offset it was acked with."""
     at = {}

@@ -2,7 +2,7 @@
 time, watermarks, admin operations and DeleteRecords."""
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -15,30 +15,14 @@ from confluent_kafka.admin import (
 
 from strata_harness import (
     TIMEOUT,
-    DeliveryLog,
     assert_acked_present,
     consume_all,
     consumer_config,
     create_topic,
+    produce_all,
     unique_topic,
     wait_until,
 )
-
-
-def produce(bootstrap, topic, values, partitions=1, timestamps=None, **config):
-    """Produces values round-robin over partitions (or with the given timestamps) and waits
-    for every delivery report; returns the DeliveryLog."""
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, **config})
-    log = DeliveryLog()
-    for i, value in enumerate(values):
-        kwargs = {"timestamp": timestamps[i]} if timestamps else {}
-        producer.produce(topic, value=value, partition=i % partitions, on_delivery=log, **kwargs)
-        producer.poll(0)
-    remaining = producer.flush(TIMEOUT)
-    assert remaining == 0, f"{remaining} messages still undelivered after {TIMEOUT} s"
-    assert not log.errors, f"delivery errors: {log.errors[:5]}"
-    assert len(log.acked) == len(values), f"{len(log.acked)} of {len(values)} acknowledged"
-    return log
 
 
 def assert_in_produce_order(messages, values, partitions):
@@ -54,12 +38,9 @@ def assert_in_produce_order(messages, values, partitions):
                 f"expected {expected[first:first + 3] if first is not None else expected[-3:]}")
 
 
-def admin(strata):
-    return AdminClient({"bootstrap.servers": strata.bootstrap})
-
-
 def result(futures):
-    """Waits for every future of an admin call; returns {key: result}."""
+    """Waits for every future of an admin call; returns {key: result}. (Keep the AdminClient
+    referenced meanwhile: a collected client never completes its futures.)"""
     return {k: f.result(timeout=TIMEOUT) for k, f in futures.items()}
 
 
@@ -69,12 +50,12 @@ def test_compressed_produce_and_assign_consume(strata, codec):
     create_topic(strata.bootstrap, topic, partitions=3)
     # Repetitive values so each codec really compresses; several batches per partition.
     values = [f"{codec} record {i:05d} ".encode() * 8 for i in range(3000)]
-    log = produce(strata.bootstrap, topic, values, partitions=3,
+    acked = produce_all(strata.bootstrap, topic, values, partitions=3,
                   **{"compression.type": codec, "batch.num.messages": 200})
 
     messages = consume_all(strata.bootstrap, topic, partitions=3)
     assert len(messages) == len(values), f"read {len(messages)} records, produced {len(values)}"
-    assert_acked_present(log.acked, messages)
+    assert_acked_present(acked, messages)
     assert_in_produce_order(messages, values, partitions=3)
 
 
@@ -82,13 +63,13 @@ def test_idempotent_producer_writes_no_duplicates(strata):
     topic = unique_topic("idempotent")
     create_topic(strata.bootstrap, topic, partitions=2)
     values = [f"idem-{i:05d}".encode() for i in range(5000)]
-    log = produce(strata.bootstrap, topic, values, partitions=2,
+    acked = produce_all(strata.bootstrap, topic, values, partitions=2,
                   **{"enable.idempotence": True, "max.in.flight.requests.per.connection": 5,
                      "batch.num.messages": 100})
 
     messages = consume_all(strata.bootstrap, topic, partitions=2)
     assert len(messages) == len(values), f"read {len(messages)} records, produced {len(values)}"
-    assert_acked_present(log.acked, messages)
+    assert_acked_present(acked, messages)
     assert_in_produce_order(messages, values, partitions=2)
 
 
@@ -98,26 +79,24 @@ def test_offsets_for_times(strata):
     base = 1_700_000_000_000
     # 200 records one second apart, in batches of 10, so lookups cross batch boundaries.
     timestamps = [base + i * 1000 for i in range(200)]
-    produce(strata.bootstrap, topic, [f"v{i}".encode() for i in range(200)],
+    produce_all(strata.bootstrap, topic, [f"v{i}".encode() for i in range(200)],
             timestamps=timestamps, **{"batch.num.messages": 10, "linger.ms": 50})
+
+    # Kafka's answer: the first offset whose timestamp >= target, -1 if none. Expectations come
+    # from the stored log so that this tests ListOffsets alone (produce order is tested above).
+    stored = [(m.offset(), m.timestamp()[1]) for m in consume_all(strata.bootstrap, topic)]
+    assert sorted(ts for _, ts in stored) == timestamps, "stored timestamps differ from produced"
+    targets = [0, base, base + 1, base + 57_000, base + 57_500, base + 199_000, base + 10_000_000]
+    expected = {t: next((o for o, ts in stored if ts >= t), -1) for t in targets}
 
     consumer = Consumer(consumer_config(strata.bootstrap))
     try:
-        cases = {  # target timestamp -> first offset whose timestamp >= target
-            0: 0,
-            base: 0,
-            base + 1: 1,
-            base + 57_000: 57,
-            base + 57_500: 58,
-            base + 199_000: 199,
-            base + 10_000_000: -1,  # past the end: no offset (librdkafka reports -1)
-        }
         got = {}
-        for ts in cases:  # one lookup per call: a request may name a partition only once
-            [answer] = consumer.offsets_for_times([TopicPartition(topic, 0, ts)], timeout=TIMEOUT)
-            assert answer.error is None, f"offsets_for_times({ts}): {answer.error}"
-            got[ts] = answer.offset
-        assert got == cases, f"offsets_for_times: got {got}, expected {cases}"
+        for t in targets:  # one lookup per call: a request may name a partition only once
+            [answer] = consumer.offsets_for_times([TopicPartition(topic, 0, t)], timeout=TIMEOUT)
+            assert answer.error is None, f"offsets_for_times({t}): {answer.error}"
+            got[t] = answer.offset
+        assert got == expected, f"offsets_for_times: got {got}, expected {expected}"
     finally:
         consumer.close()
 
@@ -125,7 +104,7 @@ def test_offsets_for_times(strata):
 def test_watermarks_are_earliest_and_latest(strata):
     topic = unique_topic("watermarks")
     create_topic(strata.bootstrap, topic, partitions=2)
-    produce(strata.bootstrap, topic, [b"x"] * 30, partitions=2)
+    produce_all(strata.bootstrap, topic, [f"x{i}".encode() for i in range(30)], partitions=2)
     consumer = Consumer(consumer_config(strata.bootstrap))
     try:
         for p in range(2):
@@ -136,7 +115,7 @@ def test_watermarks_are_earliest_and_latest(strata):
 
 
 def test_admin_topics_configs_and_partitions(strata):
-    client = admin(strata)
+    client = AdminClient({"bootstrap.servers": strata.bootstrap})
     topic = unique_topic("admin")
 
     # validate_only creates nothing.
@@ -189,9 +168,10 @@ def test_admin_topics_configs_and_partitions(strata):
 def test_delete_records_advances_low_watermark(strata):
     topic = unique_topic("delete-records")
     create_topic(strata.bootstrap, topic)
-    produce(strata.bootstrap, topic, [f"r{i}".encode() for i in range(100)])
+    produce_all(strata.bootstrap, topic, [f"r{i}".encode() for i in range(100)])
 
-    deleted = result(admin(strata).delete_records([TopicPartition(topic, 0, 40)]))
+    client = AdminClient({"bootstrap.servers": strata.bootstrap})
+    deleted = result(client.delete_records([TopicPartition(topic, 0, 40)]))
     assert [d.low_watermark for d in deleted.values()] == [40], deleted
 
     consumer = Consumer(consumer_config(strata.bootstrap))

@@ -47,13 +47,15 @@ class BackgroundProducer(threading.Thread):
     def run(self):
         seq = 0
         while not self.stopped.is_set():
-            # Bounded queue and rate: about 2,000 records a second.
+            # At most 500 records queued, so memory and the checks after each kill stay small.
             if len(self.producer) < 500:
                 self.producer.produce(self.topic, value=f"{seq:09d}".encode(),
                                       partition=seq % PARTITIONS, on_delivery=self.on_delivery)
                 seq += 1
             self.producer.poll(0.0005)
         self.producer.flush(15)
+        self.producer.purge()  # whatever is left fails; close() must not wait for it
+        self.producer.close()
 
 
 def test_acknowledged_records_survive_sigkill(strata):

@@ -23,9 +23,11 @@ def test_admin_create_describe_delete_topics(strata):
         assert described["error_code"] == 0, described
         assert len(described["partitions"]) == 3, described
 
+        # By default only the topic's overrides are described.
         configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
-        topic_configs = configs["TOPIC"][topic]
+        topic_configs = configs["topic"][topic]
         assert topic_configs["retention.ms"]["value"] == "123456789", topic_configs
+        assert topic_configs["retention.ms"]["config_source"] == "DYNAMIC_TOPIC_CONFIG", topic_configs
 
         admin.delete_topics([topic])
         wait_until(lambda: topic not in admin.list_topics(), f"{topic} gone")

@@ -4,8 +4,6 @@ import json
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from strata_harness import TIMEOUT, consume_all, unique_topic, wait_until
 
 DRIVER = Path(__file__).parent / "js" / "driver.js"
@@ -46,7 +44,6 @@ def test_produce(strata):
         (f"k{i}".encode(), f"js-{i}".encode()) for i in range(1000)]
 
 
-@pytest.mark.skip(reason="needs consumer groups (issue 3)")
 def test_consume(strata):
     topic = unique_topic("js-consume")
     kafkajs(strata, "create", topic, 1)

@@ -97,6 +97,16 @@ impl Coordinator {
         self.read().brokers.keys().next().copied().unwrap_or(-1)
     }
 
+    /// The broker that coordinates consumer group `group_id`, as Kafka places groups: the
+    /// group id's Java hash code modulo the number of choices, here the live brokers by id.
+    /// None while no broker is live.
+    pub fn group_coordinator(&self, group_id: &str) -> Option<BrokerInfo> {
+        let state = self.read();
+        let count = state.brokers.len().max(1);
+        let index = (java_hash_code(group_id) & 0x7fff_ffff) as usize % count;
+        state.brokers.values().nth(index).cloned()
+    }
+
     /// None for an unknown partition, or one no broker has led yet. The leader may be a
     /// broker that is not live (see [`Coordinator::brokers`]) while no live one can take over.
     pub fn leader(&self, topic_id: Uuid, partition: i32) -> Option<PartitionLeader> {
@@ -122,6 +132,13 @@ pub(super) fn new_partition_leaders(
             Some(Record::Leader(topic_id, partition, leader))
         })
         .collect()
+}
+
+/// Java's `String.hashCode`, over UTF-16 code units.
+fn java_hash_code(s: &str) -> i32 {
+    s.encode_utf16().fold(0i32, |hash, unit| {
+        hash.wrapping_mul(31).wrapping_add(i32::from(unit))
+    })
 }
 
 /// Picks leaders: the live broker leading the fewest partitions, the lowest id on a tie.
@@ -161,6 +178,22 @@ mod tests {
             broker_id,
             leader_epoch,
         })
+    }
+
+    #[tokio::test]
+    async fn groups_are_placed_by_their_java_hash_code() {
+        assert_eq!(super::java_hash_code("hello"), 99_162_322);
+        assert_eq!(super::java_hash_code("polygenelubricants"), i32::MIN);
+        let store = TestStore::new();
+        let coordinator = open(&store).await;
+        assert_eq!(coordinator.group_coordinator("a"), None);
+        coordinator.register_broker(broker(1)).await.unwrap();
+        coordinator.register_broker(broker(2)).await.unwrap();
+        let placed = |group| coordinator.group_coordinator(group).map(|b| b.broker_id);
+        // 97 % 2 = 1: the second live broker.
+        assert_eq!(placed("a"), Some(2));
+        assert_eq!(placed("hello"), Some(1));
+        assert_eq!(placed("polygenelubricants"), Some(1));
     }
 
     #[tokio::test]

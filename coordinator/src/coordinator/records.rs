@@ -9,7 +9,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::metadata_store::Txn;
-use crate::{BrokerInfo, ChunkMeta, PartitionLeader, ProducerState, SegmentMeta, TopicMeta};
+use crate::{
+    BrokerInfo, ChunkMeta, CommittedOffset, PartitionLeader, ProducerState, SegmentMeta, TopicMeta,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Key {
@@ -29,6 +31,8 @@ pub(super) enum Key {
     Segment(Uuid, i32, i64),
     /// `partitions/{topic_id}/{p}/producers/{producer_id}`
     Producer(Uuid, i32, i64),
+    /// `groups/{group}/offsets/{topic}/{p}`, the group id escaped (it may contain `/`).
+    Offset(String, String, i32),
 }
 
 impl fmt::Display for Key {
@@ -42,6 +46,9 @@ impl fmt::Display for Key {
             Key::Chunk(t, p, base) => write!(f, "partitions/{t}/{p}/chunks/{base:020}"),
             Key::Segment(t, p, base) => write!(f, "partitions/{t}/{p}/segments/{base:020}"),
             Key::Producer(t, p, id) => write!(f, "partitions/{t}/{p}/producers/{id}"),
+            Key::Offset(group, topic, p) => {
+                write!(f, "groups/{}/offsets/{topic}/{p}", escape(group))
+            }
         }
     }
 }
@@ -53,6 +60,9 @@ impl Key {
             ["cluster", "id"] => Key::ClusterId,
             ["producer_ids", "next"] => Key::NextProducerId,
             ["topics", name] => Key::Topic(name.to_string()),
+            ["groups", group, "offsets", topic, p] => {
+                Key::Offset(unescape(group)?, topic.to_string(), p.parse().ok()?)
+            }
             ["partitions", t, p, ref rest @ ..] => {
                 let (t, p) = (t.parse().ok()?, p.parse().ok()?);
                 match rest {
@@ -69,6 +79,17 @@ impl Key {
     }
 }
 
+/// Group ids are arbitrary strings: `%` and `/` are percent-encoded so the key splits on `/`.
+fn escape(group: &str) -> String {
+    group.replace('%', "%25").replace('/', "%2F")
+}
+
+fn unescape(escaped: &str) -> Option<String> {
+    let unescaped = escaped.replace("%2F", "/").replace("%25", "%");
+    // Only canonical encodings: every key has exactly one spelling.
+    (escape(&unescaped) == escaped).then_some(unescaped)
+}
+
 /// A key with its value.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Record {
@@ -80,6 +101,8 @@ pub(super) enum Record {
     Chunk(Uuid, i32, ChunkMeta),
     Segment(Uuid, i32, SegmentMeta),
     Producer(Uuid, i32, ProducerState),
+    /// Group, topic, partition.
+    Offset(String, String, i32, CommittedOffset),
 }
 
 impl Record {
@@ -93,6 +116,7 @@ impl Record {
             Record::Chunk(t, p, chunk) => Key::Chunk(*t, *p, chunk.base_offset),
             Record::Segment(t, p, segment) => Key::Segment(*t, *p, segment.base_offset),
             Record::Producer(t, p, producer) => Key::Producer(*t, *p, producer.producer_id),
+            Record::Offset(group, topic, p, _) => Key::Offset(group.clone(), topic.clone(), *p),
         }
     }
 
@@ -111,6 +135,7 @@ impl Record {
             Record::Chunk(_, _, chunk) => json(chunk),
             Record::Segment(_, _, segment) => json(segment),
             Record::Producer(_, _, producer) => json(producer),
+            Record::Offset(_, _, _, offset) => json(offset),
         }
     }
 
@@ -134,6 +159,9 @@ impl Record {
             }
             Key::Producer(t, p, _) => {
                 Record::Producer(t, p, serde_json::from_slice(value).map_err(bad)?)
+            }
+            Key::Offset(group, topic, p) => {
+                Record::Offset(group, topic, p, serde_json::from_slice(value).map_err(bad)?)
             }
         };
         // The key repeats part of the value (a name, an offset, an id): they must agree.
@@ -196,9 +224,19 @@ mod tests {
             Key::Chunk(t, 3, 42),
             Key::Segment(t, 3, 0),
             Key::Producer(t, 3, 7),
+            Key::Offset("payments".into(), "orders.v1".into(), 3),
+            Key::Offset("a/b%2F%/".into(), "t".into(), 0),
+            Key::Offset(String::new(), "t".into(), 0),
         ] {
             assert_eq!(Key::parse(&key.to_string()), Some(key));
         }
+        assert_eq!(
+            Key::Offset("a/b%".into(), "t".into(), 1).to_string(),
+            "groups/a%2Fb%25/offsets/t/1"
+        );
+        // A second spelling of the same group would be a second key for one offset.
+        assert_eq!(Key::parse("groups/a%2fb/offsets/t/1"), None);
+        assert_eq!(Key::parse("groups/a/offsets/t/x"), None);
         assert_eq!(
             Key::Chunk(t, 0, 42).to_string(),
             format!("partitions/{t}/0/chunks/00000000000000000042")

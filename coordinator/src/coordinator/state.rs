@@ -7,7 +7,8 @@ use uuid::Uuid;
 
 use super::records::{BrokerChange, Changes, Key, Record};
 use crate::{
-    BrokerInfo, ChunkMeta, PartitionLeader, PartitionLog, ProducerState, SegmentMeta, TopicMeta,
+    BrokerInfo, ChunkMeta, CommittedOffset, PartitionLeader, PartitionLog, ProducerState,
+    SegmentMeta, TopicMeta,
 };
 
 #[derive(Debug, Default)]
@@ -20,7 +21,11 @@ pub(super) struct State {
     pub(super) brokers: BTreeMap<i32, BrokerInfo>,
     pub(super) topic_ids: BTreeMap<String, Uuid>,
     pub(super) topics: HashMap<Uuid, TopicState>,
+    /// Committed offsets by group, then by (topic, partition).
+    pub(super) offsets: BTreeMap<String, GroupOffsets>,
 }
+
+pub(super) type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;
 
 #[derive(Debug)]
 pub(super) struct TopicState {
@@ -150,6 +155,12 @@ impl State {
                 let partition = self.partition_mut(t, p).ok_or_else(missing)?;
                 partition.producers.insert(producer.producer_id, producer);
             }
+            Record::Offset(group, topic, p, offset) => {
+                self.offsets
+                    .entry(group)
+                    .or_default()
+                    .insert((topic, p), offset);
+            }
         }
         Ok(())
     }
@@ -207,6 +218,14 @@ impl State {
             Key::Producer(t, p, id) => {
                 if let Some(partition) = self.partition_mut(t, p) {
                     partition.producers.remove(&id);
+                }
+            }
+            Key::Offset(group, topic, p) => {
+                if let Some(offsets) = self.offsets.get_mut(&group) {
+                    offsets.remove(&(topic, p));
+                    if offsets.is_empty() {
+                        self.offsets.remove(&group);
+                    }
                 }
             }
             // Never deleted: the cluster id and the producer-id counter live forever.

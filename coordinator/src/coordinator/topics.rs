@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use super::leadership::new_partition_leaders;
+use super::offsets::topic_offset_keys;
 use super::records::{Changes, Key, Record};
 use super::Coordinator;
 use crate::error::CoordinatorError;
@@ -69,7 +70,8 @@ impl Coordinator {
         Ok(meta)
     }
 
-    /// Removes the topic and every key of its partitions in one transaction.
+    /// Removes the topic, every key of its partitions and the groups' offsets of it in one
+    /// transaction.
     pub async fn delete_topic(&self, name: &str) -> Result<TopicMeta, CoordinatorError> {
         let guard = self.lock_writes().await;
         let (meta, changes) = {
@@ -94,6 +96,7 @@ impl Coordinator {
                         .map(|id| Key::Producer(t, p, *id)),
                 );
             }
+            deletes.extend(topic_offset_keys(&state, name));
             let changes = Changes {
                 deletes,
                 ..Changes::default()

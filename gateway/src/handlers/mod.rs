@@ -2,44 +2,90 @@
 
 mod alter_configs;
 mod api_versions;
+mod consumer_group_describe;
+mod consumer_group_heartbeat;
 mod create_partitions;
 mod create_topics;
+mod delete_groups;
 mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
+mod describe_groups;
 mod fetch;
+mod find_coordinator;
+mod heartbeat;
 mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod produce;
+mod sync_group;
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
+
 use proto_compat::kafka_protocol::error::ResponseError;
-use proto_compat::kafka_protocol::messages::{RequestKind, ResponseKind, TopicName};
+use proto_compat::kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind, TopicName};
 use proto_compat::kafka_protocol::protocol::StrBytes;
 use proto_compat::request::Request;
 
 use crate::broker::Broker;
 
-/// The response to `request`: `Some(None)` when the API sends none (acks=0 produce),
-/// `None` when no handler serves it (decode_request only lets supported APIs through).
-pub async fn dispatch(broker: &Arc<Broker>, request: Request) -> Option<Option<ResponseKind>> {
+/// The response to a request, or what is left to compute it: `Some(None)` when the API sends
+/// none (acks=0 produce), `None` when no handler serves it (decode_request only lets
+/// supported APIs through).
+pub type Deferred = BoxFuture<'static, Option<Option<ResponseKind>>>;
+
+/// Runs the part of `request` that must follow request order on its connection and returns
+/// the rest, which may overlap later requests. Kafka handles a connection's requests one at
+/// a time, so state changes happen in the order sent (pipelined produces append in order);
+/// only waiting for acks=all commits and fetches (read-only, long-polling) run alongside.
+pub async fn prepare(broker: &Arc<Broker>, request: Request) -> Deferred {
+    let Request {
+        header,
+        api_key,
+        body,
+    } = request;
+    let version = header.request_api_version;
+    match body {
+        RequestKind::Produce(r) => {
+            let pending = produce::append_all(broker, version, r).await;
+            Box::pin(async move { Some(pending.response().await.map(ResponseKind::Produce)) })
+        }
+        RequestKind::Fetch(r) => {
+            let broker = broker.clone();
+            Box::pin(async move {
+                Some(Some(ResponseKind::Fetch(
+                    fetch::handle(&broker, version, r).await,
+                )))
+            })
+        }
+        body => {
+            let request = Request {
+                header,
+                api_key,
+                body,
+            };
+            Box::pin(std::future::ready(dispatch(broker, request).await))
+        }
+    }
+}
+
+/// The response to a request that is handled entirely in request order.
+async fn dispatch(broker: &Arc<Broker>, request: Request) -> Option<Option<ResponseKind>> {
     let version = request.header.request_api_version;
     let response = match request.body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
         RequestKind::Metadata(r) => {
             ResponseKind::Metadata(metadata::handle(broker, version, r).await)
         }
-        RequestKind::Produce(r) => {
-            return Some(
-                produce::handle(broker, version, r)
-                    .await
-                    .map(ResponseKind::Produce),
-            )
-        }
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, version, r).await),
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(broker, version, r).await)
         }
@@ -70,9 +116,57 @@ pub async fn dispatch(broker: &Arc<Broker>, request: Request) -> Option<Option<R
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(delete_records::handle(broker, r).await)
         }
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(find_coordinator::handle(broker, version, r))
+        }
+        RequestKind::JoinGroup(r) => {
+            let response = join_group::handle(broker, version, client_id(&request.header), r);
+            ResponseKind::JoinGroup(response.await)
+        }
+        RequestKind::SyncGroup(r) => {
+            ResponseKind::SyncGroup(sync_group::handle(broker, version, r).await)
+        }
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat::handle(broker, r)),
+        RequestKind::LeaveGroup(r) => {
+            ResponseKind::LeaveGroup(leave_group::handle(broker, version, r))
+        }
+        RequestKind::OffsetCommit(r) => {
+            ResponseKind::OffsetCommit(offset_commit::handle(broker, version, r).await)
+        }
+        RequestKind::OffsetFetch(r) => {
+            ResponseKind::OffsetFetch(offset_fetch::handle(broker, version, r))
+        }
+        RequestKind::ListGroups(r) => {
+            ResponseKind::ListGroups(list_groups::handle(broker, version, r))
+        }
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(describe_groups::handle(broker, version, r))
+        }
+        RequestKind::DeleteGroups(r) => {
+            ResponseKind::DeleteGroups(delete_groups::handle(broker, r).await)
+        }
+        RequestKind::OffsetDelete(r) => {
+            ResponseKind::OffsetDelete(offset_delete::handle(broker, r).await)
+        }
+        RequestKind::ConsumerGroupHeartbeat(r) => {
+            let client_id = client_id(&request.header);
+            let response = consumer_group_heartbeat::handle(broker, version, client_id, r);
+            ResponseKind::ConsumerGroupHeartbeat(response)
+        }
+        RequestKind::ConsumerGroupDescribe(r) => {
+            ResponseKind::ConsumerGroupDescribe(consumer_group_describe::handle(broker, version, r))
+        }
         _ => return None,
     };
     Some(Some(response))
+}
+
+/// The ACL operations a group allows when asked (READ, DELETE, DESCRIBE): all of them, as a
+/// Kafka broker without an authorizer answers.
+const GROUP_AUTHORIZED_OPERATIONS: i32 = 1 << 3 | 1 << 6 | 1 << 8;
+
+fn client_id(header: &RequestHeader) -> &str {
+    header.client_id.as_deref().unwrap_or_default()
 }
 
 fn str_bytes(s: impl Into<String>) -> StrBytes {

@@ -24,13 +24,42 @@ use crate::partition::{AppendOutcome, Partition};
 /// Produce v13 (KIP-516) names topics by id.
 const FIRST_VERSION_WITH_TOPIC_IDS: i16 = 13;
 
-/// Answers Produce; None for acks=0, which Kafka never answers.
-pub async fn handle(
+/// Produce after its appends: what is left is waiting for acks=all commits.
+pub struct PendingProduce {
+    acks: i16,
+    deadline: Instant,
+    responses: Vec<TopicProduceResponse>,
+    /// acks=all: (topic position, partition position, partition, last offset) to wait for.
+    waits: Vec<(usize, usize, Arc<Partition>, i64)>,
+}
+
+impl PendingProduce {
+    /// The response once every acks=all batch is committed (or the request timed out);
+    /// None for acks=0, which Kafka never answers.
+    pub async fn response(mut self) -> Option<ProduceResponse> {
+        if self.acks == 0 {
+            return None;
+        }
+        for (topic, partition_position, partition, last_offset) in self.waits {
+            if let Err(code) = wait_committed(&partition, last_offset, self.deadline).await {
+                let response = &mut self.responses[topic].partition_responses[partition_position];
+                response.error_code = code;
+            }
+        }
+        let mut response = ProduceResponse::default();
+        response.responses = self.responses;
+        Some(response)
+    }
+}
+
+/// Validates and appends every partition's batch; this part runs in request order.
+pub async fn append_all(
     broker: &Arc<Broker>,
     version: i16,
     request: ProduceRequest,
-) -> Option<ProduceResponse> {
+) -> PendingProduce {
     let acks = request.acks;
+    let deadline = Instant::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
     // acks=all: (topic position, partition position, partition, last offset) to wait for.
     let mut waits: Vec<(usize, usize, Arc<Partition>, i64)> = Vec::new();
     let mut responses = Vec::with_capacity(request.topic_data.len());
@@ -97,19 +126,12 @@ pub async fn handle(
         }
         responses.push(topic_response);
     }
-    if acks == 0 {
-        return None;
+    PendingProduce {
+        acks,
+        deadline,
+        responses,
+        waits,
     }
-    let deadline = Instant::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
-    for (topic, partition_position, partition, last_offset) in waits {
-        if let Err(code) = wait_committed(&partition, last_offset, deadline).await {
-            let response = &mut responses[topic].partition_responses[partition_position];
-            response.error_code = code;
-        }
-    }
-    let mut response = ProduceResponse::default();
-    response.responses = responses;
-    Some(response)
 }
 
 type AppendResult = Result<(Arc<Partition>, AppendOutcome), (i16, Option<String>)>;

@@ -4,7 +4,12 @@
 //   node driver.js BOOTSTRAP offsets TOPIC
 //   node driver.js BOOTSTRAP delete TOPIC
 //   node driver.js BOOTSTRAP produce TOPIC COUNT
-//   node driver.js BOOTSTRAP consume TOPIC COUNT   (needs consumer groups)
+//   node driver.js BOOTSTRAP consume TOPIC COUNT
+//   node driver.js BOOTSTRAP member TOPIC GROUP    (runs until SIGTERM, see below)
+//   node driver.js BOOTSTRAP list-groups
+//   node driver.js BOOTSTRAP describe-group GROUP
+//   node driver.js BOOTSTRAP delete-group GROUP
+//   node driver.js BOOTSTRAP fetch-offsets TOPIC GROUP
 'use strict';
 const { Kafka, logLevel } = require('kafkajs');
 
@@ -52,6 +57,41 @@ const commands = {
       await producer.disconnect();
     }
   },
+  // A group member for tests/clients/test_groups_kafkajs.py: one JSON line per event,
+  // {"assigned": [partitions]}, {"record": [partition, offset]} or {"committed": {partition:
+  // offset}}; on SIGTERM it leaves the group (committing what it consumed) and exits.
+  member: async () => {
+    const consumer = kafka.consumer({
+      groupId: arg,
+      sessionTimeout: 6000,
+      heartbeatInterval: 500,
+      rebalanceTimeout: 10000,
+    });
+    const emit = (event) => process.stdout.write(`${JSON.stringify(event)}\n`);
+    consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+      emit({ assigned: payload.memberAssignment[topic] || [] });
+    });
+    consumer.on(consumer.events.COMMIT_OFFSETS, ({ payload }) => {
+      for (const t of payload.topics) {
+        const committed = {};
+        for (const p of t.partitions) committed[p.partition] = Number(p.offset);
+        emit({ committed });
+      }
+    });
+    await consumer.connect();
+    await consumer.subscribe({ topics: [topic], fromBeginning: true });
+    await consumer.run({
+      eachMessage: async ({ partition, message }) => {
+        emit({ record: [partition, Number(message.offset)] });
+      },
+    });
+    await new Promise((resolve) => process.once('SIGTERM', resolve));
+    await consumer.disconnect();
+  },
+  'list-groups': () => withAdmin((a) => a.listGroups()),
+  'describe-group': () => withAdmin((a) => a.describeGroups([topic])),
+  'delete-group': () => withAdmin((a) => a.deleteGroups([topic])),
+  'fetch-offsets': () => withAdmin((a) => a.fetchOffsets({ groupId: arg, topics: [topic] })),
   consume: async () => {
     const consumer = kafka.consumer({ groupId: 'strata-tests' });
     await consumer.connect();

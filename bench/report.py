@@ -1,0 +1,98 @@
+"""Prints bench/run.sh's results as one Markdown table, each row with its limit, ratio and
+target (issue 5). Usage: report.py RESULTS_DIR MODE"""
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timezone
+
+results, mode = sys.argv[1], sys.argv[2]
+
+
+def read(name):
+    with open(os.path.join(results, name)) as f:
+        return f.read().strip()
+
+
+def report(name):
+    return json.loads(read(name + ".json"))
+
+
+def mbps(value):
+    return f"{value:,.1f} MB/s"
+
+
+def errors(r):
+    return f" ({r['errors']} errors)" if r["errors"] else ""
+
+
+def met(ok):
+    return "met" if ok else "**missed**"
+
+
+fsync = float(read("fsync_mb_per_sec"))
+loopback = float(read("loopback_mb_per_sec"))
+produce_limit = min(fsync, 0.4 * loopback)
+rows = [
+    ("fsync write (dd bs=1M conv=fdatasync)", mbps(fsync), "", "", "", ""),
+    ("loopback TCP (iperf3, one stream)", mbps(loopback), "", "", "", ""),
+]
+
+produce_all = report("produce_all")
+ratio = produce_all["mb_per_sec"] / produce_limit
+limit_text = f"{mbps(produce_limit)} = min(fsync, 0.4 × loopback)"
+rows.append(("produce acks=all, 1 KiB, 6 partitions", mbps(produce_all["mb_per_sec"]) + errors(produce_all),
+             limit_text, f"{ratio:.2f}", "≥ 0.70", met(ratio >= 0.7)))
+produce_one = report("produce_one")
+rows.append(("produce acks=1", mbps(produce_one["mb_per_sec"]) + errors(produce_one), mbps(produce_limit),
+             f"{produce_one['mb_per_sec'] / produce_limit:.2f}", "", ""))
+
+tail = report("consume_tail")
+ratio = tail["mb_per_sec"] / loopback
+rows.append(("consume from the in-memory tail", mbps(tail["mb_per_sec"]) + errors(tail), "loopback",
+             f"{ratio:.2f}", "≥ 0.40", met(ratio >= 0.4)))
+cold = report("consume_cold")
+rows.append((f"consume cold after a restart ({cold['bytes'] / 1e6:,.0f} MB)", mbps(cold["mb_per_sec"]) + errors(cold),
+             "loopback", f"{cold['mb_per_sec'] / loopback:.2f}", "", ""))
+
+rate = int(read("half_rate"))
+for name, label, kind, target in [
+    ("produce_latency", "produce latency acks=all", "ack", 10),
+    ("e2e_latency", "end-to-end latency", "e2e", 20),
+]:
+    r = report(name)
+    latency = r["latency"][kind]
+    rows.append((f"{label} at 50% load ({rate:,} msg/s)",
+                 f"p50 {latency['p50_ms']:.1f} ms, p99 {latency['p99_ms']:.1f} ms{errors(r)}",
+                 f"achieved {mbps(r['mb_per_sec'])}", "", f"p99 ≤ {target} ms", met(latency["p99_ms"] <= target)))
+
+puts = {}
+for partitions in (1, 100, 1000):
+    r = report(f"puts_{partitions}")
+    puts[partitions] = int(read(f"puts_{partitions}")) / r["seconds"]
+    ratio = puts[partitions] / puts[1]
+    rows.append((f"object-store PUTs/s, {partitions} partition{'s' if partitions > 1 else ''}",
+                 f"{puts[partitions]:,.1f}/s at {mbps(r['mb_per_sec'])}{errors(r)}",
+                 "PUTs/s at 1 partition", f"{ratio:.2f}",
+                 "within ±10%" if partitions == 1000 else "",
+                 met(abs(ratio - 1) <= 0.1) if partitions == 1000 else ""))
+
+rss_mib = int(read("peak_rss_kb")) / 1024
+rows.append(("peak broker RSS (VmHWM)", f"{rss_mib:,.0f} MiB", "512 MiB", f"{rss_mib / 512:.2f}", "≤ 1.00",
+             met(rss_mib <= 512)))
+
+commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                       text=True).stdout.strip()
+with open("/proc/meminfo") as f:
+    memory_gib = int(f.readline().split()[1]) / 2**20
+print(f"{mode} run, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit}{' (modified)' if dirty else ''}")
+print(f"machine: {os.cpu_count()} cores, {memory_gib:.0f} GiB memory, disk {read('disk')}")
+print(f"load average (1, 5, 15 min): {read('load_start')} at the start, {read('load_end')} at the end")
+print()
+header = ("measurement", "result", "limit", "ratio", "target", "")
+print("| " + " | ".join(header) + " |")
+print("|" + "---|" * len(header))
+for row in rows:
+    print("| " + " | ".join(row) + " |")

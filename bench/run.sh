@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Benchmarks Strata on this machine and prints one results table (bench/README.md):
+# measures the machine's limits, runs a release `strata standalone` on fresh data
+# directories on free 127.0.0.1 ports, drives it with strata-bench, and compares.
+# Usage: bench/run.sh [--quick]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+QUICK=false
+case "${1:-}" in
+  --quick) QUICK=true ;;
+  "") ;;
+  *) echo "usage: bench/run.sh [--quick]" >&2; exit 2 ;;
+esac
+if $QUICK; then
+  SECS=5 DD_MB=512 IPERF_SECS=3
+else
+  SECS=30 DD_MB=2048 IPERF_SECS=10
+fi
+# The tail-consume data set: 48 MiB over 6 partitions, inside the broker's 64 MiB
+# in-memory tail, read over and over for SECS.
+TAIL_MESSAGES=49152
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/strata-target}"
+STRATA="$CARGO_TARGET_DIR/release/strata"
+BENCH="$CARGO_TARGET_DIR/release/strata-bench"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/strata-bench.XXXXXX")"
+RESULTS="$WORK/results"
+mkdir -p "$RESULTS"
+
+BROKER_PID=""
+IPERF_PID=""
+PEAK_RSS_KB=0
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+cleanup() {
+  [ -n "$BROKER_PID" ] && stop_broker
+  [ -n "$IPERF_PID" ] && kill "$IPERF_PID" 2>/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Waits until `curl -sf URL` succeeds, at most 30 s.
+wait_for() {
+  for _ in $(seq 300); do
+    curl -sf "$1" >/dev/null && return 0
+    sleep 0.1
+  done
+  echo "timed out waiting for $1" >&2
+  return 1
+}
+
+start_broker() {
+  local data_dir="$1"
+  KAFKA="127.0.0.1:$(free_port)"
+  HTTP="127.0.0.1:$(free_port)"
+  "$STRATA" standalone --data-dir "$data_dir" --listen "$KAFKA" --http "$HTTP" \
+    >>"$WORK/broker.log" 2>&1 &
+  BROKER_PID=$!
+  wait_for "http://$HTTP/readyz"
+}
+
+# Stops the broker, keeping the highest peak RSS (VmHWM) seen over the whole run.
+stop_broker() {
+  local rss
+  rss=$(awk '/^VmHWM:/ { print $2 }' "/proc/$BROKER_PID/status")
+  ((rss > PEAK_RSS_KB)) && PEAK_RSS_KB=$rss
+  kill -TERM "$BROKER_PID"
+  wait "$BROKER_PID" || true
+  BROKER_PID=""
+}
+
+puts_so_far() {
+  curl -sf "http://$HTTP/metrics" |
+    awk '/^strata_object_store_requests_total\{operation="put"\}/ { print $2 }'
+}
+
+bench() { "$BENCH" --bootstrap-servers "$KAFKA" --json "$@"; }
+
+missing=()
+command -v iperf3 >/dev/null || missing+=(iperf3)
+command -v curl >/dev/null || missing+=(curl)
+command -v jq >/dev/null || missing+=(jq)
+if ((${#missing[@]})); then
+  step "Installing ${missing[*]} with apt-get"
+  sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+step "Building strata and strata-bench (release, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+cargo build --release -p gateway -p strata-bench
+
+cut -d' ' -f1-3 /proc/loadavg >"$RESULTS/load_start"
+df -h --output=source,fstype,size "$WORK" | tail -1 | xargs >"$RESULTS/disk"
+
+step "Machine limit: sequential write with fdatasync, ${DD_MB} MiB on $(cat "$RESULTS/disk")"
+LC_ALL=C dd if=/dev/zero of="$WORK/dd.bin" bs=1M count="$DD_MB" conv=fdatasync 2>"$WORK/dd.log"
+rm -f "$WORK/dd.bin"
+tail -1 "$WORK/dd.log" >&2
+# "N bytes (...) copied, S s, ...": bytes / seconds.
+awk '/copied/ { for (i = 1; i <= NF; i++) if ($i == "s,") s = $(i - 1); print $1 / s / 1e6 }' \
+  "$WORK/dd.log" >"$RESULTS/fsync_mb_per_sec"
+
+step "Machine limit: loopback TCP, iperf3 single stream, ${IPERF_SECS} s"
+IPERF_PORT=$(free_port)
+iperf3 -s -p "$IPERF_PORT" >/dev/null 2>&1 &
+IPERF_PID=$!
+# Retried until the server listens.
+for _ in $(seq 50); do
+  iperf3 -c 127.0.0.1 -p "$IPERF_PORT" -t "$IPERF_SECS" -J >"$WORK/iperf.json" && break
+  sleep 0.1
+done
+kill "$IPERF_PID"
+IPERF_PID=""
+jq -e '.end.sum_received.bits_per_second / 8e6' "$WORK/iperf.json" >"$RESULTS/loopback_mb_per_sec"
+
+start_broker "$WORK/data"
+
+# First, while it is the only topic, so its data stays in the broker's in-memory tail.
+step "Consume from the in-memory tail (${SECS} s)"
+bench produce --topic tail --partitions 6 --messages "$TAIL_MESSAGES" >/dev/null
+bench consume --topic tail --rewind --duration "$SECS" >"$RESULTS/consume_tail.json"
+
+step "Produce acks=all, 1 KiB, 6 partitions (${SECS} s)"
+bench produce --topic produce-all --partitions 6 --acks all --duration "$SECS" >"$RESULTS/produce_all.json"
+
+step "Produce acks=1 (${SECS} s)"
+bench produce --topic produce-one --partitions 6 --acks 1 --duration "$SECS" >"$RESULTS/produce_one.json"
+
+# Half of the measured acks=all maximum, in messages per second.
+RATE=$(jq '.messages_per_sec / 2 | round' "$RESULTS/produce_all.json")
+echo "$RATE" >"$RESULTS/half_rate"
+
+step "Produce latency at 50% load, $RATE msg/s (${SECS} s)"
+bench produce --topic latency --partitions 6 --rate "$RATE" --duration "$SECS" >"$RESULTS/produce_latency.json"
+
+step "End-to-end latency at 50% load, $RATE msg/s (${SECS} s)"
+bench e2e --topic e2e --partitions 6 --rate "$RATE" --duration "$SECS" >"$RESULTS/e2e_latency.json"
+
+step "Consume cold after a broker restart: all of produce-all"
+stop_broker
+start_broker "$WORK/data"
+bench consume --topic produce-all >"$RESULTS/consume_cold.json"
+stop_broker
+
+# Each partition count on a fresh broker, so that no other topic's compaction PUTs fall
+# into the window.
+for partitions in 1 100 1000; do
+  step "Object-store PUTs at $partitions partitions, $RATE msg/s (${SECS} s)"
+  rm -rf "$WORK/data"
+  start_broker "$WORK/data"
+  before=$(puts_so_far)
+  bench produce --topic puts --partitions "$partitions" --rate "$RATE" --duration "$SECS" \
+    >"$RESULTS/puts_$partitions.json"
+  after=$(puts_so_far)
+  echo $((after - before)) >"$RESULTS/puts_$partitions"
+  stop_broker
+done
+echo "$PEAK_RSS_KB" >"$RESULTS/peak_rss_kb"
+cut -d' ' -f1-3 /proc/loadavg >"$RESULTS/load_end"
+
+step "Results"
+python3 bench/report.py "$RESULTS" "$($QUICK && echo quick || echo full)"

@@ -1,0 +1,999 @@
+//! The group coordinator: consumer groups of both Kafka protocols, the classic one
+//! ([`classic`]: JoinGroup, SyncGroup, Heartbeat, LeaveGroup) and KIP-848's ([`consumer`]:
+//! ConsumerGroupHeartbeat), and their committed offsets, which the coordinator keeps durable.
+//! One group speaks one protocol: an empty group changes protocol when a member of the other
+//! kind joins, a group with members refuses them, as Kafka does without online migration.
+//!
+//! Each group sits behind its own mutex, never held across an await, with a timer task that
+//! sleeps until the group's next deadline. Members live in memory only: after a restart they
+//! join again, and a group that committed offsets comes back empty.
+
+pub mod assignor;
+pub mod classic;
+pub mod config;
+pub mod consumer;
+pub mod expiration;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use coordinator::coordinator::Coordinator;
+use coordinator::error::CoordinatorError;
+use coordinator::CommittedOffset;
+use proto_compat::kafka_protocol::error::ResponseError;
+use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
+
+use self::classic::{ClassicGroup, JoinRequest, JoinResponse, SyncRequest, SyncResponse};
+use self::config::GroupConfig;
+use self::consumer::{ConsumerGroup, HeartbeatRequest, HeartbeatResponse};
+use crate::clock;
+
+/// A Kafka error with the message that some responses carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupError {
+    pub error: ResponseError,
+    pub message: String,
+}
+
+impl GroupError {
+    pub fn new(error: ResponseError, message: impl Into<String>) -> Self {
+        GroupError {
+            error,
+            message: message.into(),
+        }
+    }
+}
+
+/// A group in ListGroups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedGroup {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub state: &'static str,
+    /// "classic" or "consumer".
+    pub group_type: &'static str,
+}
+
+/// An OffsetCommit request, whatever its version.
+#[derive(Debug, Clone)]
+pub struct OffsetCommit {
+    pub version: i16,
+    /// The generation (classic) or member epoch (consumer); negative for tools and
+    /// consumers that assign partitions themselves.
+    pub generation_id_or_member_epoch: i32,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    /// (topic, partition, offset)
+    pub offsets: Vec<(String, i32, CommittedOffset)>,
+}
+
+/// Per-partition outcomes of a request, in request order.
+pub type PartitionResults = Vec<Result<(), ResponseError>>;
+
+enum Group {
+    Classic(ClassicGroup),
+    Consumer(ConsumerGroup),
+    /// Deleted or expired; whoever still holds it tells clients to retry.
+    Dead,
+}
+
+impl Group {
+    fn is_empty(&self) -> bool {
+        match self {
+            Group::Classic(group) => group.is_empty(),
+            Group::Consumer(group) => group.is_empty(),
+            Group::Dead => true,
+        }
+    }
+
+    /// None while the group has members.
+    fn empty_since_ms(&self) -> Option<i64> {
+        match self {
+            Group::Classic(group) => group.empty_since_ms(),
+            Group::Consumer(group) => group.empty_since_ms(),
+            Group::Dead => None,
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        match self {
+            Group::Classic(group) => group.next_deadline(),
+            Group::Consumer(group) => group.next_deadline(),
+            Group::Dead => None,
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        match self {
+            Group::Classic(group) => group.expire(now),
+            Group::Consumer(group) => group.expire(now),
+            Group::Dead => {}
+        }
+    }
+}
+
+/// One group and the wake-up of its timer task.
+struct GroupSlot {
+    group: Mutex<Group>,
+    timers: Notify,
+}
+
+impl GroupSlot {
+    /// Runs `f` on the group, then wakes the timer task: `f` may have moved a deadline.
+    fn with<R>(&self, f: impl FnOnce(&mut Group) -> R) -> R {
+        let result = f(&mut self.lock());
+        self.timers.notify_one();
+        result
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Group> {
+        self.group.lock().expect("group state poisoned")
+    }
+}
+
+/// Expires the group's deadlines as they pass, until the group is dead.
+async fn run_timers(slot: Arc<GroupSlot>) {
+    loop {
+        let deadline = match &*slot.lock() {
+            Group::Dead => return,
+            group => group.next_deadline(),
+        };
+        match deadline {
+            Some(deadline) => tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => slot.lock().expire(Instant::now()),
+                _ = slot.timers.notified() => {}
+            },
+            None => slot.timers.notified().await,
+        }
+    }
+}
+
+pub struct GroupCoordinator {
+    broker_id: i32,
+    config: Arc<GroupConfig>,
+    coordinator: Arc<Coordinator>,
+    groups: Mutex<HashMap<String, Arc<GroupSlot>>>,
+    /// Groups known only by their committed offsets count as empty since then.
+    started_ms: i64,
+}
+
+impl GroupCoordinator {
+    pub fn new(broker_id: i32, config: GroupConfig, coordinator: Arc<Coordinator>) -> Self {
+        GroupCoordinator {
+            broker_id,
+            config: Arc::new(config),
+            coordinator,
+            groups: Mutex::new(HashMap::new()),
+            started_ms: clock::now_ms(),
+        }
+    }
+
+    pub fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+
+    /// NOT_COORDINATOR unless this broker coordinates the group.
+    fn check_coordinator(&self, group_id: &str) -> Result<(), ResponseError> {
+        match self.coordinator.group_coordinator(group_id) {
+            Some(broker) if broker.broker_id == self.broker_id => Ok(()),
+            Some(_) => Err(ResponseError::NotCoordinator),
+            None => Err(ResponseError::CoordinatorNotAvailable),
+        }
+    }
+
+    /// The membership APIs also refuse an empty group id.
+    fn check_member_request(&self, group_id: &str) -> Result<(), ResponseError> {
+        if group_id.is_empty() {
+            return Err(ResponseError::InvalidGroupId);
+        }
+        self.check_coordinator(group_id)
+    }
+
+    fn groups(&self) -> MutexGuard<'_, HashMap<String, Arc<GroupSlot>>> {
+        self.groups.lock().expect("group registry poisoned")
+    }
+
+    /// The group, if it exists: one that only has committed offsets (after a restart, or
+    /// one that only ever committed) becomes an empty classic group.
+    fn existing_group(&self, group_id: &str) -> Option<Arc<GroupSlot>> {
+        let mut groups = self.groups();
+        if let Some(slot) = groups.get(group_id) {
+            return Some(slot.clone());
+        }
+        if !self.coordinator.has_committed_offsets(group_id) {
+            return None;
+        }
+        let group = Group::Classic(ClassicGroup::new(group_id, self.config.clone()));
+        Some(insert_group(&mut groups, group_id, group))
+    }
+
+    fn group_or_create(&self, group_id: &str, create: impl FnOnce() -> Group) -> Arc<GroupSlot> {
+        if let Some(slot) = self.existing_group(group_id) {
+            return slot;
+        }
+        insert_group(&mut self.groups(), group_id, create())
+    }
+
+    fn new_classic(&self, group_id: &str) -> ClassicGroup {
+        ClassicGroup::new(group_id, self.config.clone())
+    }
+
+    fn new_consumer(&self, group_id: &str) -> ConsumerGroup {
+        ConsumerGroup::new(group_id, self.config.clone())
+    }
+
+    /// Drops a group from the registry if it is still this one.
+    fn forget(&self, group_id: &str, slot: &Arc<GroupSlot>) {
+        let mut groups = self.groups();
+        if groups.get(group_id).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            groups.remove(group_id);
+        }
+    }
+
+    /// JoinGroup; waits until the join phase completes.
+    pub async fn join_group(&self, group_id: &str, request: JoinRequest) -> JoinResponse {
+        let member_id = request.member_id.clone();
+        if let Err(error) = self.check_member_request(group_id) {
+            return JoinResponse::error(&member_id, error);
+        }
+        let session = request.session_timeout;
+        if session < self.config.min_session_timeout || session > self.config.max_session_timeout {
+            return JoinResponse::error(&member_id, ResponseError::InvalidSessionTimeout);
+        }
+        // A new member creates the group; a known one must find it.
+        let slot = if member_id.is_empty() {
+            self.group_or_create(group_id, || Group::Classic(self.new_classic(group_id)))
+        } else {
+            match self.existing_group(group_id) {
+                Some(slot) => slot,
+                None => return JoinResponse::error(&member_id, ResponseError::UnknownMemberId),
+            }
+        };
+        let (reply, response) = oneshot::channel();
+        slot.with(|group| {
+            if matches!(group, Group::Consumer(g) if g.is_empty()) {
+                *group = Group::Classic(self.new_classic(group_id));
+            }
+            match group {
+                Group::Classic(group) => group.join(request, Instant::now(), reply),
+                Group::Consumer(_) => {
+                    let _ = reply.send(JoinResponse::error(
+                        &member_id,
+                        ResponseError::InconsistentGroupProtocol,
+                    ));
+                }
+                Group::Dead => {
+                    let _ = reply.send(JoinResponse::error(
+                        &member_id,
+                        ResponseError::CoordinatorNotAvailable,
+                    ));
+                }
+            }
+        });
+        // No answer: the group died or the request was superseded; the client retries.
+        response.await.unwrap_or_else(|_| {
+            JoinResponse::error(&member_id, ResponseError::CoordinatorNotAvailable)
+        })
+    }
+
+    /// SyncGroup; a follower waits for the leader's assignment.
+    pub async fn sync_group(&self, group_id: &str, request: SyncRequest) -> SyncResponse {
+        if let Err(error) = self.check_member_request(group_id) {
+            return SyncResponse::error(error);
+        }
+        let Some(slot) = self.existing_group(group_id) else {
+            return SyncResponse::error(ResponseError::UnknownMemberId);
+        };
+        let (reply, response) = oneshot::channel();
+        slot.with(|group| match group {
+            Group::Classic(group) => group.sync(request, Instant::now(), reply),
+            Group::Consumer(_) => {
+                let _ = reply.send(SyncResponse::error(ResponseError::UnknownMemberId));
+            }
+            Group::Dead => {
+                let _ = reply.send(SyncResponse::error(ResponseError::CoordinatorNotAvailable));
+            }
+        });
+        response
+            .await
+            .unwrap_or_else(|_| SyncResponse::error(ResponseError::CoordinatorNotAvailable))
+    }
+
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        generation_id: i32,
+    ) -> Result<(), ResponseError> {
+        self.check_member_request(group_id)?;
+        let slot = self
+            .existing_group(group_id)
+            .ok_or(ResponseError::UnknownMemberId)?;
+        slot.with(|group| match group {
+            Group::Classic(group) => {
+                group.heartbeat(member_id, group_instance_id, generation_id, Instant::now())
+            }
+            Group::Consumer(_) => Err(ResponseError::UnknownMemberId),
+            Group::Dead => Err(ResponseError::CoordinatorNotAvailable),
+        })
+    }
+
+    /// LeaveGroup of (member id, group.instance.id) pairs: a result each.
+    pub fn leave_group(
+        &self,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> Result<PartitionResults, ResponseError> {
+        self.check_member_request(group_id)?;
+        let unknown = || vec![Err(ResponseError::UnknownMemberId); members.len()];
+        let Some(slot) = self.existing_group(group_id) else {
+            return Ok(unknown());
+        };
+        slot.with(|group| match group {
+            Group::Classic(group) => Ok(members
+                .iter()
+                .map(|(member_id, instance)| {
+                    group.leave(member_id, instance.as_deref(), Instant::now())
+                })
+                .collect()),
+            Group::Consumer(_) => Ok(unknown()),
+            Group::Dead => Err(ResponseError::CoordinatorNotAvailable),
+        })
+    }
+
+    /// OffsetCommit: validates the member, then commits every offset in one durable
+    /// transaction before answering.
+    pub async fn commit_offsets(
+        &self,
+        group_id: &str,
+        commit: OffsetCommit,
+    ) -> Result<PartitionResults, ResponseError> {
+        self.check_coordinator(group_id)?;
+        let generation = commit.generation_id_or_member_epoch;
+        let slot = match self.existing_group(group_id) {
+            Some(slot) => slot,
+            // A tool, or a consumer that assigns partitions itself: a "simple" group.
+            None if generation < 0 => {
+                self.group_or_create(group_id, || Group::Classic(self.new_classic(group_id)))
+            }
+            // Kafka's answer changed with v9, which also serves the consumer protocol.
+            None if commit.version >= 9 => return Err(ResponseError::GroupIdNotFound),
+            None => return Err(ResponseError::IllegalGeneration),
+        };
+        let instance = commit.group_instance_id.as_deref();
+        slot.with(|group| match group {
+            Group::Classic(group) => {
+                group.validate_offset_commit(&commit.member_id, instance, generation)
+            }
+            Group::Consumer(group) => {
+                group.validate_offset_commit(&commit.member_id, generation, commit.version)
+            }
+            Group::Dead => Err(ResponseError::CoordinatorNotAvailable),
+        })?;
+        let outcomes = self
+            .coordinator
+            .commit_offsets(group_id, commit.offsets)
+            .await
+            .map_err(|e| store_failed(group_id, "commit offsets", &e))?;
+        Ok(outcomes
+            .into_iter()
+            .map(|outcome| outcome.map_err(|e| response_error(&e)))
+            .collect())
+    }
+
+    /// OffsetFetch: the group's committed offsets. A member of a consumer group (v9) must
+    /// send its current epoch; tools and classic members read freely.
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        member_id: Option<&str>,
+        member_epoch: i32,
+    ) -> Result<BTreeMap<(String, i32), CommittedOffset>, ResponseError> {
+        self.check_coordinator(group_id)?;
+        if let Some(slot) = self.existing_group(group_id) {
+            slot.with(|group| match group {
+                Group::Consumer(group) => group.validate_offset_fetch(member_id, member_epoch),
+                _ => Ok(()),
+            })?;
+        }
+        Ok(self.coordinator.committed_offsets(group_id))
+    }
+
+    /// Every group this broker coordinates, with those known only by committed offsets.
+    pub fn list_groups(&self) -> Vec<ListedGroup> {
+        let slots: Vec<(String, Arc<GroupSlot>)> = self
+            .groups()
+            .iter()
+            .map(|(id, slot)| (id.clone(), slot.clone()))
+            .collect();
+        let mut listed: BTreeMap<String, ListedGroup> = BTreeMap::new();
+        for (group_id, slot) in slots {
+            let entry = slot.with(|group| match group {
+                Group::Classic(group) => Some((
+                    group.protocol_type().to_string(),
+                    group.state().as_str(),
+                    "classic",
+                )),
+                Group::Consumer(group) => Some(("consumer".to_string(), group.state(), "consumer")),
+                Group::Dead => None,
+            });
+            if let Some((protocol_type, state, group_type)) = entry {
+                listed.insert(
+                    group_id.clone(),
+                    ListedGroup {
+                        group_id,
+                        protocol_type,
+                        state,
+                        group_type,
+                    },
+                );
+            }
+        }
+        for group_id in self.coordinator.groups_with_offsets() {
+            listed
+                .entry(group_id.clone())
+                .or_insert_with(|| ListedGroup {
+                    group_id,
+                    protocol_type: String::new(),
+                    state: classic::ClassicState::Empty.as_str(),
+                    group_type: "classic",
+                });
+        }
+        listed
+            .into_values()
+            .filter(|group| self.check_coordinator(&group.group_id).is_ok())
+            .collect()
+    }
+
+    /// DescribeGroups: classic groups only, as in Kafka.
+    pub fn describe_group(&self, group_id: &str) -> Result<classic::GroupDescription, GroupError> {
+        self.check_coordinator(group_id)
+            .map_err(|error| GroupError::new(error, ""))?;
+        let not_found = |message: String| GroupError::new(ResponseError::GroupIdNotFound, message);
+        let slot = self
+            .existing_group(group_id)
+            .ok_or_else(|| not_found(format!("Group {group_id} not found.")))?;
+        slot.with(|group| match group {
+            Group::Classic(group) => Ok(group.describe()),
+            Group::Consumer(_) => Err(not_found(format!(
+                "Group {group_id} is not a classic group."
+            ))),
+            Group::Dead => Err(not_found(format!("Group {group_id} not found."))),
+        })
+    }
+
+    /// DeleteGroups: empty groups only; their offsets go in one transaction.
+    pub async fn delete_groups(&self, group_ids: &[String]) -> PartitionResults {
+        let mut results = Vec::with_capacity(group_ids.len());
+        let mut deleted = Vec::new();
+        for group_id in group_ids {
+            let result = self.check_coordinator(group_id).and_then(|()| {
+                let slot = self
+                    .existing_group(group_id)
+                    .ok_or(ResponseError::GroupIdNotFound)?;
+                slot.with(|group| match group {
+                    Group::Dead => Err(ResponseError::GroupIdNotFound),
+                    group if group.is_empty() => {
+                        *group = Group::Dead;
+                        Ok(())
+                    }
+                    _ => Err(ResponseError::NonEmptyGroup),
+                })?;
+                self.forget(group_id, &slot);
+                Ok(())
+            });
+            if result.is_ok() {
+                deleted.push(group_id.clone());
+            }
+            results.push(result);
+        }
+        if deleted.is_empty() {
+            return results;
+        }
+        if let Err(e) = self.coordinator.delete_group_offsets(&deleted).await {
+            let error = store_failed("", "delete the offsets of deleted groups", &e);
+            for (result, group_id) in results.iter_mut().zip(group_ids) {
+                if deleted.contains(group_id) {
+                    *result = Err(error);
+                }
+            }
+        } else {
+            tracing::info!(groups = ?deleted, "deleted groups");
+        }
+        results
+    }
+
+    /// OffsetDelete: not for topics the group consumes.
+    pub async fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<PartitionResults, ResponseError> {
+        self.check_coordinator(group_id)?;
+        let slot = self
+            .existing_group(group_id)
+            .ok_or(ResponseError::GroupIdNotFound)?;
+        // None: no topic is protected.
+        let subscribed: Option<Option<HashSet<String>>> = slot.with(|group| match group {
+            Group::Dead => Err(ResponseError::GroupIdNotFound),
+            group if group.is_empty() => Ok(None),
+            Group::Classic(group) => group
+                .subscribed_topics()
+                .map(|topics| Some(topics.cloned())),
+            Group::Consumer(group) => Ok(Some(Some(
+                group.subscribed_topic_names().into_iter().collect(),
+            ))),
+        })?;
+        let results: PartitionResults = partitions
+            .iter()
+            .map(|(topic, partition)| {
+                let exists = self
+                    .coordinator
+                    .topic(topic)
+                    .is_some_and(|t| (0..t.partitions).contains(partition));
+                let consumed = match &subscribed {
+                    None => false,
+                    Some(None) => true,
+                    Some(Some(topics)) => topics.contains(topic),
+                };
+                if !exists {
+                    Err(ResponseError::UnknownTopicOrPartition)
+                } else if consumed {
+                    Err(ResponseError::GroupSubscribedToTopic)
+                } else {
+                    Ok(())
+                }
+            })
+            .collect();
+        let eligible: Vec<(String, i32)> = partitions
+            .iter()
+            .zip(&results)
+            .filter(|(_, result)| result.is_ok())
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        self.coordinator
+            .delete_offsets(group_id, &eligible)
+            .await
+            .map_err(|e| store_failed(group_id, "delete offsets", &e))?;
+        Ok(results)
+    }
+
+    /// ConsumerGroupHeartbeat. A member joining (epoch 0) creates the group, or takes over
+    /// an empty classic one; a classic group with members is refused, as Kafka does without
+    /// online migration.
+    pub fn consumer_group_heartbeat(
+        &self,
+        group_id: &str,
+        version: i16,
+        request: HeartbeatRequest,
+    ) -> Result<HeartbeatResponse, GroupError> {
+        if group_id.is_empty() {
+            return Err(GroupError::new(
+                ResponseError::InvalidRequest,
+                "GroupId can't be empty.",
+            ));
+        }
+        self.check_coordinator(group_id)
+            .map_err(|error| GroupError::new(error, ""))?;
+        ConsumerGroup::validate_request(&self.config, version, &request)?;
+        let joining = request.member_epoch == 0;
+        // The members of an unknown group are unknown: after a restart they rejoin.
+        let member_id = request.member_id.clone();
+        let unknown_member = || {
+            GroupError::new(
+                ResponseError::UnknownMemberId,
+                format!("Member {member_id} is not a member of group {group_id}."),
+            )
+        };
+        let slot = if joining {
+            self.group_or_create(group_id, || Group::Consumer(self.new_consumer(group_id)))
+        } else {
+            self.existing_group(group_id).ok_or_else(unknown_member)?
+        };
+        slot.with(|group| {
+            if joining && matches!(group, Group::Classic(g) if g.is_empty()) {
+                tracing::info!(group = group_id, "converting the empty classic group to a consumer group");
+                *group = Group::Consumer(self.new_consumer(group_id));
+            }
+            match group {
+                Group::Consumer(group) => group.heartbeat(request, Instant::now(), &*self.coordinator),
+                Group::Classic(group) if group.is_empty() => Err(unknown_member()),
+                Group::Classic(_) if joining => Err(GroupError::new(
+                    ResponseError::GroupIdNotFound,
+                    format!("Cannot upgrade classic group {group_id} to consumer group because online upgrade is disabled."),
+                )),
+                Group::Classic(_) => Err(GroupError::new(
+                    ResponseError::GroupIdNotFound,
+                    format!("Group {group_id} is not a consumer group."),
+                )),
+                Group::Dead => Err(GroupError::new(ResponseError::CoordinatorNotAvailable, "")),
+            }
+        })
+    }
+
+    /// ConsumerGroupDescribe: consumer groups only, as in Kafka.
+    pub fn consumer_group_describe(
+        &self,
+        group_id: &str,
+    ) -> Result<consumer::GroupDescription, GroupError> {
+        self.check_coordinator(group_id)
+            .map_err(|error| GroupError::new(error, ""))?;
+        let not_found = |message: String| GroupError::new(ResponseError::GroupIdNotFound, message);
+        let slot = self
+            .existing_group(group_id)
+            .ok_or_else(|| not_found(format!("Group {group_id} not found.")))?;
+        slot.with(|group| match group {
+            Group::Consumer(group) => Ok(group.describe()),
+            Group::Classic(_) => Err(not_found(format!(
+                "Group {group_id} is not a consumer group."
+            ))),
+            Group::Dead => Err(not_found(format!("Group {group_id} not found."))),
+        })
+    }
+
+    /// Expires the offsets of groups empty for `offsets.retention.minutes`, then drops empty
+    /// groups left without offsets, as Kafka's periodic cleanup does. Returns how many
+    /// offsets expired.
+    pub async fn expire_offsets(&self) -> Result<usize, CoordinatorError> {
+        let empty: Vec<(String, i64)> = self
+            .coordinator
+            .groups_with_offsets()
+            .into_iter()
+            .filter_map(|group_id| {
+                let slot = self.groups().get(&group_id).cloned();
+                let since = match slot {
+                    Some(slot) => slot.with(|group| group.empty_since_ms())?,
+                    None => self.started_ms,
+                };
+                Some((group_id, since))
+            })
+            .collect();
+        let retention_ms =
+            i64::try_from(self.config.offsets_retention.as_millis()).unwrap_or(i64::MAX);
+        let expired = self
+            .coordinator
+            .expire_offsets(&empty, clock::now_ms(), retention_ms)
+            .await?;
+        if expired > 0 {
+            tracing::info!(expired, "expired the committed offsets of empty groups");
+        }
+        self.groups().retain(|group_id, slot| {
+            let gone = slot.with(|group| {
+                let gone = group.is_empty() && !self.coordinator.has_committed_offsets(group_id);
+                if gone {
+                    *group = Group::Dead;
+                }
+                gone
+            });
+            !gone
+        });
+        Ok(expired)
+    }
+}
+
+fn insert_group(
+    groups: &mut HashMap<String, Arc<GroupSlot>>,
+    group_id: &str,
+    group: Group,
+) -> Arc<GroupSlot> {
+    let slot = Arc::new(GroupSlot {
+        group: Mutex::new(group),
+        timers: Notify::new(),
+    });
+    tokio::spawn(run_timers(slot.clone()));
+    groups.insert(group_id.to_string(), slot.clone());
+    slot
+}
+
+/// A failed store write: retriable for the client, which retries it.
+fn store_failed(group_id: &str, what: &str, error: &CoordinatorError) -> ResponseError {
+    tracing::warn!(group = group_id, error = %error, "cannot {what}");
+    ResponseError::CoordinatorNotAvailable
+}
+
+fn response_error(error: &CoordinatorError) -> ResponseError {
+    ResponseError::try_from_code(error.error_code()).unwrap_or(ResponseError::UnknownServerError)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use coordinator::embedded::EmbeddedStore;
+    use coordinator::topic_config::BrokerDefaults;
+    use coordinator::BrokerInfo;
+
+    use super::*;
+
+    /// A group coordinator on broker 0 with topic "t" of 3 partitions.
+    async fn setup(config: GroupConfig) -> (Arc<GroupCoordinator>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path().join("metadata.log")).unwrap();
+        let coordinator = Coordinator::open(Arc::new(store), BrokerDefaults::default())
+            .await
+            .unwrap();
+        coordinator
+            .register_broker(BrokerInfo {
+                broker_id: 0,
+                host: "127.0.0.1".into(),
+                port: 9092,
+                rack: None,
+            })
+            .await
+            .unwrap();
+        coordinator
+            .create_topic("t", 3, BTreeMap::new(), false)
+            .await
+            .unwrap();
+        (Arc::new(GroupCoordinator::new(0, config, coordinator)), dir)
+    }
+
+    fn join_request(member_id: &str) -> JoinRequest {
+        JoinRequest {
+            member_id: member_id.to_string(),
+            group_instance_id: None,
+            client_id: "client".into(),
+            client_host: String::new(),
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(30),
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::new())],
+            require_known_member_id: false,
+            supports_skip_assignment: true,
+        }
+    }
+
+    fn commit(generation: i32, member_id: &str, offset: i64) -> OffsetCommit {
+        OffsetCommit {
+            version: 8,
+            generation_id_or_member_epoch: generation,
+            member_id: member_id.into(),
+            group_instance_id: None,
+            offsets: vec![(
+                "t".into(),
+                0,
+                CommittedOffset {
+                    offset,
+                    leader_epoch: -1,
+                    metadata: String::new(),
+                    commit_timestamp: clock::now_ms(),
+                },
+            )],
+        }
+    }
+
+    fn consumer_join(member_id: &str) -> HeartbeatRequest {
+        HeartbeatRequest {
+            member_id: member_id.into(),
+            member_epoch: 0,
+            rebalance_timeout_ms: 30_000,
+            subscribed_topic_names: Some(vec!["t".into()]),
+            owned_partitions: Some(Default::default()),
+            ..HeartbeatRequest::default()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timer_task_removes_silent_members() {
+        let (groups, _dir) = setup(GroupConfig::default()).await;
+        let (a, b) = tokio::join!(
+            groups.join_group("g", join_request("")),
+            groups.join_group("g", join_request(""))
+        );
+        assert_eq!((a.generation_id, b.generation_id), (1, 1));
+        let leader = if a.leader == a.member_id { &a } else { &b };
+        let follower = if a.leader == a.member_id { &b } else { &a };
+        let sync = |member_id: &str| SyncRequest {
+            member_id: member_id.into(),
+            group_instance_id: None,
+            generation_id: 1,
+            protocol_type: None,
+            protocol_name: None,
+            assignments: Vec::new(),
+        };
+        let (synced, _) = tokio::join!(
+            groups.sync_group("g", sync(&leader.member_id)),
+            groups.sync_group("g", sync(&follower.member_id))
+        );
+        assert_eq!(synced.error, None);
+        let committed = groups
+            .commit_offsets("g", commit(1, &leader.member_id, 42))
+            .await;
+        assert_eq!(committed, Ok(vec![Ok(())]));
+        assert_eq!(
+            groups.fetch_offsets("g", None, -1).unwrap()[&("t".to_string(), 0)].offset,
+            42
+        );
+
+        // Only the leader heartbeats; the follower's session ends and the timer removes it.
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let _ = groups.heartbeat("g", &leader.member_id, None, 1);
+        }
+        let description = groups.describe_group("g").unwrap();
+        assert_eq!(description.members.len(), 1);
+        assert_eq!(description.state, classic::ClassicState::PreparingRebalance);
+        assert_eq!(
+            groups.heartbeat("g", &follower.member_id, None, 1),
+            Err(ResponseError::UnknownMemberId)
+        );
+        let rejoined = groups
+            .join_group("g", join_request(&leader.member_id))
+            .await;
+        assert_eq!((rejoined.generation_id, rejoined.members.len()), (2, 1));
+    }
+
+    #[tokio::test]
+    async fn offsets_groups_and_their_deletion() {
+        let (groups, _dir) = setup(GroupConfig::default()).await;
+        // A commit with generation -1 creates a simple group; a generation needs a group.
+        assert_eq!(
+            groups.commit_offsets("simple", commit(-1, "", 5)).await,
+            Ok(vec![Ok(())])
+        );
+        assert_eq!(
+            groups.commit_offsets("none", commit(3, "m", 5)).await,
+            Err(ResponseError::IllegalGeneration)
+        );
+        let v9 = OffsetCommit {
+            version: 9,
+            ..commit(3, "m", 5)
+        };
+        assert_eq!(
+            groups.commit_offsets("none", v9).await,
+            Err(ResponseError::GroupIdNotFound)
+        );
+        let unknown_topic = OffsetCommit {
+            offsets: vec![("zzz".into(), 0, commit(-1, "", 1).offsets[0].2.clone())],
+            ..commit(-1, "", 1)
+        };
+        assert_eq!(
+            groups.commit_offsets("simple", unknown_topic).await,
+            Ok(vec![Err(ResponseError::UnknownTopicOrPartition)])
+        );
+        assert!(groups.fetch_offsets("none", None, -1).unwrap().is_empty());
+
+        let member = groups
+            .consumer_group_heartbeat("busy", 1, consumer_join("m"))
+            .unwrap();
+        let busy = OffsetCommit {
+            version: 9,
+            ..commit(member.member_epoch, "m", 7)
+        };
+        assert_eq!(groups.commit_offsets("busy", busy).await, Ok(vec![Ok(())]));
+        let listed: Vec<(String, &str, &str)> = groups
+            .list_groups()
+            .into_iter()
+            .map(|g| (g.group_id, g.state, g.group_type))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("busy".into(), "Stable", "consumer"),
+                ("simple".into(), "Empty", "classic")
+            ]
+        );
+
+        // Offsets of a consumed topic stay; the group must be empty to go.
+        let t0 = [("t".to_string(), 0)];
+        assert_eq!(
+            groups.delete_offsets("busy", &t0).await,
+            Ok(vec![Err(ResponseError::GroupSubscribedToTopic)])
+        );
+        assert_eq!(
+            groups.delete_groups(&["busy".into()]).await,
+            vec![Err(ResponseError::NonEmptyGroup)]
+        );
+        assert_eq!(groups.delete_offsets("simple", &t0).await, Ok(vec![Ok(())]));
+        assert!(groups.fetch_offsets("simple", None, -1).unwrap().is_empty());
+        let results = groups
+            .delete_groups(&["simple".into(), "nope".into()])
+            .await;
+        assert_eq!(results, vec![Ok(()), Err(ResponseError::GroupIdNotFound)]);
+        assert_eq!(groups.list_groups().len(), 1);
+        assert_eq!(
+            groups.describe_group("busy").unwrap_err().message,
+            "Group busy is not a classic group."
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn protocols_do_not_mix_in_one_group() {
+        let (groups, _dir) = setup(GroupConfig {
+            initial_rebalance_delay: Duration::ZERO,
+            ..GroupConfig::default()
+        })
+        .await;
+        let classic = groups.join_group("g", join_request("")).await;
+        let refused = groups
+            .consumer_group_heartbeat("g", 1, consumer_join("c"))
+            .unwrap_err();
+        assert_eq!(refused.error, ResponseError::GroupIdNotFound);
+        // Once empty, the group changes protocol and keeps its offsets.
+        let leave = [(classic.member_id.clone(), None)];
+        assert_eq!(groups.leave_group("g", &leave), Ok(vec![Ok(())]));
+        groups.commit_offsets("g", commit(-1, "", 9)).await.unwrap();
+        let joined = groups
+            .consumer_group_heartbeat("g", 1, consumer_join("c"))
+            .unwrap();
+        assert_eq!(joined.member_epoch, 1);
+        assert_eq!(groups.fetch_offsets("g", Some("c"), 1).unwrap().len(), 1);
+        assert_eq!(
+            groups.fetch_offsets("g", Some("c"), 0),
+            Err(ResponseError::StaleMemberEpoch)
+        );
+        let refused = groups.join_group("g", join_request("")).await;
+        assert_eq!(
+            refused.error,
+            Some(ResponseError::InconsistentGroupProtocol)
+        );
+        assert_eq!(
+            groups.heartbeat("g", "c", None, 1),
+            Err(ResponseError::UnknownMemberId)
+        );
+        let description = groups.consumer_group_describe("g").unwrap();
+        assert_eq!(
+            (description.state, description.members.len()),
+            ("Stable", 1)
+        );
+    }
+
+    #[tokio::test]
+    async fn offsets_of_empty_groups_expire() {
+        let (groups, _dir) = setup(GroupConfig {
+            offsets_retention: Duration::ZERO,
+            ..GroupConfig::default()
+        })
+        .await;
+        groups
+            .commit_offsets("empty", commit(-1, "", 1))
+            .await
+            .unwrap();
+        let member = groups
+            .consumer_group_heartbeat("active", 1, consumer_join("m"))
+            .unwrap();
+        let active = OffsetCommit {
+            version: 9,
+            ..commit(member.member_epoch, "m", 1)
+        };
+        groups.commit_offsets("active", active).await.unwrap();
+        assert_eq!(groups.expire_offsets().await.unwrap(), 1);
+        let listed: Vec<String> = groups
+            .list_groups()
+            .into_iter()
+            .map(|g| g.group_id)
+            .collect();
+        assert_eq!(listed, ["active"]);
+    }
+
+    #[tokio::test]
+    async fn another_broker_coordinates_some_groups() {
+        let (groups, _dir) = setup(GroupConfig::default()).await;
+        groups
+            .coordinator
+            .register_broker(BrokerInfo {
+                broker_id: 1,
+                host: "127.0.0.1".into(),
+                port: 9093,
+                rack: None,
+            })
+            .await
+            .unwrap();
+        // "a" (hash 97) goes to the second live broker.
+        assert_eq!(
+            groups.heartbeat("a", "m", None, 1),
+            Err(ResponseError::NotCoordinator)
+        );
+        assert_eq!(
+            groups.heartbeat("", "m", None, 1),
+            Err(ResponseError::InvalidGroupId)
+        );
+        assert_eq!(
+            groups.heartbeat("b", "m", None, 1),
+            Err(ResponseError::UnknownMemberId)
+        );
+    }
+}

@@ -1,0 +1,84 @@
+//! OffsetCommit: a group's consumed positions, durable in the coordinator before the answer.
+
+use coordinator::CommittedOffset;
+use proto_compat::kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use proto_compat::kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+
+use crate::broker::Broker;
+use crate::clock;
+use crate::group_coordinator::OffsetCommit;
+
+pub async fn handle(
+    broker: &Broker,
+    version: i16,
+    request: OffsetCommitRequest,
+) -> OffsetCommitResponse {
+    let commit_timestamp = clock::now_ms();
+    let offsets = request
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic.partitions.iter().map(|p| {
+                let offset = CommittedOffset {
+                    offset: p.committed_offset,
+                    // v6+ (KIP-320)
+                    leader_epoch: if version >= 6 {
+                        p.committed_leader_epoch
+                    } else {
+                        -1
+                    },
+                    metadata: p
+                        .committed_metadata
+                        .as_deref()
+                        .unwrap_or_default()
+                        .to_string(),
+                    commit_timestamp,
+                };
+                (topic.name.to_string(), p.partition_index, offset)
+            })
+        })
+        .collect::<Vec<_>>();
+    let count = offsets.len();
+    let commit = OffsetCommit {
+        version,
+        generation_id_or_member_epoch: request.generation_id_or_member_epoch,
+        member_id: request.member_id.to_string(),
+        group_instance_id: request.group_instance_id.map(|id| id.to_string()),
+        offsets,
+    };
+    let codes: Vec<i16> = match broker
+        .groups
+        .commit_offsets(&request.group_id, commit)
+        .await
+    {
+        Ok(results) => results
+            .iter()
+            .map(|r| r.err().map_or(0, |e| e.code()))
+            .collect(),
+        Err(error) => vec![error.code(); count],
+    };
+    let mut codes = codes.into_iter();
+    let mut response = OffsetCommitResponse::default();
+    response.topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let mut out = OffsetCommitResponseTopic::default();
+            out.partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let mut partition = OffsetCommitResponsePartition::default();
+                    partition.partition_index = p.partition_index;
+                    partition.error_code = codes.next().unwrap_or_default();
+                    partition
+                })
+                .collect();
+            out.name = topic.name;
+            out
+        })
+        .collect();
+    response
+}

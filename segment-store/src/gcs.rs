@@ -1,0 +1,19 @@
+//! Google Cloud Storage: "gs://bucket/prefix", credentials from GOOGLE_* environment
+//! variables or the application default credentials.
+
+use std::sync::Arc;
+
+use object_store::gcp::GoogleCloudStorageBuilder;
+
+use crate::remote::{bucket_and_prefix, config_error, no_retries, RemoteStore};
+use crate::store::StoreError;
+
+pub fn open(url: &str) -> Result<RemoteStore, StoreError> {
+    let (bucket, prefix) = bucket_and_prefix(url)?;
+    let client = GoogleCloudStorageBuilder::from_env()
+        .with_bucket_name(bucket)
+        .with_retry(no_retries())
+        .build()
+        .map_err(|e| config_error(url, e))?;
+    Ok(RemoteStore::new(Arc::new(client), prefix))
+}
