@@ -11,9 +11,11 @@ JS_DIR=tests/clients/js
 
 step() { printf '\n==> %s\n' "$*"; }
 
-# System packages: kcat, and Python's venv and Node.js where the machine lacks them.
+# System packages: kcat, make (rdkafka builds the benchmark's librdkafka with it), and
+# Python's venv and Node.js where the machine lacks them.
 missing=()
 command -v kcat >/dev/null || missing+=(kcat)
+command -v make >/dev/null || missing+=(make)
 command -v python3 >/dev/null || missing+=(python3)
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv) # Debian splits ensurepip out
 command -v node >/dev/null || missing+=(nodejs)

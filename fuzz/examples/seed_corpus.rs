@@ -83,6 +83,7 @@ fn record_batch(compression: Compression) -> Bytes {
 /// nested structures are present in the seed.
 fn request(api_key: ApiKey, version: i16, batch: &Bytes) -> BytesMut {
     let name = || TopicName(StrBytes::from_static_str("topic"));
+    let group = || GroupId(StrBytes::from_static_str("group"));
     let body: RequestKind = match api_key {
         ApiKey::Produce => ProduceRequest::default()
             .with_acks(-1)
@@ -161,6 +162,85 @@ fn request(api_key: ApiKey, version: i16, batch: &Bytes) -> BytesMut {
             ])
             .into(),
         ApiKey::DescribeCluster => DescribeClusterRequest::default().into(),
+        // One key before v4, a batch of keys from v4.
+        ApiKey::FindCoordinator if version < 4 => FindCoordinatorRequest::default()
+            .with_key(StrBytes::from_static_str("group"))
+            .into(),
+        ApiKey::FindCoordinator => FindCoordinatorRequest::default()
+            .with_coordinator_keys(vec![StrBytes::from_static_str("group")])
+            .into(),
+        ApiKey::JoinGroup => JoinGroupRequest::default()
+            .with_group_id(group())
+            .with_session_timeout_ms(10000)
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+            )
+            .with_name(StrBytes::from_static_str("range"))])
+            .into(),
+        ApiKey::SyncGroup => SyncGroupRequest::default()
+            .with_group_id(group())
+            .with_assignments(vec![
+                sync_group_request::SyncGroupRequestAssignment::default(),
+            ])
+            .into(),
+        ApiKey::Heartbeat => HeartbeatRequest::default().with_group_id(group()).into(),
+        // One member before v3, a batch of members from v3.
+        ApiKey::LeaveGroup if version < 3 => {
+            LeaveGroupRequest::default().with_group_id(group()).into()
+        }
+        ApiKey::LeaveGroup => LeaveGroupRequest::default()
+            .with_group_id(group())
+            .with_members(vec![leave_group_request::MemberIdentity::default()])
+            .into(),
+        ApiKey::OffsetCommit => OffsetCommitRequest::default()
+            .with_group_id(group())
+            .with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(name())
+                    .with_partitions(vec![
+                        offset_commit_request::OffsetCommitRequestPartition::default(),
+                    ]),
+            ])
+            .into(),
+        // One group before v8, a batch of groups from v8.
+        ApiKey::OffsetFetch if version < 8 => OffsetFetchRequest::default()
+            .with_group_id(group())
+            .with_topics(Some(vec![
+                offset_fetch_request::OffsetFetchRequestTopic::default()
+                    .with_name(name())
+                    .with_partition_indexes(vec![0]),
+            ]))
+            .into(),
+        ApiKey::OffsetFetch => OffsetFetchRequest::default()
+            .with_groups(vec![
+                offset_fetch_request::OffsetFetchRequestGroup::default().with_group_id(group()),
+            ])
+            .into(),
+        ApiKey::ListGroups => ListGroupsRequest::default().into(),
+        ApiKey::DescribeGroups => DescribeGroupsRequest::default()
+            .with_groups(vec![group()])
+            .into(),
+        ApiKey::DeleteGroups => DeleteGroupsRequest::default()
+            .with_groups_names(vec![group()])
+            .into(),
+        ApiKey::OffsetDelete => OffsetDeleteRequest::default()
+            .with_group_id(group())
+            .with_topics(vec![
+                offset_delete_request::OffsetDeleteRequestTopic::default()
+                    .with_name(name())
+                    .with_partitions(vec![
+                        offset_delete_request::OffsetDeleteRequestPartition::default(),
+                    ]),
+            ])
+            .into(),
+        ApiKey::ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(group())
+            .with_member_id(StrBytes::from_static_str("member"))
+            .with_subscribed_topic_names(Some(vec![name()]))
+            .into(),
+        ApiKey::ConsumerGroupDescribe => ConsumerGroupDescribeRequest::default()
+            .with_group_ids(vec![group()])
+            .into(),
         other => unreachable!("{other:?} is not in SUPPORTED"),
     };
     let mut buf = BytesMut::new();

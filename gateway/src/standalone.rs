@@ -155,6 +155,7 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
     drop(listener);
     ready.store(false, Ordering::Release);
     let _ = stop_connections.send(true);
+    broker.groups.shutdown();
     if tokio::time::timeout(DRAIN_TIMEOUT, async {
         while connections.join_next().await.is_some() {}
     })

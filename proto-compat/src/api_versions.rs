@@ -127,7 +127,7 @@ mod tests {
         }
         // Pinned on purpose: a kafka-protocol upgrade that widens a range should be a
         // deliberate change here, not a silent one.
-        assert_eq!(SUPPORTED.len(), 14);
+        assert_eq!(SUPPORTED.len(), 27);
         let range = |key| supported_range(key).map(|r| (r.min, r.max));
         assert_eq!(range(ApiKey::ApiVersions), Some((0, 4)));
         assert_eq!(range(ApiKey::Produce), Some((3, 13)));
@@ -135,7 +135,12 @@ mod tests {
         assert_eq!(range(ApiKey::ListOffsets), Some((1, 10)));
         assert_eq!(range(ApiKey::Metadata), Some((0, 13)));
         assert_eq!(range(ApiKey::InitProducerId), Some((0, 5)));
-        assert_eq!(range(ApiKey::JoinGroup), None);
+        assert_eq!(range(ApiKey::FindCoordinator), Some((0, 6)));
+        assert_eq!(range(ApiKey::JoinGroup), Some((0, 9)));
+        assert_eq!(range(ApiKey::OffsetCommit), Some((2, 9)));
+        assert_eq!(range(ApiKey::OffsetFetch), Some((1, 9)));
+        assert_eq!(range(ApiKey::ConsumerGroupHeartbeat), Some((0, 1)));
+        assert_eq!(range(ApiKey::TxnOffsetCommit), None);
     }
 
     #[test]

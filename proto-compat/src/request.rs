@@ -195,6 +195,43 @@ mod tests {
             ApiKey::DescribeCluster => RequestKind::DescribeCluster(
                 DescribeClusterRequest::default().with_include_cluster_authorized_operations(true),
             ),
+            ApiKey::FindCoordinator => {
+                RequestKind::FindCoordinator(FindCoordinatorRequest::default())
+            }
+            ApiKey::JoinGroup => {
+                RequestKind::JoinGroup(JoinGroupRequest::default().with_session_timeout_ms(10000))
+            }
+            ApiKey::SyncGroup => {
+                RequestKind::SyncGroup(SyncGroupRequest::default().with_generation_id(1))
+            }
+            ApiKey::Heartbeat => {
+                RequestKind::Heartbeat(HeartbeatRequest::default().with_generation_id(1))
+            }
+            ApiKey::LeaveGroup => RequestKind::LeaveGroup(LeaveGroupRequest::default()),
+            ApiKey::OffsetCommit => RequestKind::OffsetCommit(
+                OffsetCommitRequest::default().with_generation_id_or_member_epoch(1),
+            ),
+            ApiKey::OffsetFetch => RequestKind::OffsetFetch(OffsetFetchRequest::default()),
+            ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
+            ApiKey::DescribeGroups => RequestKind::DescribeGroups(
+                DescribeGroupsRequest::default()
+                    .with_groups(vec![GroupId(StrBytes::from_static_str("g"))]),
+            ),
+            ApiKey::DeleteGroups => RequestKind::DeleteGroups(
+                DeleteGroupsRequest::default()
+                    .with_groups_names(vec![GroupId(StrBytes::from_static_str("g"))]),
+            ),
+            ApiKey::OffsetDelete => RequestKind::OffsetDelete(
+                OffsetDeleteRequest::default()
+                    .with_group_id(GroupId(StrBytes::from_static_str("g"))),
+            ),
+            ApiKey::ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(
+                ConsumerGroupHeartbeatRequest::default().with_member_epoch(1),
+            ),
+            ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(
+                ConsumerGroupDescribeRequest::default()
+                    .with_group_ids(vec![GroupId(StrBytes::from_static_str("g"))]),
+            ),
             other => panic!("no sample for {other:?}"),
         }
     }
@@ -292,7 +329,7 @@ mod tests {
             (ApiKey::Metadata, 14),
             (ApiKey::ApiVersions, -1),
             // Known to kafka-protocol but not served by Strata.
-            (ApiKey::JoinGroup, 5),
+            (ApiKey::TxnOffsetCommit, 3),
         ];
         for (api_key, version) in cases {
             let mut bytes = BytesMut::new();

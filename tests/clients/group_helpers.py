@@ -153,10 +153,11 @@ def produce(strata, topic, prefix, count, partitions=PARTITIONS):
     return set(produce_all(strata.bootstrap, topic, values, partitions).values())
 
 
-def three_members_share_and_hand_over(strata, new_member, sticky=False):
+def three_members_share_and_hand_over(strata, new_member, sticky=False, crash=False):
     """Three members of one group on a 6-partition topic get two partitions each; when one
-    leaves, the other two take its partitions within the session timeout (keeping their own
-    if `sticky`); every record is consumed, none below a commit twice.
+    leaves (or, if `crash`, dies without a word), the other two take its partitions within
+    the session timeout of its leaving (or of its last heartbeat), keeping their own if
+    `sticky`; every record is consumed, none below a commit twice.
     `new_member(name, group, topic, ledger)` starts a member."""
     topic = unique_topic("groups")
     group = unique_topic("group")
@@ -171,11 +172,16 @@ def three_members_share_and_hand_over(strata, new_member, sticky=False):
 
     kept = [set(m.partitions()) for m in members[:2]]
     leaving = members.pop()
-    leaving.close()
+    if crash:
+        leaving.kill()
+    else:
+        leaving.close()
     left = time.monotonic()
+    # A crashed member is noticed when its session times out, then the others rejoin.
+    within = SESSION_TIMEOUT_MS / 1000 * (2 if crash else 1)
     poll_until(members, lambda: [len(m.partitions()) for m in members] == [3, 3],
-               "three partitions each after one member left", timeout=SESSION_TIMEOUT_MS / 1000)
-    assert time.monotonic() - left < SESSION_TIMEOUT_MS / 1000
+               "three partitions each after one member left", timeout=within)
+    assert time.monotonic() - left < within
     assert sorted(p for m in members for p in m.partitions()) == list(range(PARTITIONS))
     if sticky:
         assert all(before <= set(m.partitions()) for before, m in zip(kept, members)), \
@@ -183,6 +189,24 @@ def three_members_share_and_hand_over(strata, new_member, sticky=False):
 
     produced |= produce(strata, topic, "second", 300)
     poll_until(members, lambda: ledger.count() == 600, "all 600 records consumed")
+    for member in members:
+        member.close()
+    ledger.check(produced)
+
+
+def members_carry_on_across_a_broker_restart(strata, kill, **config):
+    """Two members that stay up while the broker restarts join again (Strata forgets group
+    membership, not offsets) and go on where they committed: nothing is lost."""
+    topic = unique_topic("carry-on")
+    group = unique_topic("group")
+    create_topic(strata.bootstrap, topic, PARTITIONS)
+    produced = produce(strata, topic, "before", 60)
+    ledger = Ledger()
+    members = [Member(f"m{i}", strata, group, topic, ledger, **config) for i in range(2)]
+    poll_until(members, lambda: ledger.count() == 60, "the records before the restart")
+    strata.restart(kill=kill)
+    produced |= produce(strata, topic, "after", 60)
+    poll_until(members, lambda: ledger.count() == 120, "the records after the restart")
     for member in members:
         member.close()
     ledger.check(produced)

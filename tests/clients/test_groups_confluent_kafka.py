@@ -4,7 +4,8 @@ shared and moved, committed offsets across broker restarts, static membership.""
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from group_helpers import (GROUP_BROKER_CONFIG, PARTITIONS, Ledger, Member, poll_until, produce,
+from group_helpers import (GROUP_BROKER_CONFIG, PARTITIONS, Ledger, Member,
+                           members_carry_on_across_a_broker_restart, poll_until, produce,
                            three_members_share_and_hand_over)
 from strata_harness import TIMEOUT, create_topic, unique_topic
 
@@ -48,6 +49,11 @@ def test_members_resume_at_committed_offsets_after_a_broker_restart(strata, kill
     poll_until([member], lambda: ledger.count() >= len(expected), "the uncommitted records")
     member.close()
     assert set(ledger.consumed) == expected
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "kill-9"])
+def test_members_that_stay_up_carry_on_after_a_broker_restart(strata, kill):
+    members_carry_on_across_a_broker_restart(strata, kill)
 
 
 def test_a_static_member_restarts_without_a_rebalance(strata):

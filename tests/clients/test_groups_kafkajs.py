@@ -61,6 +61,11 @@ class Member:
     def partitions(self) -> list:
         return self.assigned
 
+    def kill(self):
+        """Dies without leaving the group or committing."""
+        self.process.kill()
+        self.process.wait(timeout=TIMEOUT)
+
     def close(self):
         """Leaves the group (kafkajs commits what it consumed first) and exits."""
         self.process.send_signal(signal.SIGTERM)
@@ -72,10 +77,16 @@ class Member:
             self._apply(self.events.get())
 
 
+def members(strata):
+    return lambda name, group, topic, ledger: Member(name, strata, group, topic, ledger)
+
+
 def test_three_members_share_partitions_and_take_over_from_one_that_leaves(strata):
-    def new_member(name, group, topic, ledger):
-        return Member(name, strata, group, topic, ledger)
-    three_members_share_and_hand_over(strata, new_member)
+    three_members_share_and_hand_over(strata, members(strata))
+
+
+def test_the_partitions_of_a_member_that_dies_move_after_its_session_timeout(strata):
+    three_members_share_and_hand_over(strata, members(strata), crash=True)
 
 
 @pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "kill-9"])

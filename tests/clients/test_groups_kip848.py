@@ -5,10 +5,11 @@ restart, and a group that refuses members of the other protocol."""
 import time
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
-from group_helpers import (GROUP_BROKER_CONFIG, PARTITIONS, Ledger, Member, poll_until, produce,
+from group_helpers import (GROUP_BROKER_CONFIG, PARTITIONS, Ledger, Member,
+                           members_carry_on_across_a_broker_restart, poll_until, produce,
                            three_members_share_and_hand_over)
 from strata_harness import TIMEOUT, create_topic, unique_topic
 
@@ -46,6 +47,11 @@ def test_members_resume_at_committed_offsets_after_a_restart(strata):
     ledger.check(produced)
     again = {position for position, members in ledger.consumed.items() if "second" in members}
     assert not again & consumed, "records consumed before the restart were consumed again"
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "kill-9"])
+def test_members_that_stay_up_carry_on_after_a_broker_restart(strata, kill):
+    members_carry_on_across_a_broker_restart(strata, kill, **CONSUMER_PROTOCOL)
 
 
 def test_a_static_member_returns_to_its_partitions(strata):

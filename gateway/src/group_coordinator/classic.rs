@@ -292,11 +292,8 @@ impl ClassicGroup {
         if !self.accepts_joining_member(&request.member_id) {
             let _ = reply.send(JoinResponse::error("", ResponseError::GroupMaxSizeReached));
         } else if !self.supports_protocols(&request.protocol_type, &request.protocols) {
-            let member_id = request.member_id.clone();
-            let _ = reply.send(JoinResponse::error(
-                &member_id,
-                ResponseError::InconsistentGroupProtocol,
-            ));
+            let error = ResponseError::InconsistentGroupProtocol;
+            let _ = reply.send(JoinResponse::error(&request.member_id, error));
         } else if request.member_id.is_empty() {
             self.join_new_member(request, now, reply);
         } else {

@@ -633,6 +633,14 @@ impl GroupCoordinator {
         })
     }
 
+    /// At shutdown the groups leave this broker: requests waiting on a rebalance are answered
+    /// at once (their clients look for the coordinator again) instead of holding up the drain.
+    pub fn shutdown(&self) {
+        for (_, slot) in self.groups().drain() {
+            slot.with(|group| *group = Group::Dead);
+        }
+    }
+
     /// Expires the offsets of groups empty for `offsets.retention.minutes`, then drops empty
     /// groups left without offsets, as Kafka's periodic cleanup does. Returns how many
     /// offsets expired.
@@ -939,6 +947,22 @@ mod tests {
             (description.state, description.members.len()),
             ("Stable", 1)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_answers_members_waiting_on_a_rebalance() {
+        let (groups, _dir) = setup(GroupConfig::default()).await;
+        let waiting = tokio::spawn({
+            let groups = groups.clone();
+            async move { groups.join_group("g", join_request("")).await }
+        });
+        while groups.list_groups().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        groups.shutdown();
+        let answer = waiting.await.unwrap();
+        assert_eq!(answer.error, Some(ResponseError::CoordinatorNotAvailable));
+        assert!(groups.list_groups().is_empty());
     }
 
     #[tokio::test]

@@ -5,17 +5,12 @@ use std::collections::HashSet;
 
 use proto_compat::kafka_protocol::messages::list_groups_response::ListedGroup;
 use proto_compat::kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
+use proto_compat::kafka_protocol::protocol::StrBytes;
 
 use super::str_bytes;
 use crate::broker::Broker;
 
 pub fn handle(broker: &Broker, version: i16, request: ListGroupsRequest) -> ListGroupsResponse {
-    let lowercase = |values: &[_]| -> HashSet<String> {
-        values
-            .iter()
-            .map(|v: &proto_compat::kafka_protocol::protocol::StrBytes| v.trim().to_lowercase())
-            .collect()
-    };
     let states = if version >= 4 {
         lowercase(&request.states_filter)
     } else {
@@ -47,4 +42,8 @@ pub fn handle(broker: &Broker, version: i16, request: ListGroupsRequest) -> List
         })
         .collect();
     response
+}
+
+fn lowercase(values: &[StrBytes]) -> HashSet<String> {
+    values.iter().map(|v| v.trim().to_lowercase()).collect()
 }

@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 
 use coordinator::CommittedOffset;
 use proto_compat::kafka_protocol::error::ResponseError;
+use proto_compat::kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use proto_compat::kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use proto_compat::kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse};
+use proto_compat::kafka_protocol::protocol::StrBytes;
 
 use super::{str_bytes, topic_name};
 use crate::broker::Broker;
@@ -24,51 +26,7 @@ pub fn handle(broker: &Broker, version: i16, request: OffsetFetchRequest) -> Off
         response.groups = request
             .groups
             .into_iter()
-            .map(|group| {
-                let topics = group.topics.map(|topics| {
-                    topics
-                        .into_iter()
-                        .map(|t| (t.name.to_string(), t.partition_indexes))
-                        .collect()
-                });
-                let member_id = group.member_id.as_deref();
-                let fetched = fetch(
-                    broker,
-                    &group.group_id,
-                    member_id,
-                    group.member_epoch,
-                    topics,
-                );
-                let mut out = OffsetFetchResponseGroup::default();
-                match fetched {
-                    Ok(fetched) => {
-                        out.topics = fetched
-                            .into_iter()
-                            .map(|(name, partitions)| {
-                                let mut topic = OffsetFetchResponseTopics::default();
-                                topic.name = topic_name(name);
-                                topic.partitions = partitions
-                                    .into_iter()
-                                    .map(|(index, committed)| {
-                                        let mut p = OffsetFetchResponsePartitions::default();
-                                        p.partition_index = index;
-                                        (
-                                            p.committed_offset,
-                                            p.committed_leader_epoch,
-                                            p.metadata,
-                                        ) = fields(committed);
-                                        p
-                                    })
-                                    .collect();
-                                topic
-                            })
-                            .collect()
-                    }
-                    Err(error) => out.error_code = error.code(),
-                }
-                out.group_id = group.group_id;
-                out
-            })
+            .map(|group| fetch_group(broker, group))
             .collect();
         return response;
     }
@@ -79,23 +37,13 @@ pub fn handle(broker: &Broker, version: i16, request: OffsetFetchRequest) -> Off
             .map(|t| (t.name.to_string(), t.partition_indexes))
             .collect()
     });
-    let fetched = fetch(broker, &request.group_id, None, -1, requested.clone())
-        .map_err(|error| (error, requested.unwrap_or_default()));
-    let (fetched, error) = match fetched {
+    let (fetched, error) = match fetch(broker, &request.group_id, None, -1, requested.clone()) {
         Ok(fetched) => (fetched, None),
-        // v2+ report it once for the group; v1 on every partition.
-        Err((error, _)) if version >= 2 => (Vec::new(), Some(error)),
-        Err((error, requested)) => {
-            let failed = requested
-                .into_iter()
-                .map(|(topic, partitions)| {
-                    (topic, partitions.into_iter().map(|p| (p, None)).collect())
-                })
-                .collect();
-            (failed, Some(error))
-        }
+        // v1 has no group error: every partition carries it.
+        Err(error) if version < 2 => (unfetched(requested.unwrap_or_default()), Some(error)),
+        Err(error) => (Vec::new(), Some(error)),
     };
-    let partition_error = if version < 2 { error } else { None };
+    let error_code = error.map_or(0, |e| e.code());
     response.topics = fetched
         .into_iter()
         .map(|(name, partitions)| {
@@ -113,7 +61,9 @@ pub fn handle(broker: &Broker, version: i16, request: OffsetFetchRequest) -> Off
                     if version >= 5 {
                         p.committed_leader_epoch = leader_epoch;
                     }
-                    p.error_code = partition_error.map_or(0, |e| e.code());
+                    if version < 2 {
+                        p.error_code = error_code;
+                    }
                     p
                 })
                 .collect();
@@ -121,9 +71,53 @@ pub fn handle(broker: &Broker, version: i16, request: OffsetFetchRequest) -> Off
         })
         .collect();
     if version >= 2 {
-        response.error_code = error.map_or(0, |e| e.code());
+        response.error_code = error_code;
     }
     response
+}
+
+/// One group of a v8+ request; a member of a consumer group (v9) sends its epoch.
+fn fetch_group(broker: &Broker, group: OffsetFetchRequestGroup) -> OffsetFetchResponseGroup {
+    let topics = group.topics.map(|topics| {
+        topics
+            .into_iter()
+            .map(|t| (t.name.to_string(), t.partition_indexes))
+            .collect()
+    });
+    let member_id = group.member_id.as_deref();
+    let fetched = fetch(
+        broker,
+        &group.group_id,
+        member_id,
+        group.member_epoch,
+        topics,
+    );
+    let mut out = OffsetFetchResponseGroup::default();
+    match fetched {
+        Ok(fetched) => {
+            out.topics = fetched
+                .into_iter()
+                .map(|(name, partitions)| {
+                    let mut topic = OffsetFetchResponseTopics::default();
+                    topic.name = topic_name(name);
+                    topic.partitions = partitions
+                        .into_iter()
+                        .map(|(index, committed)| {
+                            let mut p = OffsetFetchResponsePartitions::default();
+                            p.partition_index = index;
+                            (p.committed_offset, p.committed_leader_epoch, p.metadata) =
+                                fields(committed);
+                            p
+                        })
+                        .collect();
+                    topic
+                })
+                .collect()
+        }
+        Err(error) => out.error_code = error.code(),
+    }
+    out.group_id = group.group_id;
+    out
 }
 
 fn fetch(
@@ -133,7 +127,7 @@ fn fetch(
     member_epoch: i32,
     topics: Option<Vec<(String, Vec<i32>)>>,
 ) -> Result<Fetched, ResponseError> {
-    let mut committed = broker
+    let committed = broker
         .groups
         .fetch_offsets(group_id, member_id, member_epoch)?;
     Ok(match topics {
@@ -150,7 +144,7 @@ fn fetch(
         None => {
             let mut by_topic: BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>> =
                 BTreeMap::new();
-            for ((topic, partition), offset) in std::mem::take(&mut committed) {
+            for ((topic, partition), offset) in committed {
                 by_topic
                     .entry(topic)
                     .or_default()
@@ -161,14 +155,16 @@ fn fetch(
     })
 }
 
+/// The requested partitions, none of them fetched.
+fn unfetched(requested: Vec<(String, Vec<i32>)>) -> Fetched {
+    requested
+        .into_iter()
+        .map(|(topic, partitions)| (topic, partitions.into_iter().map(|p| (p, None)).collect()))
+        .collect()
+}
+
 /// (offset, leader epoch, metadata), Kafka's -1, -1 and "" for a partition without one.
-fn fields(
-    committed: Option<CommittedOffset>,
-) -> (
-    i64,
-    i32,
-    Option<proto_compat::kafka_protocol::protocol::StrBytes>,
-) {
+fn fields(committed: Option<CommittedOffset>) -> (i64, i32, Option<StrBytes>) {
     match committed {
         Some(c) => (c.offset, c.leader_epoch, Some(str_bytes(c.metadata))),
         None => (-1, -1, Some(str_bytes(""))),

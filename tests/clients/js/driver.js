@@ -66,6 +66,8 @@ const commands = {
       sessionTimeout: 6000,
       heartbeatInterval: 500,
       rebalanceTimeout: 10000,
+      // Short fetch long-polls, so that leaving (which waits for the one in flight) is quick.
+      maxWaitTimeInMs: 500,
     });
     const emit = (event) => process.stdout.write(`${JSON.stringify(event)}\n`);
     consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
