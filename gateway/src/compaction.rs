@@ -35,29 +35,38 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => return,
         }
         for partition in broker.led_partitions() {
-            if let Err(e) = compact_if_due(&broker, &partition, &mut first_seen).await {
-                tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "compaction failed; will retry");
+            // A partition that fell behind gets several segments in one pass.
+            loop {
+                match compact_if_due(&broker, &partition, &mut first_seen).await {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => {
+                        tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "compaction failed; will retry");
+                        break;
+                    }
+                }
             }
         }
     }
 }
 
+/// Compacts the partition's oldest chunks if they are due; returns whether it did.
 async fn compact_if_due(
     broker: &Broker,
     partition: &Partition,
     first_seen: &mut HashMap<(Uuid, i32), (i64, Instant)>,
-) -> Result<(), CompactionError> {
+) -> Result<bool, CompactionError> {
     let key = (partition.topic_id, partition.index);
     let Some(log) = broker
         .coordinator
         .partition_log(partition.topic_id, partition.index)
     else {
         first_seen.remove(&key);
-        return Ok(());
+        return Ok(false);
     };
     let Some(oldest) = log.chunks.first() else {
         first_seen.remove(&key);
-        return Ok(());
+        return Ok(false);
     };
     let seen = first_seen
         .entry(key)
@@ -79,20 +88,22 @@ async fn compact_if_due(
         .min(Duration::from_millis(config.segment_ms.max(0) as u64));
     let pending: u64 = log.chunks.iter().map(|c| c.size).sum();
     if pending < limit && seen.elapsed() < max_lag {
-        return Ok(());
+        return Ok(false);
     }
-    // A segment takes whole chunks up to segment.bytes (at least one chunk).
+    // A segment takes whole chunks up to the limit (at least one chunk): it is built in
+    // memory, so this bounds compaction's memory too.
     let mut size = 0;
     let chunks: Vec<&ChunkMeta> = log
         .chunks
         .iter()
         .take_while(|c| {
-            let take = size == 0 || size + c.size <= segment_bytes;
+            let take = size == 0 || size + c.size <= limit;
             size += c.size;
             take
         })
         .collect();
-    compact(broker, partition, &chunks).await
+    compact(broker, partition, &chunks).await?;
+    Ok(true)
 }
 
 /// Writes `chunks` (contiguous, oldest first) as one segment and commits it.
@@ -104,10 +115,16 @@ pub async fn compact(
     let (Some(first), Some(last)) = (chunks.first(), chunks.last()) else {
         return Ok(());
     };
-    let mut writer = SegmentWriter::new(first.base_offset, broker.config.index_interval_bytes);
+    let capacity = chunks.iter().map(|c| c.size as usize).sum();
+    let mut writer = SegmentWriter::with_capacity(
+        first.base_offset,
+        broker.config.index_interval_bytes,
+        capacity,
+    );
     for chunk in chunks {
+        // Around the read cache: consumers do not read these bytes again from the chunk.
         let bytes = broker
-            .read_cache
+            .store
             .get_range(&chunk.object_key, chunk.byte_range.clone())
             .await?;
         for batch in read_batches(&bytes) {
@@ -153,4 +170,62 @@ pub async fn compact(
         "compacted chunks into a segment"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use coordinator::topic_config::TimestampType;
+    use segment_store::memory::MemoryStore;
+    use segment_store::store::ObjectStore;
+
+    use super::*;
+    use crate::config::BrokerConfig;
+    use crate::test_support::{broker, record_batch, topic};
+
+    #[tokio::test]
+    async fn segments_stay_within_compaction_bytes_and_a_pass_catches_up() {
+        let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+        let batch_len = record_batch(-1, -1, -1, 10, 0).len() as u64;
+        let config = BrokerConfig {
+            compaction_bytes: 2 * batch_len,
+            compaction_max_lag: Duration::from_secs(3600),
+            ..BrokerConfig::default()
+        };
+        let (broker, _dir) = broker(store, config).await;
+        let topic = topic(&broker, "events", 1).await;
+        let partition = broker.partition(&topic, 0).unwrap();
+        for i in 0..5 {
+            let batch = record_batch(-1, -1, -1, 10, i * 1_000);
+            let (_, dirty) = partition
+                .append(&batch, TimestampType::CreateTime, 0)
+                .unwrap();
+            broker.flush_queue.appended(&partition, batch.len(), dirty);
+            crate::flusher::flush(&broker).await;
+        }
+
+        let mut first_seen = HashMap::new();
+        let mut passes = 0;
+        while compact_if_due(&broker, &partition, &mut first_seen)
+            .await
+            .unwrap()
+        {
+            passes += 1;
+        }
+
+        // Four chunks made two segments of two chunks; the fifth waits for more data.
+        assert_eq!(passes, 2);
+        let log = broker.coordinator.partition_log(topic.topic_id, 0).unwrap();
+        let segments: Vec<(i64, i64)> = log
+            .segments
+            .iter()
+            .map(|s| (s.base_offset, s.last_offset))
+            .collect();
+        assert_eq!(segments, [(0, 19), (20, 39)]);
+        assert!(log.segments.iter().all(|s| s.size <= 2 * batch_len));
+        assert_eq!(log.chunks.len(), 1);
+        assert_eq!(log.high_watermark, 50);
+    }
 }

@@ -104,7 +104,8 @@ pub(crate) async fn flush(broker: &Broker) {
         return;
     }
     let key = flush_object_key(broker.broker_id);
-    let mut builder = FlushObjectBuilder::new();
+    let buffered: usize = chunks.iter().map(|(_, c)| c.bytes).sum();
+    let mut builder = FlushObjectBuilder::with_capacity(buffered);
     let mut commits = Vec::with_capacity(chunks.len());
     for (partition, chunk) in &chunks {
         let batches: Vec<_> = chunk.batches.iter().map(|b| b.as_bytes().clone()).collect();
@@ -125,7 +126,6 @@ pub(crate) async fn flush(broker: &Broker) {
     }
     let object = builder.finish();
     let object_bytes = object.len();
-    let buffered: usize = chunks.iter().map(|(_, c)| c.bytes).sum();
 
     retry("flush object PUT", broker, || {
         broker.store.put(&key, object.clone())

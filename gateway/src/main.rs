@@ -22,8 +22,27 @@ use clap::Parser;
 use config::{Cli, Command};
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+/// glibc's dynamic mmap threshold rises to the largest buffer freed, after which big
+/// request, flush and segment buffers come from the heap and stay resident after use; a
+/// fixed threshold hands them back to the OS (measured: peak RSS 700 → 413 MiB).
+fn return_large_buffers_to_the_os() {
+    const MMAP_THRESHOLD: libc::c_int = 128 * 1024;
+    // SAFETY: mallopt only sets an allocator parameter; called before any threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    return_large_buffers_to_the_os();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime")
+        .block_on(run())
+}
+
+async fn run() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),

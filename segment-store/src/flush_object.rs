@@ -60,6 +60,14 @@ impl FlushObjectBuilder {
         Self::default()
     }
 
+    /// A builder whose buffer is allocated once for `capacity` chunk bytes.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            data: Vec::with_capacity(capacity),
+            entries: Vec::new(),
+        }
+    }
+
     /// Appends one partition's batches (contiguous offsets); returns the chunk's byte range.
     pub fn add_chunk(
         &mut self,

@@ -29,10 +29,16 @@ pub struct SegmentWriter {
 
 impl SegmentWriter {
     pub fn new(base_offset: i64, index_interval_bytes: usize) -> Self {
+        Self::with_capacity(base_offset, index_interval_bytes, 0)
+    }
+
+    /// A writer whose log buffer is allocated once for `capacity` bytes (the compactor knows
+    /// the segment's size up front; growing by doubling would hold up to twice that).
+    pub fn with_capacity(base_offset: i64, index_interval_bytes: usize, capacity: usize) -> Self {
         Self {
             base_offset,
             index_interval_bytes,
-            log: BytesMut::new(),
+            log: BytesMut::with_capacity(capacity),
             offset_index: OffsetIndex::new(base_offset),
             time_index: TimeIndex::new(base_offset),
             bytes_since_last_entry: 0,
