@@ -78,6 +78,18 @@ for partitions in (1, 100, 1000):
                  "within ±10%" if partitions == 1000 else "",
                  met(abs(ratio - 1) <= 0.1) if partitions == 1000 else ""))
 
+storage = read("storage")
+if storage == "s3":
+    # Object-store traffic of the acks=all produce row and of the cold consume row.
+    puts = int(read("produce_all_puts"))
+    flushes = int(read("produce_all_flushes"))
+    flush_bytes = int(read("produce_all_flush_bytes"))
+    rows.append(("S3 PUTs/s during produce acks=all", f"{puts / produce_all['seconds']:,.1f}/s", "", "", "", ""))
+    rows.append(("bytes per flush-object PUT", f"{flush_bytes / max(flushes, 1) / 2**20:,.2f} MiB", "", "", "", ""))
+    gets = int(read("consume_cold_gets"))
+    rows.append(("S3 GETs/s during the cold consume", f"{gets / cold['seconds']:,.1f}/s "
+                 f"({cold['bytes'] / max(gets, 1) / 2**20:,.2f} MiB per GET)", "", "", "", ""))
+
 rss_mib = int(read("peak_rss_kb")) / 1024
 rows.append(("peak broker RSS (VmHWM)", f"{rss_mib:,.0f} MiB", "512 MiB", f"{rss_mib / 512:.2f}", "≤ 1.00",
              met(rss_mib <= 512)))
@@ -87,7 +99,7 @@ dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
                        text=True).stdout.strip()
 with open("/proc/meminfo") as f:
     memory_gib = int(f.readline().split()[1]) / 2**20
-print(f"{mode} run, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit}{' (modified)' if dirty else ''}")
+print(f"{mode} run, storage {storage}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit}{' (modified)' if dirty else ''}")
 print(f"machine: {os.cpu_count()} cores, {memory_gib:.0f} GiB memory, disk {read('disk')}")
 print(f"load average (1, 5, 15 min): {read('load_start')} at the start, {read('load_end')} at the end")
 print()

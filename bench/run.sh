@@ -2,16 +2,24 @@
 # Benchmarks Strata on this machine and prints one results table (bench/README.md):
 # measures the machine's limits, runs a release `strata standalone` on fresh data
 # directories on free 127.0.0.1 ports, drives it with strata-bench, and compares.
-# Usage: bench/run.sh [--quick]
+# With --storage s3 the broker keeps its log in s3s-fs (an S3 server on loopback, data on
+# disk) and the table adds PUTs/s, GETs/s and bytes per PUT.
+# Usage: bench/run.sh [--quick] [--storage file|s3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+usage() { echo "usage: bench/run.sh [--quick] [--storage file|s3]" >&2; exit 2; }
 QUICK=false
-case "${1:-}" in
-  --quick) QUICK=true ;;
-  "") ;;
-  *) echo "usage: bench/run.sh [--quick]" >&2; exit 2 ;;
-esac
+STORAGE=file
+while (($#)); do
+  case "$1" in
+    --quick) QUICK=true ;;
+    --storage) STORAGE="${2:-}"; shift ;;
+    *) usage ;;
+  esac
+  shift
+done
+[[ "$STORAGE" == file || "$STORAGE" == s3 ]] || usage
 if $QUICK; then
   SECS=5 DD_MB=512 IPERF_SECS=3
 else
@@ -30,6 +38,7 @@ mkdir -p "$RESULTS"
 
 BROKER_PID=""
 IPERF_PID=""
+S3_PID=""
 PEAK_RSS_KB=0
 
 step() { printf '\n==> %s\n' "$*" >&2; }
@@ -37,6 +46,7 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 cleanup() {
   [ -n "$BROKER_PID" ] && stop_broker
   [ -n "$IPERF_PID" ] && kill "$IPERF_PID" 2>/dev/null
+  [ -n "$S3_PID" ] && kill "$S3_PID" 2>/dev/null
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -55,11 +65,17 @@ wait_for() {
   return 1
 }
 
+# start_broker DATA_DIR PREFIX: PREFIX names the broker's objects in the S3 bucket, so a
+# fresh data directory also starts from an empty log in the store.
 start_broker() {
-  local data_dir="$1"
+  local data_dir="$1" prefix="$2"
+  local storage=()
+  if [[ "$STORAGE" == s3 ]]; then
+    storage=(--storage "s3://bench/$prefix" --s3-endpoint "http://$S3" --s3-allow-http --s3-path-style)
+  fi
   KAFKA="127.0.0.1:$(free_port)"
   HTTP="127.0.0.1:$(free_port)"
-  "$STRATA" standalone --data-dir "$data_dir" --listen "$KAFKA" --http "$HTTP" \
+  "$STRATA" standalone --data-dir "$data_dir" --listen "$KAFKA" --http "$HTTP" "${storage[@]}" \
     >>"$WORK/broker.log" 2>&1 &
   BROKER_PID=$!
   wait_for "http://$HTTP/readyz"
@@ -75,9 +91,16 @@ stop_broker() {
   BROKER_PID=""
 }
 
-puts_so_far() {
-  curl -sf "http://$HTTP/metrics" |
-    awk '/^strata_object_store_requests_total\{operation="put"\}/ { print $2 }'
+# metric NAME: the broker's current value of one series (exact name with labels).
+metric() {
+  curl -sf "http://$HTTP/metrics" | awk -v name="$1" '$1 == name { print $2 }'
+}
+
+puts_so_far() { metric 'strata_object_store_requests_total{operation="put"}'; }
+
+gets_so_far() {
+  echo $(($(metric 'strata_object_store_requests_total{operation="get"}') +
+    $(metric 'strata_object_store_requests_total{operation="get_range"}')))
 }
 
 bench() { "$BENCH" --bootstrap-servers "$KAFKA" --json "$@"; }
@@ -96,6 +119,24 @@ fi
 
 step "Building strata and strata-bench (release, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 cargo build --release -p gateway -p strata-bench
+
+if [[ "$STORAGE" == s3 ]]; then
+  if ! command -v s3s-fs >/dev/null; then
+    step "Installing s3s-fs 0.14.1 (later versions need a newer rustc)"
+    cargo install s3s-fs@0.14.1 --locked --features binary
+  fi
+  S3="127.0.0.1:$(free_port)"
+  mkdir -p "$WORK/s3/bench" # s3s-fs serves each directory as a bucket
+  export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1
+  s3s-fs --host "${S3%:*}" --port "${S3#*:}" --access-key bench --secret-key bench "$WORK/s3" \
+    >"$WORK/s3s-fs.log" 2>&1 &
+  S3_PID=$!
+  for _ in $(seq 100); do
+    curl -s -o /dev/null "http://$S3/" && break
+    sleep 0.1
+  done
+fi
+echo "$STORAGE" >"$RESULTS/storage"
 
 cut -d' ' -f1-3 /proc/loadavg >"$RESULTS/load_start"
 df -h --output=source,fstype,size "$WORK" | tail -1 | xargs >"$RESULTS/disk"
@@ -121,7 +162,7 @@ kill "$IPERF_PID"
 IPERF_PID=""
 jq -e '.end.sum_received.bits_per_second / 8e6' "$WORK/iperf.json" >"$RESULTS/loopback_mb_per_sec"
 
-start_broker "$WORK/data"
+start_broker "$WORK/data" main
 
 # First, while it is the only topic, so its data stays in the broker's in-memory tail.
 step "Consume from the in-memory tail (${SECS} s)"
@@ -129,7 +170,13 @@ bench produce --topic tail --partitions 6 --messages "$TAIL_MESSAGES" >/dev/null
 bench consume --topic tail --rewind --duration "$SECS" >"$RESULTS/consume_tail.json"
 
 step "Produce acks=all, 1 KiB, 6 partitions (${SECS} s)"
+puts_before=$(puts_so_far)
+flushes_before=$(metric strata_flushes_total)
+flush_bytes_before=$(metric strata_flush_bytes_total)
 bench produce --topic produce-all --partitions 6 --acks all --duration "$SECS" >"$RESULTS/produce_all.json"
+echo $(($(puts_so_far) - puts_before)) >"$RESULTS/produce_all_puts"
+echo $(($(metric strata_flushes_total) - flushes_before)) >"$RESULTS/produce_all_flushes"
+echo $(($(metric strata_flush_bytes_total) - flush_bytes_before)) >"$RESULTS/produce_all_flush_bytes"
 
 step "Produce acks=1 (${SECS} s)"
 bench produce --topic produce-one --partitions 6 --acks 1 --duration "$SECS" >"$RESULTS/produce_one.json"
@@ -146,8 +193,10 @@ bench e2e --topic e2e --partitions 6 --rate "$RATE" --duration "$SECS" >"$RESULT
 
 step "Consume cold after a broker restart: all of produce-all"
 stop_broker
-start_broker "$WORK/data"
+start_broker "$WORK/data" main
+gets_before=$(gets_so_far)
 bench consume --topic produce-all >"$RESULTS/consume_cold.json"
+echo $(($(gets_so_far) - gets_before)) >"$RESULTS/consume_cold_gets"
 stop_broker
 
 # Each partition count on a fresh broker, so that no other topic's compaction PUTs fall
@@ -155,7 +204,7 @@ stop_broker
 for partitions in 1 100 1000; do
   step "Object-store PUTs at $partitions partitions, $RATE msg/s (${SECS} s)"
   rm -rf "$WORK/data"
-  start_broker "$WORK/data"
+  start_broker "$WORK/data" "puts-$partitions"
   before=$(puts_so_far)
   bench produce --topic puts --partitions "$partitions" --rate "$RATE" --duration "$SECS" \
     >"$RESULTS/puts_$partitions.json"
