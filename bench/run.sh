@@ -153,9 +153,10 @@ step "Machine limit: loopback TCP, iperf3 single stream, ${IPERF_SECS} s"
 IPERF_PORT=$(free_port)
 iperf3 -s -p "$IPERF_PORT" >/dev/null 2>&1 &
 IPERF_PID=$!
-# Retried until the server listens.
+# Retried until the server listens (with -J, iperf3 exits 0 even when it cannot connect).
 for _ in $(seq 50); do
-  iperf3 -c 127.0.0.1 -p "$IPERF_PORT" -t "$IPERF_SECS" -J >"$WORK/iperf.json" && break
+  iperf3 -c 127.0.0.1 -p "$IPERF_PORT" -t "$IPERF_SECS" -J >"$WORK/iperf.json" || true
+  jq -e .end.sum_received "$WORK/iperf.json" >/dev/null && break
   sleep 0.1
 done
 kill "$IPERF_PID"

@@ -40,9 +40,10 @@ pub struct Mode {
     pub to_end: bool,
 }
 
-struct Quiet;
+/// Shows librdkafka's warnings and errors (see `client::print_log`).
+struct StderrLog;
 
-impl ClientContext for Quiet {
+impl ClientContext for StderrLog {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         client::print_log(level, facility, message);
     }
@@ -52,7 +53,7 @@ impl ClientContext for Quiet {
     }
 }
 
-impl ConsumerContext for Quiet {}
+impl ConsumerContext for StderrLog {}
 
 /// A partition's offsets when the run started.
 struct Extent {
@@ -62,7 +63,7 @@ struct Extent {
 }
 
 pub struct Consumer {
-    consumer: BaseConsumer<Quiet>,
+    consumer: BaseConsumer<StderrLog>,
     topic: String,
     extents: Vec<Extent>,
     mode: Mode,
@@ -100,7 +101,7 @@ impl Consumer {
         if mode.rewind {
             config.set("fetch.wait.max.ms", REWIND_FETCH_WAIT_MS);
         }
-        let consumer: BaseConsumer<Quiet> = config.create_with_context(Quiet)?;
+        let consumer: BaseConsumer<StderrLog> = config.create_with_context(StderrLog)?;
         let mut extents = Vec::with_capacity(partitions.len());
         let mut assignment = TopicPartitionList::new();
         for &partition in partitions {

@@ -90,7 +90,7 @@ struct LimitArgs {
     #[arg(long)]
     messages: Option<u64>,
     /// Stop after this many seconds.
-    #[arg(long)]
+    #[arg(long, value_parser = positive)]
     duration: Option<f64>,
 }
 
@@ -119,7 +119,7 @@ struct ProducerArgs {
     #[arg(long, default_value_t = 1)]
     producers: u32,
     /// Target messages per second over all producers (default: as fast as possible).
-    #[arg(long)]
+    #[arg(long, value_parser = positive)]
     rate: Option<f64>,
 }
 
@@ -128,6 +128,13 @@ struct ConsumerArgs {
     /// Consumer instances, each on its own thread; partitions are dealt out among them.
     #[arg(long, default_value_t = 1)]
     consumers: u32,
+}
+
+fn positive(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("{value} is not a positive number")),
+    }
 }
 
 /// When nothing else says how long a produce or e2e run lasts.

@@ -3,7 +3,6 @@
 //! step 5). One flush is in flight at a time, which keeps each partition's commits in offset
 //! order; what arrives meanwhile goes into the next object (group commit).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,17 +21,16 @@ const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Partitions with buffered batches, in the order they first had some.
 pub struct FlushQueue {
     dirty: Mutex<Vec<Arc<Partition>>>,
-    buffered_bytes: AtomicUsize,
-    buffered_gauge: Gauge,
+    /// Bytes appended and not yet flushed; also the `strata_buffered_bytes` metric.
+    buffered_bytes: Gauge,
     wake: Notify,
 }
 
 impl FlushQueue {
-    pub fn new(buffered_gauge: Gauge) -> Self {
+    pub fn new(buffered_bytes: Gauge) -> Self {
         Self {
             dirty: Mutex::new(Vec::new()),
-            buffered_bytes: AtomicUsize::new(0),
-            buffered_gauge,
+            buffered_bytes,
             wake: Notify::new(),
         }
     }
@@ -42,18 +40,16 @@ impl FlushQueue {
         if newly_dirty {
             self.dirty.lock().unwrap().push(partition.clone());
         }
-        let total = self.buffered_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        self.buffered_gauge.set(total as i64);
+        self.buffered_bytes.inc_by(bytes as i64);
         self.wake.notify_one();
     }
 
     fn flushed(&self, bytes: usize) {
-        let total = self.buffered_bytes.fetch_sub(bytes, Ordering::Relaxed) - bytes;
-        self.buffered_gauge.set(total as i64);
+        self.buffered_bytes.dec_by(bytes as i64);
     }
 
     pub fn buffered_bytes(&self) -> usize {
-        self.buffered_bytes.load(Ordering::Relaxed)
+        self.buffered_bytes.get().max(0) as usize
     }
 }
 
