@@ -449,6 +449,20 @@ impl GroupCoordinator {
 
     /// DescribeGroups: classic groups only, as in Kafka.
     pub fn describe_group(&self, group_id: &str) -> Result<classic::GroupDescription, GroupError> {
+        self.describe(group_id, "classic", |group| match group {
+            Group::Classic(group) => Some(group.describe()),
+            _ => None,
+        })
+    }
+
+    /// Describes an existing group with `describe`, which answers only for groups of the
+    /// `kind` its API serves; other groups are GROUP_ID_NOT_FOUND, as in Kafka.
+    fn describe<T>(
+        &self,
+        group_id: &str,
+        kind: &str,
+        describe: impl FnOnce(&Group) -> Option<T>,
+    ) -> Result<T, GroupError> {
         self.check_coordinator(group_id)
             .map_err(|error| GroupError::new(error, ""))?;
         let not_found = |message: String| GroupError::new(ResponseError::GroupIdNotFound, message);
@@ -456,11 +470,9 @@ impl GroupCoordinator {
             .existing_group(group_id)
             .ok_or_else(|| not_found(format!("Group {group_id} not found.")))?;
         slot.with(|group| match group {
-            Group::Classic(group) => Ok(group.describe()),
-            Group::Consumer(_) => Err(not_found(format!(
-                "Group {group_id} is not a classic group."
-            ))),
             Group::Dead => Err(not_found(format!("Group {group_id} not found."))),
+            group => describe(group)
+                .ok_or_else(|| not_found(format!("Group {group_id} is not a {kind} group."))),
         })
     }
 
@@ -618,18 +630,9 @@ impl GroupCoordinator {
         &self,
         group_id: &str,
     ) -> Result<consumer::GroupDescription, GroupError> {
-        self.check_coordinator(group_id)
-            .map_err(|error| GroupError::new(error, ""))?;
-        let not_found = |message: String| GroupError::new(ResponseError::GroupIdNotFound, message);
-        let slot = self
-            .existing_group(group_id)
-            .ok_or_else(|| not_found(format!("Group {group_id} not found.")))?;
-        slot.with(|group| match group {
-            Group::Consumer(group) => Ok(group.describe()),
-            Group::Classic(_) => Err(not_found(format!(
-                "Group {group_id} is not a consumer group."
-            ))),
-            Group::Dead => Err(not_found(format!("Group {group_id} not found."))),
+        self.describe(group_id, "consumer", |group| match group {
+            Group::Consumer(group) => Some(group.describe()),
+            _ => None,
         })
     }
 
