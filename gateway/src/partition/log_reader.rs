@@ -342,6 +342,7 @@ mod tests {
     use segment_store::memory::MemoryStore;
     use segment_store::store::ObjectStore;
 
+    use super::ReadError;
     use crate::broker::Broker;
     use crate::compaction::compact;
     use crate::config::BrokerConfig;
@@ -351,7 +352,12 @@ mod tests {
     /// as its own chunk, the first two compacted into a segment. Returns a second broker over
     /// the same store and coordinator, whose in-memory tail is empty, so reads hit storage.
     async fn stored_log() -> (Arc<Broker>, coordinator::TopicMeta, tempfile::TempDir) {
-        let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+        stored_log_in(Arc::new(MemoryStore::new())).await
+    }
+
+    async fn stored_log_in(
+        store: Arc<dyn ObjectStore>,
+    ) -> (Arc<Broker>, coordinator::TopicMeta, tempfile::TempDir) {
         let config = BrokerConfig {
             index_interval_bytes: 1,
             ..BrokerConfig::default()
@@ -437,6 +443,30 @@ mod tests {
             ),
             [0, 10]
         );
+    }
+
+    #[tokio::test]
+    async fn a_store_outage_is_a_read_error_and_reads_resume_after_it() {
+        use segment_store::simulate_failures::{FaultConfig, FaultyStore};
+
+        let faulty = Arc::new(FaultyStore::new(
+            Arc::new(MemoryStore::new()),
+            FaultConfig::default(),
+        ));
+        let (broker, topic, _dir) = stored_log_in(faulty.clone()).await;
+        let partition = broker.partition(&topic, 0).unwrap();
+        let reader = broker.log_reader();
+        faulty.set_outage(true);
+        assert!(matches!(
+            reader.read(&partition, 0, 40, usize::MAX, true).await,
+            Err(ReadError::Store(_))
+        ));
+        faulty.set_outage(false);
+        let batches = reader
+            .read(&partition, 0, 40, usize::MAX, true)
+            .await
+            .unwrap();
+        assert_eq!(batches.len(), 4);
     }
 
     #[tokio::test]
