@@ -506,12 +506,12 @@ impl ClassicGroup {
                     .expect("just inserted")
                     .reply_join(response);
             }
-            // The leader may have been sent the old member id: assign again.
-            ClassicState::Stable | ClassicState::CompletingRebalance => {
+            // The leader may have been sent the old member id: assign again. (Empty cannot
+            // hold a static member; should it, a rebalance is still the safe answer.)
+            ClassicState::Stable | ClassicState::CompletingRebalance | ClassicState::Empty => {
                 self.prepare_rebalance(now, "a static member rejoined")
             }
             ClassicState::PreparingRebalance => self.maybe_complete_join(now),
-            ClassicState::Empty => unreachable!("a static member belongs to a non-empty group"),
         }
     }
 
