@@ -177,13 +177,12 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use coordinator::topic_config::TimestampType;
     use segment_store::memory::MemoryStore;
     use segment_store::store::ObjectStore;
 
     use super::*;
     use crate::config::BrokerConfig;
-    use crate::test_support::{broker, record_batch, topic};
+    use crate::test_support::{append_and_flush, broker, record_batch, topic};
 
     #[tokio::test]
     async fn segments_stay_within_compaction_bytes_and_a_pass_catches_up() {
@@ -199,11 +198,7 @@ mod tests {
         let partition = broker.partition(&topic, 0).unwrap();
         for i in 0..5 {
             let batch = record_batch(-1, -1, -1, 10, i * 1_000);
-            let (_, dirty) = partition
-                .append(&batch, TimestampType::CreateTime, 0)
-                .unwrap();
-            broker.flush_queue.appended(&partition, batch.len(), dirty);
-            crate::flusher::flush(&broker).await;
+            append_and_flush(&broker, &partition, &batch).await;
         }
 
         let mut first_seen = HashMap::new();
@@ -242,11 +237,7 @@ mod tests {
         let partition = broker.partition(&topic, 0).unwrap();
         for i in 0..2 {
             let batch = record_batch(-1, -1, -1, 10, i * 1_000);
-            let (_, dirty) = partition
-                .append(&batch, TimestampType::CreateTime, 0)
-                .unwrap();
-            broker.flush_queue.appended(&partition, batch.len(), dirty);
-            crate::flusher::flush(&broker).await;
+            append_and_flush(&broker, &partition, &batch).await;
         }
         let log = broker.coordinator.partition_log(topic.topic_id, 0).unwrap();
         let chunks: Vec<&ChunkMeta> = log.chunks.iter().collect();

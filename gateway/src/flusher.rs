@@ -239,7 +239,6 @@ impl Backoff {
 mod tests {
     use std::time::Duration;
 
-    use coordinator::topic_config::TimestampType;
     use segment_store::flush_object::{read_flush_object_index, FLUSH_PREFIX};
     use segment_store::memory::MemoryStore;
     use segment_store::simulate_failures::{FaultConfig, FaultyStore};
@@ -247,17 +246,10 @@ mod tests {
 
     use super::*;
     use crate::config::BrokerConfig;
-    use crate::test_support::{broker, record_batch, topic};
+    use crate::test_support::{self, broker, record_batch, topic};
 
     fn append(broker: &Broker, partition: &Arc<Partition>, count: i32) -> i64 {
-        let batch = record_batch(-1, -1, -1, count, 1_000);
-        let (outcome, newly_dirty) = partition
-            .append(&batch, TimestampType::CreateTime, 0)
-            .unwrap();
-        broker
-            .flush_queue
-            .appended(partition, batch.len(), newly_dirty);
-        outcome.last_offset()
+        test_support::append(broker, partition, &record_batch(-1, -1, -1, count, 1_000))
     }
 
     #[tokio::test]

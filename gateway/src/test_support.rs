@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use coordinator::coordinator::Coordinator;
 use coordinator::embedded::EmbeddedStore;
-use coordinator::topic_config::BrokerDefaults;
+use coordinator::topic_config::{BrokerDefaults, TimestampType as TopicTimestampType};
 use coordinator::{BrokerInfo, TopicMeta};
 use proto_compat::batch::{validate_batches, RecordBatch};
 use proto_compat::kafka_protocol::records::{
@@ -17,6 +17,7 @@ use segment_store::store::ObjectStore;
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::metrics::Metrics;
+use crate::partition::Partition;
 
 /// A validated v2 batch of `count` records with timestamps `timestamp`, `timestamp + 1`, ...
 /// Idempotent when `producer_id >= 0`.
@@ -94,4 +95,22 @@ pub async fn topic(broker: &Broker, name: &str, partitions: i32) -> TopicMeta {
         .create_topic(name, partitions, Default::default(), false)
         .await
         .unwrap()
+}
+
+/// Appends `batch` as the produce path does (offsets assigned, queued for the flusher);
+/// returns its last offset.
+pub fn append(broker: &Broker, partition: &Arc<Partition>, batch: &RecordBatch) -> i64 {
+    let (outcome, newly_dirty) = partition
+        .append(batch, TopicTimestampType::CreateTime, 0)
+        .unwrap();
+    broker
+        .flush_queue
+        .appended(partition, batch.len(), newly_dirty);
+    outcome.last_offset()
+}
+
+/// Appends `batch` and flushes it, so it is committed as a chunk of its own.
+pub async fn append_and_flush(broker: &Broker, partition: &Arc<Partition>, batch: &RecordBatch) {
+    append(broker, partition, batch);
+    crate::flusher::flush(broker).await;
 }

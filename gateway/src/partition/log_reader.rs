@@ -338,7 +338,6 @@ fn first_record(
 mod tests {
     use std::sync::Arc;
 
-    use coordinator::topic_config::TimestampType;
     use segment_store::memory::MemoryStore;
     use segment_store::store::ObjectStore;
 
@@ -346,7 +345,7 @@ mod tests {
     use crate::broker::Broker;
     use crate::compaction::compact;
     use crate::config::BrokerConfig;
-    use crate::test_support::{broker, record_batch, topic};
+    use crate::test_support::{append_and_flush, broker, record_batch, topic};
 
     /// Four batches of ten records (timestamps 1000.., 2000.., 3000.., 4000..), each flushed
     /// as its own chunk, the first two compacted into a segment. Returns a second broker over
@@ -367,11 +366,7 @@ mod tests {
         let partition = writer.partition(&topic, 0).unwrap();
         for timestamp in [1_000, 2_000, 3_000, 4_000] {
             let batch = record_batch(-1, -1, -1, 10, timestamp);
-            let (_, dirty) = partition
-                .append(&batch, TimestampType::CreateTime, 0)
-                .unwrap();
-            writer.flush_queue.appended(&partition, batch.len(), dirty);
-            crate::flusher::flush(&writer).await;
+            append_and_flush(&writer, &partition, &batch).await;
         }
         let log = writer.coordinator.partition_log(topic.topic_id, 0).unwrap();
         let first_two: Vec<_> = log.chunks.iter().take(2).collect();
