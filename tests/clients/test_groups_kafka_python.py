@@ -64,7 +64,7 @@ class Member:
                 return  # A rebalance moved the partition on: the next owner reads it again.
             with self.lock:
                 for p, o in last.items():
-                    self.ledger.commit(self.name, p, o)
+                    self.ledger.commit(p, o)
 
     def poll(self):
         assert self.failure is None, f"{self.name}: {self.failure!r}"

@@ -56,7 +56,7 @@ class Member:
             self.ledger.record(self.name, *event["record"])
         elif "committed" in event:
             for partition, offset in event["committed"].items():
-                self.ledger.commit(self.name, int(partition), offset)
+                self.ledger.commit(int(partition), offset)
 
     def partitions(self) -> list:
         return self.assigned
