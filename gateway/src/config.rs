@@ -107,7 +107,8 @@ impl StandaloneArgs {
 pub struct BrokerConfig {
     pub auto_create_topics_enable: bool,
     /// A flush starts at once when the flusher is idle; under load the next one waits until
-    /// this much is buffered or `flush_interval` has passed since the previous one started.
+    /// this much is buffered (then it may overlap the flush in flight) or `flush_interval`
+    /// has passed since the previous one started and that one has finished.
     pub flush_bytes: usize,
     pub flush_interval: Duration,
     /// Bound on produced bytes not yet flushed; producers wait beyond it.

@@ -1,8 +1,12 @@
 //! The flusher: seals the buffered batches of all partitions into one flush object, PUTs it,
 //! and commits every partition's chunk to the coordinator in one call (design.md, write path
-//! step 5). One flush is in flight at a time, which keeps each partition's commits in offset
-//! order; what arrives meanwhile goes into the next object (group commit).
+//! step 5). What arrives meanwhile goes into the next object (group commit). Under load a
+//! full object starts its PUT while the previous flush is still in flight, so the store is
+//! not left idle while an object is sealed and committed; each flush still commits after
+//! the one before it, which keeps each partition's chunks in offset order.
 
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,7 +14,8 @@ use coordinator::error::CoordinatorError;
 use coordinator::ChunkCommit;
 use prometheus_client::metrics::gauge::Gauge;
 use segment_store::flush_object::{flush_object_key, FlushObjectBuilder};
-use tokio::sync::{watch, Notify};
+use tokio::sync::{oneshot, watch, Notify};
+use tokio::task::JoinHandle;
 
 use crate::broker::Broker;
 use crate::partition::{Partition, PendingChunk};
@@ -18,11 +23,17 @@ use crate::partition::{Partition, PendingChunk};
 const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(50);
 const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
+/// Flushes whose PUT and commit may be under way at once (two measured faster than one at
+/// full load, see bench/RESULTS.md; more were not tried).
+const MAX_FLUSHES_IN_FLIGHT: usize = 2;
+
 /// Partitions with buffered batches, in the order they first had some.
 pub struct FlushQueue {
     dirty: Mutex<Vec<Arc<Partition>>>,
     /// Bytes appended and not yet flushed; also the `strata_buffered_bytes` metric.
     buffered_bytes: Gauge,
+    /// Bytes appended and not yet sealed into a flush object.
+    unsealed_bytes: AtomicI64,
     wake: Notify,
 }
 
@@ -31,6 +42,7 @@ impl FlushQueue {
         Self {
             dirty: Mutex::new(Vec::new()),
             buffered_bytes,
+            unsealed_bytes: AtomicI64::new(0),
             wake: Notify::new(),
         }
     }
@@ -41,7 +53,14 @@ impl FlushQueue {
             self.dirty.lock().unwrap().push(partition.clone());
         }
         self.buffered_bytes.inc_by(bytes as i64);
+        self.unsealed_bytes
+            .fetch_add(bytes as i64, Ordering::Relaxed);
         self.wake.notify_one();
+    }
+
+    fn sealed(&self, bytes: usize) {
+        self.unsealed_bytes
+            .fetch_sub(bytes as i64, Ordering::Relaxed);
     }
 
     fn flushed(&self, bytes: usize) {
@@ -51,16 +70,27 @@ impl FlushQueue {
     pub fn buffered_bytes(&self) -> usize {
         self.buffered_bytes.get().max(0) as usize
     }
+
+    /// A batch is counted after its append, so this may briefly lag what a seal took.
+    fn unsealed_bytes(&self) -> usize {
+        self.unsealed_bytes.load(Ordering::Relaxed).max(0) as usize
+    }
 }
 
-/// Runs until `shutdown` turns true and nothing is left buffered.
+/// Runs until `shutdown` turns true, nothing is left buffered and every flush has committed.
 pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let queue = &broker.flush_queue;
     let interval = broker.config.flush_interval;
     let mut last_start: Option<Instant> = None;
+    let mut in_flight: VecDeque<JoinHandle<()>> = VecDeque::new();
+    // Resolves when the latest flush has committed: the next one commits after it.
+    let mut previous_commit: Option<oneshot::Receiver<()>> = None;
     loop {
-        while queue.buffered_bytes() == 0 {
+        while queue.unsealed_bytes() == 0 {
             if *shutdown.borrow() {
+                for flush in in_flight {
+                    flush.await.expect("a flush task panicked");
+                }
                 return;
             }
             tokio::select! {
@@ -68,28 +98,68 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                 _ = shutdown.changed() => {}
             }
         }
-        // Right after a flush, wait for a full object or the interval; when idle, go at once.
-        if let Some(started) = last_start {
-            let due = started + interval;
-            while queue.buffered_bytes() < broker.config.flush_bytes
-                && Instant::now() < due
-                && !*shutdown.borrow()
+        // Group commit: go at once when idle. Otherwise wait for a full object, or for the
+        // interval to pass and the flushes in flight to finish: only full objects overlap,
+        // so a busy broker writes big objects, not twice as many.
+        loop {
+            in_flight.retain(|flush| !flush.is_finished());
+            let due = last_start.map(|started| started + interval);
+            let interval_passed = due.is_none_or(|due| Instant::now() >= due);
+            if queue.unsealed_bytes() >= broker.config.flush_bytes
+                || (interval_passed && in_flight.is_empty())
+                || *shutdown.borrow()
             {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(due.into()) => {}
-                    _ = queue.wake.notified() => {}
-                    _ = shutdown.changed() => {}
-                }
+                break;
+            }
+            let interval_left = due.filter(|_| !interval_passed);
+            tokio::select! {
+                _ = tokio::time::sleep_until(interval_left.unwrap_or_else(Instant::now).into()),
+                    if interval_left.is_some() => {}
+                _ = queue.wake.notified() => {}
+                _ = shutdown.changed() => {}
             }
         }
+        if in_flight.len() >= MAX_FLUSHES_IN_FLIGHT {
+            let oldest = in_flight.pop_front().expect("flushes are in flight");
+            oldest.await.expect("a flush task panicked");
+        }
         last_start = Some(Instant::now());
-        flush(&broker).await;
+        let Some(sealed) = seal(&broker) else {
+            continue;
+        };
+        let (committed, next_commit) = oneshot::channel();
+        let after = previous_commit.replace(next_commit);
+        let flushing = broker.clone();
+        in_flight.push_back(tokio::spawn(async move {
+            write_and_commit(&flushing, sealed, after).await;
+            let _ = committed.send(());
+            // The loop above may be waiting for the flushes in flight to finish.
+            flushing.flush_queue.wake.notify_one();
+        }));
     }
 }
 
-/// One flush: seal, PUT, commit, publish. Retries until done, because acks=0/1 batches in
-/// it were already acknowledged and acks=all producers are waiting.
+/// One flush from start to end, overlapping no other (for tests).
+#[cfg(test)]
 pub(crate) async fn flush(broker: &Broker) {
+    if let Some(sealed) = seal(broker) {
+        write_and_commit(broker, sealed, None).await;
+    }
+}
+
+/// A flush object ready to PUT, and what its commit needs.
+struct SealedFlush {
+    started: Instant,
+    key: String,
+    object: bytes::Bytes,
+    chunks: Vec<(Arc<Partition>, PendingChunk)>,
+    commits: Vec<ChunkCommit>,
+    /// The append-buffer bytes the flush releases.
+    buffered: usize,
+}
+
+/// Takes every partition's buffered batches into one flush object (None if there are none).
+fn seal(broker: &Broker) -> Option<SealedFlush> {
     let started = Instant::now();
     let partitions = std::mem::take(&mut *broker.flush_queue.dirty.lock().unwrap());
     let chunks: Vec<(Arc<Partition>, PendingChunk)> = partitions
@@ -97,10 +167,11 @@ pub(crate) async fn flush(broker: &Broker) {
         .filter_map(|p| p.take_pending().map(|chunk| (p, chunk)))
         .collect();
     if chunks.is_empty() {
-        return;
+        return None;
     }
     let key = flush_object_key(broker.broker_id);
     let buffered: usize = chunks.iter().map(|(_, c)| c.bytes).sum();
+    broker.flush_queue.sealed(buffered);
     let mut builder = FlushObjectBuilder::with_capacity(buffered);
     let mut commits = Vec::with_capacity(chunks.len());
     for (partition, chunk) in &chunks {
@@ -120,13 +191,41 @@ pub(crate) async fn flush(broker: &Broker) {
             producers: chunk.producers.clone(),
         });
     }
-    let object = builder.finish();
-    let object_bytes = object.len();
+    Some(SealedFlush {
+        started,
+        key,
+        object: builder.finish(),
+        chunks,
+        commits,
+        buffered,
+    })
+}
 
+/// PUTs the object, waits for `after` (the previous flush's commit), then commits and
+/// publishes. Retries until done, because acks=0/1 batches in it were already acknowledged
+/// and acks=all producers are waiting.
+async fn write_and_commit(
+    broker: &Broker,
+    sealed: SealedFlush,
+    after: Option<oneshot::Receiver<()>>,
+) {
+    let SealedFlush {
+        started,
+        key,
+        object,
+        chunks,
+        commits,
+        buffered,
+    } = sealed;
+    let object_bytes = object.len();
     retry("flush object PUT", broker, || {
         broker.store.put(&key, object.clone())
     })
     .await;
+    if let Some(after) = after {
+        // An error means the previous flush task died, and its commit never comes.
+        let _ = after.await;
+    }
     let committed = commit(broker, commits).await;
 
     let tail_limit = broker.tail_limit();
@@ -242,7 +341,7 @@ mod tests {
     use segment_store::flush_object::{read_flush_object_index, FLUSH_PREFIX};
     use segment_store::memory::MemoryStore;
     use segment_store::simulate_failures::{FaultConfig, FaultyStore};
-    use segment_store::store::ObjectStore;
+    use segment_store::store::{ObjectMeta, ObjectStore, StoreError};
 
     use super::*;
     use crate::config::BrokerConfig;
@@ -356,5 +455,112 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(partition.commit_state().high_watermark, 2);
+    }
+
+    /// A memory store whose first flush-object PUTs each wait for their own release.
+    #[derive(Debug)]
+    struct GatedStore {
+        inner: MemoryStore,
+        releases: Vec<tokio::sync::Semaphore>,
+        puts_started: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for GatedStore {
+        async fn put(&self, key: &str, data: bytes::Bytes) -> Result<(), StoreError> {
+            if key.starts_with(FLUSH_PREFIX) {
+                let n = self.puts_started.fetch_add(1, Ordering::SeqCst);
+                if let Some(release) = self.releases.get(n) {
+                    release.acquire().await.unwrap().forget();
+                }
+            }
+            self.inner.put(key, data).await
+        }
+        async fn get(&self, key: &str) -> Result<bytes::Bytes, StoreError> {
+            self.inner.get(key).await
+        }
+        async fn get_range(
+            &self,
+            key: &str,
+            range: std::ops::Range<u64>,
+        ) -> Result<bytes::Bytes, StoreError> {
+            self.inner.get_range(key, range).await
+        }
+        async fn delete(&self, key: &str) -> Result<(), StoreError> {
+            self.inner.delete(key).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+            self.inner.list(prefix).await
+        }
+    }
+
+    async fn eventually(what: &str, condition: impl Fn() -> bool) {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !condition() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+    }
+
+    #[tokio::test]
+    async fn a_full_flush_puts_while_the_previous_is_in_flight_and_commits_after_it() {
+        let store = Arc::new(GatedStore {
+            inner: MemoryStore::new(),
+            releases: (0..2).map(|_| tokio::sync::Semaphore::new(0)).collect(),
+            puts_started: Default::default(),
+        });
+        // Every append fills an object.
+        let config = BrokerConfig {
+            flush_bytes: 1,
+            ..BrokerConfig::default()
+        };
+        let (broker, _dir) = broker(store.clone(), config).await;
+        let topic = topic(&broker, "orders", 1).await;
+        let partition = broker.partition(&topic, 0).unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let flusher = tokio::spawn(run(broker.clone(), stopped));
+        let puts_started = || store.puts_started.load(Ordering::SeqCst);
+
+        append(&broker, &partition, 2);
+        eventually("the first PUT", || puts_started() == 1).await;
+        append(&broker, &partition, 3);
+        eventually("the second PUT, the first still in flight", || {
+            puts_started() == 2
+        })
+        .await;
+
+        // The second object is stored first, but its chunk follows the first one's.
+        store.releases[1].add_permits(1);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(partition.commit_state().high_watermark, 0);
+        let log = || broker.coordinator.partition_log(topic.topic_id, 0).unwrap();
+        assert_eq!(log().high_watermark, 0);
+
+        store.releases[0].add_permits(1);
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            partition.subscribe().wait_for(|c| c.high_watermark == 5),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let chunks: Vec<(i64, i64)> = log()
+            .chunks
+            .iter()
+            .map(|c| (c.base_offset, c.last_offset))
+            .collect();
+        assert_eq!(chunks, [(0, 1), (2, 4)]);
+        let tail = partition.read_tail(0, usize::MAX, true).unwrap();
+        let offsets: Vec<i64> = tail.iter().map(|b| b.base_offset()).collect();
+        assert_eq!(
+            offsets,
+            [0, 2],
+            "the tail holds the batches in offset order"
+        );
+        let _ = stop.send(true);
+        flusher.await.unwrap();
+        assert_eq!(broker.flush_queue.buffered_bytes(), 0);
     }
 }
