@@ -111,10 +111,7 @@ command -v curl >/dev/null || missing+=(curl)
 command -v jq >/dev/null || missing+=(jq)
 if ((${#missing[@]})); then
   step "Installing ${missing[*]} with apt-get"
-  sudo=()
-  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-  "${sudo[@]}" apt-get update
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+  bash scripts/apt-install.sh "${missing[@]}"
 fi
 
 step "Building strata and strata-bench (release, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"

@@ -22,10 +22,7 @@ command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]})); then
   step "Installing ${missing[*]} with apt-get"
-  sudo=()
-  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-  "${sudo[@]}" apt-get update
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+  bash scripts/apt-install.sh "${missing[@]}"
 fi
 
 # Python clients in .venv; reinstalled only when requirements.txt changes.
