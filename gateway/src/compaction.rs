@@ -115,12 +115,7 @@ pub async fn compact(
     let (Some(first), Some(last)) = (chunks.first(), chunks.last()) else {
         return Ok(());
     };
-    let capacity = chunks.iter().map(|c| c.size as usize).sum();
-    let mut writer = SegmentWriter::with_capacity(
-        first.base_offset,
-        broker.config.index_interval_bytes,
-        capacity,
-    );
+    let mut writer = SegmentWriter::new(first.base_offset, broker.config.index_interval_bytes);
     for chunk in chunks {
         // Around the read cache: consumers do not read these bytes again from the chunk.
         let bytes = broker
@@ -137,9 +132,12 @@ pub async fn compact(
     // Indexes first: a segment is only referenced once all three objects exist.
     broker
         .store
-        .put(&keys.offset_index, data.offset_index)
+        .put(&keys.offset_index, data.offset_index.into())
         .await?;
-    broker.store.put(&keys.time_index, data.time_index).await?;
+    broker
+        .store
+        .put(&keys.time_index, data.time_index.into())
+        .await?;
     broker.store.put(&keys.log, data.log).await?;
     let segment = SegmentMeta {
         base_offset: first.base_offset,

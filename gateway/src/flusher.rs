@@ -14,6 +14,7 @@ use coordinator::error::CoordinatorError;
 use coordinator::ChunkCommit;
 use prometheus_client::metrics::gauge::Gauge;
 use segment_store::flush_object::{flush_object_key, FlushObjectBuilder};
+use segment_store::Payload;
 use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -151,7 +152,7 @@ pub(crate) async fn flush(broker: &Broker) {
 struct SealedFlush {
     started: Instant,
     key: String,
-    object: bytes::Bytes,
+    object: Payload,
     chunks: Vec<(Arc<Partition>, PendingChunk)>,
     commits: Vec<ChunkCommit>,
     /// The append-buffer bytes the flush releases.
@@ -172,7 +173,7 @@ fn seal(broker: &Broker) -> Option<SealedFlush> {
     let key = flush_object_key(broker.broker_id);
     let buffered: usize = chunks.iter().map(|(_, c)| c.bytes).sum();
     broker.flush_queue.sealed(buffered);
-    let mut builder = FlushObjectBuilder::with_capacity(buffered);
+    let mut builder = FlushObjectBuilder::new();
     let mut commits = Vec::with_capacity(chunks.len());
     for (partition, chunk) in &chunks {
         let batches: Vec<_> = chunk.batches.iter().map(|b| b.as_bytes().clone()).collect();
@@ -467,7 +468,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl ObjectStore for GatedStore {
-        async fn put(&self, key: &str, data: bytes::Bytes) -> Result<(), StoreError> {
+        async fn put(&self, key: &str, data: Payload) -> Result<(), StoreError> {
             if key.starts_with(FLUSH_PREFIX) {
                 let n = self.puts_started.fetch_add(1, Ordering::SeqCst);
                 if let Some(release) = self.releases.get(n) {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use segment_store::store::{ObjectMeta, ObjectStore, StoreError};
+use segment_store::Payload;
 
 use crate::metrics::{Metrics, StoreOperationMetrics};
 
@@ -45,7 +46,7 @@ fn count<T>(
 
 #[async_trait::async_trait]
 impl ObjectStore for MeteredStore {
-    async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+    async fn put(&self, key: &str, data: Payload) -> Result<(), StoreError> {
         count(&self.put, self.inner.put(key, data).await)
     }
 

@@ -482,7 +482,7 @@ mod tests {
 
         let store = Arc::new(segment_store::memory::MemoryStore::new());
         store
-            .put("a", bytes::Bytes::from(vec![1; 3000]))
+            .put("a", bytes::Bytes::from(vec![1; 3000]).into())
             .await
             .unwrap();
         let cache = ReadCache::new(store, 1 << 22);

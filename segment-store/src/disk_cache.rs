@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
+use crate::payload::Payload;
 use crate::read_cache::BLOCK_SIZE;
 use crate::store::{ObjectMeta, ObjectStore, StoreError};
 
@@ -267,7 +268,7 @@ impl State {
 
 #[async_trait::async_trait]
 impl ObjectStore for DiskCache {
-    async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+    async fn put(&self, key: &str, data: Payload) -> Result<(), StoreError> {
         let result = self.inner.put(key, data).await;
         self.invalidate(key).await;
         result
@@ -318,9 +319,9 @@ mod tests {
             .map(|i| (i % 253) as u8)
             .collect::<Vec<_>>()
             .into();
-        memory.put("a", a.clone()).await.unwrap();
+        memory.put("a", a.clone().into()).await.unwrap();
         memory
-            .put("b", Bytes::from(vec![7; MIB as usize]))
+            .put("b", Bytes::from(vec![7; MIB as usize]).into())
             .await
             .unwrap();
         let store = Arc::new(FaultyStore::new(Arc::new(memory), FaultConfig::default()));
@@ -403,7 +404,10 @@ mod tests {
     async fn puts_and_deletes_drop_the_keys_blocks() {
         let (cache, store, dir, _) = setup(8 * MIB).await;
         cache.get_range("b", block(0)).await.unwrap();
-        cache.put("b", Bytes::from_static(b"new")).await.unwrap();
+        cache
+            .put("b", Bytes::from_static(b"new").into())
+            .await
+            .unwrap();
         assert_eq!(block_files(dir.path()), 0);
         assert_eq!(cache.get_range("b", block(0)).await.unwrap(), "new");
 
@@ -424,7 +428,10 @@ mod tests {
             ..FaultConfig::default()
         };
         let memory = Arc::new(MemoryStore::new());
-        memory.put("k", Bytes::from_static(b"old")).await.unwrap();
+        memory
+            .put("k", Bytes::from_static(b"old").into())
+            .await
+            .unwrap();
         let store = Arc::new(FaultyStore::new(memory.clone(), config));
         let dir = tempfile::tempdir().unwrap();
         let cache = DiskCache::open(store, dir.path(), 8 * MIB).unwrap();
@@ -432,7 +439,10 @@ mod tests {
         // The put lands while the read waits for the store.
         let (read, _) = tokio::join!(cache.get_range("k", block(0)), async {
             tokio::task::yield_now().await;
-            memory.put("k", Bytes::from_static(b"new")).await.unwrap();
+            memory
+                .put("k", Bytes::from_static(b"new").into())
+                .await
+                .unwrap();
             cache.invalidate("k").await;
         });
         assert_eq!(read.unwrap(), "new");

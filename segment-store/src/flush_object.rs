@@ -15,6 +15,8 @@
 use std::ops::Range;
 
 use bytes::Bytes;
+
+use crate::payload::Payload;
 use uuid::Uuid;
 
 pub const FLUSH_PREFIX: &str = "flush/";
@@ -49,23 +51,17 @@ pub enum FlushObjectError {
     },
 }
 
+/// Builds a flush object out of the batches' own buffers: nothing is copied until the store
+/// writes it.
 #[derive(Debug, Default)]
 pub struct FlushObjectBuilder {
-    data: Vec<u8>,
+    data: Payload,
     entries: Vec<ChunkEntry>,
 }
 
 impl FlushObjectBuilder {
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// A builder whose buffer is allocated once for `capacity` chunk bytes.
-    pub fn with_capacity(capacity: usize) -> Self {
-        Self {
-            data: Vec::with_capacity(capacity),
-            entries: Vec::new(),
-        }
     }
 
     /// Appends one partition's batches (contiguous offsets); returns the chunk's byte range.
@@ -78,9 +74,8 @@ impl FlushObjectBuilder {
         batches: &[Bytes],
     ) -> Range<u64> {
         let start = self.data.len() as u64;
-        self.data.reserve(batches.iter().map(Bytes::len).sum());
         for batch in batches {
-            self.data.extend_from_slice(batch);
+            self.data.push(batch.clone());
         }
         let byte_range = start..self.data.len() as u64;
         self.entries.push(ChunkEntry {
@@ -103,14 +98,15 @@ impl FlushObjectBuilder {
         self.entries.is_empty()
     }
 
-    pub fn finish(self) -> Bytes {
+    pub fn finish(self) -> Payload {
         let mut object = self.data;
-        let footer = serde_json::to_vec(&self.entries).expect("chunk entries always serialize");
-        let footer_len = u32::try_from(footer.len()).expect("flush-object footer exceeds 4 GiB");
-        object.extend_from_slice(&footer);
-        object.extend_from_slice(&footer_len.to_be_bytes());
-        object.extend_from_slice(MAGIC);
-        Bytes::from(object)
+        let mut trailer =
+            serde_json::to_vec(&self.entries).expect("chunk entries always serialize");
+        let footer_len = u32::try_from(trailer.len()).expect("flush-object footer exceeds 4 GiB");
+        trailer.extend_from_slice(&footer_len.to_be_bytes());
+        trailer.extend_from_slice(MAGIC);
+        object.push(trailer.into());
+        object
     }
 }
 
@@ -207,7 +203,7 @@ mod tests {
                 byte_range: third,
             },
         ];
-        (builder.finish(), entries)
+        (builder.finish().to_bytes(), entries)
     }
 
     #[test]
@@ -227,7 +223,7 @@ mod tests {
 
     #[test]
     fn an_empty_object_has_no_chunks() {
-        let object = FlushObjectBuilder::new().finish();
+        let object = FlushObjectBuilder::new().finish().to_bytes();
         assert!(read_flush_object_index(&object).unwrap().is_empty());
     }
 
@@ -260,7 +256,7 @@ mod tests {
         );
         let (object, _) = two_partition_object();
         let key = flush_object_key(1);
-        assert!(store.put(&key, object).await.is_err());
+        assert!(store.put(&key, object.into()).await.is_err());
         let torn = store.inner().get(&key).await.unwrap();
         assert!(matches!(
             read_flush_object_index(&torn),

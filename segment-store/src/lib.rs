@@ -11,6 +11,7 @@ pub mod hdfs;
 pub mod local;
 pub mod memory;
 pub mod offset_index;
+pub mod payload;
 pub mod read_cache;
 pub mod remote;
 pub mod retry;
@@ -20,6 +21,7 @@ pub mod simulate_failures;
 pub mod store;
 pub mod time_index;
 
+pub use payload::Payload;
 pub use store::{open_store, open_store_with, ObjectMeta, ObjectStore, StorageOptions, StoreError};
 
 /// Errors reading a serialized index (offset index or time index).

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
+use crate::payload::Payload;
 use crate::store::{clip, ObjectMeta, ObjectStore, StoreError};
 
 #[derive(Debug, Default)]
@@ -29,9 +30,9 @@ impl MemoryStore {
 
 #[async_trait::async_trait]
 impl ObjectStore for MemoryStore {
-    async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+    async fn put(&self, key: &str, data: Payload) -> Result<(), StoreError> {
         self.objects()
-            .insert(key.to_string(), (data, SystemTime::now()));
+            .insert(key.to_string(), (data.to_bytes(), SystemTime::now()));
         Ok(())
     }
 
@@ -83,7 +84,7 @@ mod tests {
     async fn ranges_share_the_stored_buffer() {
         let store = MemoryStore::new();
         let data = Bytes::from(vec![7u8; 64]);
-        store.put("a", data.clone()).await.unwrap();
+        store.put("a", data.clone().into()).await.unwrap();
         let range = store.get_range("a", 8..16).await.unwrap();
         assert_eq!(range.as_ptr(), data[8..].as_ptr());
     }

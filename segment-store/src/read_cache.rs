@@ -333,13 +333,13 @@ mod tests {
                 .map(|i| (i % 251) as u8)
                 .collect::<Vec<_>>(),
         );
-        memory.put("a", data.clone()).await.unwrap();
+        memory.put("a", data.clone().into()).await.unwrap();
         memory
-            .put("b", Bytes::from(vec![1; 4 * MIB as usize]))
+            .put("b", Bytes::from(vec![1; 4 * MIB as usize]).into())
             .await
             .unwrap();
         memory
-            .put("c", Bytes::from(vec![2; 4 * MIB as usize]))
+            .put("c", Bytes::from(vec![2; 4 * MIB as usize]).into())
             .await
             .unwrap();
         let store = Arc::new(FaultyStore::new(Arc::new(memory), config));
@@ -466,7 +466,7 @@ mod tests {
             Err(StoreError::NotFound { .. })
         ));
         store
-            .put("missing", Bytes::from_static(b"now here"))
+            .put("missing", Bytes::from_static(b"now here").into())
             .await
             .unwrap();
         assert_eq!(cache.get_range("missing", 0..3).await.unwrap(), "now");
@@ -489,7 +489,7 @@ mod tests {
         cache.get_range("a", 0..10).await.unwrap();
         cache.invalidate("a");
         store
-            .put("a", Bytes::from_static(b"replaced"))
+            .put("a", Bytes::from_static(b"replaced").into())
             .await
             .unwrap();
         assert_eq!(cache.get_range("a", 0..10).await.unwrap(), "replaced");

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, RetryConfig};
+use object_store::{GetOptions, GetRange, PutPayload, RetryConfig};
 
+use crate::payload::Payload;
 use crate::store::{ObjectMeta, ObjectStore, StoreError};
 
 /// Objects larger than this are uploaded in parts. Well above `flush.bytes` (8 MiB), so a
@@ -44,14 +45,14 @@ impl RemoteStore {
         Path::from(format!("{}{key}", self.prefix))
     }
 
-    async fn put_multipart(&self, path: &Path, data: Bytes) -> object_store::Result<()> {
+    async fn put_multipart(&self, path: &Path, data: Payload) -> object_store::Result<()> {
         let mut upload = self.inner.put_multipart(path).await?;
         // Part numbers are given in call order; the uploads themselves run concurrently.
         let parts: Vec<_> = (0..data.len())
             .step_by(self.part_size)
             .map(|start| {
                 let end = (start + self.part_size).min(data.len());
-                upload.put_part(data.slice(start..end).into())
+                upload.put_part(put_payload(&data.slice(start..end)))
             })
             .collect();
         let uploaded = futures::stream::iter(parts)
@@ -72,14 +73,19 @@ impl RemoteStore {
     }
 }
 
+/// object_store's payload is a list of buffers too: the parts go as they are.
+fn put_payload(data: &Payload) -> PutPayload {
+    data.parts().iter().cloned().collect()
+}
+
 #[async_trait::async_trait]
 impl ObjectStore for RemoteStore {
-    async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+    async fn put(&self, key: &str, data: Payload) -> Result<(), StoreError> {
         let path = self.path(key);
         let result = if data.len() > self.multipart_threshold {
             self.put_multipart(&path, data).await
         } else {
-            self.inner.put(&path, data.into()).await.map(drop)
+            self.inner.put(&path, put_payload(&data)).await.map(drop)
         };
         result.map_err(|e| error("put", key, e))
     }
@@ -268,7 +274,7 @@ mod tests {
             .await
             .unwrap();
         store
-            .put("flush/0/a", Bytes::from_static(b"abc"))
+            .put("flush/0/a", Bytes::from_static(b"abc").into())
             .await
             .unwrap();
 
@@ -416,11 +422,16 @@ mod tests {
             ..RemoteStore::new(counting.clone(), "p/".to_string())
         };
         let small = Bytes::from(vec![1; 1000]);
-        store.put("small", small.clone()).await.unwrap();
+        store.put("small", small.clone().into()).await.unwrap();
         assert_eq!(counting.uploads.load(Ordering::SeqCst), 0);
 
         let large: Bytes = (0..1001u32).map(|i| i as u8).collect::<Vec<_>>().into();
-        store.put("large", large.clone()).await.unwrap();
+        // Payload parts that do not line up with the upload's parts.
+        let payload = [0..7, 7..450, 450..1001]
+            .into_iter()
+            .map(|range| large.slice(range))
+            .collect();
+        store.put("large", payload).await.unwrap();
         assert_eq!(counting.uploads.load(Ordering::SeqCst), 1);
         // Four parts (300, 300, 300, 101), reassembled in order.
         assert_eq!(store.get("large").await.unwrap(), large);

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::payload::Payload;
 use crate::store::{ObjectMeta, ObjectStore, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +102,7 @@ impl std::fmt::Debug for RetryStore {
 
 #[async_trait::async_trait]
 impl ObjectStore for RetryStore {
-    async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+    async fn put(&self, key: &str, data: Payload) -> Result<(), StoreError> {
         self.retry("put", || self.inner.put(key, data.clone()))
             .await
     }
@@ -184,7 +185,10 @@ mod tests {
         faulty.set_outage(true);
         *observer.faulty.lock().unwrap() = Some((faulty.clone(), 2));
 
-        store.put("a", Bytes::from_static(b"data")).await.unwrap();
+        store
+            .put("a", Bytes::from_static(b"data").into())
+            .await
+            .unwrap();
         assert_eq!(*observer.retried.lock().unwrap(), ["put", "put"]);
         let stats = faulty.stats();
         assert_eq!(

@@ -1,11 +1,13 @@
 //! Log segments: a partition's batches back to back (Kafka's LogSegment layout) with a
-//! sparse offset index and a time index, built in memory and stored as three objects.
+//! sparse offset index and a time index, built in memory and stored as three objects. The
+//! log is the batches' own buffers, not a copy of them.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use proto_compat::batch::RecordBatch;
 use uuid::Uuid;
 
 use crate::offset_index::OffsetIndex;
+use crate::payload::Payload;
 use crate::time_index::TimeIndex;
 
 /// Kafka's RecordBatch.NO_TIMESTAMP: a batch without timestamps never enters the time index.
@@ -17,7 +19,7 @@ const NO_TIMESTAMP: i64 = -1;
 pub struct SegmentWriter {
     base_offset: i64,
     index_interval_bytes: usize,
-    log: BytesMut,
+    log: Payload,
     offset_index: OffsetIndex,
     time_index: TimeIndex,
     bytes_since_last_entry: usize,
@@ -29,16 +31,10 @@ pub struct SegmentWriter {
 
 impl SegmentWriter {
     pub fn new(base_offset: i64, index_interval_bytes: usize) -> Self {
-        Self::with_capacity(base_offset, index_interval_bytes, 0)
-    }
-
-    /// A writer whose log buffer is allocated once for `capacity` bytes (the compactor knows
-    /// the segment's size up front; growing by doubling would hold up to twice that).
-    pub fn with_capacity(base_offset: i64, index_interval_bytes: usize, capacity: usize) -> Self {
         Self {
             base_offset,
             index_interval_bytes,
-            log: BytesMut::with_capacity(capacity),
+            log: Payload::new(),
             offset_index: OffsetIndex::new(base_offset),
             time_index: TimeIndex::new(base_offset),
             bytes_since_last_entry: 0,
@@ -69,7 +65,7 @@ impl SegmentWriter {
             self.append_time_entry();
             self.bytes_since_last_entry = 0;
         }
-        self.log.extend_from_slice(batch.as_bytes());
+        self.log.push(batch.as_bytes().clone());
         self.bytes_since_last_entry += batch.len();
         self.last_offset = batch.last_offset();
     }
@@ -97,7 +93,7 @@ impl SegmentWriter {
             base_offset: self.base_offset,
             last_offset: self.last_offset,
             max_timestamp: self.max_timestamp,
-            log: self.log.freeze(),
+            log: self.log,
             offset_index: self.offset_index.to_bytes(),
             time_index: self.time_index.to_bytes(),
         }
@@ -109,7 +105,7 @@ pub struct SegmentData {
     pub base_offset: i64,
     pub last_offset: i64,
     pub max_timestamp: i64,
-    pub log: Bytes,
+    pub log: Payload,
     pub offset_index: Bytes,
     pub time_index: Bytes,
 }
@@ -198,7 +194,7 @@ mod tests {
         let batches = batches();
         let segment = write(&batches, 4096);
         let expected: Vec<u8> = batches.iter().flat_map(|b| b.as_bytes().to_vec()).collect();
-        assert_eq!(segment.log, expected);
+        assert_eq!(segment.log.to_bytes(), expected);
         assert_eq!(
             (
                 segment.base_offset,
@@ -207,7 +203,7 @@ mod tests {
             ),
             (100, 138, 9_000)
         );
-        assert_eq!(read_batches(&segment.log).count(), 6);
+        assert_eq!(read_batches(&segment.log.to_bytes()).count(), 6);
     }
 
     #[test]
@@ -270,7 +266,7 @@ mod tests {
         let index = OffsetIndex::from_bytes(100, &segment.offset_index).unwrap();
         for target in 100..=138 {
             let position = locate(&index, target) as usize;
-            let found = read_batches(&segment.log.slice(position..))
+            let found = read_batches(&segment.log.to_bytes().slice(position..))
                 .find(|b| b.last_offset() >= target)
                 .unwrap();
             assert!(found.base_offset() <= target, "offset {target}");

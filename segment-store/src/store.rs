@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use crate::local::LocalStore;
 use crate::memory::MemoryStore;
+use crate::payload::Payload;
 use crate::remote::RemoteStore;
 
 #[derive(Debug, Clone)]
@@ -65,7 +66,7 @@ pub struct StorageOptions {
 pub trait ObjectStore: Send + Sync + std::fmt::Debug + 'static {
     /// Durable when it returns Ok (local: temp file, fsync, rename, fsync dir).
     /// Atomic: a reader never sees a partial object.
-    async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError>;
+    async fn put(&self, key: &str, data: Payload) -> Result<(), StoreError>;
     async fn get(&self, key: &str) -> Result<Bytes, StoreError>;
     /// Range clipped to the object's end (empty if it starts at or past the end).
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError>;
@@ -174,11 +175,17 @@ pub(crate) mod tests {
         let root = dir.path().join("created/on/open");
         let store = open_store(&format!("file://{}", root.display())).unwrap();
         assert!(root.is_dir());
-        store.put("a", Bytes::from_static(b"x")).await.unwrap();
+        store
+            .put("a", Bytes::from_static(b"x").into())
+            .await
+            .unwrap();
         assert_eq!(std::fs::read(root.join("a")).unwrap(), b"x");
 
         let memory = open_store("memory://").unwrap();
-        memory.put("a", Bytes::from_static(b"y")).await.unwrap();
+        memory
+            .put("a", Bytes::from_static(b"y").into())
+            .await
+            .unwrap();
         // Every memory:// store is fresh.
         let other = open_store("memory://").unwrap();
         assert!(matches!(
@@ -210,16 +217,21 @@ pub(crate) mod tests {
         store.delete("missing").await.unwrap();
         assert!(store.list("").await.unwrap().is_empty());
 
+        // An object in parts is stored as their concatenation.
+        let parts: &[&'static [u8]] = &[b"01", b"234", b"", b"56789"];
         store
-            .put("topics/t/0/a.log", Bytes::from_static(b"0123456789"))
+            .put(
+                "topics/t/0/a.log",
+                parts.iter().map(|p| Bytes::from_static(p)).collect(),
+            )
             .await
             .unwrap();
         store
-            .put("topics/t/1/b.log", Bytes::from_static(b"abc"))
+            .put("topics/t/1/b.log", Bytes::from_static(b"abc").into())
             .await
             .unwrap();
         store
-            .put("flush/1/c.flush", Bytes::from_static(b""))
+            .put("flush/1/c.flush", Bytes::from_static(b"").into())
             .await
             .unwrap();
 
@@ -234,7 +246,7 @@ pub(crate) mod tests {
 
         // Overwrite replaces the whole object.
         store
-            .put("topics/t/1/b.log", Bytes::from_static(b"xy"))
+            .put("topics/t/1/b.log", Bytes::from_static(b"xy").into())
             .await
             .unwrap();
         assert_eq!(store.get("topics/t/1/b.log").await.unwrap(), "xy");
