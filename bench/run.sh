@@ -20,10 +20,13 @@ while (($#)); do
   shift
 done
 [[ "$STORAGE" == file || "$STORAGE" == s3 ]] || usage
+# NEED_GB: free disk the run needs. One data directory receives ~25 GB in a full run (~5 GB
+# quick), and compaction writes it once more before the flush objects are deleted; on a
+# full disk PUTs fail and are retried, which stalls producers and ruins the figures.
 if $QUICK; then
-  SECS=5 DD_MB=512 IPERF_SECS=3
+  SECS=5 DD_MB=512 IPERF_SECS=3 NEED_GB=12
 else
-  SECS=30 DD_MB=2048 IPERF_SECS=10
+  SECS=30 DD_MB=2048 IPERF_SECS=10 NEED_GB=45
 fi
 # The tail-consume data set: 48 MiB over 6 partitions, inside the broker's 64 MiB
 # in-memory tail, read over and over for SECS.
@@ -35,6 +38,12 @@ BENCH="$CARGO_TARGET_DIR/release/strata-bench"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/strata-bench.XXXXXX")"
 RESULTS="$WORK/results"
 mkdir -p "$RESULTS"
+FREE_GB=$(($(df --output=avail -k "$WORK" | tail -1) / 1024 / 1024))
+if ((FREE_GB < NEED_GB)); then
+  echo "bench/run.sh: needs about $NEED_GB GB free under $WORK, only $FREE_GB GB free" >&2
+  rm -rf "$WORK"
+  exit 1
+fi
 
 BROKER_PID=""
 IPERF_PID=""
