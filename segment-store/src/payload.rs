@@ -79,18 +79,6 @@ impl From<Bytes> for Payload {
     }
 }
 
-impl From<&'static [u8]> for Payload {
-    fn from(part: &'static [u8]) -> Self {
-        Bytes::from_static(part).into()
-    }
-}
-
-impl From<Vec<u8>> for Payload {
-    fn from(part: Vec<u8>) -> Self {
-        Bytes::from(part).into()
-    }
-}
-
 impl FromIterator<Bytes> for Payload {
     fn from_iter<I: IntoIterator<Item = Bytes>>(parts: I) -> Self {
         let mut payload = Payload::new();
