@@ -162,6 +162,15 @@ impl Broker {
     pub fn connect(&self) -> Conn {
         Conn::connect(self.kafka_addr)
     }
+
+    /// The current value of one series on `/metrics` (its exact name with labels).
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let response = http_get(self.http_addr, "/metrics")?;
+        response.lines().find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok()).flatten()
+        })
+    }
 }
 
 impl Drop for Broker {
