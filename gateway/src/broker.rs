@@ -111,10 +111,12 @@ impl Broker {
             .collect()
     }
 
-    /// How much of the committed tail one partition keeps in memory.
+    /// How much of the committed tail one partition keeps in memory: an equal share of
+    /// `tail.cache.bytes`, so the whole tail stays within it at any partition count (each
+    /// partition still keeps its newest batch).
     pub fn tail_limit(&self) -> usize {
         let count = self.partitions.read().unwrap().len().max(1);
-        (self.config.tail_cache_bytes / count).max(256 * 1024)
+        self.config.tail_cache_bytes / count
     }
 
     /// Forgets a deleted topic: its partitions stop accepting writes and wake their waiters.

@@ -458,6 +458,34 @@ mod tests {
         assert_eq!(partition.commit_state().high_watermark, 2);
     }
 
+    #[tokio::test]
+    async fn the_tail_stays_within_tail_cache_bytes_over_all_partitions() {
+        let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+        let batch_len = record_batch(-1, -1, -1, 1, 1_000).len();
+        // 16 partitions, each with a share of two and a half batches.
+        let config = BrokerConfig {
+            tail_cache_bytes: 16 * (batch_len * 5 / 2),
+            ..BrokerConfig::default()
+        };
+        let (broker, _dir) = broker(store, config).await;
+        let topic = topic(&broker, "many", 16).await;
+        let partitions: Vec<_> = (0..16)
+            .map(|index| broker.partition(&topic, index).unwrap())
+            .collect();
+        for (index, partition) in partitions.iter().enumerate() {
+            for _ in 0..10 {
+                append(&broker, partition, 1);
+                flush(&broker).await;
+            }
+            let kept = partition.read_tail(8, usize::MAX, true);
+            assert_eq!(kept.map(|batches| batches.len()), Some(2));
+            assert!(
+                partition.read_tail(7, usize::MAX, true).is_none(),
+                "partition {index} keeps more than its share of the tail"
+            );
+        }
+    }
+
     /// A memory store whose first flush-object PUTs each wait for their own release.
     #[derive(Debug)]
     struct GatedStore {
