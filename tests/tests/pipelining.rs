@@ -47,30 +47,42 @@ fn expect_responses_in_order(conn: &mut Conn, correlation_ids: Vec<i32>) {
     }
 }
 
-#[test]
-fn pipelined_produces_are_appended_and_answered_in_order() {
-    const IN_FLIGHT: usize = 20;
-    let broker = Broker::start();
+/// A broker started with `config_toml`, and a connection to it with `topic` (one partition)
+/// created.
+fn broker_with_topic(config_toml: &str, topic: &str) -> (Broker, Conn) {
+    let broker = Broker::start_with_config(config_toml);
     let mut conn = broker.connect();
-    let topic = "pipelined";
     assert_eq!(
         conn.create_topic(topic, 1, &[]),
         error_code::NONE,
         "create topic"
     );
+    (broker, conn)
+}
 
-    // Write every request before reading any response.
-    let correlation_ids = (0..IN_FLIGHT)
-        .map(|i| send_produce(&mut conn, topic, &format!("request-{i:02}")))
+/// Writes `count` produces before reading any response, then checks the responses; returns
+/// the values produced, in order.
+fn produce_pipelined(conn: &mut Conn, topic: &str, count: usize) -> Vec<String> {
+    let values: Vec<String> = (0..count).map(|i| format!("request-{i:03}")).collect();
+    let correlation_ids = values
+        .iter()
+        .map(|value| send_produce(conn, topic, value))
         .collect();
-    expect_responses_in_order(&mut conn, correlation_ids);
+    expect_responses_in_order(conn, correlation_ids);
+    values
+}
+
+#[test]
+fn pipelined_produces_are_appended_and_answered_in_order() {
+    let topic = "pipelined";
+    let (_broker, mut conn) = broker_with_topic("", topic);
+    let expected = produce_pipelined(&mut conn, topic, 20);
 
     let fetched = conn.fetch(topic, 0, 0);
     let values: Vec<String> = record_values(fetched.records.as_ref())
         .iter()
         .map(|v| String::from_utf8_lossy(v).into_owned())
         .collect();
-    let expected: Vec<String> = (0..IN_FLIGHT).map(|i| format!("request-{i:02}")).collect();
     assert_eq!(values, expected, "log order differs from request order");
 }
 
@@ -80,20 +92,10 @@ fn pipelined_produces_are_appended_and_answered_in_order() {
 #[test]
 fn acks_all_produces_pipelined_behind_a_flush_share_the_next_one() {
     const IN_FLIGHT: usize = 200;
-    // The first flush goes at once (the flusher is idle); the next waits a second.
-    let broker = Broker::start_with_config("\"flush.interval.ms\" = 1000\n");
-    let mut conn = broker.connect();
     let topic = "pipelined-acks-all";
-    assert_eq!(
-        conn.create_topic(topic, 1, &[]),
-        error_code::NONE,
-        "create topic"
-    );
-
-    let correlation_ids = (0..IN_FLIGHT)
-        .map(|i| send_produce(&mut conn, topic, &format!("request-{i:03}")))
-        .collect();
-    expect_responses_in_order(&mut conn, correlation_ids);
+    // The first flush goes at once (the flusher is idle); the next waits a second.
+    let (broker, mut conn) = broker_with_topic("\"flush.interval.ms\" = 1000\n", topic);
+    produce_pipelined(&mut conn, topic, IN_FLIGHT);
 
     let flushes = broker
         .metric("strata_flushes_total")
