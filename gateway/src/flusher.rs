@@ -352,6 +352,19 @@ mod tests {
         test_support::append(broker, partition, &record_batch(-1, -1, -1, count, 1_000))
     }
 
+    /// Waits (at most 5 s) until the partition's high watermark is `high_watermark`.
+    async fn committed_up_to(partition: &Partition, high_watermark: i64) {
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            partition
+                .subscribe()
+                .wait_for(|c| c.high_watermark == high_watermark),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    }
+
     #[tokio::test]
     async fn one_flush_writes_one_object_for_all_partitions_and_commits_each() {
         let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
@@ -441,13 +454,7 @@ mod tests {
         let flusher = tokio::spawn(run(broker.clone(), stopped));
         append(&broker, &partition, 1);
         // A second append right after the first flush waits for the (hour-long) interval...
-        tokio::time::timeout(
-            Duration::from_secs(5),
-            partition.subscribe().wait_for(|c| c.high_watermark == 1),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+        committed_up_to(&partition, 1).await;
         append(&broker, &partition, 1);
         // ...but shutdown does not.
         let _ = stop.send(true);
@@ -568,13 +575,7 @@ mod tests {
         assert_eq!(log().high_watermark, 0);
 
         store.releases[0].add_permits(1);
-        tokio::time::timeout(
-            Duration::from_secs(5),
-            partition.subscribe().wait_for(|c| c.high_watermark == 5),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+        committed_up_to(&partition, 5).await;
         let chunks: Vec<(i64, i64)> = log()
             .chunks
             .iter()
