@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
+use crate::fetch_memory::FetchMemory;
 use crate::flusher::FlushQueue;
 use crate::group_coordinator::GroupCoordinator;
 use crate::metrics::Metrics;
@@ -31,6 +32,7 @@ pub struct Broker {
     pub flush_queue: FlushQueue,
     /// Permits are bytes produced but not yet flushed (bounded memory, backpressure).
     pub buffer: Semaphore,
+    pub fetch_memory: FetchMemory,
     pub groups: GroupCoordinator,
     partitions: RwLock<HashMap<(Uuid, i32), Arc<Partition>>>,
 }
@@ -47,6 +49,7 @@ impl Broker {
             broker_id,
             read_cache: ReadCache::new(store.clone(), config.read_cache_bytes),
             buffer: Semaphore::new(config.buffer_max_bytes),
+            fetch_memory: FetchMemory::new(config.fetch_buffer_max_bytes),
             flush_queue: FlushQueue::new(metrics.buffered_bytes.clone()),
             groups: GroupCoordinator::new(broker_id, config.group.clone(), coordinator.clone()),
             config,

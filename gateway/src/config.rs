@@ -113,6 +113,9 @@ pub struct BrokerConfig {
     pub flush_interval: Duration,
     /// Bound on produced bytes not yet flushed; producers wait beyond it.
     pub buffer_max_bytes: usize,
+    /// Bound on fetch response record bytes in memory over all connections, from the read
+    /// until the response is written; fetches wait (at most their `max_wait_ms`) beyond it.
+    pub fetch_buffer_max_bytes: usize,
     /// Committed recent batches kept in memory for tail consumers, over all partitions.
     pub tail_cache_bytes: usize,
     pub read_cache_bytes: u64,
@@ -142,6 +145,7 @@ impl Default for BrokerConfig {
             flush_bytes: 8 * 1024 * 1024,
             flush_interval: Duration::from_millis(10),
             buffer_max_bytes: 64 * 1024 * 1024,
+            fetch_buffer_max_bytes: 64 * 1024 * 1024,
             tail_cache_bytes: 64 * 1024 * 1024,
             read_cache_bytes: 128 * 1024 * 1024,
             read_cache_dir: None,
@@ -238,6 +242,7 @@ fn apply(
         "flush.bytes" => broker.flush_bytes = bytes()? as usize,
         "flush.interval.ms" => broker.flush_interval = millis()?,
         "buffer.max.bytes" => broker.buffer_max_bytes = bytes()? as usize,
+        "fetch.buffer.max.bytes" => broker.fetch_buffer_max_bytes = bytes()? as usize,
         "tail.cache.bytes" => broker.tail_cache_bytes = bytes()? as usize,
         "read.cache.bytes" => broker.read_cache_bytes = bytes()?,
         "read.cache.dir" => broker.read_cache_dir = Some(PathBuf::from(value)),
@@ -258,7 +263,12 @@ fn apply(
             .set(key, value)
             .map_err(|e| invalid(&e.to_string()))?,
     }
-    if key == "buffer.max.bytes" && broker.buffer_max_bytes == 0 {
+    let empty_buffer = match key {
+        "buffer.max.bytes" => broker.buffer_max_bytes == 0,
+        "fetch.buffer.max.bytes" => broker.fetch_buffer_max_bytes == 0,
+        _ => false,
+    };
+    if empty_buffer {
         return Err(invalid("must be positive"));
     }
     Ok(())
@@ -328,5 +338,14 @@ mod tests {
             err.contains("flush.bytes") && err.contains("byte count"),
             "{err}"
         );
+        for key in ["buffer.max.bytes", "fetch.buffer.max.bytes"] {
+            let err = load_str(&format!("\"{key}\" = 0\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(key) && err.contains("must be positive"),
+                "{err}"
+            );
+        }
     }
 }

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::broker::Broker;
+use crate::fetch_memory::Reservation;
 use crate::handlers;
 
 /// Requests a client may have in flight on one connection before we stop reading; bounds
@@ -32,7 +33,13 @@ const MAX_IN_FLIGHT: usize = 256;
 
 /// The bytes to write for one request (None: no response, as for acks=0), or why the
 /// connection must close.
-type Response = Result<Option<Bytes>, ResponseFailure>;
+type Response = Result<Option<Encoded>, ResponseFailure>;
+
+/// An encoded response, and the fetch memory it holds until it has been written.
+struct Encoded {
+    bytes: Bytes,
+    _memory: Option<Reservation>,
+}
 
 #[derive(Debug, thiserror::Error)]
 enum ResponseFailure {
@@ -96,8 +103,15 @@ pub async fn serve(
                 let body = ResponseKind::ApiVersions(api_versions_response(
                     ResponseError::UnsupportedVersion.code(),
                 ));
-                let encoded = encode_response(ApiKey::ApiVersions, 0, correlation_id, &body);
-                tokio::spawn(async move { encoded.map(Some).map_err(ResponseFailure::from) })
+                let encoded = encode_response(ApiKey::ApiVersions, 0, correlation_id, &body)
+                    .map(|bytes| {
+                        Some(Encoded {
+                            bytes,
+                            _memory: None,
+                        })
+                    })
+                    .map_err(ResponseFailure::from);
+                tokio::spawn(async move { encoded })
             }
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "closing connection: bad request");
@@ -126,15 +140,14 @@ async fn finish(
         metrics.requests.inc();
         metrics.latency.observe(started.elapsed().as_secs_f64());
     }
-    match response {
-        Some(body) => Ok(Some(encode_response(
-            api_key,
-            version,
-            correlation_id,
-            &body,
-        )?)),
-        None => Ok(None),
-    }
+    let Some(reply) = response else {
+        return Ok(None);
+    };
+    let bytes = encode_response(api_key, version, correlation_id, &reply.body)?;
+    Ok(Some(Encoded {
+        bytes,
+        _memory: reply.memory,
+    }))
 }
 
 async fn write_responses(
@@ -143,8 +156,8 @@ async fn write_responses(
     peer: SocketAddr,
 ) {
     while let Some(task) = pending.recv().await {
-        let bytes = match task.await {
-            Ok(Ok(Some(bytes))) => bytes,
+        let encoded = match task.await {
+            Ok(Ok(Some(encoded))) => encoded,
             Ok(Ok(None)) => continue,
             Ok(Err(e)) => {
                 tracing::error!(%peer, error = %e, "closing connection: cannot answer request");
@@ -155,7 +168,7 @@ async fn write_responses(
                 return;
             }
         };
-        if let Err(e) = writer.write_all(&bytes).await {
+        if let Err(e) = writer.write_all(&encoded.bytes).await {
             tracing::debug!(%peer, error = %e, "connection write failed");
             return;
         }

@@ -5,6 +5,7 @@ mod clock;
 mod compaction;
 mod config;
 mod connection;
+mod fetch_memory;
 mod flusher;
 mod garbage_collector;
 mod group_coordinator;

@@ -163,6 +163,18 @@ impl Broker {
         Conn::connect(self.kafka_addr)
     }
 
+    /// The process's resident memory (VmRSS), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read the broker's /proc status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc status");
+        kib * 1024
+    }
+
     /// The current value of one series on `/metrics` (its exact name with labels).
     pub fn metric(&self, series: &str) -> Option<f64> {
         let response = http_get(self.http_addr, "/metrics")?;
@@ -426,7 +438,9 @@ pub fn record_batch(values: &[&[u8]]) -> BytesMut {
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            // The encoder starts a new batch when offset - sequence changes; a
+            // non-idempotent batch's base sequence is -1.
+            sequence: i as i32 - 1,
             timestamp: now,
             key: None,
             value: Some(Bytes::copy_from_slice(v)),

@@ -1,5 +1,6 @@
-//! Fetch: committed batches from each requested partition within the request's byte limits,
-//! long-polling up to `max_wait_ms` until `min_bytes` are there.
+//! Fetch: committed batches from each requested partition within the request's byte limits
+//! and the broker's fetch memory, long-polling up to `max_wait_ms` until `min_bytes` are
+//! there.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,12 +18,18 @@ use tokio::time::Instant;
 
 use super::check_leader_epoch;
 use crate::broker::Broker;
+use crate::fetch_memory::{shrink_to, Reservation};
 use crate::partition::Partition;
 
 /// Fetch v13 (KIP-516) names topics by id.
 const FIRST_VERSION_WITH_TOPIC_IDS: i16 = 13;
 
-pub async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -> FetchResponse {
+/// The response, and the fetch memory its record sets hold until it has been written.
+pub async fn handle(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: FetchRequest,
+) -> (FetchResponse, Option<Reservation>) {
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let max_bytes = if request.max_bytes > 0 {
         request.max_bytes as usize
@@ -49,8 +56,17 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -
         .collect();
     loop {
         let mut watched = Vec::new();
-        let (responses, bytes, any_error) =
-            read_all(broker, version, &topics, max_bytes, &mut watched).await;
+        let mut memory = None;
+        let (responses, bytes, any_error) = read_all(
+            broker,
+            version,
+            &topics,
+            max_bytes,
+            deadline,
+            &mut watched,
+            &mut memory,
+        )
+        .await;
         let done = bytes >= request.min_bytes.max(0) as usize
             || any_error
             || watched.is_empty()
@@ -58,8 +74,9 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -
         if done {
             let mut response = FetchResponse::default();
             response.responses = responses;
-            return response;
+            return (response, memory);
         }
+        drop(memory);
         // Long-poll: wake on any commit to the requested partitions.
         let mut receivers: Vec<_> = watched.iter().map(|p| p.subscribe()).collect();
         let changed = select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
@@ -68,13 +85,16 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -
 }
 
 /// One pass over every requested partition. Returns the responses, the record bytes in
-/// them, whether any partition had an error, and the partitions read (to watch).
+/// them, whether any partition had an error, the partitions read (to watch) and the fetch
+/// memory the record sets hold.
 async fn read_all(
     broker: &Broker,
     version: i16,
     topics: &[(FetchTopic, Result<TopicMeta, i16>)],
     max_bytes: usize,
+    deadline: Instant,
     watched: &mut Vec<Arc<Partition>>,
+    memory: &mut Option<Reservation>,
 ) -> (Vec<FetchableTopicResponse>, usize, bool) {
     let mut total = 0usize;
     let mut any_error = false;
@@ -99,13 +119,7 @@ async fn read_all(
                     let budget = (fetch.partition_max_bytes.max(0) as usize)
                         .min(max_bytes.saturating_sub(total));
                     let result = read_partition(
-                        broker,
-                        version,
-                        &partition,
-                        fetch,
-                        budget,
-                        total == 0,
-                        &mut data,
+                        broker, version, &partition, fetch, budget, deadline, memory, &mut data,
                     )
                     .await;
                     watched.push(partition);
@@ -127,13 +141,19 @@ async fn read_all(
     (responses, total, any_error)
 }
 
+/// Reads one partition into `data` within `budget` and the room it can reserve: the first
+/// partition with records waits for room until `deadline` (then the response goes without
+/// records, as a long poll that found none); later ones take only room that is free, so
+/// a fetch never waits while it holds room.
+#[allow(clippy::too_many_arguments)]
 async fn read_partition(
     broker: &Broker,
     version: i16,
     partition: &Partition,
     fetch: &proto_compat::kafka_protocol::messages::fetch_request::FetchPartition,
     budget: usize,
-    first: bool,
+    deadline: Instant,
+    memory: &mut Option<Reservation>,
     data: &mut PartitionData,
 ) -> Result<usize, i16> {
     let state = partition.commit_state();
@@ -153,6 +173,20 @@ async fn read_partition(
     if offset < state.log_start_offset || offset > partition.log_end_offset() {
         return Err(ResponseError::OffsetOutOfRange.code());
     }
+    if offset >= state.high_watermark {
+        return Ok(0);
+    }
+    // Room is held only for record bytes, so holding none means no records yet.
+    let first = memory.is_none();
+    let reservation = if first {
+        broker.fetch_memory.reserve(budget, deadline).await
+    } else {
+        broker.fetch_memory.try_reserve(budget)
+    };
+    let Some(mut reservation) = reservation else {
+        return Ok(0);
+    };
+    let budget = budget.min(reservation.num_permits());
     let batches = broker
         .log_reader()
         .read(partition, offset, state.high_watermark, budget, first)
@@ -163,6 +197,11 @@ async fn read_partition(
         })?;
     let bytes: usize = batches.iter().map(|b| b.len()).sum();
     if bytes > 0 {
+        shrink_to(&mut reservation, bytes);
+        match memory {
+            Some(held) => held.merge(reservation),
+            None => *memory = Some(reservation),
+        }
         let mut records = BytesMut::with_capacity(bytes);
         for batch in &batches {
             records.extend_from_slice(batch.as_bytes());

@@ -37,11 +37,24 @@ use proto_compat::kafka_protocol::protocol::StrBytes;
 use proto_compat::request::Request;
 
 use crate::broker::Broker;
+use crate::fetch_memory::Reservation;
 
 /// The response to a request, or what is left to compute it: `Some(None)` when the API sends
 /// none (acks=0 produce), `None` when no handler serves it (decode_request only lets
 /// supported APIs through).
-pub type Deferred = BoxFuture<'static, Option<Option<ResponseKind>>>;
+pub type Deferred = BoxFuture<'static, Option<Option<Reply>>>;
+
+/// A response body, and the fetch memory its record sets hold until it has been written.
+pub struct Reply {
+    pub body: ResponseKind,
+    pub memory: Option<Reservation>,
+}
+
+impl From<ResponseKind> for Reply {
+    fn from(body: ResponseKind) -> Self {
+        Reply { body, memory: None }
+    }
+}
 
 /// Runs the part of `request` that must follow request order on its connection and returns
 /// the rest, which may overlap later requests. Kafka handles a connection's requests one at
@@ -57,14 +70,19 @@ pub async fn prepare(broker: &Arc<Broker>, request: Request) -> Deferred {
     match body {
         RequestKind::Produce(r) => {
             let pending = produce::append_all(broker, version, r).await;
-            Box::pin(async move { Some(pending.response().await.map(ResponseKind::Produce)) })
+            Box::pin(async move {
+                let response = pending.response().await;
+                Some(response.map(|r| ResponseKind::Produce(r).into()))
+            })
         }
         RequestKind::Fetch(r) => {
             let broker = broker.clone();
             Box::pin(async move {
-                Some(Some(ResponseKind::Fetch(
-                    fetch::handle(&broker, version, r).await,
-                )))
+                let (response, memory) = fetch::handle(&broker, version, r).await;
+                Some(Some(Reply {
+                    body: ResponseKind::Fetch(response),
+                    memory,
+                }))
             })
         }
         body => {
@@ -73,7 +91,8 @@ pub async fn prepare(broker: &Arc<Broker>, request: Request) -> Deferred {
                 api_key,
                 body,
             };
-            Box::pin(std::future::ready(dispatch(broker, request).await))
+            let reply = dispatch(broker, request).await;
+            Box::pin(std::future::ready(reply.map(|r| r.map(Reply::from))))
         }
     }
 }
