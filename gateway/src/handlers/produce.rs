@@ -16,7 +16,7 @@ use proto_compat::kafka_protocol::messages::produce_response::{
 };
 use proto_compat::kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
-use super::str_bytes;
+use super::{str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::clock::now_ms;
 use crate::partition::{AppendOutcome, Partition};
@@ -76,7 +76,9 @@ pub async fn append_all(
                 .map_err(|e| e.error_code())
         };
         let mut topic_response = TopicProduceResponse::default();
-        topic_response.name = topic_data.name.clone();
+        // A copy: the request's name is a slice of its frame (megabytes under load), which
+        // would stay in memory until an acks=all response is sent.
+        topic_response.name = topic_name(topic_data.name.as_str());
         topic_response.topic_id = topic_data.topic_id;
         for partition_data in topic_data.partition_data {
             let index = partition_data.index;
@@ -216,5 +218,51 @@ async fn wait_committed(
         Ok(Ok(true)) => Ok(()),
         Ok(_) => Err(ResponseError::NotLeaderOrFollower.code()),
         Err(_) => Err(ResponseError::RequestTimedOut.code()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use proto_compat::kafka_protocol::messages::produce_request::TopicProduceData;
+    use proto_compat::kafka_protocol::protocol::{Decodable, Encodable};
+    use segment_store::memory::MemoryStore;
+
+    use super::*;
+    use crate::config::BrokerConfig;
+    use crate::test_support::{broker, record_batch, topic};
+
+    const VERSION: i16 = 9;
+
+    /// An acks=all produce waits for its flush; meanwhile it must not keep its request's
+    /// frame, which under load holds megabytes of batches already copied into the buffer.
+    #[tokio::test]
+    async fn a_produce_waiting_for_its_flush_holds_no_part_of_its_request_frame() {
+        let (broker, _dir) = broker(Arc::new(MemoryStore::new()), BrokerConfig::default()).await;
+        topic(&broker, "waiting", 1).await;
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(topic_name("waiting"))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(
+                        record_batch(-1, -1, -1, 10, 1_000).as_bytes().clone(),
+                    ))])]);
+        let mut encoded = BytesMut::new();
+        request.encode(&mut encoded, VERSION).unwrap();
+        // Decoded from a frame, as connections do: its fields are slices of the frame.
+        let frame = encoded.freeze();
+        let mut wire = frame.clone();
+        let decoded = ProduceRequest::decode(&mut wire, VERSION).unwrap();
+        drop(wire);
+
+        let pending = append_all(&broker, VERSION, decoded).await;
+        assert!(
+            frame.is_unique(),
+            "the pending acks=all response still refers to the request frame"
+        );
+        drop(pending);
     }
 }
