@@ -89,17 +89,24 @@ impl Broker {
             .partition_log(topic.topic_id, index)
             .ok_or(ResponseError::UnknownTopicOrPartition.code())?;
         let mut partitions = self.partitions.write().unwrap();
-        let partition = partitions.entry(key).or_insert_with(|| {
-            Arc::new(Partition::new(
-                topic.topic_id,
-                topic.name.clone(),
-                index,
-                leader.leader_epoch,
-                log,
-                self.metrics.topic(&topic.name),
-            ))
-        });
-        Ok(partition.clone())
+        if let Some(partition) = partitions.get(&key) {
+            return Ok(partition.clone());
+        }
+        let partition = Arc::new(Partition::new(
+            topic.topic_id,
+            topic.name.clone(),
+            index,
+            leader.leader_epoch,
+            log,
+            self.metrics.topic(&topic.name),
+        ));
+        partitions.insert(key, partition.clone());
+        // Every share of the tail shrinks, idle partitions' too (theirs only change here).
+        let tail_limit = Self::tail_share(self.config.tail_cache_bytes, partitions.len());
+        for other in partitions.values() {
+            other.trim_tail(tail_limit);
+        }
+        Ok(partition)
     }
 
     /// Every partition this broker leads, each loaded on first use (for background tasks,
@@ -118,8 +125,14 @@ impl Broker {
     /// `tail.cache.bytes`, so the whole tail stays within it at any partition count (each
     /// partition still keeps its newest batch).
     pub fn tail_limit(&self) -> usize {
-        let count = self.partitions.read().unwrap().len().max(1);
-        self.config.tail_cache_bytes / count
+        Self::tail_share(
+            self.config.tail_cache_bytes,
+            self.partitions.read().unwrap().len(),
+        )
+    }
+
+    fn tail_share(tail_cache_bytes: usize, partitions: usize) -> usize {
+        tail_cache_bytes / partitions.max(1)
     }
 
     /// Forgets a deleted topic: its partitions stop accepting writes and wake their waiters.

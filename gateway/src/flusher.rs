@@ -339,6 +339,7 @@ impl Backoff {
 mod tests {
     use std::time::Duration;
 
+    use coordinator::TopicMeta;
     use segment_store::flush_object::{read_flush_object_index, FLUSH_PREFIX};
     use segment_store::memory::MemoryStore;
     use segment_store::simulate_failures::{FaultConfig, FaultyStore};
@@ -465,17 +466,23 @@ mod tests {
         assert_eq!(partition.commit_state().high_watermark, 2);
     }
 
-    #[tokio::test]
-    async fn the_tail_stays_within_tail_cache_bytes_over_all_partitions() {
+    /// A broker with a topic of 16 partitions, whose tail holds two and a half one-record
+    /// batches per partition once all 16 are loaded.
+    async fn broker_with_a_small_tail() -> (Arc<Broker>, tempfile::TempDir, TopicMeta) {
         let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
         let batch_len = record_batch(-1, -1, -1, 1, 1_000).len();
-        // 16 partitions, each with a share of two and a half batches.
         let config = BrokerConfig {
             tail_cache_bytes: 16 * (batch_len * 5 / 2),
             ..BrokerConfig::default()
         };
-        let (broker, _dir) = broker(store, config).await;
+        let (broker, dir) = broker(store, config).await;
         let topic = topic(&broker, "many", 16).await;
+        (broker, dir, topic)
+    }
+
+    #[tokio::test]
+    async fn the_tail_stays_within_tail_cache_bytes_over_all_partitions() {
+        let (broker, _dir, topic) = broker_with_a_small_tail().await;
         let partitions: Vec<_> = (0..16)
             .map(|index| broker.partition(&topic, index).unwrap())
             .collect();
@@ -491,6 +498,29 @@ mod tests {
                 "partition {index} keeps more than its share of the tail"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn partitions_loaded_later_shrink_the_tail_of_idle_ones() {
+        let (broker, _dir, topic) = broker_with_a_small_tail().await;
+        // Alone, the first partition's share is the whole tail: all ten batches.
+        let first = broker.partition(&topic, 0).unwrap();
+        for _ in 0..10 {
+            append(&broker, &first, 1);
+            flush(&broker).await;
+        }
+        assert!(first.read_tail(0, usize::MAX, true).is_some());
+
+        // Then it stops receiving and fifteen more partitions are loaded.
+        for index in 1..16 {
+            broker.partition(&topic, index).unwrap();
+        }
+        let kept = first.read_tail(8, usize::MAX, true);
+        assert_eq!(kept.map(|batches| batches.len()), Some(2));
+        assert!(
+            first.read_tail(7, usize::MAX, true).is_none(),
+            "an idle partition keeps the share it had before others were loaded"
+        );
     }
 
     /// A memory store whose first flush-object PUTs each wait for their own release.

@@ -96,6 +96,15 @@ struct PartitionState {
     producers: ProducerStateTable,
 }
 
+impl PartitionState {
+    fn trim_tail(&mut self, tail_limit: usize) {
+        while self.tail_bytes > tail_limit && self.tail.len() > 1 {
+            let dropped = self.tail.pop_front().expect("tail is not empty");
+            self.tail_bytes -= dropped.len();
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Partition {
     pub topic_id: Uuid,
@@ -255,14 +264,16 @@ impl Partition {
                 state.tail_bytes += batch.len();
                 state.tail.push_back(batch);
             }
-            while state.tail_bytes > tail_limit && state.tail.len() > 1 {
-                let dropped = state.tail.pop_front().expect("tail is not empty");
-                state.tail_bytes -= dropped.len();
-            }
+            state.trim_tail(tail_limit);
         }
         self.commits.send_modify(|commit| {
             commit.high_watermark = commit.high_watermark.max(chunk.last_offset + 1)
         });
+    }
+
+    /// Keeps at most `tail_limit` bytes of the committed tail (and always the newest batch).
+    pub fn trim_tail(&self, tail_limit: usize) {
+        self.state.lock().unwrap().trim_tail(tail_limit);
     }
 
     pub fn set_log_start_offset(&self, log_start_offset: i64) {
