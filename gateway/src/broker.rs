@@ -49,7 +49,10 @@ impl Broker {
             broker_id,
             read_cache: ReadCache::new(store.clone(), config.read_cache_bytes),
             buffer: Semaphore::new(config.buffer_max_bytes),
-            fetch_memory: FetchMemory::new(config.fetch_buffer_max_bytes),
+            fetch_memory: FetchMemory::new(
+                config.fetch_buffer_max_bytes,
+                metrics.fetch_memory_exhausted.clone(),
+            ),
             flush_queue: FlushQueue::new(metrics.buffered_bytes.clone()),
             groups: GroupCoordinator::new(broker_id, config.group.clone(), coordinator.clone()),
             config,

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -16,13 +17,16 @@ pub struct FetchMemory {
     /// One permit per byte.
     room: Arc<Semaphore>,
     limit: usize,
+    /// Reservations that waited until their deadline in vain.
+    exhausted: Counter,
 }
 
 impl FetchMemory {
-    pub fn new(limit: usize) -> Self {
+    pub fn new(limit: usize, exhausted: Counter) -> Self {
         Self {
             room: Arc::new(Semaphore::new(limit)),
             limit,
+            exhausted,
         }
     }
 
@@ -32,7 +36,10 @@ impl FetchMemory {
         let acquire = self.room.clone().acquire_many_owned(self.permits(bytes));
         match tokio::time::timeout_at(deadline, acquire).await {
             Ok(reservation) => Some(reservation.expect("the fetch memory is never closed")),
-            Err(_) => None,
+            Err(_) => {
+                self.exhausted.inc();
+                None
+            }
         }
     }
 
@@ -64,10 +71,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_reservation_waits_for_room_until_its_deadline() {
-        let memory = FetchMemory::new(100);
+        let exhausted = Counter::default();
+        let memory = FetchMemory::new(100, exhausted.clone());
         let soon = || Instant::now() + Duration::from_millis(50);
         let mut held = memory.reserve(80, soon()).await.expect("room is free");
         assert!(memory.reserve(30, soon()).await.is_none(), "only 20 free");
+        assert_eq!(exhausted.get(), 1, "the wait in vain is counted");
         assert!(memory.try_reserve(30).is_none(), "only 20 free");
 
         shrink_to(&mut held, 50);

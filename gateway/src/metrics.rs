@@ -91,6 +91,7 @@ pub struct Metrics {
     pub flush_errors: Counter,
     pub flush_latency: Histogram,
     pub buffered_bytes: Gauge,
+    pub fetch_memory_exhausted: Counter,
 }
 
 /// The operations of `segment_store::store::ObjectStore`.
@@ -194,6 +195,7 @@ impl Metrics {
         let flush_errors = Counter::default();
         let flush_latency = latency_histogram();
         let buffered_bytes = Gauge::default();
+        let fetch_memory_exhausted = Counter::default();
         registry.register(
             "flushes",
             "Flush objects written and committed",
@@ -219,6 +221,12 @@ impl Metrics {
             "Produced bytes waiting for a flush",
             buffered_bytes.clone(),
         );
+        registry.register(
+            "fetch_memory_exhausted",
+            "Fetches answered without records because fetch.buffer.max.bytes stayed in use \
+             for their whole max_wait_ms",
+            fetch_memory_exhausted.clone(),
+        );
 
         Self {
             registry,
@@ -235,6 +243,7 @@ impl Metrics {
             flush_errors,
             flush_latency,
             buffered_bytes,
+            fetch_memory_exhausted,
         }
     }
 

@@ -102,6 +102,10 @@ fn fetches_that_are_not_read_hold_at_most_the_fetch_buffer() {
         started.elapsed() >= Duration::from_millis(300),
         "the fetch waited for room for its max_wait_ms"
     );
+    let exhausted = broker
+        .metric("strata_fetch_memory_exhausted_total")
+        .expect("strata_fetch_memory_exhausted_total on /metrics");
+    assert!(exhausted >= 1.0, "the fetch without room is counted");
 
     // The stuck client reads on: every response comes, in order, with records or without.
     let mut with_records = 0;
