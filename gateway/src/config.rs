@@ -263,13 +263,18 @@ fn apply(
             .set(key, value)
             .map_err(|e| invalid(&e.to_string()))?,
     }
-    let empty_buffer = match key {
-        "buffer.max.bytes" => broker.buffer_max_bytes == 0,
-        "fetch.buffer.max.bytes" => broker.fetch_buffer_max_bytes == 0,
-        _ => false,
+    let buffer = match key {
+        "buffer.max.bytes" => Some(broker.buffer_max_bytes),
+        "fetch.buffer.max.bytes" => Some(broker.fetch_buffer_max_bytes),
+        _ => None,
     };
-    if empty_buffer {
-        return Err(invalid("must be positive"));
+    match buffer {
+        Some(0) => return Err(invalid("must be positive")),
+        // Each byte is a semaphore permit.
+        Some(bytes) if bytes > tokio::sync::Semaphore::MAX_PERMITS => {
+            return Err(invalid("too large"))
+        }
+        _ => {}
     }
     Ok(())
 }
@@ -339,13 +344,12 @@ mod tests {
             "{err}"
         );
         for key in ["buffer.max.bytes", "fetch.buffer.max.bytes"] {
-            let err = load_str(&format!("\"{key}\" = 0\n"))
-                .unwrap_err()
-                .to_string();
-            assert!(
-                err.contains(key) && err.contains("must be positive"),
-                "{err}"
-            );
+            for (value, reason) in [(0, "must be positive"), (u64::MAX, "too large")] {
+                let err = load_str(&format!("\"{key}\" = \"{value}\"\n"))
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains(key) && err.contains(reason), "{err}");
+            }
         }
     }
 }
