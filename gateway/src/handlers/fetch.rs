@@ -14,12 +14,13 @@ use proto_compat::kafka_protocol::messages::fetch_response::{
     FetchableTopicResponse, PartitionData,
 };
 use proto_compat::kafka_protocol::messages::{FetchRequest, FetchResponse};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::check_leader_epoch;
 use crate::broker::Broker;
 use crate::fetch_memory::{shrink_to, Reservation};
-use crate::partition::Partition;
+use crate::partition::{CommitState, Partition};
 
 /// Fetch v13 (KIP-516) names topics by id.
 const FIRST_VERSION_WITH_TOPIC_IDS: i16 = 13;
@@ -77,23 +78,23 @@ pub async fn handle(
             return (response, memory);
         }
         drop(memory);
-        // Long-poll: wake on any commit to the requested partitions.
-        let mut receivers: Vec<_> = watched.iter().map(|p| p.subscribe()).collect();
-        let changed = select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
+        // Long-poll: wake on any commit to the requested partitions since they were read.
+        let changed = select_all(watched.iter_mut().map(|r| Box::pin(r.changed())));
         let _ = tokio::time::timeout_at(deadline, changed).await;
     }
 }
 
 /// One pass over every requested partition. Returns the responses, the record bytes in
-/// them, whether any partition had an error, the partitions read (to watch) and the fetch
-/// memory the record sets hold.
+/// them, whether any partition had an error, the commits of the partitions read (watched
+/// from before each read, so a commit right after it still wakes a long poll) and the
+/// fetch memory the record sets hold.
 async fn read_all(
     broker: &Broker,
     version: i16,
     topics: &[(FetchTopic, Result<TopicMeta, i16>)],
     max_bytes: usize,
     deadline: Instant,
-    watched: &mut Vec<Arc<Partition>>,
+    watched: &mut Vec<watch::Receiver<CommitState>>,
     memory: &mut Option<Reservation>,
 ) -> (Vec<FetchableTopicResponse>, usize, bool) {
     let mut total = 0usize;
@@ -116,13 +117,13 @@ async fn read_all(
             };
             let result = match partition {
                 Ok(partition) => {
+                    watched.push(partition.subscribe());
                     let budget = (fetch.partition_max_bytes.max(0) as usize)
                         .min(max_bytes.saturating_sub(total));
                     let result = read_partition(
                         broker, version, &partition, fetch, budget, deadline, memory, &mut data,
                     )
                     .await;
-                    watched.push(partition);
                     result
                 }
                 Err(code) => Err(code),
@@ -210,4 +211,49 @@ async fn read_partition(
         partition.metrics.bytes_out.inc_by(bytes as u64);
     }
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use proto_compat::kafka_protocol::messages::fetch_request::FetchPartition;
+    use segment_store::memory::MemoryStore;
+
+    use super::*;
+    use crate::config::BrokerConfig;
+    use crate::handlers::topic_name;
+    use crate::test_support::{append_and_flush, broker, record_batch, topic};
+
+    /// A long poll must wake on a commit that lands after its read but before it starts to
+    /// wait; else it sleeps through `max_wait_ms` when the partition gets no other commit.
+    #[tokio::test]
+    async fn a_commit_right_after_the_read_wakes_the_long_poll() {
+        let (broker, _dir) = broker(Arc::new(MemoryStore::new()), BrokerConfig::default()).await;
+        let meta = topic(&broker, "quiet", 1).await;
+        let partition = broker.partition(&meta, 0).unwrap();
+        let request = FetchTopic::default()
+            .with_topic(topic_name("quiet"))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1024 * 1024)]);
+        let topics = vec![(request, Ok(meta))];
+        let mut watched = Vec::new();
+        let (_, bytes, _) = read_all(
+            &broker,
+            12,
+            &topics,
+            usize::MAX,
+            Instant::now(),
+            &mut watched,
+            &mut None,
+        )
+        .await;
+        assert_eq!(bytes, 0, "nothing committed yet");
+
+        append_and_flush(&broker, &partition, &record_batch(-1, -1, -1, 1, 1_000)).await;
+        assert!(
+            watched[0].has_changed().unwrap(),
+            "the commit after the read is not seen by the long poll"
+        );
+    }
 }
