@@ -120,11 +120,10 @@ async fn read_all(
                     watched.push(partition.subscribe());
                     let budget = (fetch.partition_max_bytes.max(0) as usize)
                         .min(max_bytes.saturating_sub(total));
-                    let result = read_partition(
+                    read_partition(
                         broker, version, &partition, fetch, budget, deadline, memory, &mut data,
                     )
-                    .await;
-                    result
+                    .await
                 }
                 Err(code) => Err(code),
             };
