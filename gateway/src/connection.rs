@@ -103,14 +103,7 @@ pub async fn serve(
                 let body = ResponseKind::ApiVersions(api_versions_response(
                     ResponseError::UnsupportedVersion.code(),
                 ));
-                let encoded = encode_response(ApiKey::ApiVersions, 0, correlation_id, &body)
-                    .map(|bytes| {
-                        Some(Encoded {
-                            bytes,
-                            _memory: None,
-                        })
-                    })
-                    .map_err(ResponseFailure::from);
+                let encoded = encode(ApiKey::ApiVersions, 0, correlation_id, body.into());
                 tokio::spawn(async move { encoded })
             }
             Err(e) => {
@@ -140,9 +133,14 @@ async fn finish(
         metrics.requests.inc();
         metrics.latency.observe(started.elapsed().as_secs_f64());
     }
-    let Some(reply) = response else {
-        return Ok(None);
-    };
+    match response {
+        Some(reply) => encode(api_key, version, correlation_id, reply),
+        None => Ok(None),
+    }
+}
+
+/// Encodes `reply`; the bytes keep the fetch memory it holds.
+fn encode(api_key: ApiKey, version: i16, correlation_id: i32, reply: handlers::Reply) -> Response {
     let bytes = encode_response(api_key, version, correlation_id, &reply.body)?;
     Ok(Some(Encoded {
         bytes,
