@@ -218,7 +218,7 @@ mod tests {
                 .await
                 .unwrap();
             coordinator
-                .commit_segment(a, 0, 0, segment(0, 9))
+                .commit_segments(a, 0, 0, vec![segment(0, 9)])
                 .await
                 .unwrap();
             coordinator.advance_log_start_offset(b, 2, 2).await.unwrap();

@@ -18,6 +18,8 @@ use crate::config::BrokerConfig;
 use crate::fetch_memory::FetchMemory;
 use crate::flusher::FlushQueue;
 use crate::group_coordinator::GroupCoordinator;
+use crate::in_flight_objects::InFlightObjects;
+use crate::limits::RequestMemory;
 use crate::metrics::Metrics;
 use crate::partition::log_reader::LogReader;
 use crate::partition::Partition;
@@ -33,6 +35,10 @@ pub struct Broker {
     /// Permits are bytes produced but not yet flushed (bounded memory, backpressure).
     pub buffer: Semaphore,
     pub fetch_memory: FetchMemory,
+    /// Request frames being read or handled over all connections.
+    pub request_memory: RequestMemory,
+    /// Objects being written or committed, which the garbage collector leaves alone.
+    pub in_flight: Arc<InFlightObjects>,
     pub groups: GroupCoordinator,
     partitions: RwLock<HashMap<(Uuid, i32), Arc<Partition>>>,
 }
@@ -53,7 +59,13 @@ impl Broker {
                 config.fetch_buffer_max_bytes,
                 metrics.fetch_memory_exhausted.clone(),
             ),
-            flush_queue: FlushQueue::new(metrics.buffered_bytes.clone()),
+            flush_queue: FlushQueue::new(metrics.buffered_bytes.clone(), metrics.unflushed.clone()),
+            request_memory: RequestMemory::new(
+                config.queued_max_request_bytes,
+                metrics.request_bytes_queued.clone(),
+                metrics.request_memory_waits.clone(),
+            ),
+            in_flight: Arc::default(),
             groups: GroupCoordinator::new(broker_id, config.group.clone(), coordinator.clone()),
             config,
             coordinator,
@@ -66,7 +78,9 @@ impl Broker {
     pub fn log_reader(&self) -> LogReader<'_> {
         LogReader {
             cache: &self.read_cache,
+            store: self.store.as_ref(),
             coordinator: &self.coordinator,
+            integrity_errors: &self.metrics.read_integrity_errors,
         }
     }
 

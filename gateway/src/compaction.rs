@@ -1,20 +1,27 @@
 //! Compaction: rewrites a partition's committed chunks (slices of shared flush objects)
-//! into a per-partition segment with an offset index and a time index, and commits the
+//! into per-partition segments with an offset index and a time index, and commits the
 //! replacement to the coordinator. Afterwards the flush objects are unreferenced once every
 //! partition in them is compacted, and the garbage collector deletes them.
+//!
+//! What it read is checked before anything is committed, because the flush objects go once
+//! the segments replace them: every chunk must be exactly its bytes, whole batches with valid
+//! CRCs covering exactly its offsets. A segment rolls before an offset relative to its base
+//! or a position in it would pass Kafka's 32-bit index fields, so one compaction may write
+//! several segments, committed together.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use coordinator::{ChunkMeta, SegmentMeta};
-use proto_compat::batch::read_batches;
-use segment_store::segment::{segment_keys, SegmentWriter};
+use segment_store::segment::{segment_keys, SegmentData, SegmentError, SegmentWriter};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::background::isolated;
 use crate::broker::Broker;
 use crate::clock::now_ms;
+use crate::partition::log_reader::{chunk_batches, ReadError};
 use crate::partition::Partition;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,9 +30,21 @@ pub enum CompactionError {
     Store(#[from] segment_store::store::StoreError),
     #[error(transparent)]
     Coordinator(#[from] coordinator::error::CoordinatorError),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("batch at offset {offset} of {key} is corrupt: {reason}")]
+    CorruptBatch {
+        key: String,
+        offset: i64,
+        reason: String,
+    },
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
 }
 
-/// Runs compaction passes every `compaction_interval` until `shutdown`.
+/// Runs compaction passes every `compaction_interval` until `shutdown`. A partition whose
+/// compaction fails (or panics) is counted and logged, and tried again on the next pass;
+/// the others go on.
 pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     // When this broker first saw each partition's oldest un-compacted chunk.
     let mut first_seen: HashMap<(Uuid, i32), (i64, Instant)> = HashMap::new();
@@ -35,17 +54,16 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => return,
         }
         for partition in broker.led_partitions() {
+            let what = format!("{}-{}", partition.topic, partition.index);
             // A partition that fell behind gets several segments in one pass.
-            loop {
-                match compact_if_due(&broker, &partition, &mut first_seen).await {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err(e) => {
-                        tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "compaction failed; will retry");
-                        break;
-                    }
-                }
-            }
+            while let Some(true) = isolated(
+                "compaction",
+                &broker.metrics.compaction,
+                &what,
+                compact_if_due(&broker, &partition, &mut first_seen),
+            )
+            .await
+            {}
         }
     }
 }
@@ -90,8 +108,8 @@ async fn compact_if_due(
     if pending < limit && seen.elapsed() < max_lag {
         return Ok(false);
     }
-    // A segment takes whole chunks up to the limit (at least one chunk): it is built in
-    // memory, so this bounds compaction's memory too.
+    // A compaction takes whole chunks up to the limit (at least one chunk): they are
+    // rewritten in memory, so this bounds compaction's memory too.
     let mut size = 0;
     let chunks: Vec<&ChunkMeta> = log
         .chunks
@@ -106,66 +124,100 @@ async fn compact_if_due(
     Ok(true)
 }
 
-/// Writes `chunks` (contiguous, oldest first) as one segment and commits it.
+/// Writes `chunks` (contiguous, oldest first) as segments and commits them.
 pub async fn compact(
     broker: &Broker,
     partition: &Partition,
     chunks: &[&ChunkMeta],
 ) -> Result<(), CompactionError> {
-    let (Some(first), Some(last)) = (chunks.first(), chunks.last()) else {
+    let Some(first) = chunks.first() else {
         return Ok(());
     };
-    let mut writer = SegmentWriter::new(first.base_offset, broker.config.index_interval_bytes);
+    let interval = broker.config.index_interval_bytes;
+    let mut writers = vec![SegmentWriter::new(first.base_offset, interval)];
     for chunk in chunks {
         // Around the read cache: consumers do not read these bytes again from the chunk.
         let bytes = broker
             .store
             .get_range(&chunk.object_key, chunk.byte_range.clone())
             .await?;
-        for batch in read_batches(&bytes) {
-            writer.append(&batch);
+        for batch in chunk_batches(chunk, &bytes)? {
+            batch
+                .verify_crc()
+                .map_err(|e| CompactionError::CorruptBatch {
+                    key: chunk.object_key.clone(),
+                    offset: batch.base_offset(),
+                    reason: e.to_string(),
+                })?;
+            let writer = writers.last_mut().expect("there is always a writer");
+            if !writer.is_empty() && !writer.fits(&batch) {
+                writers.push(SegmentWriter::new(batch.base_offset(), interval));
+            }
+            writers
+                .last_mut()
+                .expect("there is always a writer")
+                .append(&batch)?;
         }
     }
-    let size = writer.size();
-    let data = writer.finish();
-    let keys = segment_keys(partition.topic_id, partition.index, first.base_offset);
-    // Indexes first: a segment is only referenced once all three objects exist.
-    broker
-        .store
-        .put(&keys.offset_index, data.offset_index.into())
-        .await?;
-    broker
-        .store
-        .put(&keys.time_index, data.time_index.into())
-        .await?;
-    broker.store.put(&keys.log, data.log).await?;
-    let segment = SegmentMeta {
-        base_offset: first.base_offset,
-        last_offset: last.last_offset,
-        max_timestamp: data.max_timestamp,
-        size,
-        log_key: keys.log,
-        offset_index_key: keys.offset_index,
-        time_index_key: keys.time_index,
-        created_ms: now_ms(),
-    };
+    let segments: Vec<(SegmentData, u64)> = writers
+        .into_iter()
+        .map(|writer| {
+            let size = writer.size();
+            (writer.finish(), size)
+        })
+        .collect();
+    let keys: Vec<_> = segments
+        .iter()
+        .map(|(data, _)| segment_keys(partition.topic_id, partition.index, data.base_offset))
+        .collect();
+    // Until the commit lands nothing references these objects.
+    let _in_flight = broker.in_flight.protect(
+        keys.iter()
+            .flat_map(|k| [k.log.clone(), k.offset_index.clone(), k.time_index.clone()])
+            .collect(),
+    );
+    let mut metas = Vec::with_capacity(segments.len());
+    for ((data, size), keys) in segments.into_iter().zip(keys) {
+        // Indexes first: a segment is only referenced once all three objects exist.
+        broker
+            .store
+            .put(&keys.offset_index, data.offset_index.into())
+            .await?;
+        broker
+            .store
+            .put(&keys.time_index, data.time_index.into())
+            .await?;
+        broker.store.put(&keys.log, data.log).await?;
+        metas.push(SegmentMeta {
+            base_offset: data.base_offset,
+            last_offset: data.last_offset,
+            max_timestamp: data.max_timestamp,
+            size,
+            log_key: keys.log,
+            offset_index_key: keys.offset_index,
+            time_index_key: keys.time_index,
+            created_ms: now_ms(),
+        });
+    }
+    let (base_offset, last_offset) = (first.base_offset, metas[metas.len() - 1].last_offset);
+    let segments = metas.len();
     broker
         .coordinator
-        .commit_segment(
+        .commit_segments(
             partition.topic_id,
             partition.index,
             partition.leader_epoch,
-            segment,
+            metas,
         )
         .await?;
     tracing::debug!(
         topic = %partition.topic,
         partition = partition.index,
-        base_offset = first.base_offset,
-        last_offset = last.last_offset,
+        base_offset,
+        last_offset,
         chunks = chunks.len(),
-        size,
-        "compacted chunks into a segment"
+        segments,
+        "compacted chunks into segments"
     );
     Ok(())
 }
@@ -175,12 +227,182 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
+    use bytes::Bytes;
+    use coordinator::ChunkCommit;
+    use proto_compat::batch::{crc32c, read_batches, RecordBatch};
+    use segment_store::flush_object::FlushObjectBuilder;
     use segment_store::memory::MemoryStore;
+    use segment_store::simulate_failures::{FaultConfig, FaultyStore};
     use segment_store::store::ObjectStore;
 
     use super::*;
     use crate::config::BrokerConfig;
     use crate::test_support::{append_and_flush, broker, record_batch, topic};
+
+    /// A broker over a fault injector with `topic` "events" of one partition holding two
+    /// chunks of ten records each.
+    async fn two_chunks() -> (
+        Arc<Broker>,
+        Arc<FaultyStore>,
+        Arc<Partition>,
+        tempfile::TempDir,
+    ) {
+        let faulty = Arc::new(FaultyStore::new(
+            Arc::new(MemoryStore::new()),
+            FaultConfig::default(),
+        ));
+        let (broker, dir) = broker(faulty.clone(), BrokerConfig::default()).await;
+        let topic = topic(&broker, "events", 1).await;
+        let partition = broker.partition(&topic, 0).unwrap();
+        for i in 0..2 {
+            let batch = record_batch(-1, -1, -1, 10, i * 1_000);
+            append_and_flush(&broker, &partition, &batch).await;
+        }
+        (broker, faulty, partition, dir)
+    }
+
+    fn chunks(broker: &Broker, partition: &Partition) -> Vec<ChunkMeta> {
+        let log = broker
+            .coordinator
+            .partition_log(partition.topic_id, partition.index)
+            .unwrap();
+        log.chunks
+    }
+
+    /// Rewrites the stored object of `chunk` through `change`.
+    async fn tamper(store: &FaultyStore, chunk: &ChunkMeta, change: impl Fn(&mut Vec<u8>)) {
+        let mut bytes = store.inner().get(&chunk.object_key).await.unwrap().to_vec();
+        change(&mut bytes);
+        store
+            .inner()
+            .put(&chunk.object_key, Bytes::from(bytes).into())
+            .await
+            .unwrap();
+    }
+
+    /// Compaction fails with `expected` and leaves the log as it was.
+    async fn refused(
+        broker: &Broker,
+        partition: &Partition,
+        expected: fn(&CompactionError) -> bool,
+    ) {
+        let before = chunks(broker, partition);
+        let refs: Vec<&ChunkMeta> = before.iter().collect();
+        let result = compact(broker, partition, &refs).await;
+        assert!(result.as_ref().is_err_and(expected), "{result:?}");
+        let log = broker
+            .coordinator
+            .partition_log(partition.topic_id, partition.index)
+            .unwrap();
+        assert!(log.segments.is_empty());
+        assert_eq!(log.chunks, before);
+    }
+
+    #[tokio::test]
+    async fn a_chunk_cut_short_is_never_compacted() {
+        let (broker, faulty, partition, _dir) = two_chunks().await;
+        let second = chunks(&broker, &partition)[1].clone();
+        // The object lost the end of its chunk (and its footer).
+        tamper(&faulty, &second, |bytes| {
+            bytes.truncate(second.byte_range.end as usize - 10)
+        })
+        .await;
+        refused(&broker, &partition, |e| {
+            matches!(e, CompactionError::Read(ReadError::Integrity { .. }))
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_read_cut_short_fails_the_pass_and_a_later_pass_compacts() {
+        let (broker, faulty, partition, _dir) = two_chunks().await;
+        faulty.cut_next_reads(1);
+        refused(&broker, &partition, |e| {
+            matches!(e, CompactionError::Read(ReadError::Integrity { .. }))
+        })
+        .await;
+        let all = chunks(&broker, &partition);
+        compact(&broker, &partition, &all.iter().collect::<Vec<_>>())
+            .await
+            .unwrap();
+        let log = broker
+            .coordinator
+            .partition_log(partition.topic_id, 0)
+            .unwrap();
+        assert_eq!((log.segments.len(), log.chunks.len()), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn a_batch_whose_crc_does_not_match_is_never_compacted() {
+        let (broker, faulty, partition, _dir) = two_chunks().await;
+        let first = chunks(&broker, &partition)[0].clone();
+        // A flipped bit in the last record of the first chunk.
+        tamper(&faulty, &first, |bytes| {
+            bytes[first.byte_range.end as usize - 1] ^= 1
+        })
+        .await;
+        refused(&broker, &partition, |e| {
+            matches!(e, CompactionError::CorruptBatch { .. })
+        })
+        .await;
+    }
+
+    /// A one-record batch at `base_offset` whose header claims `count` records (consistent
+    /// count and offset delta, valid CRC): what a lying producer could once store.
+    fn claiming(count: i32, base_offset: i64) -> RecordBatch {
+        let mut bytes = record_batch(-1, -1, -1, 1, 1_000).as_bytes().to_vec();
+        bytes[0..8].copy_from_slice(&base_offset.to_be_bytes());
+        bytes[23..27].copy_from_slice(&(count - 1).to_be_bytes());
+        bytes[57..61].copy_from_slice(&count.to_be_bytes());
+        let crc = crc32c(&bytes[21..]);
+        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+        read_batches(&Bytes::from(bytes)).next().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_segment_rolls_before_an_offset_relative_to_its_base_passes_i32_max() {
+        let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+        let (broker, _dir) = broker(store.clone(), BrokerConfig::default()).await;
+        let topic = topic(&broker, "huge-offsets", 1).await;
+        let partition = broker.partition(&topic, 0).unwrap();
+        let max = i64::from(i32::MAX);
+        // Offsets 0, 1..=max-1, max..=max+1: the last batch ends past base + i32::MAX.
+        let batches = [claiming(1, 0), claiming(i32::MAX - 1, 1), claiming(2, max)];
+        let parts: Vec<Bytes> = batches.iter().map(|b| b.as_bytes().clone()).collect();
+        let mut builder = FlushObjectBuilder::new();
+        let byte_range = builder.add_chunk(topic.topic_id, 0, 0, max + 1, &parts);
+        let key = "flush/0/by-hand.flush";
+        store.put(key, builder.finish()).await.unwrap();
+        let chunk = ChunkMeta {
+            base_offset: 0,
+            last_offset: max + 1,
+            max_timestamp: 1_000,
+            size: byte_range.end - byte_range.start,
+            object_key: key.to_string(),
+            byte_range,
+        };
+        broker
+            .coordinator
+            .commit_flush(vec![ChunkCommit {
+                topic_id: topic.topic_id,
+                partition: 0,
+                leader_epoch: partition.leader_epoch,
+                chunk: chunk.clone(),
+                producers: Vec::new(),
+            }])
+            .await
+            .unwrap();
+
+        compact(&broker, &partition, &[&chunk]).await.unwrap();
+        let log = broker.coordinator.partition_log(topic.topic_id, 0).unwrap();
+        let segments: Vec<(i64, i64)> = log
+            .segments
+            .iter()
+            .map(|s| (s.base_offset, s.last_offset))
+            .collect();
+        assert_eq!(segments, [(0, max - 1), (max, max + 1)]);
+        assert!(log.chunks.is_empty());
+    }
 
     #[tokio::test]
     async fn segments_stay_within_compaction_bytes_and_a_pass_catches_up() {

@@ -84,6 +84,7 @@ impl StandaloneArgs {
             s3_region: self.s3_region.clone().or_else(|| file.s3_region.clone()),
             s3_path_style: self.s3_path_style || file.s3_path_style,
             s3_allow_http: self.s3_allow_http || file.s3_allow_http,
+            ..file.clone()
         }
     }
 
@@ -110,7 +111,13 @@ pub struct BrokerConfig {
     /// this much is buffered (then it may overlap the flush in flight) or `flush_interval`
     /// has passed since the previous one started and that one has finished.
     pub flush_bytes: usize,
+    /// The effective value: the config file's, else the store's default (see
+    /// [`BrokerConfig::use_store_defaults`]).
     pub flush_interval: Duration,
+    /// Whether the config file set `flush.interval.ms`.
+    pub(crate) flush_interval_set: bool,
+    /// `/readyz` reports not ready while the oldest unflushed byte is older than this.
+    pub flush_stall_timeout: Duration,
     /// Bound on produced bytes not yet flushed; producers wait beyond it.
     pub buffer_max_bytes: usize,
     /// Bound on fetch response record bytes in memory over all connections, from the read
@@ -125,6 +132,21 @@ pub struct BrokerConfig {
     /// Remote store settings from the file; flags override them.
     pub storage: StorageOptions,
     pub socket_request_max_bytes: usize,
+    /// Bound on request frame bytes being read or handled over all connections (Kafka's
+    /// `queued.max.request.bytes`); connections wait before reading a frame beyond it.
+    pub queued_max_request_bytes: usize,
+    /// A connection that sends no byte of a request it has begun, or takes no byte of its
+    /// responses, for this long is closed (with what its requests hold).
+    pub socket_stall_timeout: Duration,
+    /// A connection that sends no request for this long is closed (Kafka's
+    /// `connections.max.idle.ms`); clients reconnect when they need to.
+    pub connections_max_idle: Duration,
+    /// Kafka's `max.connections` and `max.connections.per.ip`.
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// Bound on the bytes a compressed batch may inflate to, checked on produce (and when a
+    /// timestamp lookup decodes one).
+    pub message_max_uncompressed_bytes: u64,
     pub index_interval_bytes: usize,
     pub compaction_interval: Duration,
     /// A partition's chunks are compacted into a segment at this many bytes, or when the
@@ -138,12 +160,42 @@ pub struct BrokerConfig {
     pub group: GroupConfig,
 }
 
+/// `flush.interval.ms` on a local directory (or memory): each flush costs one fsync, so
+/// flushes go as soon as the previous one is done.
+const LOCAL_FLUSH_INTERVAL: Duration = Duration::from_millis(10);
+/// `flush.interval.ms` on a remote object store, where each flush is a billed PUT: at most
+/// 4 PUTs/s per broker at light load (docs/cost.md has the latency/cost dial).
+const REMOTE_FLUSH_INTERVAL: Duration = Duration::from_millis(250);
+
+impl BrokerConfig {
+    /// Settles what depends on the store: `flush.interval.ms`, unless the config file set it,
+    /// is low on a local directory and cost-aware on a remote store. Returns where the
+    /// effective value came from, for the start-up log.
+    pub fn use_store_defaults(&mut self, storage_url: &str) -> &'static str {
+        if self.flush_interval_set {
+            return "config file";
+        }
+        let local = ["file://", "memory://"]
+            .iter()
+            .any(|scheme| storage_url.starts_with(scheme));
+        if local {
+            self.flush_interval = LOCAL_FLUSH_INTERVAL;
+            "default for a local store"
+        } else {
+            self.flush_interval = REMOTE_FLUSH_INTERVAL;
+            "default for a remote object store"
+        }
+    }
+}
+
 impl Default for BrokerConfig {
     fn default() -> Self {
         Self {
             auto_create_topics_enable: true,
             flush_bytes: 8 * 1024 * 1024,
-            flush_interval: Duration::from_millis(10),
+            flush_interval: LOCAL_FLUSH_INTERVAL,
+            flush_interval_set: false,
+            flush_stall_timeout: Duration::from_secs(60),
             buffer_max_bytes: 64 * 1024 * 1024,
             fetch_buffer_max_bytes: 64 * 1024 * 1024,
             tail_cache_bytes: 64 * 1024 * 1024,
@@ -152,6 +204,12 @@ impl Default for BrokerConfig {
             read_cache_disk_bytes: 1024 * 1024 * 1024,
             storage: StorageOptions::default(),
             socket_request_max_bytes: proto_compat::frame::DEFAULT_MAX_REQUEST_BYTES,
+            queued_max_request_bytes: 128 * 1024 * 1024,
+            socket_stall_timeout: Duration::from_secs(30),
+            connections_max_idle: Duration::from_secs(600),
+            max_connections: 10_000,
+            max_connections_per_ip: i32::MAX as usize,
+            message_max_uncompressed_bytes: 64 * 1024 * 1024,
             index_interval_bytes: 4096,
             compaction_interval: Duration::from_secs(10),
             compaction_bytes: 64 * 1024 * 1024,
@@ -232,6 +290,13 @@ fn apply(
             .map(Duration::from_millis)
             .map_err(|_| invalid("expected milliseconds"))
     };
+    let count = || {
+        value
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| invalid("expected a positive count"))
+    };
     let boolean = || {
         value
             .parse::<bool>()
@@ -240,7 +305,25 @@ fn apply(
     match key {
         "auto.create.topics.enable" => broker.auto_create_topics_enable = boolean()?,
         "flush.bytes" => broker.flush_bytes = bytes()? as usize,
-        "flush.interval.ms" => broker.flush_interval = millis()?,
+        "flush.interval.ms" => {
+            broker.flush_interval = millis()?;
+            broker.flush_interval_set = true;
+        }
+        "flush.stall.timeout.ms" => broker.flush_stall_timeout = millis()?,
+        "queued.max.request.bytes" => {
+            // Kafka's -1: no bound.
+            broker.queued_max_request_bytes = match value {
+                "-1" => tokio::sync::Semaphore::MAX_PERMITS,
+                _ => bytes()? as usize,
+            }
+        }
+        "socket.stall.timeout.ms" => broker.socket_stall_timeout = millis()?,
+        "connections.max.idle.ms" => broker.connections_max_idle = millis()?,
+        "max.connections" => broker.max_connections = count()?,
+        "max.connections.per.ip" => broker.max_connections_per_ip = count()?,
+        "message.max.uncompressed.bytes" => broker.message_max_uncompressed_bytes = bytes()?,
+        "storage.request.timeout.ms" => broker.storage.request_timeout = millis()?,
+        "storage.connect.timeout.ms" => broker.storage.connect_timeout = millis()?,
         "buffer.max.bytes" => broker.buffer_max_bytes = bytes()? as usize,
         "fetch.buffer.max.bytes" => broker.fetch_buffer_max_bytes = bytes()? as usize,
         "tail.cache.bytes" => broker.tail_cache_bytes = bytes()? as usize,
@@ -266,11 +349,13 @@ fn apply(
     let buffer = match key {
         "buffer.max.bytes" => Some(broker.buffer_max_bytes),
         "fetch.buffer.max.bytes" => Some(broker.fetch_buffer_max_bytes),
+        "queued.max.request.bytes" => Some(broker.queued_max_request_bytes),
+        "max.connections" => Some(broker.max_connections),
         _ => None,
     };
     match buffer {
         Some(0) => return Err(invalid("must be positive")),
-        // Each byte is a semaphore permit.
+        // Each byte (or connection) is a semaphore permit.
         Some(bytes) if bytes > tokio::sync::Semaphore::MAX_PERMITS => {
             return Err(invalid("too large"))
         }
@@ -328,6 +413,7 @@ mod tests {
                 s3_region: Some("eu-west-1".to_string()),
                 s3_path_style: true,
                 s3_allow_http: true,
+                ..StorageOptions::default()
             }
         );
     }

@@ -2,20 +2,26 @@
 //! ordered part (its state changes) before reading the next, lets what remains (acks=all
 //! waits, fetch long-polls) overlap later requests, and writes the responses back strictly
 //! in request order.
+//!
+//! A frame's bytes count against `queued.max.request.bytes` from before its body is read
+//! until its ordered part has run. A client that stops sending a request it has begun, or
+//! stops reading its responses, for `socket.stall.timeout.ms` is disconnected, and the
+//! requests it still has in flight are dropped with the memory they hold (fetch responses);
+//! one that sends no request for `connections.max.idle.ms` too.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use proto_compat::api_versions::api_versions_response;
-use proto_compat::frame::{read_frame, FrameError};
+use proto_compat::frame::{read_frame_body, read_frame_size, FrameError};
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::{ApiKey, ResponseKind};
 use proto_compat::request::{decode_request, RequestError};
 use proto_compat::response::{encode_response, EncodeError};
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -23,6 +29,7 @@ use tokio::task::JoinHandle;
 use crate::broker::Broker;
 use crate::fetch_memory::Reservation;
 use crate::handlers;
+use crate::limits::{Connection, RequestRoom};
 
 /// Requests a client may have in flight on one connection before we stop reading; bounds
 /// what one connection holds (produced bytes are bounded by the append buffer anyway).
@@ -54,18 +61,23 @@ pub async fn serve(
     socket: TcpStream,
     peer: SocketAddr,
     mut stop: watch::Receiver<bool>,
+    _admitted: Connection,
 ) {
     let _ = socket.set_nodelay(true);
     let (mut reader, writer) = socket.into_split();
     let (responses, pending) = mpsc::channel::<JoinHandle<Response>>(MAX_IN_FLIGHT);
-    let writer = tokio::spawn(write_responses(writer, pending, peer));
+    let stall = broker.config.socket_stall_timeout;
+    let mut writer = tokio::spawn(write_responses(writer, pending, peer, stall));
     let max_frame = broker.config.socket_request_max_bytes;
+    // Every wait below also ends when the writer gives up on the client, or at shutdown.
+    let mut writer_done = false;
     loop {
         let frame = tokio::select! {
-            frame = read_frame(&mut reader, max_frame) => frame,
+            frame = read_request(&broker, &mut reader, max_frame) => frame,
+            _ = &mut writer => { writer_done = true; break }
             _ = stop.changed() => break,
         };
-        let frame = match frame {
+        let (frame, room) = match frame {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(FrameError::InvalidSize { size, max }) => {
@@ -111,12 +123,38 @@ pub async fn serve(
                 break;
             }
         };
-        if responses.send(task).await.is_err() {
-            break;
+        // The ordered part has run: nothing refers to the frame any more.
+        drop(room);
+        tokio::select! {
+            sent = responses.send(task) => if sent.is_err() { break },
+            _ = &mut writer => { writer_done = true; break }
+            _ = stop.changed() => break,
         }
     }
     drop(responses);
-    let _ = writer.await;
+    if !writer_done {
+        let _ = writer.await;
+    }
+}
+
+/// The next frame, read once there is room for it in `queued.max.request.bytes`; the room
+/// comes with it. None at a clean end of the connection, or after `connections.max.idle.ms`
+/// without a request.
+async fn read_request(
+    broker: &Broker,
+    reader: &mut OwnedReadHalf,
+    max_frame: usize,
+) -> Result<Option<(Bytes, RequestRoom)>, FrameError> {
+    let idle = broker.config.connections_max_idle;
+    let Ok(size) = tokio::time::timeout(idle, read_frame_size(reader, max_frame)).await else {
+        return Ok(None);
+    };
+    let Some(size) = size? else {
+        return Ok(None);
+    };
+    let room = broker.request_memory.reserve(size).await;
+    let frame = read_frame_body(reader, size, broker.config.socket_stall_timeout).await?;
+    Ok(Some((frame, room)))
 }
 
 /// Completes a request whose ordered part has run, and encodes its response.
@@ -152,6 +190,7 @@ async fn write_responses(
     mut writer: OwnedWriteHalf,
     mut pending: mpsc::Receiver<JoinHandle<Response>>,
     peer: SocketAddr,
+    timeout: Duration,
 ) {
     while let Some(task) = pending.recv().await {
         let encoded = match task.await {
@@ -159,16 +198,44 @@ async fn write_responses(
             Ok(Ok(None)) => continue,
             Ok(Err(e)) => {
                 tracing::error!(%peer, error = %e, "closing connection: cannot answer request");
-                return;
+                break;
             }
             Err(e) => {
                 tracing::error!(%peer, error = %e, "closing connection: request handler failed");
-                return;
+                break;
             }
         };
-        if let Err(e) = writer.write_all(&encoded.bytes).await {
+        if let Err(e) = write_all(&mut writer, &encoded.bytes, timeout).await {
             tracing::debug!(%peer, error = %e, "connection write failed");
-            return;
+            break;
         }
     }
+    // Whatever is still in flight will never be written: drop it and what it holds.
+    pending.close();
+    while let Some(task) = pending.recv().await {
+        task.abort();
+    }
+}
+
+/// Writes `bytes`, failing if the client takes none of them for `timeout`.
+async fn write_all(
+    writer: &mut OwnedWriteHalf,
+    bytes: &[u8],
+    timeout: Duration,
+) -> std::io::Result<()> {
+    let mut written = 0;
+    while written < bytes.len() {
+        match tokio::time::timeout(timeout, writer.write(&bytes[written..])).await {
+            Ok(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(Ok(n)) => written += n,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the client read nothing for {timeout:?}"),
+                ))
+            }
+        }
+    }
+    Ok(())
 }

@@ -5,7 +5,7 @@
 //! not left idle while an object is sealed and committed; each flush still commits after
 //! the one before it, which keeps each partition's chunks in offset order.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,6 +19,7 @@ use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::broker::Broker;
+use crate::in_flight_objects::InFlightGuard;
 use crate::partition::{Partition, PendingChunk};
 
 const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -35,37 +36,43 @@ pub struct FlushQueue {
     buffered_bytes: Gauge,
     /// Bytes appended and not yet sealed into a flush object.
     unsealed_bytes: AtomicI64,
+    pub unflushed: Arc<UnflushedAge>,
     wake: Notify,
 }
 
 impl FlushQueue {
-    pub fn new(buffered_bytes: Gauge) -> Self {
+    pub fn new(buffered_bytes: Gauge, unflushed: Arc<UnflushedAge>) -> Self {
         Self {
             dirty: Mutex::new(Vec::new()),
             buffered_bytes,
             unsealed_bytes: AtomicI64::new(0),
+            unflushed,
             wake: Notify::new(),
         }
     }
 
-    /// Called after every append; `newly_dirty` says the partition had nothing buffered.
+    /// Called after every append of `bytes` (exactly the append-buffer permits the batch
+    /// took); `newly_dirty` says the partition had nothing buffered.
     pub fn appended(&self, partition: &Arc<Partition>, bytes: usize, newly_dirty: bool) {
         if newly_dirty {
             self.dirty.lock().unwrap().push(partition.clone());
         }
+        self.unflushed.appended();
         self.buffered_bytes.inc_by(bytes as i64);
         self.unsealed_bytes
             .fetch_add(bytes as i64, Ordering::Relaxed);
         self.wake.notify_one();
     }
 
-    fn sealed(&self, bytes: usize) {
+    fn sealed(&self, bytes: usize) -> u64 {
         self.unsealed_bytes
             .fetch_sub(bytes as i64, Ordering::Relaxed);
+        self.unflushed.sealed()
     }
 
-    fn flushed(&self, bytes: usize) {
+    fn flushed(&self, flush: u64, bytes: usize) {
         self.buffered_bytes.dec_by(bytes as i64);
+        self.unflushed.flushed(flush);
     }
 
     pub fn buffered_bytes(&self) -> usize {
@@ -75,6 +82,65 @@ impl FlushQueue {
     /// A batch is counted after its append, so this may briefly lag what a seal took.
     fn unsealed_bytes(&self) -> usize {
         self.unsealed_bytes.load(Ordering::Relaxed).max(0) as usize
+    }
+}
+
+/// When the oldest byte that is not flushed yet was appended. It grows while the store or
+/// the coordinator stalls flushes, which `/readyz` and `strata_oldest_unflushed_seconds`
+/// report.
+#[derive(Debug, Default)]
+pub struct UnflushedAge {
+    state: Mutex<AgeState>,
+}
+
+#[derive(Debug, Default)]
+struct AgeState {
+    /// The first append since the last seal.
+    unsealed_since: Option<tokio::time::Instant>,
+    /// Flushes sealed and not yet committed, by id: the first append each holds.
+    in_flight: BTreeMap<u64, tokio::time::Instant>,
+    next_flush: u64,
+}
+
+impl UnflushedAge {
+    pub(crate) fn appended(&self) {
+        self.lock()
+            .unsealed_since
+            .get_or_insert_with(tokio::time::Instant::now);
+    }
+
+    /// A flush takes what was appended so far; returns its id.
+    pub(crate) fn sealed(&self) -> u64 {
+        let mut state = self.lock();
+        let id = state.next_flush;
+        state.next_flush += 1;
+        let since = state
+            .unsealed_since
+            .take()
+            .unwrap_or_else(tokio::time::Instant::now);
+        state.in_flight.insert(id, since);
+        id
+    }
+
+    pub(crate) fn flushed(&self, flush: u64) {
+        self.lock().in_flight.remove(&flush);
+    }
+
+    /// How long the oldest byte not yet flushed has waited; zero when none waits.
+    pub fn age(&self) -> Duration {
+        let state = self.lock();
+        state
+            .in_flight
+            .values()
+            .chain(&state.unsealed_since)
+            .min()
+            .map_or(Duration::ZERO, |since| since.elapsed())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, AgeState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -103,7 +169,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
         // interval to pass and the flushes in flight to finish: only full objects overlap,
         // so a busy broker writes big objects, not twice as many.
         loop {
-            in_flight.retain(|flush| !flush.is_finished());
+            reap_finished(&mut in_flight).await;
             let due = last_start.map(|started| started + interval);
             let interval_passed = due.is_none_or(|due| Instant::now() >= due);
             if queue.unsealed_bytes() >= broker.config.flush_bytes
@@ -140,6 +206,19 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
+/// Drops the flushes that are done. One that panicked took its sealed batches with it, so
+/// nothing after them can be committed in order: the flusher stops (and the process with
+/// it) rather than go on accepting writes it would never acknowledge.
+async fn reap_finished(in_flight: &mut VecDeque<JoinHandle<()>>) {
+    for flush in std::mem::take(in_flight) {
+        if flush.is_finished() {
+            flush.await.expect("a flush task panicked");
+        } else {
+            in_flight.push_back(flush);
+        }
+    }
+}
+
 /// One flush from start to end, overlapping no other (for tests).
 #[cfg(test)]
 pub(crate) async fn flush(broker: &Broker) {
@@ -150,6 +229,8 @@ pub(crate) async fn flush(broker: &Broker) {
 
 /// A flush object ready to PUT, and what its commit needs.
 struct SealedFlush {
+    /// Its id for [`UnflushedAge`].
+    id: u64,
     started: Instant,
     key: String,
     object: Payload,
@@ -157,6 +238,8 @@ struct SealedFlush {
     commits: Vec<ChunkCommit>,
     /// The append-buffer bytes the flush releases.
     buffered: usize,
+    /// Keeps the object from the garbage collector until it is committed.
+    in_flight: InFlightGuard,
 }
 
 /// Takes every partition's buffered batches into one flush object (None if there are none).
@@ -171,8 +254,9 @@ fn seal(broker: &Broker) -> Option<SealedFlush> {
         return None;
     }
     let key = flush_object_key(broker.broker_id);
+    let in_flight = broker.in_flight.protect(vec![key.clone()]);
     let buffered: usize = chunks.iter().map(|(_, c)| c.bytes).sum();
-    broker.flush_queue.sealed(buffered);
+    let id = broker.flush_queue.sealed(buffered);
     let mut builder = FlushObjectBuilder::new();
     let mut commits = Vec::with_capacity(chunks.len());
     for (partition, chunk) in &chunks {
@@ -193,12 +277,14 @@ fn seal(broker: &Broker) -> Option<SealedFlush> {
         });
     }
     Some(SealedFlush {
+        id,
         started,
         key,
         object: builder.finish(),
         chunks,
         commits,
         buffered,
+        in_flight,
     })
 }
 
@@ -211,12 +297,14 @@ async fn write_and_commit(
     after: Option<oneshot::Receiver<()>>,
 ) {
     let SealedFlush {
+        id,
         started,
         key,
         object,
         chunks,
         commits,
         buffered,
+        in_flight,
     } = sealed;
     let object_bytes = object.len();
     retry("flush object PUT", broker, || {
@@ -228,6 +316,8 @@ async fn write_and_commit(
         let _ = after.await;
     }
     let committed = commit(broker, commits).await;
+    // Committed (and so referenced), or refused for good: the collector may judge it now.
+    drop(in_flight);
 
     let tail_limit = broker.tail_limit();
     for (partition, chunk) in chunks {
@@ -238,7 +328,7 @@ async fn write_and_commit(
         }
     }
     broker.buffer.add_permits(buffered);
-    broker.flush_queue.flushed(buffered);
+    broker.flush_queue.flushed(id, buffered);
     let metrics = &broker.metrics;
     metrics.flushes.inc();
     metrics.flush_bytes.inc_by(object_bytes as u64);
@@ -343,11 +433,11 @@ mod tests {
     use segment_store::flush_object::{read_flush_object_index, FLUSH_PREFIX};
     use segment_store::memory::MemoryStore;
     use segment_store::simulate_failures::{FaultConfig, FaultyStore};
-    use segment_store::store::{ObjectMeta, ObjectStore, StoreError};
+    use segment_store::store::ObjectStore;
 
     use super::*;
     use crate::config::BrokerConfig;
-    use crate::test_support::{self, broker, record_batch, topic};
+    use crate::test_support::{self, broker, eventually, record_batch, topic, GatedStore};
 
     fn append(broker: &Broker, partition: &Arc<Partition>, count: i32) -> i64 {
         test_support::append(broker, partition, &record_batch(-1, -1, -1, count, 1_000))
@@ -523,60 +613,9 @@ mod tests {
         );
     }
 
-    /// A memory store whose first flush-object PUTs each wait for their own release.
-    #[derive(Debug)]
-    struct GatedStore {
-        inner: MemoryStore,
-        releases: Vec<tokio::sync::Semaphore>,
-        puts_started: std::sync::atomic::AtomicUsize,
-    }
-
-    #[async_trait::async_trait]
-    impl ObjectStore for GatedStore {
-        async fn put(&self, key: &str, data: Payload) -> Result<(), StoreError> {
-            if key.starts_with(FLUSH_PREFIX) {
-                let n = self.puts_started.fetch_add(1, Ordering::SeqCst);
-                if let Some(release) = self.releases.get(n) {
-                    release.acquire().await.unwrap().forget();
-                }
-            }
-            self.inner.put(key, data).await
-        }
-        async fn get(&self, key: &str) -> Result<bytes::Bytes, StoreError> {
-            self.inner.get(key).await
-        }
-        async fn get_range(
-            &self,
-            key: &str,
-            range: std::ops::Range<u64>,
-        ) -> Result<bytes::Bytes, StoreError> {
-            self.inner.get_range(key, range).await
-        }
-        async fn delete(&self, key: &str) -> Result<(), StoreError> {
-            self.inner.delete(key).await
-        }
-        async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
-            self.inner.list(prefix).await
-        }
-    }
-
-    async fn eventually(what: &str, condition: impl Fn() -> bool) {
-        tokio::time::timeout(Duration::from_secs(5), async {
-            while !condition() {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
-    }
-
     #[tokio::test]
     async fn a_full_flush_puts_while_the_previous_is_in_flight_and_commits_after_it() {
-        let store = Arc::new(GatedStore {
-            inner: MemoryStore::new(),
-            releases: (0..2).map(|_| tokio::sync::Semaphore::new(0)).collect(),
-            puts_started: Default::default(),
-        });
+        let store = Arc::new(GatedStore::new(2));
         // Every append fills an object.
         let config = BrokerConfig {
             flush_bytes: 1,
@@ -587,7 +626,7 @@ mod tests {
         let partition = broker.partition(&topic, 0).unwrap();
         let (stop, stopped) = watch::channel(false);
         let flusher = tokio::spawn(run(broker.clone(), stopped));
-        let puts_started = || store.puts_started.load(Ordering::SeqCst);
+        let puts_started = || store.puts_started();
 
         append(&broker, &partition, 2);
         eventually("the first PUT", || puts_started() == 1).await;
@@ -598,13 +637,13 @@ mod tests {
         .await;
 
         // The second object is stored first, but its chunk follows the first one's.
-        store.releases[1].add_permits(1);
+        store.release(1);
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(partition.commit_state().high_watermark, 0);
         let log = || broker.coordinator.partition_log(topic.topic_id, 0).unwrap();
         assert_eq!(log().high_watermark, 0);
 
-        store.releases[0].add_permits(1);
+        store.release(0);
         committed_up_to(&partition, 5).await;
         let chunks: Vec<(i64, i64)> = log()
             .chunks
@@ -622,5 +661,23 @@ mod tests {
         let _ = stop.send(true);
         flusher.await.unwrap();
         assert_eq!(broker.flush_queue.buffered_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_flush_that_panics_stops_the_flusher_instead_of_losing_its_batches_quietly() {
+        let store = Arc::new(GatedStore::panicking());
+        let (broker, _dir) = broker(store, BrokerConfig::default()).await;
+        let topic = topic(&broker, "orders", 1).await;
+        let partition = broker.partition(&topic, 0).unwrap();
+        let (_stop, stopped) = watch::channel(false);
+        let flusher = tokio::spawn(run(broker.clone(), stopped));
+        append(&broker, &partition, 1);
+        // The next seal looks at the flushes in flight and finds the panic.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        append(&broker, &partition, 1);
+        let stopped = tokio::time::timeout(Duration::from_secs(5), flusher)
+            .await
+            .expect("the flusher keeps running after a flush panicked");
+        assert!(stopped.unwrap_err().is_panic());
     }
 }

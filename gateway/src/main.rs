@@ -1,5 +1,6 @@
 //! The `strata` binary.
 
+mod background;
 mod broker;
 mod clock;
 mod compaction;
@@ -11,6 +12,8 @@ mod garbage_collector;
 mod group_coordinator;
 mod handlers;
 mod http;
+mod in_flight_objects;
+mod limits;
 mod metered_store;
 mod metrics;
 mod partition;
@@ -18,6 +21,8 @@ mod retention;
 mod standalone;
 #[cfg(test)]
 mod test_support;
+
+use std::io::IsTerminal;
 
 use clap::Parser;
 use config::{Cli, Command};
@@ -56,6 +61,8 @@ fn main() -> std::process::ExitCode {
 
 async fn run() -> std::process::ExitCode {
     tracing_subscriber::fmt()
+        // Colour only on a terminal: escape codes make logs in files and collectors unreadable.
+        .with_ansi(std::io::stdout().is_terminal())
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )

@@ -13,6 +13,7 @@ use crate::metrics::{Metrics, StoreOperationMetrics};
 pub struct MeteredStore {
     inner: Arc<dyn ObjectStore>,
     put: StoreOperationMetrics,
+    create: StoreOperationMetrics,
     get: StoreOperationMetrics,
     get_range: StoreOperationMetrics,
     delete: StoreOperationMetrics,
@@ -24,6 +25,7 @@ impl MeteredStore {
         Self {
             inner,
             put: metrics.store_operation("put"),
+            create: metrics.store_operation("create"),
             get: metrics.store_operation("get"),
             get_range: metrics.store_operation("get_range"),
             delete: metrics.store_operation("delete"),
@@ -37,8 +39,14 @@ fn count<T>(
     result: Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     metrics.requests.inc();
-    // A missing object is an answer, not a store failure.
-    if matches!(&result, Err(e) if !matches!(e, StoreError::NotFound { .. })) {
+    // A missing object, or a taken key for a create, is an answer, not a store failure.
+    let answer = |e: &StoreError| {
+        matches!(
+            e,
+            StoreError::NotFound { .. } | StoreError::AlreadyExists { .. }
+        )
+    };
+    if matches!(&result, Err(e) if !answer(e)) {
         metrics.errors.inc();
     }
     result
@@ -48,6 +56,10 @@ fn count<T>(
 impl ObjectStore for MeteredStore {
     async fn put(&self, key: &str, data: Payload) -> Result<(), StoreError> {
         count(&self.put, self.inner.put(key, data).await)
+    }
+
+    async fn create(&self, key: &str, data: Payload) -> Result<(), StoreError> {
+        count(&self.create, self.inner.create(key, data).await)
     }
 
     async fn get(&self, key: &str) -> Result<Bytes, StoreError> {

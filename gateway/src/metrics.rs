@@ -21,6 +21,8 @@ use segment_store::read_cache::ReadCache;
 use segment_store::retry::RetryObserver;
 use segment_store::StoreError;
 
+use crate::flusher::UnflushedAge;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TopicLabels {
     topic: String,
@@ -53,6 +55,11 @@ struct TierLabels {
     tier: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TaskLabels {
+    task: &'static str,
+}
+
 /// Counters of one topic, shared by its partitions.
 #[derive(Clone, Debug, Default)]
 pub struct TopicMetrics {
@@ -66,6 +73,15 @@ pub struct TopicMetrics {
 pub struct ApiMetrics {
     pub requests: Counter,
     pub latency: Histogram,
+}
+
+/// Counters of one background task.
+#[derive(Clone, Debug, Default)]
+pub struct BackgroundTaskMetrics {
+    /// Failed passes over one partition or object; the next pass tries again.
+    pub errors: Counter,
+    /// Times the task stopped unexpectedly and was started again.
+    pub restarts: Counter,
 }
 
 /// Counters of one object-store operation.
@@ -91,11 +107,21 @@ pub struct Metrics {
     pub flush_errors: Counter,
     pub flush_latency: Histogram,
     pub buffered_bytes: Gauge,
+    pub unflushed: Arc<UnflushedAge>,
     pub fetch_memory_exhausted: Counter,
+    pub read_integrity_errors: Counter,
+    pub connections: Gauge,
+    pub connections_rejected: Counter,
+    pub request_bytes_queued: Gauge,
+    pub request_memory_waits: Counter,
+    pub compaction: BackgroundTaskMetrics,
+    pub retention: BackgroundTaskMetrics,
+    pub garbage_collection: BackgroundTaskMetrics,
+    pub offset_expiration: BackgroundTaskMetrics,
 }
 
 /// The operations of `segment_store::store::ObjectStore`.
-pub const STORE_OPERATIONS: [&str; 5] = ["put", "get", "get_range", "delete", "list"];
+pub const STORE_OPERATIONS: [&str; 6] = ["put", "create", "get", "get_range", "delete", "list"];
 
 fn latency_histogram() -> Histogram {
     // 50 µs .. ~13 s
@@ -227,6 +253,62 @@ impl Metrics {
              for their whole max_wait_ms",
             fetch_memory_exhausted.clone(),
         );
+        let unflushed = Arc::new(UnflushedAge::default());
+        registry.register_collector(Box::new(UnflushedAgeCollector(unflushed.clone())));
+        let read_integrity_errors = Counter::default();
+        registry.register(
+            "read_integrity_errors",
+            "Reads of stored data that were short, out of order or did not cover the offsets \
+             the checkpoint gives them; each is read once more from the store",
+            read_integrity_errors.clone(),
+        );
+        let connections = Gauge::default();
+        let connections_rejected = Counter::default();
+        let request_bytes_queued = Gauge::default();
+        let request_memory_waits = Counter::default();
+        registry.register(
+            "connections",
+            "Open client connections",
+            connections.clone(),
+        );
+        registry.register(
+            "connections_rejected",
+            "Connections closed at once because their address already had \
+             max.connections.per.ip open",
+            connections_rejected.clone(),
+        );
+        registry.register(
+            "request_bytes_queued",
+            "Bytes of request frames being read or handled (bounded by \
+             queued.max.request.bytes)",
+            request_bytes_queued.clone(),
+        );
+        registry.register(
+            "request_memory_waits",
+            "Request frames that waited for queued.max.request.bytes to free up before being read",
+            request_memory_waits.clone(),
+        );
+        let background_errors = Family::<TaskLabels, Counter>::default();
+        let background_restarts = Family::<TaskLabels, Counter>::default();
+        registry.register(
+            "background_errors",
+            "Failed passes of a background task over one partition or object, per task; \
+             each is tried again on the task's next pass",
+            background_errors.clone(),
+        );
+        registry.register(
+            "background_task_restarts",
+            "Background tasks that stopped unexpectedly and were started again, per task",
+            background_restarts.clone(),
+        );
+        let task = |task: &'static str| BackgroundTaskMetrics {
+            errors: background_errors
+                .get_or_create(&TaskLabels { task })
+                .clone(),
+            restarts: background_restarts
+                .get_or_create(&TaskLabels { task })
+                .clone(),
+        };
 
         Self {
             registry,
@@ -243,7 +325,17 @@ impl Metrics {
             flush_errors,
             flush_latency,
             buffered_bytes,
+            unflushed,
             fetch_memory_exhausted,
+            read_integrity_errors,
+            connections,
+            connections_rejected,
+            request_bytes_queued,
+            request_memory_waits,
+            compaction: task("compaction"),
+            retention: task("retention"),
+            garbage_collection: task("garbage_collection"),
+            offset_expiration: task("offset_expiration"),
         }
     }
 
@@ -419,6 +511,23 @@ impl Collector for ConsumerLagCollector {
             ConstGauge::new(sum).encode(metric.encode_family(&GroupLagLabels { group })?)?;
         }
         Ok(())
+    }
+}
+
+/// The age of the oldest byte not yet flushed, read at each scrape.
+#[derive(Debug)]
+struct UnflushedAgeCollector(Arc<UnflushedAge>);
+
+impl Collector for UnflushedAgeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let metric = encoder.encode_descriptor(
+            "oldest_unflushed_seconds",
+            "How long the oldest produced byte not yet flushed and committed has waited \
+             (0 when nothing waits); grows while flushes stall",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(self.0.age().as_secs_f64()).encode(metric)
     }
 }
 

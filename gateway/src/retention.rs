@@ -7,6 +7,7 @@ use std::sync::Arc;
 use coordinator::PartitionLog;
 use tokio::sync::watch;
 
+use crate::background::isolated;
 use crate::broker::Broker;
 use crate::clock::now_ms;
 use crate::partition::Partition;
@@ -18,9 +19,9 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => return,
         }
         for partition in broker.led_partitions() {
-            if let Err(e) = enforce(&broker, &partition).await {
-                tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "retention failed; will retry");
-            }
+            let what = format!("{}-{}", partition.topic, partition.index);
+            let metrics = &broker.metrics.retention;
+            isolated("retention", metrics, &what, enforce(&broker, &partition)).await;
         }
     }
 }

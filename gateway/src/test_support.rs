@@ -12,7 +12,13 @@ use proto_compat::batch::{validate_batches, RecordBatch};
 use proto_compat::kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use segment_store::store::ObjectStore;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use segment_store::flush_object::FLUSH_PREFIX;
+use segment_store::memory::MemoryStore;
+use segment_store::store::{ObjectMeta, ObjectStore, StoreError};
+use segment_store::Payload;
 
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
@@ -113,4 +119,93 @@ pub fn append(broker: &Broker, partition: &Arc<Partition>, batch: &RecordBatch) 
 pub async fn append_and_flush(broker: &Broker, partition: &Arc<Partition>, batch: &RecordBatch) {
     append(broker, partition, batch);
     crate::flusher::flush(broker).await;
+}
+
+/// A memory store whose first flush-object PUTs each wait for their own release (or, made
+/// `panicking`, whose every flush-object PUT panics).
+#[derive(Debug)]
+pub struct GatedStore {
+    inner: MemoryStore,
+    releases: Vec<tokio::sync::Semaphore>,
+    puts_started: std::sync::atomic::AtomicUsize,
+    panics: bool,
+}
+
+impl GatedStore {
+    /// Gates the first `gated` flush-object PUTs.
+    pub fn new(gated: usize) -> Self {
+        Self {
+            inner: MemoryStore::new(),
+            releases: (0..gated).map(|_| tokio::sync::Semaphore::new(0)).collect(),
+            puts_started: Default::default(),
+            panics: false,
+        }
+    }
+
+    /// Every flush-object PUT panics.
+    pub fn panicking() -> Self {
+        Self {
+            panics: true,
+            ..Self::new(0)
+        }
+    }
+
+    /// Lets flush-object PUT `n` (from 0) go on.
+    pub fn release(&self, n: usize) {
+        self.releases[n].add_permits(1);
+    }
+
+    /// Flush-object PUTs started so far.
+    pub fn puts_started(&self) -> usize {
+        self.puts_started.load(Ordering::SeqCst)
+    }
+
+    /// The store behind the gates.
+    pub fn inner(&self) -> &MemoryStore {
+        &self.inner
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for GatedStore {
+    async fn put(&self, key: &str, data: Payload) -> Result<(), StoreError> {
+        if key.starts_with(FLUSH_PREFIX) {
+            assert!(!self.panics, "a flush-object PUT panics");
+            let n = self.puts_started.fetch_add(1, Ordering::SeqCst);
+            if let Some(release) = self.releases.get(n) {
+                release.acquire().await.unwrap().forget();
+            }
+        }
+        self.inner.put(key, data).await
+    }
+    async fn create(&self, key: &str, data: Payload) -> Result<(), StoreError> {
+        self.inner.create(key, data).await
+    }
+    async fn get(&self, key: &str) -> Result<bytes::Bytes, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<bytes::Bytes, StoreError> {
+        self.inner.get_range(key, range).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        self.inner.list(prefix).await
+    }
+}
+
+/// Waits (at most 5 s) until `condition` holds.
+pub async fn eventually(what: &str, condition: impl Fn() -> bool) {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
 }

@@ -189,6 +189,18 @@ impl RecordBatch {
     pub fn into_bytes(self) -> Bytes {
         self.bytes
     }
+
+    /// Checks the CRC-32C again, e.g. on a batch read back from storage.
+    pub fn verify_crc(&self) -> Result<(), BatchError> {
+        let computed = crc32c(&self.bytes[ATTRIBUTES..]);
+        if computed != self.crc() {
+            return Err(BatchError::Corrupt(format!(
+                "CRC mismatch: header says {:#010x}, content has {computed:#010x}",
+                self.crc()
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Splits a Produce partition's `records` into batches and validates each without decoding
@@ -293,13 +305,7 @@ fn validate(batch: &RecordBatch) -> Result<(), BatchError> {
             batch.magic()
         )));
     }
-    let computed = crc32c(&batch.bytes[ATTRIBUTES..]);
-    if computed != batch.crc() {
-        return Err(BatchError::Corrupt(format!(
-            "CRC mismatch: header says {:#010x}, content has {computed:#010x}",
-            batch.crc()
-        )));
-    }
+    batch.verify_crc()?;
     let Some(compression) = Compression::from_attributes(batch.attributes()) else {
         return Err(BatchError::InvalidRecord(format!(
             "unknown compression codec {}",

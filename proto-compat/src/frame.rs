@@ -1,6 +1,8 @@
 //! Size-prefixed framing: every Kafka request and response is a big-endian i32 length
 //! followed by that many bytes.
 
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -18,11 +20,12 @@ pub enum FrameError {
     Io(#[from] std::io::Error),
 }
 
-/// Reads one size-prefixed frame. Ok(None) on a clean EOF before a frame starts.
-pub async fn read_frame<R: AsyncRead + Unpin>(
+/// Reads the size prefix of the next frame: Ok(None) on a clean EOF before a frame starts.
+/// The caller reads the body with [`read_frame_body`], and may first make room for it.
+pub async fn read_frame_size<R: AsyncRead + Unpin>(
     r: &mut R,
     max_size: usize,
-) -> Result<Option<Bytes>, FrameError> {
+) -> Result<Option<usize>, FrameError> {
     let mut prefix = [0u8; 4];
     let mut filled = 0;
     while filled < prefix.len() {
@@ -46,7 +49,16 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             size,
             max: max_size,
         })?;
+    Ok(Some(len))
+}
 
+/// Reads a frame body of `len` bytes (the size from [`read_frame_size`]); fails with
+/// `TimedOut` if no byte of it arrives for `stall`.
+pub async fn read_frame_body<R: AsyncRead + Unpin>(
+    r: &mut R,
+    len: usize,
+    stall: Duration,
+) -> Result<Bytes, FrameError> {
     // The claimed size is untrusted: memory grows with the bytes that actually arrive
     // (doubling, so large frames still reallocate only a few times), and the reader is
     // limited to `len` so it never reads into the next pipelined request.
@@ -56,11 +68,22 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         if body.len() == body.capacity() {
             body.reserve((len - body.len()).min(body.len().max(INITIAL_BODY_CAPACITY)));
         }
-        if limited.read_buf(&mut body).await? == 0 {
+        let read = tokio::time::timeout(stall, limited.read_buf(&mut body))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "no byte of the frame's remaining {} arrived for {stall:?}",
+                        len - body.len()
+                    ),
+                )
+            })??;
+        if read == 0 {
             return Err(unexpected_eof().into());
         }
     }
-    Ok(Some(body.freeze()))
+    Ok(body.freeze())
 }
 
 fn unexpected_eof() -> std::io::Error {
@@ -73,6 +96,19 @@ fn unexpected_eof() -> std::io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One whole frame, as a connection reads it.
+    async fn read_frame<R: AsyncRead + Unpin>(
+        r: &mut R,
+        max: usize,
+    ) -> Result<Option<Bytes>, FrameError> {
+        match read_frame_size(r, max).await? {
+            Some(len) => read_frame_body(r, len, Duration::from_secs(5))
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
+    }
 
     async fn read(input: &[u8], max: usize) -> Result<Option<Bytes>, FrameError> {
         let mut reader = input;
@@ -127,6 +163,22 @@ mod tests {
         // The maximum itself is allowed.
         let at_max = read(&[0, 0, 0, 2, 1, 2], 2).await.unwrap().unwrap();
         assert_eq!(&at_max[..], &[1, 2]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_stops_arriving_times_out() {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        use tokio::io::AsyncWriteExt;
+        client.write_all(&[0, 0, 0, 10, 1, 2, 3]).await.unwrap();
+        let len = read_frame_size(&mut server, 100).await.unwrap().unwrap();
+        let err = read_frame_body(&mut server, len, Duration::from_secs(30))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, FrameError::Io(ref e) if e.kind() == std::io::ErrorKind::TimedOut),
+            "{err:?}"
+        );
+        drop(client);
     }
 
     #[tokio::test]

@@ -274,6 +274,11 @@ impl ObjectStore for DiskCache {
         result
     }
 
+    async fn create(&self, key: &str, data: Payload) -> Result<(), StoreError> {
+        // A key is only created while free, so no block of it can be cached.
+        self.inner.create(key, data).await
+    }
+
     async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
         self.inner.get(key).await
     }

@@ -5,14 +5,15 @@ use std::sync::Arc;
 
 use object_store::gcp::GoogleCloudStorageBuilder;
 
-use crate::remote::{bucket_and_prefix, config_error, no_retries, RemoteStore};
-use crate::store::StoreError;
+use crate::remote::{bucket_and_prefix, client_options, config_error, no_retries, RemoteStore};
+use crate::store::{StorageOptions, StoreError};
 
-pub fn open(url: &str) -> Result<RemoteStore, StoreError> {
+pub fn open(url: &str, options: &StorageOptions) -> Result<RemoteStore, StoreError> {
     let (bucket, prefix) = bucket_and_prefix(url)?;
     let client = GoogleCloudStorageBuilder::from_env()
         .with_bucket_name(bucket)
         .with_retry(no_retries())
+        .with_client_options(client_options(options))
         .build()
         .map_err(|e| config_error(url, e))?;
     Ok(RemoteStore::new(Arc::new(client), prefix))

@@ -3,6 +3,7 @@
 //! and the read cache used on the fetch path.
 
 pub mod azure;
+pub mod cluster_marker;
 pub mod disk_cache;
 pub mod flush_object;
 pub mod gcs;

@@ -3,7 +3,8 @@
 //!
 //! A put writes a temp file next to its target (".tmp-{uuid}"), fsyncs it, renames it into
 //! place and fsyncs the directory, so a reader or a crash never exposes a partial object
-//! and the object survives power loss once put returns. Temp files left by a crash are
+//! and the object survives power loss once put returns. A create hard-links the temp file
+//! into place instead, which fails if the name is taken. Temp files left by a crash are
 //! removed when the store is opened and never listed.
 
 use std::fs::{self, File};
@@ -71,6 +72,9 @@ impl LocalStore {
             io::ErrorKind::NotFound => StoreError::NotFound {
                 key: key.to_string(),
             },
+            io::ErrorKind::AlreadyExists => StoreError::AlreadyExists {
+                key: key.to_string(),
+            },
             _ => StoreError::Unavailable {
                 op,
                 key: key.to_string(),
@@ -94,7 +98,22 @@ impl ObjectStore for LocalStore {
         let root = Arc::clone(&self.root);
         // `other` so that a missing directory is not reported as a missing object.
         Self::blocking("put", key, move || {
-            write_durably(&root, &path, &data).map_err(io::Error::other)
+            write_durably(&root, &path, &data, Placement::Replace).map_err(io::Error::other)
+        })
+        .await
+    }
+
+    async fn create(&self, key: &str, data: Payload) -> Result<(), StoreError> {
+        let path = self.object_path("create", key)?;
+        let root = Arc::clone(&self.root);
+        Self::blocking("create", key, move || {
+            write_durably(&root, &path, &data, Placement::CreateNew).map_err(|e| {
+                // Only a taken name reads as AlreadyExists; nothing else as NotFound.
+                match e.kind() {
+                    io::ErrorKind::AlreadyExists => e,
+                    _ => io::Error::other(e),
+                }
+            })
         })
         .await
     }
@@ -169,8 +188,17 @@ impl ObjectStore for LocalStore {
     }
 }
 
+/// How a written object takes its name.
+#[derive(Clone, Copy)]
+enum Placement {
+    /// Replaces whatever has the name (rename).
+    Replace,
+    /// Fails with AlreadyExists if the name is taken (hard link, then the temp name goes).
+    CreateNew,
+}
+
 /// Writes `data` to `path` atomically and durably (see the module comment).
-fn write_durably(root: &Path, path: &Path, data: &Payload) -> io::Result<()> {
+fn write_durably(root: &Path, path: &Path, data: &Payload, placement: Placement) -> io::Result<()> {
     let dir = path.parent().expect("an object path has a parent");
     create_dirs_durably(root, dir)?;
     let temp = dir.join(format!("{TEMP_PREFIX}{}", uuid::Uuid::new_v4().simple()));
@@ -178,9 +206,12 @@ fn write_durably(root: &Path, path: &Path, data: &Payload) -> io::Result<()> {
         let mut file = File::create(&temp)?;
         write_all_parts(&mut file, data.parts())?;
         file.sync_all()?;
-        fs::rename(&temp, path)
+        match placement {
+            Placement::Replace => fs::rename(&temp, path),
+            Placement::CreateNew => fs::hard_link(&temp, path),
+        }
     })();
-    if written.is_err() {
+    if written.is_err() || matches!(placement, Placement::CreateNew) {
         let _ = fs::remove_file(&temp);
     }
     written?;

@@ -1,5 +1,6 @@
 //! An in-memory object store, for tests and `memory://`.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Mutex;
@@ -34,6 +35,18 @@ impl ObjectStore for MemoryStore {
         self.objects()
             .insert(key.to_string(), (data.to_bytes(), SystemTime::now()));
         Ok(())
+    }
+
+    async fn create(&self, key: &str, data: Payload) -> Result<(), StoreError> {
+        match self.objects().entry(key.to_string()) {
+            Entry::Occupied(_) => Err(StoreError::AlreadyExists {
+                key: key.to_string(),
+            }),
+            Entry::Vacant(entry) => {
+                entry.insert((data.to_bytes(), SystemTime::now()));
+                Ok(())
+            }
+        }
     }
 
     async fn get(&self, key: &str) -> Result<Bytes, StoreError> {

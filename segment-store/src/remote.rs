@@ -8,10 +8,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, PutPayload, RetryConfig};
+use object_store::{
+    ClientOptions, GetOptions, GetRange, GetResult, PutMode, PutOptions, PutPayload, RetryConfig,
+};
 
 use crate::payload::Payload;
-use crate::store::{ObjectMeta, ObjectStore, StoreError};
+use crate::store::{ObjectMeta, ObjectStore, StorageOptions, StoreError};
 
 /// Objects larger than this are uploaded in parts. Well above `flush.bytes` (8 MiB), so a
 /// flush object stays one PUT request; larger flushes and segments go up in parallel parts.
@@ -90,9 +92,29 @@ impl ObjectStore for RemoteStore {
         result.map_err(|e| error("put", key, e))
     }
 
+    async fn create(&self, key: &str, data: Payload) -> Result<(), StoreError> {
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .inner
+            .put_opts(&self.path(key), put_payload(&data), options)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => Err(StoreError::AlreadyExists {
+                key: key.to_string(),
+            }),
+            Err(e) => Err(error("create", key, e)),
+        }
+    }
+
     async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
-        let read = async { self.inner.get(&self.path(key)).await?.bytes().await };
-        read.await.map_err(|e| error("get", key, e))
+        let read = async { whole_body(self.inner.get(&self.path(key)).await?).await };
+        read.await
+            .map_err(|e| error("get", key, e))?
+            .map_err(|message| cut_short("get", key, message))
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
@@ -102,9 +124,9 @@ impl ObjectStore for RemoteStore {
                 range: Some(GetRange::Bounded(range.clone())),
                 ..GetOptions::default()
             };
-            let read = async { self.inner.get_opts(&path, options).await?.bytes().await };
+            let read = async { whole_body(self.inner.get_opts(&path, options).await?).await };
             match read.await {
-                Ok(data) => return Ok(data),
+                Ok(body) => return body.map_err(|message| cut_short("get_range", key, message)),
                 Err(e @ object_store::Error::NotFound { .. }) => {
                     return Err(error("get_range", key, e))
                 }
@@ -159,6 +181,32 @@ impl ObjectStore for RemoteStore {
     }
 }
 
+/// The body of a response, or why it is not the range the server said it sent (its
+/// Content-Range, which object_store checked against the range asked for): a connection or
+/// proxy that ends a body early must not pass for the end of the object.
+async fn whole_body(result: GetResult) -> object_store::Result<Result<Bytes, String>> {
+    let served = result.range.clone();
+    let data = result.bytes().await?;
+    let expected = served.end - served.start;
+    Ok(if data.len() as u64 == expected {
+        Ok(data)
+    } else {
+        Err(format!(
+            "the response carried {} bytes of the {expected} in bytes {served:?}",
+            data.len()
+        ))
+    })
+}
+
+/// A body cut short is transient: asking again may get all of it.
+fn cut_short(op: &'static str, key: &str, message: String) -> StoreError {
+    StoreError::Unavailable {
+        op,
+        key: key.to_string(),
+        message,
+    }
+}
+
 /// "scheme://bucket/some/prefix" -> ("bucket", "some/prefix/"); the prefix may be "".
 pub(crate) fn bucket_and_prefix(url: &str) -> Result<(&str, String), StoreError> {
     let rest = url.split_once("://").map_or("", |(_, rest)| rest);
@@ -184,6 +232,13 @@ pub(crate) fn no_retries() -> RetryConfig {
         max_retries: 0,
         ..RetryConfig::default()
     }
+}
+
+/// The clients' timeouts, set explicitly rather than left to object_store's defaults.
+pub(crate) fn client_options(options: &StorageOptions) -> ClientOptions {
+    ClientOptions::new()
+        .with_timeout(options.request_timeout)
+        .with_connect_timeout(options.connect_timeout)
 }
 
 /// A client that could not be configured from the URL, options and environment.
@@ -345,21 +400,24 @@ mod tests {
         );
     }
 
-    /// Counts the multipart uploads that reach an InMemory store.
+    /// An InMemory store that counts the multipart uploads reaching it and, when told to,
+    /// cuts every response body short while still announcing the whole range (as a broken
+    /// connection or proxy can).
     #[derive(Debug, Default)]
-    struct CountingMultipart {
+    struct InstrumentedMemory {
         memory: InMemory,
         uploads: AtomicUsize,
+        cut_bodies: std::sync::atomic::AtomicBool,
     }
 
-    impl std::fmt::Display for CountingMultipart {
+    impl std::fmt::Display for InstrumentedMemory {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "CountingMultipart")
+            write!(f, "InstrumentedMemory")
         }
     }
 
     #[async_trait::async_trait]
-    impl object_store::ObjectStore for CountingMultipart {
+    impl object_store::ObjectStore for InstrumentedMemory {
         async fn put_opts(
             &self,
             location: &Path,
@@ -383,7 +441,22 @@ mod tests {
             location: &Path,
             options: GetOptions,
         ) -> object_store::Result<GetResult> {
-            self.memory.get_opts(location, options).await
+            let mut result = self.memory.get_opts(location, options).await?;
+            if self.cut_bodies.load(Ordering::SeqCst) {
+                let whole = result.bytes().await?;
+                let half = whole.slice(..whole.len() / 2);
+                result = GetResult {
+                    payload: object_store::GetResultPayload::Stream(
+                        futures::stream::once(async move { Ok(half) }).boxed(),
+                    ),
+                    ..self
+                        .memory
+                        .get_opts(location, GetOptions::default())
+                        .await?
+                };
+                result.range = 0..whole.len() as u64;
+            }
+            Ok(result)
         }
 
         async fn delete(&self, location: &Path) -> object_store::Result<()> {
@@ -415,7 +488,7 @@ mod tests {
 
     #[tokio::test]
     async fn objects_over_the_threshold_are_uploaded_in_parts() {
-        let counting = Arc::new(CountingMultipart::default());
+        let counting = Arc::new(InstrumentedMemory::default());
         let store = RemoteStore {
             multipart_threshold: 1000,
             part_size: 300,
@@ -439,6 +512,26 @@ mod tests {
         assert_eq!(
             store.get_range("large", 299..302).await.unwrap(),
             large.slice(299..302)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_short_is_a_transient_error_not_the_end_of_the_object() {
+        let backend = Arc::new(InstrumentedMemory::default());
+        let store = RemoteStore::new(backend.clone(), String::new());
+        let data: Bytes = (0..100u8).collect::<Vec<_>>().into();
+        store.put("a", data.clone().into()).await.unwrap();
+        backend.cut_bodies.store(true, Ordering::SeqCst);
+        for result in [store.get("a").await, store.get_range("a", 0..100).await] {
+            assert!(
+                matches!(&result, Err(StoreError::Unavailable { message, .. }) if message.contains("50 bytes of the 100")),
+                "{result:?}"
+            );
+        }
+        backend.cut_bodies.store(false, Ordering::SeqCst);
+        assert_eq!(
+            store.get_range("a", 10..20).await.unwrap(),
+            data.slice(10..20)
         );
     }
 }

@@ -3,6 +3,9 @@
 //! remote clients have their own retries turned off, so every retry happens here and is
 //! reported to a [`RetryObserver`]. Callers that must not give up (the flusher) retry
 //! further themselves.
+//!
+//! Every attempt has a deadline, whatever the backend: a local directory on a hung network
+//! file system would otherwise stall its caller forever.
 
 use std::future::Future;
 use std::ops::Range;
@@ -12,6 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::payload::Payload;
+use crate::remote::MULTIPART_THRESHOLD;
 use crate::store::{ObjectMeta, ObjectStore, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +25,9 @@ pub struct RetryPolicy {
     /// The backoff before retry n is random in [0, min(max_backoff, base_backoff * 2^(n-1))).
     pub base_backoff: Duration,
     pub max_backoff: Duration,
+    /// An attempt that has not finished by then fails as Unavailable (and is retried). A
+    /// PUT gets this much once more for every `MULTIPART_THRESHOLD` bytes it carries.
+    pub attempt_timeout: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -29,6 +36,7 @@ impl Default for RetryPolicy {
             attempts: 4,
             base_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(2),
+            attempt_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -71,14 +79,29 @@ impl RetryStore {
         }
     }
 
-    async fn retry<T, F, Fut>(&self, op: &'static str, mut call: F) -> Result<T, StoreError>
+    async fn retry<T, F, Fut>(
+        &self,
+        op: &'static str,
+        key: &str,
+        deadline: Duration,
+        mut call: F,
+    ) -> Result<T, StoreError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
         let mut retry = 0;
         loop {
-            match call().await {
+            let attempt = tokio::time::timeout(deadline, call())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(StoreError::Unavailable {
+                        op,
+                        key: key.to_string(),
+                        message: format!("no answer within {deadline:?}"),
+                    })
+                });
+            match attempt {
                 Err(error @ StoreError::Unavailable { .. }) if retry + 1 < self.policy.attempts => {
                     retry += 1;
                     self.observer.retried(op, &error);
@@ -88,6 +111,14 @@ impl RetryStore {
                 result => return result,
             }
         }
+    }
+}
+
+impl RetryStore {
+    /// Uploads above the multipart threshold take several requests.
+    fn put_deadline(&self, data: &Payload) -> Duration {
+        let requests = 1 + data.len() / MULTIPART_THRESHOLD;
+        self.policy.attempt_timeout * requests as u32
     }
 }
 
@@ -103,25 +134,45 @@ impl std::fmt::Debug for RetryStore {
 #[async_trait::async_trait]
 impl ObjectStore for RetryStore {
     async fn put(&self, key: &str, data: Payload) -> Result<(), StoreError> {
-        self.retry("put", || self.inner.put(key, data.clone()))
+        let deadline = self.put_deadline(&data);
+        self.retry("put", key, deadline, || self.inner.put(key, data.clone()))
             .await
+    }
+
+    /// A create retried after a lost answer may find its own first attempt: AlreadyExists
+    /// then, which the caller tells apart by reading the object.
+    async fn create(&self, key: &str, data: Payload) -> Result<(), StoreError> {
+        let deadline = self.put_deadline(&data);
+        self.retry("create", key, deadline, || {
+            self.inner.create(key, data.clone())
+        })
+        .await
     }
 
     async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
-        self.retry("get", || self.inner.get(key)).await
-    }
-
-    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
-        self.retry("get_range", || self.inner.get_range(key, range.clone()))
+        let deadline = self.policy.attempt_timeout;
+        self.retry("get", key, deadline, || self.inner.get(key))
             .await
     }
 
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        let deadline = self.policy.attempt_timeout;
+        self.retry("get_range", key, deadline, || {
+            self.inner.get_range(key, range.clone())
+        })
+        .await
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.retry("delete", || self.inner.delete(key)).await
+        let deadline = self.policy.attempt_timeout;
+        self.retry("delete", key, deadline, || self.inner.delete(key))
+            .await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
-        self.retry("list", || self.inner.list(prefix)).await
+        let deadline = self.policy.attempt_timeout;
+        self.retry("list", prefix, deadline, || self.inner.list(prefix))
+            .await
     }
 }
 
@@ -159,6 +210,7 @@ mod tests {
         attempts: 4,
         base_backoff: Duration::ZERO,
         max_backoff: Duration::ZERO,
+        attempt_timeout: Duration::from_secs(5),
     };
 
     fn setup() -> (RetryStore, Arc<FaultyStore>, Arc<Observer>) {
@@ -229,12 +281,35 @@ mod tests {
         assert!(observer.retried.lock().unwrap().is_empty());
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_that_hangs_fails_at_its_deadline_and_is_retried() {
+        // A store whose every call takes an hour, like a local directory on a hung NFS mount.
+        let hung = Arc::new(FaultyStore::new(
+            Arc::new(MemoryStore::new()),
+            FaultConfig {
+                latency: Some(Duration::from_secs(3600)),
+                ..FaultConfig::default()
+            },
+        ));
+        let observer = Arc::new(Observer::default());
+        let store = RetryStore::new(hung.clone(), IMMEDIATE, observer.clone());
+        let started = tokio::time::Instant::now();
+        let result = store.put("a", Bytes::from_static(b"x").into()).await;
+        assert!(
+            matches!(&result, Err(StoreError::Unavailable { message, .. }) if message.contains("no answer within")),
+            "{result:?}"
+        );
+        assert_eq!(started.elapsed(), IMMEDIATE.attempt_timeout * 4);
+        assert_eq!(observer.retried.lock().unwrap().len(), 3);
+    }
+
     #[test]
     fn backoff_doubles_up_to_the_maximum_with_full_jitter() {
         let policy = RetryPolicy {
             attempts: 10,
             base_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(1000),
+            ..RetryPolicy::default()
         };
         for (retry, ceiling_ms) in [
             (1, 100),

@@ -13,6 +13,29 @@ use crate::time_index::TimeIndex;
 /// Kafka's RecordBatch.NO_TIMESTAMP: a batch without timestamps never enters the time index.
 const NO_TIMESTAMP: i64 = -1;
 
+/// Kafka's bounds on one segment: offsets relative to its base offset and byte positions in
+/// its log are 32-bit signed integers in the index formats, so a segment rolls before either
+/// would pass `i32::MAX`.
+const MAX_RELATIVE_OFFSET: i64 = i32::MAX as i64;
+const MAX_SEGMENT_BYTES: u64 = i32::MAX as u64;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SegmentError {
+    #[error("the batch at offset {base_offset} does not follow offset {last_offset}")]
+    OutOfOrder { base_offset: i64, last_offset: i64 },
+    #[error(
+        "the batch at offsets {base_offset}..={last_offset} ({len} bytes) does not fit the \
+         segment at offset {segment_base} ({segment_bytes} bytes): a segment must roll first"
+    )]
+    DoesNotFit {
+        base_offset: i64,
+        last_offset: i64,
+        len: usize,
+        segment_base: i64,
+        segment_bytes: u64,
+    },
+}
+
 /// Builds one segment, with an index entry every `index_interval_bytes` of log (Kafka's
 /// index.interval.bytes, 4096) and one for the first batch.
 #[derive(Debug)]
@@ -44,16 +67,33 @@ impl SegmentWriter {
         }
     }
 
-    /// Appends a batch as-is. Panics if its offsets do not follow the previous batch's or
-    /// the segment would exceed 4 GiB (index positions are u32).
-    pub fn append(&mut self, batch: &RecordBatch) {
+    /// Whether `batch` can still go into this segment: its last offset relative to the base
+    /// and the log's size after it stay within Kafka's 32-bit index fields.
+    pub fn fits(&self, batch: &RecordBatch) -> bool {
+        batch.last_offset().saturating_sub(self.base_offset) <= MAX_RELATIVE_OFFSET
+            && self.size() + batch.len() as u64 <= MAX_SEGMENT_BYTES
+    }
+
+    /// Appends a batch as-is; refused if its offsets do not follow the previous batch's or
+    /// it does not [fit](Self::fits).
+    pub fn append(&mut self, batch: &RecordBatch) -> Result<(), SegmentError> {
         let base_offset = batch.base_offset();
-        assert!(
-            base_offset > self.last_offset,
-            "batch at offset {base_offset} does not follow offset {}",
-            self.last_offset
-        );
-        let position = u32::try_from(self.log.len()).expect("a segment must stay below 4 GiB");
+        if base_offset <= self.last_offset {
+            return Err(SegmentError::OutOfOrder {
+                base_offset,
+                last_offset: self.last_offset,
+            });
+        }
+        if !self.fits(batch) || base_offset < self.base_offset {
+            return Err(SegmentError::DoesNotFit {
+                base_offset,
+                last_offset: batch.last_offset(),
+                len: batch.len(),
+                segment_base: self.base_offset,
+                segment_bytes: self.size(),
+            });
+        }
+        let position = self.log.len() as u32;
         if batch.max_timestamp() > self.max_timestamp {
             self.max_timestamp = batch.max_timestamp();
             self.offset_of_max_timestamp = base_offset;
@@ -68,6 +108,7 @@ impl SegmentWriter {
         self.log.push(batch.as_bytes().clone());
         self.bytes_since_last_entry += batch.len();
         self.last_offset = batch.last_offset();
+        Ok(())
     }
 
     fn append_time_entry(&mut self) {
@@ -117,11 +158,14 @@ pub struct SegmentKeys {
     pub time_index: String,
 }
 
+/// The key space of segments: "topics/{topic_id}/{partition}/...".
+pub const SEGMENT_PREFIX: &str = "topics/";
+
 /// "topics/{topic_id}/{partition}/{base_offset:020}-{unique}.log" / ".index" / ".timeindex".
 /// The random part keeps a rewritten segment from overwriting the one it replaces.
 pub fn segment_keys(topic_id: Uuid, partition: i32, base_offset: i64) -> SegmentKeys {
     let stem = format!(
-        "topics/{topic_id}/{partition}/{base_offset:020}-{}",
+        "{SEGMENT_PREFIX}{topic_id}/{partition}/{base_offset:020}-{}",
         Uuid::new_v4().simple()
     );
     SegmentKeys {
@@ -180,7 +224,7 @@ mod tests {
     fn write(batches: &[RecordBatch], index_interval_bytes: usize) -> SegmentData {
         let mut writer = SegmentWriter::new(100, index_interval_bytes);
         for batch in batches {
-            writer.append(batch);
+            writer.append(batch).unwrap();
         }
         assert_eq!(
             writer.size(),
@@ -276,8 +320,8 @@ mod tests {
     #[test]
     fn batches_without_timestamps_stay_out_of_the_time_index() {
         let mut writer = SegmentWriter::new(0, 0);
-        writer.append(&batch(0, 1, NO_TIMESTAMP, 100));
-        writer.append(&batch(1, 1, NO_TIMESTAMP, 100));
+        writer.append(&batch(0, 1, NO_TIMESTAMP, 100)).unwrap();
+        writer.append(&batch(1, 1, NO_TIMESTAMP, 100)).unwrap();
         let segment = writer.finish();
         assert!(segment.time_index.is_empty());
         assert_eq!(segment.max_timestamp, NO_TIMESTAMP);
@@ -301,11 +345,35 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "does not follow")]
-    fn out_of_order_batches_panic() {
+    fn out_of_order_batches_are_refused() {
         let mut writer = SegmentWriter::new(100, 4096);
-        writer.append(&batch(100, 5, 0, 100));
-        writer.append(&batch(104, 1, 0, 100));
+        writer.append(&batch(100, 5, 0, 100)).unwrap();
+        assert_eq!(
+            writer.append(&batch(104, 1, 0, 100)),
+            Err(SegmentError::OutOfOrder {
+                base_offset: 104,
+                last_offset: 104
+            })
+        );
+        assert_eq!(writer.size(), 100, "nothing of a refused batch is kept");
+    }
+
+    #[test]
+    fn a_batch_whose_relative_offset_would_pass_i32_max_does_not_fit() {
+        let mut writer = SegmentWriter::new(0, 4096);
+        writer.append(&batch(0, 1, 0, 100)).unwrap();
+        let last_fitting = batch(i64::from(i32::MAX), 1, 0, 100);
+        let too_far = batch(i64::from(i32::MAX) + 1, 1, 0, 100);
+        assert!(writer.fits(&last_fitting));
+        assert!(!writer.fits(&too_far));
+        assert!(matches!(
+            writer.append(&too_far),
+            Err(SegmentError::DoesNotFit { .. })
+        ));
+        writer.append(&last_fitting).unwrap();
+        let segment = writer.finish();
+        let index = OffsetIndex::from_bytes(0, &segment.offset_index).unwrap();
+        assert_eq!(index.lookup(i64::from(i32::MAX)), (0, 0));
     }
 
     #[test]

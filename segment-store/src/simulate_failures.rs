@@ -1,7 +1,7 @@
 //! A wrapper that injects faults into any store, for crash and outage tests.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,6 +42,8 @@ pub struct FaultyStore {
     inner: Arc<dyn ObjectStore>,
     config: FaultConfig,
     outage: AtomicBool,
+    /// Reads still to cut short.
+    cut_reads: AtomicU64,
     stats: Mutex<FaultStats>,
 }
 
@@ -51,6 +53,7 @@ impl FaultyStore {
             inner,
             config,
             outage: AtomicBool::new(false),
+            cut_reads: AtomicU64::new(0),
             stats: Mutex::new(FaultStats::default()),
         }
     }
@@ -58,6 +61,25 @@ impl FaultyStore {
     /// While set, every call fails with Unavailable.
     pub fn set_outage(&self, outage: bool) {
         self.outage.store(outage, Ordering::SeqCst);
+    }
+
+    /// The next `reads` gets and ranged gets return only the first half of their bytes, as
+    /// a proxy or a connection that ends a body early would, without an error.
+    pub fn cut_next_reads(&self, reads: u64) {
+        self.cut_reads.store(reads, Ordering::SeqCst);
+    }
+
+    /// Cuts `data` short if a cut is due.
+    fn maybe_cut(&self, data: Bytes) -> Bytes {
+        let due = self
+            .cut_reads
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if due {
+            data.slice(..data.len() / 2)
+        } else {
+            data
+        }
     }
 
     pub fn stats(&self) -> FaultStats {
@@ -129,17 +151,28 @@ impl ObjectStore for FaultyStore {
         Err(Self::injected("put", key, reason))
     }
 
+    async fn create(&self, key: &str, data: Payload) -> Result<(), StoreError> {
+        match self.fault(true).await {
+            Some(reason) => Err(Self::injected("create", key, reason)),
+            None => self.inner.create(key, data).await,
+        }
+    }
+
     async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
         match self.fault(false).await {
             Some(reason) => Err(Self::injected("get", key, reason)),
-            None => self.inner.get(key).await,
+            None => self.inner.get(key).await.map(|data| self.maybe_cut(data)),
         }
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
         match self.fault(false).await {
             Some(reason) => Err(Self::injected("get_range", key, reason)),
-            None => self.inner.get_range(key, range).await,
+            None => self
+                .inner
+                .get_range(key, range)
+                .await
+                .map(|data| self.maybe_cut(data)),
         }
     }
 
@@ -288,6 +321,19 @@ mod tests {
         }
         assert!((350..650).contains(&failed), "{failed} of 1000 failed");
         assert_eq!(half.stats().injected_failures, failed);
+    }
+
+    #[tokio::test]
+    async fn reads_cut_short_return_half_their_bytes_without_an_error() {
+        let store = faulty(FaultConfig::default());
+        store
+            .put("a", Bytes::from_static(b"0123456789").into())
+            .await
+            .unwrap();
+        store.cut_next_reads(2);
+        assert_eq!(store.get_range("a", 0..10).await.unwrap(), "01234");
+        assert_eq!(store.get("a").await.unwrap(), "01234");
+        assert_eq!(store.get("a").await.unwrap(), "0123456789");
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
@@ -23,6 +23,9 @@ pub struct ObjectMeta {
 pub enum StoreError {
     #[error("object {key} not found")]
     NotFound { key: String },
+    /// `create` found the key taken.
+    #[error("object {key} already exists")]
+    AlreadyExists { key: String },
     /// Transient: the caller may retry.
     #[error("object store {op} {key} failed: {message}")]
     Unavailable {
@@ -50,7 +53,7 @@ pub enum StoreError {
 
 /// Settings of the remote backends that the URL does not carry. Anything left unset comes
 /// from the backend's standard environment variables (AWS_*, GOOGLE_*, AZURE_*).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageOptions {
     /// S3 endpoint URL, for S3-compatible servers (default: AWS for the region).
     pub s3_endpoint: Option<String>,
@@ -59,6 +62,25 @@ pub struct StorageOptions {
     pub s3_path_style: bool,
     /// Allow an http:// endpoint.
     pub s3_allow_http: bool,
+    /// How long one request to a remote store may take, body included, before it fails
+    /// (and is retried); also the deadline of one attempt of any store call (see
+    /// [`RetryStore`](crate::retry::RetryStore)).
+    pub request_timeout: Duration,
+    /// How long connecting to a remote store may take.
+    pub connect_timeout: Duration,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        Self {
+            s3_endpoint: None,
+            s3_region: None,
+            s3_path_style: false,
+            s3_allow_http: false,
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// An object store: immutable objects under '/'-separated keys.
@@ -67,8 +89,12 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug + 'static {
     /// Durable when it returns Ok (local: temp file, fsync, rename, fsync dir).
     /// Atomic: a reader never sees a partial object.
     async fn put(&self, key: &str, data: Payload) -> Result<(), StoreError>;
+    /// A put that succeeds only if no object has the key (AlreadyExists otherwise), decided
+    /// atomically by the store: of two concurrent creates, one fails.
+    async fn create(&self, key: &str, data: Payload) -> Result<(), StoreError>;
     async fn get(&self, key: &str) -> Result<Bytes, StoreError>;
-    /// Range clipped to the object's end (empty if it starts at or past the end).
+    /// Exactly the bytes of `range` clipped to the object's end (empty if it starts at or
+    /// past the end), or an error: never fewer bytes because a transfer was cut short.
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError>;
     /// Ok if missing.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
@@ -133,8 +159,8 @@ fn build_store(url: &str, options: &StorageOptions) -> Result<Arc<dyn ObjectStor
         }
         "memory" => return Ok(Arc::new(MemoryStore::new())),
         "s3" => crate::s3::open(url, options)?,
-        "gs" => crate::gcs::open(url)?,
-        "az" => crate::azure::open(url)?,
+        "gs" => crate::gcs::open(url, options)?,
+        "az" => crate::azure::open(url, options)?,
         #[cfg(feature = "hdfs")]
         "hdfs" => crate::hdfs::open(url)?,
         #[cfg(not(feature = "hdfs"))]
@@ -243,6 +269,21 @@ pub(crate) mod tests {
         assert_eq!(range(10..20).await.unwrap(), "");
         assert_eq!(range(50..60).await.unwrap(), "");
         assert_eq!(range(3..3).await.unwrap(), "");
+
+        // create takes a free key only, and leaves a taken one as it was.
+        store
+            .create("cluster/marker", Bytes::from_static(b"first").into())
+            .await
+            .unwrap();
+        let again = store
+            .create("cluster/marker", Bytes::from_static(b"second").into())
+            .await;
+        assert!(
+            matches!(&again, Err(StoreError::AlreadyExists { key }) if key == "cluster/marker"),
+            "{again:?}"
+        );
+        assert_eq!(store.get("cluster/marker").await.unwrap(), "first");
+        store.delete("cluster/marker").await.unwrap();
 
         // Overwrite replaces the whole object.
         store

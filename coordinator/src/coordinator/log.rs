@@ -73,17 +73,31 @@ impl Coordinator {
         Some(self.read().partition(topic_id, partition)?.to_log())
     }
 
-    /// Compaction: replaces the chunks covering exactly [segment.base_offset, segment.last_offset]
-    /// with the segment, atomically; NonContiguousCommit if they are no longer exactly those
-    /// chunks (contiguous, the first starting and the last ending with the segment).
-    pub async fn commit_segment(
+    /// Compaction: replaces the chunks covering exactly the offsets of `segments` (contiguous,
+    /// oldest first) with them, atomically; NonContiguousCommit if the segments do not follow
+    /// each other or the chunks are no longer exactly those (contiguous, the first starting
+    /// with the first segment and the last ending with the last one).
+    pub async fn commit_segments(
         &self,
         topic_id: Uuid,
         partition: i32,
         leader_epoch: i32,
-        segment: SegmentMeta,
+        segments: Vec<SegmentMeta>,
     ) -> Result<(), CoordinatorError> {
         let (t, p) = (topic_id, partition);
+        let (Some(first), Some(last)) = (segments.first(), segments.last()) else {
+            return Ok(());
+        };
+        let (base, last) = (first.base_offset, last.last_offset);
+        let follow = segments.windows(2).all(|pair| {
+            pair[0].last_offset >= pair[0].base_offset
+                && pair[1].base_offset == pair[0].last_offset + 1
+        });
+        if !follow {
+            return Err(CoordinatorError::NonContiguousCommit(format!(
+                "the segments of {t}-{p} for offsets {base}..={last} do not follow each other"
+            )));
+        }
         let guard = self.lock_writes().await;
         let changes = {
             let state = self.read();
@@ -91,7 +105,6 @@ impl Coordinator {
                 .partition(t, p)
                 .ok_or_else(|| unknown_partition(t, p))?;
             check_leader_epoch(log, t, p, leader_epoch)?;
-            let (base, last) = (segment.base_offset, segment.last_offset);
             let mut next = base;
             let mut deletes = Vec::new();
             if last >= base {
@@ -105,11 +118,14 @@ impl Coordinator {
             }
             if next != last + 1 || deletes.is_empty() {
                 return Err(CoordinatorError::NonContiguousCommit(format!(
-                    "the chunks of {t}-{p} do not tile the segment's offsets {base}..={last}"
+                    "the chunks of {t}-{p} do not tile the segments' offsets {base}..={last}"
                 )));
             }
             Changes {
-                puts: vec![Record::Segment(t, p, segment)],
+                puts: segments
+                    .into_iter()
+                    .map(|segment| Record::Segment(t, p, segment))
+                    .collect(),
                 deletes,
                 broker: None,
             }
@@ -415,7 +431,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn commit_segment_replaces_exactly_tiling_chunks() {
+    async fn commit_segments_replaces_exactly_tiling_chunks() {
         let (_store, coordinator, t) = setup(1).await;
         for (base, last) in [(0, 9), (10, 19), (20, 29)] {
             coordinator
@@ -427,19 +443,23 @@ mod tests {
         // Starts inside a chunk, ends inside one, covers nothing, is backwards, reaches past the log.
         for (base, last) in [(5, 19), (0, 15), (30, 39), (19, 10), (20, 39)] {
             let result = coordinator
-                .commit_segment(t, 0, 0, segment(base, last))
+                .commit_segments(t, 0, 0, vec![segment(base, last)])
                 .await;
             assert!(
                 matches!(result, Err(CoordinatorError::NonContiguousCommit(_))),
                 "{base}..={last}: {result:?}"
             );
         }
-        let fenced = coordinator.commit_segment(t, 0, 1, segment(0, 19)).await;
+        let fenced = coordinator
+            .commit_segments(t, 0, 1, vec![segment(0, 19)])
+            .await;
         assert!(matches!(
             fenced,
             Err(CoordinatorError::FencedLeaderEpoch(_))
         ));
-        let unknown = coordinator.commit_segment(t, 1, 0, segment(0, 19)).await;
+        let unknown = coordinator
+            .commit_segments(t, 1, 0, vec![segment(0, 19)])
+            .await;
         assert!(matches!(
             unknown,
             Err(CoordinatorError::UnknownTopicOrPartition(_))
@@ -447,7 +467,7 @@ mod tests {
         assert_eq!(snapshot(&coordinator), before);
 
         coordinator
-            .commit_segment(t, 0, 0, segment(0, 19))
+            .commit_segments(t, 0, 0, vec![segment(0, 19)])
             .await
             .unwrap();
         let log = coordinator.partition_log(t, 0).unwrap();
@@ -456,11 +476,11 @@ mod tests {
         assert_eq!(log.high_watermark, 30);
         // The chunks are gone: the same segment again no longer matches.
         assert!(coordinator
-            .commit_segment(t, 0, 0, segment(0, 19))
+            .commit_segments(t, 0, 0, vec![segment(0, 19)])
             .await
             .is_err());
         coordinator
-            .commit_segment(t, 0, 0, segment(20, 29))
+            .commit_segments(t, 0, 0, vec![segment(20, 29)])
             .await
             .unwrap();
         let log = coordinator.partition_log(t, 0).unwrap();
@@ -476,6 +496,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn several_segments_replace_their_chunks_in_one_commit() {
+        let (_store, coordinator, t) = setup(1).await;
+        for (base, last) in [(0, 9), (10, 19)] {
+            coordinator
+                .commit_flush(vec![commit(t, 0, 0, chunk(base, last))])
+                .await
+                .unwrap();
+        }
+        let before = snapshot(&coordinator);
+        for segments in [
+            vec![segment(0, 4), segment(6, 19)],
+            vec![segment(0, 4), segment(4, 19)],
+        ] {
+            let result = coordinator.commit_segments(t, 0, 0, segments).await;
+            assert!(
+                matches!(result, Err(CoordinatorError::NonContiguousCommit(_))),
+                "{result:?}"
+            );
+        }
+        assert_eq!(snapshot(&coordinator), before);
+
+        coordinator
+            .commit_segments(t, 0, 0, vec![segment(0, 4), segment(5, 19)])
+            .await
+            .unwrap();
+        let log = coordinator.partition_log(t, 0).unwrap();
+        assert_eq!(log.segments, vec![segment(0, 4), segment(5, 19)]);
+        assert!(log.chunks.is_empty());
+        assert_eq!(log.high_watermark, 20);
+    }
+
+    #[tokio::test]
     async fn advance_log_start_offset_drops_whole_entries() {
         let (_store, coordinator, t) = setup(1).await;
         let mut first = commit(t, 0, 0, chunk(0, 9));
@@ -488,7 +540,7 @@ mod tests {
             .await
             .unwrap();
         coordinator
-            .commit_segment(t, 0, 0, segment(0, 9))
+            .commit_segments(t, 0, 0, vec![segment(0, 9)])
             .await
             .unwrap();
 
@@ -559,7 +611,7 @@ mod tests {
         assert_eq!(coordinator.referenced_objects(), keys(&[&c0, &c1]));
         let s = segment(0, 9);
         coordinator
-            .commit_segment(t, 0, 0, s.clone())
+            .commit_segments(t, 0, 0, vec![s.clone()])
             .await
             .unwrap();
         assert_eq!(

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::background::isolated;
 use crate::broker::Broker;
 
 pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
@@ -13,8 +14,8 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             _ = tokio::time::sleep(broker.groups.config().offsets_retention_check_interval) => {}
             _ = shutdown.changed() => return,
         }
-        if let Err(e) = broker.groups.expire_offsets().await {
-            tracing::warn!(error = %e, "offset expiration failed; will retry");
-        }
+        let metrics = &broker.metrics.offset_expiration;
+        let pass = broker.groups.expire_offsets();
+        isolated("offset_expiration", metrics, "committed offsets", pass).await;
     }
 }

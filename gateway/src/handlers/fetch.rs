@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use super::check_leader_epoch;
 use crate::broker::Broker;
 use crate::fetch_memory::{shrink_to, Reservation};
+use crate::partition::log_reader::ReadError;
 use crate::partition::{CommitState, Partition};
 
 /// Fetch v13 (KIP-516) names topics by id.
@@ -191,9 +192,12 @@ async fn read_partition(
         .log_reader()
         .read(partition, offset, state.high_watermark, budget, first)
         .await
-        .map_err(|e| {
-            tracing::error!(topic = %partition.topic, partition = partition.index, offset, error = %e, "fetch read failed");
-            ResponseError::KafkaStorageError.code()
+        .map_err(|e| match e {
+            ReadError::BelowLogStart { .. } => ResponseError::OffsetOutOfRange.code(),
+            e => {
+                tracing::error!(topic = %partition.topic, partition = partition.index, offset, error = %e, "fetch read failed");
+                ResponseError::KafkaStorageError.code()
+            }
         })?;
     let bytes: usize = batches.iter().map(|b| b.len()).sum();
     if bytes > 0 {

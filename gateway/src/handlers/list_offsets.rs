@@ -73,15 +73,14 @@ async fn list_offset(
         // Nothing is tiered: everything is in the same object store.
         LATEST_TIERED => None,
         timestamp => {
-            let log = broker
-                .coordinator
-                .partition_log(topic.topic_id, request.partition_index)
-                .ok_or(ResponseError::UnknownTopicOrPartition.code())?;
             let reader = broker.log_reader();
+            let (topic_id, index) = (topic.topic_id, request.partition_index);
             let result = if timestamp == MAX_TIMESTAMP {
-                reader.offset_of_max_timestamp(&log).await
+                reader.offset_of_max_timestamp(topic_id, index).await
             } else {
-                reader.offset_for_timestamp(&log, timestamp).await
+                reader
+                    .offset_for_timestamp(topic_id, index, timestamp)
+                    .await
             };
             result.map_err(|e| {
                 tracing::error!(topic = %topic.name, partition = request.partition_index, error = %e, "ListOffsets read failed");

@@ -171,9 +171,18 @@ async fn append(broker: &Broker, topic: &TopicMeta, data: PartitionProduceData) 
             )),
         ));
     }
-    // Backpressure: wait for room in the append buffer (a batch larger than the whole
-    // buffer takes all of it rather than waiting forever).
-    let bytes = batch.len().min(broker.config.buffer_max_bytes);
+    // Backpressure: wait for room in the append buffer. Exactly the batch's bytes: the
+    // flusher gives back what it flushes, so the bound holds.
+    let bytes = batch.len();
+    if bytes > broker.config.buffer_max_bytes {
+        return Err((
+            ResponseError::MessageTooLarge.code(),
+            Some(format!(
+                "batch of {bytes} bytes exceeds the broker's append buffer (buffer.max.bytes {})",
+                broker.config.buffer_max_bytes
+            )),
+        ));
+    }
     broker
         .buffer
         .acquire_many(bytes as u32)
@@ -264,5 +273,67 @@ mod tests {
             "the pending acks=all response still refers to the request frame"
         );
         drop(pending);
+    }
+
+    fn produce_request(
+        topic: &str,
+        acks: i16,
+        batch: &proto_compat::batch::RecordBatch,
+    ) -> ProduceRequest {
+        ProduceRequest::default()
+            .with_acks(acks)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(topic_name(topic))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(batch.as_bytes().clone()))])])
+    }
+
+    /// The first partition's error code and message.
+    async fn produce(broker: &Arc<Broker>, request: ProduceRequest) -> (i16, Option<String>) {
+        let response = append_all(broker, VERSION, request)
+            .await
+            .response()
+            .await
+            .unwrap();
+        let partition = &response.responses[0].partition_responses[0];
+        (
+            partition.error_code,
+            partition.error_message.as_ref().map(|m| m.to_string()),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_batch_larger_than_the_append_buffer_is_refused_and_the_bound_holds() {
+        let small = record_batch(-1, -1, -1, 10, 1_000);
+        let large = record_batch(-1, -1, -1, 500, 1_000);
+        let config = BrokerConfig {
+            buffer_max_bytes: large.len() - 1,
+            ..BrokerConfig::default()
+        };
+        let (broker, _dir) = broker(Arc::new(MemoryStore::new()), config).await;
+        topic(&broker, "orders", 1).await;
+        // max.message.bytes (1 MiB by default) allows it; the append buffer does not.
+        let (code, message) = produce(&broker, produce_request("orders", 1, &large)).await;
+        assert_eq!(code, ResponseError::MessageTooLarge.code());
+        assert!(
+            message
+                .as_deref()
+                .is_some_and(|m| m.contains("buffer.max.bytes")),
+            "{message:?}"
+        );
+
+        for _ in 0..3 {
+            let (code, _) = produce(&broker, produce_request("orders", 1, &small)).await;
+            assert_eq!(code, 0);
+        }
+        crate::flusher::flush(&broker).await;
+        assert_eq!(broker.flush_queue.buffered_bytes(), 0);
+        assert_eq!(
+            broker.buffer.available_permits(),
+            broker.config.buffer_max_bytes,
+            "every byte taken from the append buffer came back, and no more"
+        );
     }
 }

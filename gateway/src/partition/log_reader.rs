@@ -1,16 +1,26 @@
 //! Reads committed batches of a partition: from the in-memory tail when it reaches back far
 //! enough, else from the partition's checkpoint (segments, then un-compacted chunks in flush
 //! objects) through the read cache. Also finds offsets by timestamp for ListOffsets.
+//!
+//! What comes back from storage is checked, never trusted: a read returns exactly the bytes
+//! asked for, a chunk holds whole batches covering exactly its offsets, a segment's batches
+//! follow each other from the index entry they are read from, and no offset between pieces
+//! is skipped. A read that fails these checks is counted and read once more straight from
+//! the store (a cached block may be bad); one that finds an object gone (replaced by
+//! compaction and collected since the checkpoint was read) is retried on a fresh checkpoint.
 
 use bytes::Bytes;
 use coordinator::coordinator::Coordinator;
 use coordinator::{ChunkMeta, PartitionLog, SegmentMeta};
+use futures::future::BoxFuture;
+use prometheus_client::metrics::counter::Counter;
 use proto_compat::batch::{read_batches, RecordBatch, RECORD_BATCH_OVERHEAD};
 use proto_compat::kafka_protocol::records::RecordBatchDecoder;
 use segment_store::offset_index::OffsetIndex;
 use segment_store::read_cache::ReadCache;
-use segment_store::store::StoreError;
+use segment_store::store::{ObjectStore, StoreError};
 use segment_store::time_index::TimeIndex;
+use uuid::Uuid;
 
 use super::Partition;
 
@@ -25,6 +35,30 @@ pub enum ReadError {
     CorruptIndex { key: String, reason: String },
     #[error("cannot decode records at offset {offset}: {reason}")]
     Records { offset: i64, reason: String },
+    /// Retention or DeleteRecords moved the log start past the offset since it was checked.
+    #[error("offset {offset} is below the log start offset {log_start_offset}")]
+    BelowLogStart { offset: i64, log_start_offset: i64 },
+    /// What storage returned is not what the checkpoint says is there.
+    #[error("{key} does not hold what the checkpoint says: {reason}")]
+    Integrity { key: String, reason: String },
+}
+
+impl ReadError {
+    fn integrity(key: &str, reason: String) -> Self {
+        Self::Integrity {
+            key: key.to_string(),
+            reason,
+        }
+    }
+}
+
+/// Where a read gets its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Cache,
+    /// Straight from the store, around every cache tier (block-aligned ranges aside, which
+    /// the disk tier serves): after a read through the caches failed its checks.
+    Store,
 }
 
 /// A contiguous piece of the committed log.
@@ -58,7 +92,9 @@ fn pieces(log: &PartitionLog) -> impl Iterator<Item = Piece<'_>> {
 
 pub struct LogReader<'a> {
     pub cache: &'a ReadCache,
+    pub store: &'a dyn ObjectStore,
     pub coordinator: &'a Coordinator,
+    pub integrity_errors: &'a Counter,
 }
 
 impl LogReader<'_> {
@@ -79,12 +115,59 @@ impl LogReader<'_> {
         if let Some(batches) = partition.read_tail(offset, max_bytes, at_least_one) {
             return Ok(below(batches, high_watermark));
         }
+        self.checked(|source| {
+            Box::pin(self.read_log(
+                partition,
+                source,
+                offset,
+                high_watermark,
+                max_bytes,
+                at_least_one,
+            ))
+        })
+        .await
+    }
+
+    /// Runs `attempt` on the caches, and once more if what it read failed its checks (then
+    /// from the store) or an object was gone (then on a fresh checkpoint).
+    async fn checked<'a, T>(
+        &'a self,
+        attempt: impl Fn(Source) -> BoxFuture<'a, Result<T, ReadError>>,
+    ) -> Result<T, ReadError> {
+        match attempt(Source::Cache).await {
+            Err(ReadError::Integrity { key, reason }) => {
+                self.integrity_errors.inc();
+                tracing::warn!(%key, %reason, "a read failed its checks; reading it again from the store");
+                self.cache.invalidate(&key);
+                attempt(Source::Store).await
+            }
+            Err(ReadError::Store(StoreError::NotFound { .. })) => attempt(Source::Cache).await,
+            result => result,
+        }
+    }
+
+    /// One attempt of [`LogReader::read`], on the checkpoint as it is now.
+    async fn read_log(
+        &self,
+        partition: &Partition,
+        source: Source,
+        offset: i64,
+        high_watermark: i64,
+        max_bytes: usize,
+        at_least_one: bool,
+    ) -> Result<Vec<RecordBatch>, ReadError> {
         let Some(log) = self
             .coordinator
             .partition_log(partition.topic_id, partition.index)
         else {
             return Ok(Vec::new());
         };
+        if offset < log.log_start_offset {
+            return Err(ReadError::BelowLogStart {
+                offset,
+                log_start_offset: log.log_start_offset,
+            });
+        }
         let mut out: Vec<RecordBatch> = Vec::new();
         let mut bytes = 0usize;
         let mut next = offset;
@@ -97,9 +180,13 @@ impl LogReader<'_> {
             if budget == 0 && !first {
                 break;
             }
-            let batches = match piece {
-                Piece::Segment(segment) => self.read_segment(segment, next, budget, first).await?,
-                Piece::Chunk(chunk) => self.read_chunk(chunk).await?,
+            let (key, batches) = match piece {
+                Piece::Segment(segment) => (
+                    &segment.log_key,
+                    self.read_segment(segment, next, budget, first, source)
+                        .await?,
+                ),
+                Piece::Chunk(chunk) => (&chunk.object_key, self.read_chunk(chunk, source).await?),
             };
             let mut full = false;
             let from = next;
@@ -107,6 +194,15 @@ impl LogReader<'_> {
                 if bytes + batch.len() > max_bytes && !(out.is_empty() && at_least_one) {
                     full = true;
                     break;
+                }
+                if batch.base_offset() > next {
+                    return Err(ReadError::integrity(
+                        key,
+                        format!(
+                            "offsets {next}..{} are missing: the next batch starts after them",
+                            batch.base_offset()
+                        ),
+                    ));
                 }
                 bytes += batch.len();
                 next = batch.last_offset() + 1;
@@ -127,18 +223,37 @@ impl LogReader<'_> {
         Ok(below(out, high_watermark))
     }
 
-    async fn read_chunk(&self, chunk: &ChunkMeta) -> Result<Vec<RecordBatch>, ReadError> {
-        let bytes = self
-            .cache
-            .get_range(&chunk.object_key, chunk.byte_range.clone())
-            .await?;
-        Ok(read_batches(&bytes).collect())
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+        source: Source,
+    ) -> Result<Bytes, StoreError> {
+        match source {
+            Source::Cache => self.cache.get_range(key, range).await,
+            Source::Store => self.store.get_range(key, range).await,
+        }
     }
 
-    async fn offset_index(&self, segment: &SegmentMeta) -> Result<OffsetIndex, ReadError> {
+    /// A chunk's batches, checked against its metadata.
+    async fn read_chunk(
+        &self,
+        chunk: &ChunkMeta,
+        source: Source,
+    ) -> Result<Vec<RecordBatch>, ReadError> {
         let bytes = self
-            .cache
-            .get_range(&segment.offset_index_key, 0..u64::MAX)
+            .get_range(&chunk.object_key, chunk.byte_range.clone(), source)
+            .await?;
+        chunk_batches(chunk, &bytes)
+    }
+
+    async fn offset_index(
+        &self,
+        segment: &SegmentMeta,
+        source: Source,
+    ) -> Result<OffsetIndex, ReadError> {
+        let bytes = self
+            .get_range(&segment.offset_index_key, 0..u64::MAX, source)
             .await?;
         OffsetIndex::from_bytes(segment.base_offset, &bytes).map_err(|e| ReadError::CorruptIndex {
             key: segment.offset_index_key.clone(),
@@ -153,36 +268,56 @@ impl LogReader<'_> {
         offset: i64,
         budget: usize,
         at_least_one: bool,
+        source: Source,
     ) -> Result<Vec<RecordBatch>, ReadError> {
-        let (_, position) = self.offset_index(segment).await?.lookup(offset);
+        let key = &segment.log_key;
+        let (mut expected, position) = self.offset_index(segment, source).await?.lookup(offset);
         let mut position = u64::from(position);
         let mut out = Vec::new();
         let mut bytes = 0usize;
         // The index is sparse: read window by window, skipping batches before `offset`.
         while position < segment.size {
             let window = (budget as u64).max(MIN_SEGMENT_READ);
-            let data = self
-                .cache
-                .get_range(&segment.log_key, position..position + window)
+            let mut data = self
+                .exact_range(key, position..(position + window).min(segment.size), source)
                 .await?;
             let mut batches: Vec<RecordBatch> = read_batches(&data).collect();
             if batches.is_empty() {
                 // The next batch is larger than the window: read exactly that batch.
-                let truncated = || ReadError::Records {
-                    offset,
-                    reason: format!("truncated batch at byte {position} of {}", segment.log_key),
-                };
-                let length = batch_length_at(&data).ok_or_else(truncated)?;
-                let data = self
-                    .cache
-                    .get_range(&segment.log_key, position..position + length)
+                let length = batch_length_at(&data).ok_or_else(|| {
+                    ReadError::integrity(key, format!("no batch header at byte {position}"))
+                })?;
+                if position + length > segment.size {
+                    return Err(ReadError::integrity(
+                        key,
+                        format!(
+                            "the batch at byte {position} ends past the segment's {} bytes",
+                            segment.size
+                        ),
+                    ));
+                }
+                data = self
+                    .exact_range(key, position..position + length, source)
                     .await?;
                 batches = read_batches(&data).collect();
                 if batches.is_empty() {
-                    return Err(truncated());
+                    return Err(ReadError::integrity(
+                        key,
+                        format!("truncated batch at byte {position}"),
+                    ));
                 }
             }
             for batch in batches {
+                if batch.base_offset() != expected {
+                    return Err(ReadError::integrity(
+                        key,
+                        format!(
+                            "the batch at byte {position} starts at offset {}, not {expected}",
+                            batch.base_offset()
+                        ),
+                    ));
+                }
+                expected = batch.last_offset() + 1;
                 position += batch.len() as u64;
                 if batch.last_offset() < offset {
                     continue;
@@ -197,25 +332,69 @@ impl LogReader<'_> {
                 break;
             }
         }
+        if position == segment.size && expected != segment.last_offset + 1 {
+            return Err(ReadError::integrity(
+                key,
+                format!(
+                    "the segment ends at offset {}, its metadata at {}",
+                    expected - 1,
+                    segment.last_offset
+                ),
+            ));
+        }
         Ok(out)
+    }
+
+    /// Exactly the bytes of `range`, which lies inside the object.
+    async fn exact_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+        source: Source,
+    ) -> Result<Bytes, ReadError> {
+        let data = self.get_range(key, range.clone(), source).await?;
+        if data.len() as u64 != range.end - range.start {
+            return Err(ReadError::integrity(
+                key,
+                format!("a read of bytes {range:?} returned {} bytes", data.len()),
+            ));
+        }
+        Ok(data)
     }
 
     /// Kafka's ListOffsets by timestamp: the first record whose timestamp is at or after
     /// `timestamp`, as (offset, record timestamp).
     pub async fn offset_for_timestamp(
         &self,
-        log: &PartitionLog,
+        topic_id: Uuid,
+        partition: i32,
         timestamp: i64,
     ) -> Result<Option<(i64, i64)>, ReadError> {
-        for piece in pieces(log).filter(|p| p.last_offset() >= log.log_start_offset) {
+        self.checked(|source| {
+            Box::pin(self.find_offset_for_timestamp(topic_id, partition, timestamp, source))
+        })
+        .await
+    }
+
+    /// One attempt of [`LogReader::offset_for_timestamp`].
+    async fn find_offset_for_timestamp(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        timestamp: i64,
+        source: Source,
+    ) -> Result<Option<(i64, i64)>, ReadError> {
+        let Some(log) = self.coordinator.partition_log(topic_id, partition) else {
+            return Ok(None);
+        };
+        for piece in pieces(&log).filter(|p| p.last_offset() >= log.log_start_offset) {
             if piece.max_timestamp() < timestamp {
                 continue;
             }
             let start = match &piece {
                 Piece::Segment(segment) => {
                     let bytes = self
-                        .cache
-                        .get_range(&segment.time_index_key, 0..u64::MAX)
+                        .get_range(&segment.time_index_key, 0..u64::MAX, source)
                         .await?;
                     TimeIndex::from_bytes(segment.base_offset, &bytes)
                         .map_err(|e| ReadError::CorruptIndex {
@@ -226,13 +405,14 @@ impl LogReader<'_> {
                 }
                 Piece::Chunk(chunk) => chunk.base_offset,
             };
-            if let Some(found) = self
-                .scan(&piece, start.max(log.log_start_offset), |b| {
+            let found = self
+                .scan(&piece, start.max(log.log_start_offset), source, |b| {
                     b.max_timestamp() >= timestamp
                 })
-                .await?
-            {
-                return first_record(&found, log.log_start_offset, |ts| ts >= timestamp).map(Some);
+                .await?;
+            if let Some(found) = found {
+                let record = first_record(&found, log.log_start_offset, |ts| ts >= timestamp)?;
+                return Ok(Some(record));
             }
         }
         Ok(None)
@@ -241,9 +421,24 @@ impl LogReader<'_> {
     /// ListOffsets with MAX_TIMESTAMP (-3): the record with the largest timestamp.
     pub async fn offset_of_max_timestamp(
         &self,
-        log: &PartitionLog,
+        topic_id: Uuid,
+        partition: i32,
     ) -> Result<Option<(i64, i64)>, ReadError> {
-        let live = || pieces(log).filter(|p| p.last_offset() >= log.log_start_offset);
+        self.checked(|source| Box::pin(self.find_max_timestamp(topic_id, partition, source)))
+            .await
+    }
+
+    /// One attempt of [`LogReader::offset_of_max_timestamp`].
+    async fn find_max_timestamp(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        source: Source,
+    ) -> Result<Option<(i64, i64)>, ReadError> {
+        let Some(log) = self.coordinator.partition_log(topic_id, partition) else {
+            return Ok(None);
+        };
+        let live = || pieces(&log).filter(|p| p.last_offset() >= log.log_start_offset);
         let Some(max) = live().map(|p| p.max_timestamp()).max() else {
             return Ok(None);
         };
@@ -251,7 +446,9 @@ impl LogReader<'_> {
             .find(|p| p.max_timestamp() == max)
             .expect("the maximum comes from a piece");
         let found = self
-            .scan(&piece, log.log_start_offset, |b| b.max_timestamp() == max)
+            .scan(&piece, log.log_start_offset, source, |b| {
+                b.max_timestamp() == max
+            })
             .await?;
         match found {
             Some(batch) => first_record(&batch, log.log_start_offset, |ts| ts == max).map(Some),
@@ -264,16 +461,17 @@ impl LogReader<'_> {
         &self,
         piece: &Piece<'_>,
         from: i64,
+        source: Source,
         matches: impl Fn(&RecordBatch) -> bool,
     ) -> Result<Option<RecordBatch>, ReadError> {
         let mut next = from;
         loop {
             let batches = match piece {
                 Piece::Segment(segment) => {
-                    self.read_segment(segment, next, MIN_SEGMENT_READ as usize, true)
+                    self.read_segment(segment, next, MIN_SEGMENT_READ as usize, true, source)
                         .await?
                 }
-                Piece::Chunk(chunk) => self.read_chunk(chunk).await?,
+                Piece::Chunk(chunk) => self.read_chunk(chunk, source).await?,
             };
             let Some(last) = batches.last().map(RecordBatch::last_offset) else {
                 return Ok(None);
@@ -290,6 +488,64 @@ impl LogReader<'_> {
             next = last + 1;
         }
     }
+}
+
+/// The batches of a chunk read from its flush object (or any read of it), checked against
+/// the chunk's metadata: exactly its bytes, whole batches only, offsets following each other
+/// from its base offset to its last.
+pub fn chunk_batches(chunk: &ChunkMeta, bytes: &Bytes) -> Result<Vec<RecordBatch>, ReadError> {
+    let key = &chunk.object_key;
+    let expected_len = chunk.byte_range.end - chunk.byte_range.start;
+    if bytes.len() as u64 != expected_len {
+        return Err(ReadError::integrity(
+            key,
+            format!(
+                "a read of bytes {:?} returned {} bytes",
+                chunk.byte_range,
+                bytes.len()
+            ),
+        ));
+    }
+    let batches: Vec<RecordBatch> = read_batches(bytes).collect();
+    let whole: usize = batches.iter().map(RecordBatch::len).sum();
+    if whole != bytes.len() {
+        return Err(ReadError::integrity(
+            key,
+            format!(
+                "bytes {:?} end with {} bytes that are not a whole batch",
+                chunk.byte_range,
+                bytes.len() - whole
+            ),
+        ));
+    }
+    let mut next = chunk.base_offset;
+    for batch in &batches {
+        if batch.base_offset() != next || batch.last_offset() < batch.base_offset() {
+            return Err(ReadError::integrity(
+                key,
+                format!(
+                    "the chunk of offsets {}..={} has a batch at {}..={} where offset {next} should be",
+                    chunk.base_offset,
+                    chunk.last_offset,
+                    batch.base_offset(),
+                    batch.last_offset()
+                ),
+            ));
+        }
+        next = batch.last_offset() + 1;
+    }
+    if next != chunk.last_offset + 1 {
+        return Err(ReadError::integrity(
+            key,
+            format!(
+                "the chunk of offsets {}..={} ends at offset {}",
+                chunk.base_offset,
+                chunk.last_offset,
+                next - 1
+            ),
+        ));
+    }
+    Ok(batches)
 }
 
 /// Drops batches at or beyond the high watermark (not yet visible to consumers).
@@ -465,30 +721,93 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_read_cut_short_is_counted_and_read_again_from_the_store() {
+        use segment_store::simulate_failures::{FaultConfig, FaultyStore};
+
+        let faulty = Arc::new(FaultyStore::new(
+            Arc::new(MemoryStore::new()),
+            FaultConfig::default(),
+        ));
+        let (broker, topic, _dir) = stored_log_in(faulty.clone()).await;
+        let partition = broker.partition(&topic, 0).unwrap();
+        let reader = broker.log_reader();
+        // From the third batch on: the chunks. The cache reads the first chunk's block short.
+        faulty.cut_next_reads(1);
+        let batches = reader
+            .read(&partition, 20, 40, usize::MAX, true)
+            .await
+            .unwrap();
+        let bases: Vec<i64> = batches.iter().map(|b| b.base_offset()).collect();
+        assert_eq!(bases, [20, 30]);
+        assert_eq!(broker.metrics.read_integrity_errors.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_chunk_missing_from_its_object_is_an_error_not_skipped_offsets() {
+        let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+        let (broker, topic, _dir) = stored_log_in(store.clone()).await;
+        let log = broker.coordinator.partition_log(topic.topic_id, 0).unwrap();
+        // The first chunk's object lost its bytes: the chunk after it is still readable.
+        let chunk = &log.chunks[0];
+        let whole = store.get(&chunk.object_key).await.unwrap();
+        store
+            .put(
+                &chunk.object_key,
+                whole.slice(..chunk.byte_range.start as usize + 10).into(),
+            )
+            .await
+            .unwrap();
+        let partition = broker.partition(&topic, 0).unwrap();
+        let result = broker
+            .log_reader()
+            .read(&partition, 20, 40, usize::MAX, true)
+            .await;
+        assert!(
+            matches!(result, Err(ReadError::Integrity { .. })),
+            "{result:?}"
+        );
+        assert_eq!(broker.metrics.read_integrity_errors.get(), 1);
+    }
+
+    #[tokio::test]
     async fn timestamps_resolve_to_the_first_record_at_or_after_them() {
         let (broker, topic, _dir) = stored_log().await;
-        let log = broker.coordinator.partition_log(topic.topic_id, 0).unwrap();
         let reader = broker.log_reader();
         // In the segment, through its time index.
         assert_eq!(
-            reader.offset_for_timestamp(&log, 2_005).await.unwrap(),
+            reader
+                .offset_for_timestamp(topic.topic_id, 0, 2_005)
+                .await
+                .unwrap(),
             Some((15, 2_005))
         );
         assert_eq!(
-            reader.offset_for_timestamp(&log, 0).await.unwrap(),
+            reader
+                .offset_for_timestamp(topic.topic_id, 0, 0)
+                .await
+                .unwrap(),
             Some((0, 1_000))
         );
         // Between batches: the next record.
         assert_eq!(
-            reader.offset_for_timestamp(&log, 3_500).await.unwrap(),
+            reader
+                .offset_for_timestamp(topic.topic_id, 0, 3_500)
+                .await
+                .unwrap(),
             Some((30, 4_000))
         );
         assert_eq!(
-            reader.offset_for_timestamp(&log, 9_999).await.unwrap(),
+            reader
+                .offset_for_timestamp(topic.topic_id, 0, 9_999)
+                .await
+                .unwrap(),
             None
         );
         assert_eq!(
-            reader.offset_of_max_timestamp(&log).await.unwrap(),
+            reader
+                .offset_of_max_timestamp(topic.topic_id, 0)
+                .await
+                .unwrap(),
             Some((39, 4_009))
         );
     }

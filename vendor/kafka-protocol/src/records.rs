@@ -514,8 +514,11 @@ impl RecordBatchDecoder {
         version: i8,
         records: &mut Vec<Record>,
     ) -> Result<()> {
-        // Strata patch: the count is untrusted; never reserve more than the bytes left.
-        records.reserve((batch_decode_info.record_count as usize).min(bytes::Buf::remaining(buf)));
+        // Strata patch: the count is untrusted; never reserve more bytes than are left.
+        records.reserve(types::capped::<Record>(
+            batch_decode_info.record_count as usize,
+            bytes::Buf::remaining(buf),
+        ));
         for _ in 0..batch_decode_info.record_count {
             records.push(Record::decode_new(buf, batch_decode_info, version)?);
         }
@@ -894,8 +897,11 @@ impl Record {
         }
         let num_headers = num_headers as usize;
 
-        // Strata patch: the count is untrusted; never reserve more than the bytes left.
-        let mut headers = IndexMap::with_capacity(num_headers.min(bytes::Buf::remaining(buf)));
+        // Strata patch: the count is untrusted; never reserve more bytes than are left.
+        let mut headers = IndexMap::with_capacity(types::capped::<(StrBytes, Option<Bytes>)>(
+            num_headers,
+            bytes::Buf::remaining(buf),
+        ));
         for _ in 0..num_headers {
             // Key len
             let key_len: i32 = types::VarInt.decode(buf)?;

@@ -10,6 +10,14 @@ use anyhow::{bail, Result};
 use std::convert::TryFrom;
 use std::string::String as StdString;
 
+/// Strata patch: how many `T`s to reserve for a claimed `count` with `remaining` bytes left in
+/// the buffer. The count is untrusted, and every element takes at least one byte on the wire,
+/// so the reservation is capped at `remaining` bytes of memory (not elements: a large `T`
+/// times `remaining` elements could still be gigabytes).
+pub(crate) fn capped<T>(count: usize, remaining: usize) -> usize {
+    count.min(remaining / std::mem::size_of::<T>().max(1))
+}
+
 macro_rules! define_copy_impl {
     ($e:ident, $t:ty) => (
         impl Encoder<$t> for $e {
@@ -985,8 +993,8 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
-                // Strata patch: the length is untrusted; never reserve more than the bytes left.
-                let mut result = Vec::with_capacity((n as usize).min(buf.remaining()));
+                // Strata patch: the length is untrusted; never reserve more bytes than are left.
+                let mut result = Vec::with_capacity(capped::<T>(n as usize, buf.remaining()));
                 for _ in 0..n {
                     result.push(self.0.decode(buf)?);
                 }
@@ -1094,8 +1102,8 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
-                // Strata patch: the length is untrusted; never reserve more than the bytes left.
-                let mut result = Vec::with_capacity(((n - 1) as usize).min(buf.remaining()));
+                // Strata patch: the length is untrusted; never reserve more bytes than are left.
+                let mut result = Vec::with_capacity(capped::<T>((n - 1) as usize, buf.remaining()));
                 for _ in 1..n {
                     result.push(self.0.decode(buf)?);
                 }
