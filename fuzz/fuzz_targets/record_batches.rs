@@ -1,11 +1,15 @@
 //! Any Produce `records` blob must validate or be refused, and whatever read_batches
-//! yields must be safe to read, without panicking.
+//! yields must be safe to read, without panicking; so must the records inside valid batches.
 
 #![no_main]
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use proto_compat::batch::{read_batches, validate_batches, RecordBatch};
+use proto_compat::records::validate_records;
+
+/// Small, so a bomb in the input costs each run little.
+const MAX_INFLATED_BYTES: u64 = 1 << 20;
 
 fn read_every_field(batch: &RecordBatch) {
     let _ = (
@@ -38,5 +42,8 @@ fuzz_target!(|data: &[u8]| {
         valid.iter().for_each(read_every_field);
         // Valid input is read back as exactly the same batches.
         assert_eq!(read, valid);
+        for batch in &valid {
+            let _ = validate_records(batch, MAX_INFLATED_BYTES);
+        }
     }
 });
