@@ -1,6 +1,7 @@
 """Strata with its log in a real S3 server (moto on loopback): restarts, compaction and
 retention, a store outage under an acks=all producer, and start-up errors (issue 4)."""
 
+import http.client
 import subprocess
 import threading
 import time
@@ -107,7 +108,10 @@ def test_compaction_and_retention_on_s3(s3_storage, strata):
         return keys if bases and min(bases) >= 300 and not any(k.startswith("flush/") for k in keys) else None
 
     keys = wait_until(compacted_and_collected, "only segments of the new records in the bucket")
-    assert all(k.startswith("topics/") and k.endswith((".log", ".index", ".timeindex")) for k in keys), keys
+    # Besides the segments, only the cluster marker, which the collector never touches.
+    assert "strata-cluster.json" in keys, keys
+    segments = [k for k in keys if k != "strata-cluster.json"]
+    assert all(k.startswith("topics/") and k.endswith((".log", ".index", ".timeindex")) for k in segments), keys
     messages = consume_all(strata.bootstrap, topic)
     assert [m.offset() for m in messages] == list(range(300, 600))
     assert_acked_present(acked, messages)
@@ -164,6 +168,18 @@ def short_request_timeout(monkeypatch):
     monkeypatch.setenv("AWS_TIMEOUT", "2s")
 
 
+def readyz(http_address: str) -> tuple:
+    """GET /readyz as (status, body)."""
+    conn = http.client.HTTPConnection(http_address, timeout=5)
+    try:
+        conn.request("GET", "/readyz")
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        conn.close()
+
+
+@pytest.mark.strata_config({"flush.stall.timeout.ms": 3000})
 def test_store_outage_stalls_acks_all_producers_and_loses_nothing(short_request_timeout, s3_storage,
                                                                   strata):
     topic = unique_topic("s3-outage")
@@ -176,11 +192,13 @@ def test_store_outage_stalls_acks_all_producers_and_loses_nothing(short_request_
         paused_at = time.monotonic()
         time.sleep(10)
         during = metrics(strata.http)
+        ready_during = readyz(strata.http)
         acked_during = [t for t in producer.ack_times if t > paused_at + 1]
         s3_storage.server.resume()
         resumed_at = time.monotonic()
         before = len(producer.acked())
         wait_until(lambda: len(producer.acked()) >= before + 1000, "1000 acknowledgements after the outage")
+        wait_until(lambda: readyz(strata.http)[0] == 200, "ready again once flushes resume")
     finally:
         producer.stopped.set()
         producer.join(TIMEOUT + 5)
@@ -188,6 +206,9 @@ def test_store_outage_stalls_acks_all_producers_and_loses_nothing(short_request_
     # Nothing could be stored while the server was paused, so nothing was acknowledged.
     assert not acked_during, f"{len(acked_during)} acknowledgements while the store was down"
     assert during["strata_buffered_bytes"] > 0, "the produced bytes should wait in the buffer"
+    # Flushes stalled past flush.stall.timeout.ms: not ready, and the wait shows.
+    assert during["strata_oldest_unflushed_seconds"] > 3, during["strata_oldest_unflushed_seconds"]
+    assert ready_during[0] == 503 and "stalled" in ready_during[1], ready_during
     assert producer.remaining == 0 and not producer.deliveries.errors, producer.deliveries.errors[:5]
     acked = producer.acked()
     assert len(acked) == producer.sent, f"{len(acked)} of {producer.sent} acknowledged"

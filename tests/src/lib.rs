@@ -78,6 +78,29 @@ fn free_addrs() -> (SocketAddr, SocketAddr) {
     (a.local_addr().unwrap(), b.local_addr().unwrap())
 }
 
+/// `strata standalone` on the given ports with `config_toml` (if not empty) written to
+/// `dir/strata.toml`; the caller adds the data directory and anything else.
+fn standalone(
+    dir: &Path,
+    kafka_addr: SocketAddr,
+    http_addr: SocketAddr,
+    config_toml: &str,
+) -> Command {
+    let mut cmd = Command::new(strata_bin());
+    cmd.arg("standalone")
+        .arg("--listen")
+        .arg(kafka_addr.to_string())
+        .arg("--http")
+        .arg(http_addr.to_string())
+        .stdin(Stdio::null());
+    if !config_toml.is_empty() {
+        let config = dir.join("strata.toml");
+        std::fs::write(&config, config_toml).expect("write config file");
+        cmd.arg("--config").arg(config);
+    }
+    cmd
+}
+
 /// A running `strata standalone`, killed (SIGKILL) and reaped on drop. Its output goes to
 /// `broker.log` in the data dir's parent and is printed when a test panics.
 pub struct Broker {
@@ -95,24 +118,20 @@ impl Broker {
 
     /// Starts a broker with `config_toml` as its `--config` file (empty: no config file).
     pub fn start_with_config(config_toml: &str) -> Broker {
+        Self::start_with(config_toml, &[])
+    }
+
+    /// Starts a broker with `config_toml` (as for [`Broker::start_with_config`]) and more
+    /// flags, e.g. `--storage`.
+    pub fn start_with(config_toml: &str, args: &[&str]) -> Broker {
         let dir = tempfile::tempdir().expect("temp dir");
         let (kafka_addr, http_addr) = free_addrs();
         let log = File::create(dir.path().join("broker.log")).expect("create broker.log");
-        let mut cmd = Command::new(strata_bin());
-        cmd.arg("standalone")
-            .arg("--data-dir")
+        let mut cmd = standalone(dir.path(), kafka_addr, http_addr, config_toml);
+        cmd.arg("--data-dir")
             .arg(dir.path().join("data"))
-            .arg("--listen")
-            .arg(kafka_addr.to_string())
-            .arg("--http")
-            .arg(http_addr.to_string());
-        if !config_toml.is_empty() {
-            let config = dir.path().join("strata.toml");
-            std::fs::write(&config, config_toml).expect("write config file");
-            cmd.arg("--config").arg(config);
-        }
+            .args(args);
         let child = cmd
-            .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -125,6 +144,42 @@ impl Broker {
         };
         broker.wait_ready();
         broker
+    }
+
+    /// Runs `strata standalone` with `args` (which name its data directory) and expects it to
+    /// stop at start-up with a failure; returns what it printed on stderr.
+    pub fn start_up_error(args: &[&str]) -> String {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (kafka_addr, http_addr) = free_addrs();
+        let mut child = standalone(dir.path(), kafka_addr, http_addr, "")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", strata_bin().display()));
+        let deadline = Instant::now() + TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("strata standalone {args:?} still runs after {TIMEOUT:?}; it should have refused to start");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .expect("piped stderr")
+            .read_to_string(&mut stderr)
+            .expect("read stderr");
+        assert!(
+            !status.success(),
+            "strata standalone {args:?} started: {stderr}"
+        );
+        stderr
     }
 
     fn wait_ready(&mut self) {
@@ -274,6 +329,20 @@ impl Conn {
         let mut body = vec![0u8; size];
         self.stream.read_exact(&mut body)?;
         Ok(body.into())
+    }
+
+    /// A response frame if one arrives within `wait`, else None (the connection stays usable).
+    pub fn try_read_frame(&mut self, wait: Duration) -> Option<Bytes> {
+        self.stream.set_read_timeout(Some(wait)).unwrap();
+        let mut size = [0u8; 1];
+        let peeked = self.stream.peek(&mut size);
+        self.stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        match peeked {
+            Ok(n) if n > 0 => Some(self.read_frame().expect("a whole response frame")),
+            Ok(_) => panic!("the broker closed the connection"),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => None,
+            Err(e) => panic!("read failed: {e}"),
+        }
     }
 
     /// Sends `request` as version `version` and decodes the response body, checking the

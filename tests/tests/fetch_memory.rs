@@ -60,13 +60,10 @@ fn records(response: FetchResponse, high_watermark: i64) -> usize {
     record_values(partition.records.as_ref()).len()
 }
 
-#[test]
-fn fetches_that_are_not_read_hold_at_most_the_fetch_buffer() {
-    let broker =
-        Broker::start_with_config(&format!("\"fetch.buffer.max.bytes\" = {FETCH_BUFFER}\n"));
+/// Produces 2 MiB in 8 batches of four 64 KiB records; returns the records produced.
+fn produce_two_mib(broker: &Broker) -> i64 {
     let mut producer = broker.connect();
     assert_eq!(producer.create_topic(TOPIC, 1, &[]), error_code::NONE);
-    // 2 MiB in 8 batches of four 64 KiB records.
     let value = vec![b'x'; 64 * 1024];
     let mut produced = 0;
     for _ in 0..8 {
@@ -75,6 +72,14 @@ fn fetches_that_are_not_read_hold_at_most_the_fetch_buffer() {
         assert_eq!(response.error_code, error_code::NONE, "produce");
         produced += 4;
     }
+    produced
+}
+
+#[test]
+fn fetches_that_are_not_read_hold_at_most_the_fetch_buffer() {
+    let broker =
+        Broker::start_with_config(&format!("\"fetch.buffer.max.bytes\" = {FETCH_BUFFER}\n"));
+    let produced = produce_two_mib(&broker);
     let rss_before = broker.rss_bytes();
 
     // A client sends fetches of ~1 MiB each and does not read the responses.
@@ -125,4 +130,39 @@ fn fetches_that_are_not_read_hold_at_most_the_fetch_buffer() {
     // Room is back once the responses are written.
     let response = other.request(FETCH_VERSION, &fetch_request(300));
     assert!(records(response, produced) > 0, "room again: records");
+}
+
+#[test]
+fn a_client_that_stops_reading_is_disconnected_and_its_fetch_memory_freed() {
+    let broker = Broker::start_with_config(&format!(
+        "\"fetch.buffer.max.bytes\" = {FETCH_BUFFER}\n\"socket.stall.timeout.ms\" = 2000\n"
+    ));
+    let produced = produce_two_mib(&broker);
+    let mut stuck = broker.connect();
+    for _ in 0..PIPELINED {
+        send_fetch(&mut stuck);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let mut other = broker.connect();
+    let response = other.request(FETCH_VERSION, &fetch_request(300));
+    assert_eq!(
+        records(response, produced),
+        0,
+        "the stuck client holds the room"
+    );
+
+    // Once its responses have not moved for the stall timeout, the stuck client is
+    // disconnected and what its fetches held is free again.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let response = other.request(FETCH_VERSION, &fetch_request(300));
+        if records(response, produced) > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stuck client still holds the fetch memory"
+        );
+    }
+    assert_eq!(broker.metric("strata_connections"), Some(1.0));
 }
