@@ -33,9 +33,9 @@ if [ ! -x .venv/bin/python ] || ! cmp -s "$REQUIREMENTS" .venv/strata-requiremen
   cp "$REQUIREMENTS" .venv/strata-requirements.txt
 fi
 
-# kafkajs from the committed lock file; reinstalled only when the lock file changes.
+# kafkajs and Azurite from the committed lock file; reinstalled only when the lock file changes.
 if ! cmp -s "$JS_DIR/package-lock.json" "$JS_DIR/node_modules/strata-package-lock.json"; then
-  step "Installing kafkajs (npm ci)"
+  step "Installing kafkajs and Azurite (npm ci)"
   (cd "$JS_DIR" && npm ci --no-audit --no-fund --loglevel=error)
   cp "$JS_DIR/package-lock.json" "$JS_DIR/node_modules/strata-package-lock.json"
 fi
