@@ -25,9 +25,9 @@ if ((${#missing[@]})); then
   bash scripts/apt-install.sh "${missing[@]}"
 fi
 
-# Python clients in .venv; reinstalled only when requirements.txt changes.
+# Python clients and emulators in .venv; reinstalled only when requirements.txt changes.
 if [ ! -x .venv/bin/python ] || ! cmp -s "$REQUIREMENTS" .venv/strata-requirements.txt; then
-  step "Installing the Python Kafka clients into .venv"
+  step "Installing the Python Kafka clients and store emulators into .venv"
   python3 -m venv --clear .venv
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
   cp "$REQUIREMENTS" .venv/strata-requirements.txt
