@@ -25,17 +25,17 @@ if ((${#missing[@]})); then
   bash scripts/apt-install.sh "${missing[@]}"
 fi
 
-# Python clients in .venv; reinstalled only when requirements.txt changes.
+# Python clients and emulators in .venv; reinstalled only when requirements.txt changes.
 if [ ! -x .venv/bin/python ] || ! cmp -s "$REQUIREMENTS" .venv/strata-requirements.txt; then
-  step "Installing the Python Kafka clients into .venv"
+  step "Installing the Python Kafka clients and store emulators into .venv"
   python3 -m venv --clear .venv
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
   cp "$REQUIREMENTS" .venv/strata-requirements.txt
 fi
 
-# kafkajs from the committed lock file; reinstalled only when the lock file changes.
+# kafkajs and Azurite from the committed lock file; reinstalled only when the lock file changes.
 if ! cmp -s "$JS_DIR/package-lock.json" "$JS_DIR/node_modules/strata-package-lock.json"; then
-  step "Installing kafkajs (npm ci)"
+  step "Installing kafkajs and Azurite (npm ci)"
   (cd "$JS_DIR" && npm ci --no-audit --no-fund --loglevel=error)
   cp "$JS_DIR/package-lock.json" "$JS_DIR/node_modules/strata-package-lock.json"
 fi

@@ -4,18 +4,15 @@ port, and the environment that points `strata` at a bucket in it.
 Import the fixtures into a test file: `from s3_server import moto, s3_storage  # noqa: F401`.
 """
 
-import http.client
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
-from strata_harness import TIMEOUT, free_ports, wait_until
+from emulator import BucketStorage, EmulatorProcess
 
 REGION = "us-east-1"
 # moto accepts any credentials; object_store and boto3 need some.
@@ -32,56 +29,13 @@ def moto_server_bin() -> str:
     return found
 
 
-class MotoServer:
-    """moto_server on 127.0.0.1. It keeps objects in memory, so an outage is simulated by
-    pausing the process (SIGSTOP/SIGCONT): connections are accepted by the kernel, but
-    nothing answers."""
+class MotoServer(EmulatorProcess):
+    """moto_server on 127.0.0.1; it keeps objects in memory."""
 
-    def __init__(self, workdir: Path):
-        (self.port,) = free_ports(1)
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.log_file = workdir / "moto.log"
-        self.proc = None
-        self.paused = False
+    name = "moto"
 
-    def start(self):
-        with open(self.log_file, "ab") as log:
-            self.proc = subprocess.Popen(
-                [moto_server_bin(), "-H", "127.0.0.1", "-p", str(self.port)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        wait_until(self._ready, f"moto_server on {self.endpoint}")
-
-    def _ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"moto_server exited with {self.proc.returncode}\n{self.log()}")
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
-        try:
-            conn.request("GET", "/")
-            return conn.getresponse().status == 200
-        except OSError:
-            return False
-        finally:
-            conn.close()
-
-    def pause(self):
-        self.proc.send_signal(signal.SIGSTOP)
-        self.paused = True
-
-    def resume(self):
-        self.proc.send_signal(signal.SIGCONT)
-        self.paused = False
-
-    def stop(self):
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        if self.paused:
-            self.resume()
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+    def command(self) -> list:
+        return [moto_server_bin(), "-H", "127.0.0.1", "-p", str(self.port)]
 
     def client(self):
         import boto3
@@ -96,27 +50,8 @@ class MotoServer:
         return bucket
 
     def keys(self, bucket: str, prefix: str = "") -> list:
-        """Every key in `bucket` under `prefix`, sorted."""
         pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
         return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
-
-    def log(self, tail: int = 50) -> str:
-        lines = self.log_file.read_text(errors="replace").splitlines() if self.log_file.exists() else []
-        return "--- moto log ---\n" + "\n".join(lines[-tail:]) + "\n--- end of moto log ---"
-
-
-class S3Storage:
-    """Where a broker's log lives: a bucket of `server` and a key prefix in it."""
-
-    def __init__(self, server: MotoServer, bucket: str, prefix: str):
-        self.server = server
-        self.bucket = bucket
-        self.prefix = prefix
-        self.url = f"s3://{bucket}/{prefix}"
-
-    def keys(self, under: str = "") -> list:
-        """Keys of the broker's objects (without the prefix), e.g. "flush/0/....flush"."""
-        return [k[len(self.prefix) + 1:] for k in self.server.keys(self.bucket, f"{self.prefix}/{under}")]
 
 
 @pytest.fixture
@@ -130,10 +65,10 @@ def moto(tmp_path):
 
 
 @pytest.fixture
-def s3_storage(moto, monkeypatch) -> S3Storage:
+def s3_storage(moto, monkeypatch) -> BucketStorage:
     """A fresh bucket, and the environment (flags as STRATA_* variables) that makes every
     broker started in the test keep its log there. Request it before `strata`."""
-    storage = S3Storage(moto, moto.create_bucket(), "cluster-1")
+    storage = BucketStorage(moto, "s3", moto.create_bucket(), "cluster-1")
     env = {
         **AWS_ENV,
         "STRATA_STORAGE": storage.url,
@@ -146,22 +81,6 @@ def s3_storage(moto, monkeypatch) -> S3Storage:
     yield storage
     # Shown when the test fails, with the broker log.
     print(moto.log())
-
-
-def metrics(http_address: str) -> dict:
-    """The broker's /metrics as {'name{labels}': value}."""
-    conn = http.client.HTTPConnection(http_address, timeout=5)
-    try:
-        conn.request("GET", "/metrics")
-        text = conn.getresponse().read().decode()
-    finally:
-        conn.close()
-    series = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            series[name] = float(value)
-    return series
 
 
 def aws_env() -> dict:
