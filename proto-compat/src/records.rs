@@ -13,10 +13,12 @@
 //! header keyLength varint + key, valueLength varint + value. Varints are zigzag; a negative
 //! key or value length means null; `length` counts exactly the bytes of the fields after it.
 //!
-//! Errors: bytes that do not decode (a bad compressed stream, a malformed or truncated
-//! record, bytes after the last record or after the compressed stream) are Corrupt;
-//! well-formed records that disagree with the header (count, offset deltas), and our limits,
-//! are InvalidRecord.
+//! Every error is InvalidRecord, as Kafka's broker answers: the batch's CRC was right, so its
+//! bytes arrived as the client sent them, and a retry would only send them again (clients
+//! retry CORRUPT_MESSAGE). That covers bytes that do not decode (a bad compressed stream, a
+//! malformed or truncated record, bytes after the last record or after the compressed
+//! stream), well-formed records that disagree with the header (count, offset deltas), and our
+//! limits.
 
 use std::io::{self, BufRead, BufReader, Read};
 
@@ -134,8 +136,7 @@ impl<'a> Records<'a> {
             }
         });
         record.map_err(|e| match e {
-            BatchError::Corrupt(m) => BatchError::Corrupt(format!("record {index}: {m}")),
-            BatchError::InvalidRecord(m) => {
+            BatchError::Corrupt(m) | BatchError::InvalidRecord(m) => {
                 BatchError::InvalidRecord(format!("record {index}: {m}"))
             }
         })
@@ -144,7 +145,7 @@ impl<'a> Records<'a> {
     fn record(&mut self, index: i64) -> Result<Record, BatchError> {
         let length = read_varint(|| self.byte())?;
         let Ok(left) = usize::try_from(length) else {
-            return Err(BatchError::Corrupt(format!("negative length {length}")));
+            return Err(BatchError::InvalidRecord(format!("negative length {length}")));
         };
         let mut body = Body {
             records: self,
@@ -158,21 +159,21 @@ impl<'a> Records<'a> {
         body.skip_field()?; // value
         let headers = read_varint(|| body.byte())?;
         if headers < 0 {
-            return Err(BatchError::Corrupt(format!(
+            return Err(BatchError::InvalidRecord(format!(
                 "negative header count {headers}"
             )));
         }
         for _ in 0..headers {
             let key_length = body.skip_field()?;
             if key_length < 0 {
-                return Err(BatchError::Corrupt(format!(
+                return Err(BatchError::InvalidRecord(format!(
                     "negative header key length {key_length}"
                 )));
             }
             body.skip_field()?; // value
         }
         if body.left > 0 {
-            return Err(BatchError::Corrupt(format!(
+            return Err(BatchError::InvalidRecord(format!(
                 "record length {length} is {} bytes more than its fields",
                 body.left
             )));
@@ -242,14 +243,14 @@ impl Body<'_, '_> {
 
     fn take(&mut self, n: usize) -> Result<(), BatchError> {
         self.left = self.left.checked_sub(n).ok_or_else(|| {
-            BatchError::Corrupt(format!("fields run past the record length {}", self.length))
+            BatchError::InvalidRecord(format!("fields run past the record length {}", self.length))
         })?;
         Ok(())
     }
 }
 
 fn truncated() -> BatchError {
-    BatchError::Corrupt("truncated: the records end mid-record".to_owned())
+    BatchError::InvalidRecord("truncated: the records end mid-record".to_owned())
 }
 
 /// Kafka's ByteUtils.readVarint: at most 5 bytes, zigzag; bits past 32 are dropped, as Java
@@ -277,7 +278,7 @@ fn read_unsigned(
             return Ok(raw);
         }
     }
-    Err(BatchError::Corrupt(format!(
+    Err(BatchError::InvalidRecord(format!(
         "varint longer than {max_bytes} bytes"
     )))
 }
@@ -293,7 +294,7 @@ fn inflate_error(codec: Compression, e: io::Error) -> BatchError {
         .and_then(|inner| inner.downcast_ref::<OverLimit>())
     {
         Some(over) => BatchError::InvalidRecord(over.to_string()),
-        None => BatchError::Corrupt(format!("{codec:?} data does not decompress: {e}")),
+        None => BatchError::InvalidRecord(format!("{codec:?} data does not decompress: {e}")),
     }
 }
 
@@ -654,16 +655,6 @@ mod tests {
         offset_deltas.into_iter().flat_map(raw_record).collect()
     }
 
-    fn corrupt(result: Result<impl std::fmt::Debug, BatchError>) -> String {
-        match result {
-            Err(e @ BatchError::Corrupt(_)) => {
-                assert_eq!(e.error_code(), 2);
-                e.to_string()
-            }
-            other => panic!("expected Corrupt, got {other:?}"),
-        }
-    }
-
     fn invalid(result: Result<impl std::fmt::Debug, BatchError>) -> String {
         match result {
             Err(e @ BatchError::InvalidRecord(_)) => {
@@ -722,7 +713,7 @@ mod tests {
             find_record(&batch, BASE_OFFSET + 3, at_least(0), NO_LIMIT),
             Ok(None)
         );
-        corrupt(find_record(&batch, BASE_OFFSET + 2, at_least(0), NO_LIMIT));
+        invalid(find_record(&batch, BASE_OFFSET + 2, at_least(0), NO_LIMIT));
     }
 
     #[test]
@@ -737,13 +728,13 @@ mod tests {
                 Ok(Some((BASE_OFFSET, BASE_TIMESTAMP))),
                 "{codec:?}"
             );
-            corrupt(find_record(
+            invalid(find_record(
                 &batch,
                 0,
                 at_least(BASE_TIMESTAMP + 1),
                 NO_LIMIT,
             ));
-            corrupt(validate_records(&batch, NO_LIMIT));
+            invalid(validate_records(&batch, NO_LIMIT));
         }
     }
 
@@ -817,56 +808,56 @@ mod tests {
     }
 
     #[test]
-    fn a_truncated_compressed_stream_is_corrupt() {
+    fn a_truncated_compressed_stream_is_invalid() {
         let raw = raw_records(0..50);
         for codec in COMPRESSED {
             let whole = compress(codec, &raw);
             validate_records(&frame(codec, &whole, 50), NO_LIMIT).unwrap();
             for cut in [1, 2, 4, 9, whole.len() / 2] {
                 let batch = frame(codec, &whole[..whole.len() - cut], 50);
-                corrupt(validate_records(&batch, NO_LIMIT));
+                invalid(validate_records(&batch, NO_LIMIT));
             }
         }
     }
 
     #[test]
-    fn records_cut_mid_record_are_corrupt() {
+    fn records_cut_mid_record_are_invalid() {
         let raw = raw_records(0..3);
         for codec in CODECS {
             // Uncompressed, validate_batches needs room for the 3 records the header claims.
             for len in [raw.len() - 1, raw.len() - 5, 23] {
                 let batch = craft(codec, &raw[..len], 3);
-                let msg = corrupt(validate_records(&batch, NO_LIMIT));
+                let msg = invalid(validate_records(&batch, NO_LIMIT));
                 assert!(msg.contains("truncated"), "{codec:?} {len}: {msg}");
             }
         }
     }
 
     #[test]
-    fn garbage_after_the_last_record_is_corrupt() {
+    fn garbage_after_the_last_record_is_invalid() {
         for codec in CODECS {
             for garbage in [&[0x00][..], &[0x01], &[0x10, 0x00], &[0xff; 6]] {
                 let mut raw = raw_records(0..3);
                 raw.extend_from_slice(garbage);
                 let batch = craft(codec, &raw, 3);
-                let msg = corrupt(validate_records(&batch, NO_LIMIT));
+                let msg = invalid(validate_records(&batch, NO_LIMIT));
                 assert!(msg.contains("record 3:"), "{codec:?} {garbage:?}: {msg}");
             }
         }
     }
 
     #[test]
-    fn bytes_after_the_compressed_stream_are_corrupt() {
+    fn bytes_after_the_compressed_stream_are_invalid() {
         let raw = raw_records(0..3);
         for codec in COMPRESSED {
             let mut payload = compress(codec, &raw).to_vec();
             payload.extend_from_slice(b"\x00\x00\x00\x07 extra");
-            corrupt(validate_records(&frame(codec, &payload, 3), NO_LIMIT));
+            invalid(validate_records(&frame(codec, &payload, 3), NO_LIMIT));
         }
         // A second zstd frame, valid but unread by validation, is refused too.
         let mut two = compress(kp::Compression::Zstd, &raw).to_vec();
         two.extend_from_slice(&compress(kp::Compression::Zstd, &raw_records(3..6)));
-        let msg = corrupt(validate_records(
+        let msg = invalid(validate_records(
             &frame(kp::Compression::Zstd, &two, 6),
             NO_LIMIT,
         ));
@@ -880,7 +871,7 @@ mod tests {
         for codec in CODECS {
             // One byte short: the last field runs past it.
             let batch = craft(codec, &with_length(len - 1, &f), 1);
-            let msg = corrupt(validate_records(&batch, NO_LIMIT));
+            let msg = invalid(validate_records(&batch, NO_LIMIT));
             assert!(
                 msg.contains("run past the record length"),
                 "{codec:?}: {msg}"
@@ -889,14 +880,14 @@ mod tests {
             let mut raw = with_length(len + 1, &f);
             raw.push(0);
             let batch = craft(codec, &raw, 1);
-            let msg = corrupt(validate_records(&batch, NO_LIMIT));
+            let msg = invalid(validate_records(&batch, NO_LIMIT));
             assert!(
                 msg.contains("1 bytes more than its fields"),
                 "{codec:?}: {msg}"
             );
             // Negative.
             let batch = craft(codec, &with_length(-2, &f), 1);
-            let msg = corrupt(validate_records(&batch, NO_LIMIT));
+            let msg = invalid(validate_records(&batch, NO_LIMIT));
             assert!(msg.contains("negative length -2"), "{codec:?}: {msg}");
         }
     }
@@ -910,12 +901,12 @@ mod tests {
         put_varint(&mut f, i32::MAX);
         f.extend_from_slice(&[0; 4]);
         let batch = craft(kp::Compression::Zstd, &with_length(f.len() as i32, &f), 1);
-        let msg = corrupt(validate_records(&batch, NO_LIMIT));
+        let msg = invalid(validate_records(&batch, NO_LIMIT));
         assert!(msg.contains("run past the record length"), "{msg}");
     }
 
     #[test]
-    fn negative_header_key_length_and_count_are_corrupt() {
+    fn negative_header_key_length_and_count_are_invalid() {
         let mut f = vec![0, 0, 0];
         put_field(&mut f, None);
         put_field(&mut f, None);
@@ -924,7 +915,7 @@ mod tests {
         put_field(&mut f, None);
         for codec in CODECS {
             let batch = craft(codec, &with_length(f.len() as i32, &f), 1);
-            let msg = corrupt(validate_records(&batch, NO_LIMIT));
+            let msg = invalid(validate_records(&batch, NO_LIMIT));
             assert!(msg.contains("negative header key length -1"), "{msg}");
         }
 
@@ -933,7 +924,7 @@ mod tests {
         put_field(&mut f, None);
         put_varint(&mut f, -1);
         let batch = craft(kp::Compression::Lz4, &with_length(f.len() as i32, &f), 1);
-        let msg = corrupt(validate_records(&batch, NO_LIMIT));
+        let msg = invalid(validate_records(&batch, NO_LIMIT));
         assert!(msg.contains("negative header count -1"), "{msg}");
     }
 
@@ -974,21 +965,21 @@ mod tests {
         // Bits past 32 in the fifth byte are dropped, as Java drops them.
         assert_eq!(decode32(&[0xfe, 0xff, 0xff, 0xff, 0x7f]), Ok(i32::MAX));
         // Over-long: a sixth (or eleventh) byte is refused, even a zero one.
-        let msg = corrupt(decode32(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x00]));
+        let msg = invalid(decode32(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x00]));
         assert!(msg.contains("longer than 5 bytes"), "{msg}");
-        let msg = corrupt(decode64(&[0x80; 11]));
+        let msg = invalid(decode64(&[0x80; 11]));
         assert!(msg.contains("longer than 10 bytes"), "{msg}");
-        assert!(corrupt(decode32(&[0x80])).contains("truncated"));
+        assert!(invalid(decode32(&[0x80])).contains("truncated"));
     }
 
     #[test]
-    fn an_overlong_record_length_is_corrupt() {
+    fn an_overlong_record_length_is_invalid() {
         let batch = craft(
             kp::Compression::None,
             &[0x80, 0x80, 0x80, 0x80, 0x80, 0x00, 0],
             1,
         );
-        let msg = corrupt(validate_records(&batch, NO_LIMIT));
+        let msg = invalid(validate_records(&batch, NO_LIMIT));
         assert!(msg.contains("longer than 5 bytes"), "{msg}");
     }
 
@@ -1019,7 +1010,7 @@ mod tests {
             find_record(&batch, 0, at_least(BASE_TIMESTAMP + 300), NO_LIMIT),
             Ok(Some((BASE_OFFSET + 30, BASE_TIMESTAMP + 300)))
         );
-        corrupt(validate_records(
+        invalid(validate_records(
             &frame(kp::Compression::Snappy, &block[..block.len() - 3], 40),
             NO_LIMIT,
         ));
@@ -1076,7 +1067,7 @@ mod tests {
             frame(kp::Compression::Zstd, &encoder.finish().unwrap(), 3)
         };
         validate_records(&streamed(ZSTD_WINDOW_LOG_MAX), NO_LIMIT).unwrap();
-        let msg = corrupt(validate_records(
+        let msg = invalid(validate_records(
             &streamed(ZSTD_WINDOW_LOG_MAX + 1),
             NO_LIMIT,
         ));
@@ -1089,7 +1080,7 @@ mod tests {
         for magic in [[0x27, 0xb5, 0x2f, 0xfd], [0x50, 0x2a, 0x4d, 0x18]] {
             let mut payload = magic.to_vec();
             payload.extend_from_slice(&[0; 12]);
-            let msg = corrupt(validate_records(
+            let msg = invalid(validate_records(
                 &frame(kp::Compression::Zstd, &payload, 1),
                 NO_LIMIT,
             ));

@@ -1,69 +1,18 @@
 //! Reading the records of a batch that inflates to 64 MiB allocates a few MiB at most, for
 //! every codec: measured with a counting global allocator.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+mod common;
+
 use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use proto_compat::batch::{crc32c, validate_batches, RecordBatch, RECORD_BATCH_OVERHEAD};
 use proto_compat::records::{find_record, validate_records};
 
-/// Counts the bytes allocated now and the most allocated at once.
-struct Counting;
-
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn allocated(size: usize) {
-    let now = CURRENT.fetch_add(size, Ordering::SeqCst) + size;
-    PEAK.fetch_max(now, Ordering::SeqCst);
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            allocated(layout.size());
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            allocated(layout.size());
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(p, layout) };
-        CURRENT.fetch_sub(layout.size(), Ordering::SeqCst);
-    }
-
-    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let q = unsafe { System.realloc(p, layout, new_size) };
-        if !q.is_null() {
-            CURRENT.fetch_sub(layout.size(), Ordering::SeqCst);
-            allocated(new_size);
-        }
-        q
-    }
-}
+use common::{peak_of, serial, Counting};
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
-
-/// Tests run in parallel threads: one at a time here, or they would count each other.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// The most that reading records may allocate on top of the batch: the scratch buffer and the
 /// codecs' state (for snappy, one block). Inflating into memory would take `VALUE` at least.
@@ -78,14 +27,6 @@ const VALUE: usize = 64 * MIB;
 
 /// Far above `VALUE`: here every record is read.
 const LIMIT: u64 = 1 << 30;
-
-/// Runs `f`, returning its result and the most it allocated beyond what was live before.
-fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let before = CURRENT.load(Ordering::SeqCst);
-    PEAK.store(before, Ordering::SeqCst);
-    let result = f();
-    (result, PEAK.load(Ordering::SeqCst) - before)
-}
 
 fn put_varint(buf: &mut Vec<u8>, v: i32) {
     let mut v = ((v << 1) ^ (v >> 31)) as u32;

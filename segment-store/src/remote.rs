@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{
-    ClientOptions, GetOptions, GetRange, GetResult, PutMode, PutOptions, PutPayload, RetryConfig,
+    ClientConfigKey, GetOptions, GetRange, GetResult, PutMode, PutOptions, PutPayload, RetryConfig,
 };
 
 use crate::payload::Payload;
@@ -234,11 +234,15 @@ pub(crate) fn no_retries() -> RetryConfig {
     }
 }
 
-/// The clients' timeouts, set explicitly rather than left to object_store's defaults.
-pub(crate) fn client_options(options: &StorageOptions) -> ClientOptions {
-    ClientOptions::new()
-        .with_timeout(options.request_timeout)
-        .with_connect_timeout(options.connect_timeout)
+/// The clients' timeouts, set explicitly rather than left to object_store's defaults (or its
+/// environment variables), as client config keys so that the client's other settings from
+/// the environment stay.
+pub(crate) fn client_timeouts(options: &StorageOptions) -> [(ClientConfigKey, String); 2] {
+    let millis = |d: std::time::Duration| format!("{}ms", d.as_millis());
+    [
+        (ClientConfigKey::Timeout, millis(options.request_timeout)),
+        (ClientConfigKey::ConnectTimeout, millis(options.connect_timeout)),
+    ]
 }
 
 /// A client that could not be configured from the URL, options and environment.

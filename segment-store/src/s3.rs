@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 
-use crate::remote::{bucket_and_prefix, client_options, config_error, no_retries, RemoteStore};
+use crate::remote::{bucket_and_prefix, client_timeouts, config_error, no_retries, RemoteStore};
 use crate::store::{StorageOptions, StoreError};
 
 /// Region, endpoint and credentials come from the AWS_* environment variables, and the
@@ -13,8 +13,10 @@ pub fn open(url: &str, options: &StorageOptions) -> Result<RemoteStore, StoreErr
     let (bucket, prefix) = bucket_and_prefix(url)?;
     let mut builder = AmazonS3Builder::from_env()
         .with_bucket_name(bucket)
-        .with_retry(no_retries())
-        .with_client_options(client_options(options));
+        .with_retry(no_retries());
+    for (key, value) in client_timeouts(options) {
+        builder = builder.with_config(AmazonS3ConfigKey::Client(key), value);
+    }
     if let Some(endpoint) = &options.s3_endpoint {
         builder = builder.with_endpoint(endpoint);
     }

@@ -213,7 +213,7 @@ mod tests {
         check_contract(&store).await;
         let stats = store.stats();
         assert_eq!(stats.injected_failures, 0);
-        assert_eq!(stats.puts, 4);
+        assert_eq!(stats.puts, 6, "four puts and two creates");
         assert!(stats.calls > 20);
     }
 

@@ -24,16 +24,8 @@ def test_compaction_and_retention_on_azure(azure_storage, strata):
     check_compaction_and_retention(azure_storage, strata)
 
 
-@pytest.fixture
-def short_request_timeout(monkeypatch):
-    """object_store's request timeout (AZURE_TIMEOUT) well below the outage, so the hung
-    requests fail and are retried instead of waiting for the server to come back."""
-    monkeypatch.setenv("AZURE_TIMEOUT", "2s")
-
-
 @pytest.mark.strata_config(OUTAGE_CONFIG)
-def test_azure_outage_stalls_acks_all_producers_and_loses_nothing(short_request_timeout, azure_storage,
-                                                                  strata):
+def test_azure_outage_stalls_acks_all_producers_and_loses_nothing(azure_storage, strata):
     check_store_outage(azure_storage, strata)
 
 

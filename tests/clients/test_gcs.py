@@ -24,16 +24,8 @@ def test_compaction_and_retention_on_gcs(gcs_storage, strata):
     check_compaction_and_retention(gcs_storage, strata)
 
 
-@pytest.fixture
-def short_request_timeout(monkeypatch):
-    """object_store's request timeout (GOOGLE_TIMEOUT) well below the outage, so the hung
-    requests fail and are retried instead of waiting for the server to come back."""
-    monkeypatch.setenv("GOOGLE_TIMEOUT", "2s")
-
-
 @pytest.mark.strata_config(OUTAGE_CONFIG)
-def test_gcs_outage_stalls_acks_all_producers_and_loses_nothing(short_request_timeout, gcs_storage,
-                                                                strata):
+def test_gcs_outage_stalls_acks_all_producers_and_loses_nothing(gcs_storage, strata):
     check_store_outage(gcs_storage, strata)
 
 

@@ -24,16 +24,8 @@ def test_compaction_and_retention_on_s3(s3_storage, strata):
     check_compaction_and_retention(s3_storage, strata)
 
 
-@pytest.fixture
-def short_request_timeout(monkeypatch):
-    """object_store's request timeout (AWS_TIMEOUT) well below the outage, so the hung
-    requests fail and are retried instead of waiting for the server to come back."""
-    monkeypatch.setenv("AWS_TIMEOUT", "2s")
-
-
 @pytest.mark.strata_config(OUTAGE_CONFIG)
-def test_store_outage_stalls_acks_all_producers_and_loses_nothing(short_request_timeout, s3_storage,
-                                                                  strata):
+def test_store_outage_stalls_acks_all_producers_and_loses_nothing(s3_storage, strata):
     check_store_outage(s3_storage, strata)
 
 
