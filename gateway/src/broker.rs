@@ -81,6 +81,7 @@ impl Broker {
             store: self.store.as_ref(),
             coordinator: &self.coordinator,
             integrity_errors: &self.metrics.read_integrity_errors,
+            max_inflated_bytes: self.config.message_max_uncompressed_bytes,
         }
     }
 

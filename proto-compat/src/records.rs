@@ -145,7 +145,9 @@ impl<'a> Records<'a> {
     fn record(&mut self, index: i64) -> Result<Record, BatchError> {
         let length = read_varint(|| self.byte())?;
         let Ok(left) = usize::try_from(length) else {
-            return Err(BatchError::InvalidRecord(format!("negative length {length}")));
+            return Err(BatchError::InvalidRecord(format!(
+                "negative length {length}"
+            )));
         };
         let mut body = Body {
             records: self,

@@ -241,7 +241,10 @@ pub(crate) fn client_timeouts(options: &StorageOptions) -> [(ClientConfigKey, St
     let millis = |d: std::time::Duration| format!("{}ms", d.as_millis());
     [
         (ClientConfigKey::Timeout, millis(options.request_timeout)),
-        (ClientConfigKey::ConnectTimeout, millis(options.connect_timeout)),
+        (
+            ClientConfigKey::ConnectTimeout,
+            millis(options.connect_timeout),
+        ),
     ]
 }
 

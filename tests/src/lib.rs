@@ -491,6 +491,11 @@ pub fn topic_name(name: &str) -> TopicName {
 
 /// One uncompressed v2 record batch holding `values` (keys empty, CreateTime now).
 pub fn record_batch(values: &[&[u8]]) -> BytesMut {
+    compressed_batch(values, Compression::None)
+}
+
+/// One v2 record batch holding `values` (keys empty, CreateTime now), compressed.
+pub fn compressed_batch(values: &[&[u8]], compression: Compression) -> BytesMut {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -522,7 +527,7 @@ pub fn record_batch(values: &[&[u8]]) -> BytesMut {
         &records,
         &RecordEncodeOptions {
             version: 2,
-            compression: Compression::None,
+            compression,
         },
     )
     .expect("encode record batch");

@@ -1,8 +1,10 @@
-//! Produce-side validation (issue 2, "Bad input"): a bad batch fails its partition with the
-//! right error code and nothing of it is stored.
+//! Produce-side validation: a bad batch fails its partition with the right error code and
+//! nothing of it is stored.
 
 use bytes::{Bytes, BytesMut};
-use strata_tests::{error_code, record_batch, record_values, Broker, Conn};
+use proto_compat::batch::crc32c;
+use proto_compat::kafka_protocol::records::Compression;
+use strata_tests::{compressed_batch, error_code, record_batch, record_values, Broker, Conn};
 
 /// The rejected produce left the partition empty: high watermark 0, nothing fetched, and the
 /// next good batch gets offset 0.
@@ -120,4 +122,60 @@ fn unknown_topic_without_auto_create_gets_unknown_topic_or_partition() {
         error_code::UNKNOWN_TOPIC_OR_PARTITION,
         "fetch from the unknown topic"
     );
+}
+
+/// Sets a batch's record count (and its last offset delta to match) and its CRC again, as a
+/// client that lies about its records carefully would.
+fn claim_records(batch: &mut BytesMut, count: i32) {
+    batch[23..27].copy_from_slice(&(count - 1).to_be_bytes());
+    batch[57..61].copy_from_slice(&count.to_be_bytes());
+    let crc = crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+#[test]
+fn a_compressed_batch_that_lies_about_its_record_count_is_invalid_and_not_stored() {
+    let broker = Broker::start();
+    let mut conn = broker.connect();
+    let topic = "lying-count";
+    assert_eq!(conn.create_topic(topic, 1, &[]), error_code::NONE);
+    for (count, why) in [
+        (i32::MAX, "2^31-1 records claimed"),
+        (2, "one record fewer"),
+    ] {
+        let mut batch = compressed_batch(&[b"a", b"b", b"c"], Compression::Zstd);
+        claim_records(&mut batch, count);
+        let response = conn.produce(topic, 0, -1, batch.freeze());
+        assert_eq!(response.error_code, error_code::INVALID_RECORD, "{why}");
+        assert_partition_empty(&mut conn, topic, why);
+    }
+
+    // An honest compressed batch is stored, its offsets counted by its records.
+    let batch = compressed_batch(&[b"a", b"b", b"c"], Compression::Zstd);
+    let response = conn.produce(topic, 0, -1, batch.freeze());
+    assert_eq!(response.error_code, error_code::NONE);
+    let fetched = conn.fetch(topic, 0, 0);
+    assert_eq!(fetched.high_watermark, 3);
+    assert_eq!(record_values(fetched.records.as_ref()).len(), 3);
+}
+
+#[test]
+fn a_compressed_batch_inflating_past_the_limit_is_invalid_and_not_stored() {
+    const LIMIT: usize = 4 * 1024 * 1024;
+    let broker =
+        Broker::start_with_config(&format!("\"message.max.uncompressed.bytes\" = {LIMIT}\n"));
+    let mut conn = broker.connect();
+    let topic = "inflating";
+    assert_eq!(conn.create_topic(topic, 1, &[]), error_code::NONE);
+    let zeros = vec![0u8; 2 * LIMIT];
+    let batch = compressed_batch(&[&zeros], Compression::Zstd);
+    assert!(batch.len() < 64 * 1024, "{} bytes compressed", batch.len());
+    let response = conn.produce(topic, 0, -1, batch.freeze());
+    assert_eq!(response.error_code, error_code::INVALID_RECORD);
+    assert_partition_empty(&mut conn, topic, "after a batch inflating past the limit");
+
+    let within = vec![0u8; LIMIT / 2];
+    let batch = compressed_batch(&[&within], Compression::Zstd);
+    let response = conn.produce(topic, 0, -1, batch.freeze());
+    assert_eq!(response.error_code, error_code::NONE);
 }

@@ -1,5 +1,5 @@
-//! Produce: validates each partition's batch without decoding its records, assigns offsets
-//! into the append buffer, and answers by the request's acks: 0 never, 1 once buffered,
+//! Produce: validates each partition's batch (its header, CRC and records, inflating
+//! compressed ones in bounded memory), assigns offsets into the append buffer, and answers by the request's acks: 0 never, 1 once buffered,
 //! -1 (all) once the flush holding the batch is durable and committed.
 
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use proto_compat::kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, TopicProduceResponse,
 };
 use proto_compat::kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use proto_compat::records::validate_records;
 
 use super::{str_bytes, topic_name};
 use crate::broker::Broker;
@@ -171,6 +172,10 @@ async fn append(broker: &Broker, topic: &TopicMeta, data: PartitionProduceData) 
             )),
         ));
     }
+    // The records themselves, as Kafka checks them: a count or offsets that lie would move
+    // the partition's offsets, and malformed records would break every consumer of it.
+    validate_records(&batch, broker.config.message_max_uncompressed_bytes)
+        .map_err(|e| (e.error_code(), Some(e.to_string())))?;
     // Backpressure: wait for room in the append buffer. Exactly the batch's bytes: the
     // flusher gives back what it flushes, so the bound holds.
     let bytes = batch.len();

@@ -14,8 +14,8 @@ use coordinator::coordinator::Coordinator;
 use coordinator::{ChunkMeta, PartitionLog, SegmentMeta};
 use futures::future::BoxFuture;
 use prometheus_client::metrics::counter::Counter;
-use proto_compat::batch::{read_batches, RecordBatch, RECORD_BATCH_OVERHEAD};
-use proto_compat::kafka_protocol::records::RecordBatchDecoder;
+use proto_compat::batch::{read_batches, RecordBatch, TimestampType, RECORD_BATCH_OVERHEAD};
+use proto_compat::records::find_record;
 use segment_store::offset_index::OffsetIndex;
 use segment_store::read_cache::ReadCache;
 use segment_store::store::{ObjectStore, StoreError};
@@ -95,6 +95,8 @@ pub struct LogReader<'a> {
     pub store: &'a dyn ObjectStore,
     pub coordinator: &'a Coordinator,
     pub integrity_errors: &'a Counter,
+    /// What a timestamp lookup may inflate of one batch (`message.max.uncompressed.bytes`).
+    pub max_inflated_bytes: u64,
 }
 
 impl LogReader<'_> {
@@ -411,7 +413,12 @@ impl LogReader<'_> {
                 })
                 .await?;
             if let Some(found) = found {
-                let record = first_record(&found, log.log_start_offset, |ts| ts >= timestamp)?;
+                let record = first_record(
+                    &found,
+                    log.log_start_offset,
+                    |ts| ts >= timestamp,
+                    self.max_inflated_bytes,
+                )?;
                 return Ok(Some(record));
             }
         }
@@ -451,7 +458,10 @@ impl LogReader<'_> {
             })
             .await?;
         match found {
-            Some(batch) => first_record(&batch, log.log_start_offset, |ts| ts == max).map(Some),
+            Some(batch) => {
+                let limit = self.max_inflated_bytes;
+                first_record(&batch, log.log_start_offset, |ts| ts == max, limit).map(Some)
+            }
             None => Ok(None),
         }
     }
@@ -563,31 +573,32 @@ fn batch_length_at(data: &Bytes) -> Option<u64> {
     (length >= (RECORD_BATCH_OVERHEAD - 12) as i32).then_some(12 + length as u64)
 }
 
-/// Decodes the records of `batch` (ListOffsets only, never on the fetch path) and returns the
-/// first at or after `log_start_offset` whose timestamp satisfies `matches`.
+/// The first record of `batch` at or after `log_start_offset` whose timestamp satisfies
+/// `matches` (ListOffsets only, never on the fetch path), reading its records in bounded
+/// memory and at most `max_inflated_bytes` of them.
 fn first_record(
     batch: &RecordBatch,
     log_start_offset: i64,
     matches: impl Fn(i64) -> bool,
+    max_inflated_bytes: u64,
 ) -> Result<(i64, i64), ReadError> {
-    let mut bytes = batch.as_bytes().clone();
-    let set = RecordBatchDecoder::decode(&mut bytes).map_err(|e| ReadError::Records {
-        offset: batch.base_offset(),
-        reason: e.to_string(),
-    })?;
-    let record = set
-        .records
-        .iter()
-        .filter(|r| r.offset >= log_start_offset)
-        .find(|r| matches(r.timestamp));
-    Ok(match record {
-        Some(r) => (r.offset, r.timestamp),
-        // LogAppendTime batches and batches whose max is only in the header: the batch start.
-        None => (
-            batch.base_offset().max(log_start_offset),
-            batch.max_timestamp(),
-        ),
-    })
+    // LogAppendTime batches carry their timestamp in the header only.
+    let found = match batch.timestamp_type() {
+        TimestampType::LogAppendTime => None,
+        TimestampType::CreateTime => {
+            find_record(batch, log_start_offset, matches, max_inflated_bytes).map_err(|e| {
+                ReadError::Records {
+                    offset: batch.base_offset(),
+                    reason: e.to_string(),
+                }
+            })?
+        }
+    };
+    // Batches whose max is only in the header: the batch start.
+    Ok(found.unwrap_or((
+        batch.base_offset().max(log_start_offset),
+        batch.max_timestamp(),
+    )))
 }
 
 #[cfg(test)]
