@@ -24,10 +24,14 @@ done
 # quick), and compaction writes it once more before the flush objects are deleted; on a
 # full disk PUTs fail and are retried, which stalls producers and ruins the figures.
 if $QUICK; then
-  SECS=5 DD_MB=512 IPERF_SECS=3 NEED_GB=12
+  SECS=5 DD_MB=512 IPERF_SECS=3 NEED_GB=12 DIAL_SECS=5
 else
-  SECS=30 DD_MB=2048 IPERF_SECS=10 NEED_GB=50
+  SECS=30 DD_MB=2048 IPERF_SECS=10 NEED_GB=50 DIAL_SECS=15
 fi
+# The latency/cost dial: a light steady load (1 MB/s of 1 KiB messages) at each
+# flush.interval.ms, on the local store and with S3-like PUT latency injected.
+DIAL_RATE=1000
+DIAL_INTERVALS="10 50 100 250 500"
 # The tail-consume data set: 48 MiB over 6 partitions, inside the broker's 64 MiB
 # in-memory tail, read over and over for SECS.
 TAIL_MESSAGES=49152
@@ -74,18 +78,24 @@ wait_for() {
   return 1
 }
 
-# start_broker DATA_DIR PREFIX: PREFIX names the broker's objects in the S3 bucket, so a
-# fresh data directory also starts from an empty log in the store.
+# start_broker DATA_DIR PREFIX [FLAG...]: PREFIX names the broker's objects in the S3
+# bucket, so a fresh data directory also starts from an empty log in the store; the flags
+# go to strata standalone.
 start_broker() {
   local data_dir="$1" prefix="$2"
+  shift 2
   local storage=()
   if [[ "$STORAGE" == s3 ]]; then
     storage=(--storage "s3://bench/$prefix" --s3-endpoint "http://$S3" --s3-allow-http --s3-path-style)
   fi
+  start_standalone --data-dir "$data_dir" "${storage[@]}" "$@"
+}
+
+# start_standalone FLAG...: strata standalone on free ports with these flags.
+start_standalone() {
   KAFKA="127.0.0.1:$(free_port)"
   HTTP="127.0.0.1:$(free_port)"
-  "$STRATA" standalone --data-dir "$data_dir" --listen "$KAFKA" --http "$HTTP" "${storage[@]}" \
-    >>"$WORK/broker.log" 2>&1 &
+  "$STRATA" standalone --listen "$KAFKA" --http "$HTTP" "$@" >>"$WORK/broker.log" 2>&1 &
   BROKER_PID=$!
   wait_for "http://$HTTP/readyz"
 }
@@ -188,6 +198,7 @@ echo $(($(metric strata_flush_bytes_total) - flush_bytes_before)) >"$RESULTS/pro
 step "Produce acks=1 (${SECS} s)"
 bench produce --topic produce-one --partitions 6 --acks 1 --duration "$SECS" >"$RESULTS/produce_one.json"
 
+
 # Half of the measured acks=all maximum, in messages per second.
 RATE=$(jq '.messages_per_sec / 2 | round' "$RESULTS/produce_all.json")
 echo "$RATE" >"$RESULTS/half_rate"
@@ -212,6 +223,17 @@ bench consume --topic produce-all >"$RESULTS/consume_cold.json"
 echo $(($(gets_so_far) - gets_before)) >"$RESULTS/consume_cold_gets"
 stop_broker
 
+# The broker inflates every compressed batch to check its records: what that costs. Each on
+# a fresh broker, so the disk holds one row's data at a time.
+for codec in lz4 snappy; do
+  step "Produce acks=all, $codec (${SECS} s)"
+  rm -rf "$WORK/data"
+  start_broker "$WORK/data" "produce-$codec"
+  bench produce --topic "produce-$codec" --partitions 6 --acks all --compression "$codec" \
+    --duration "$SECS" >"$RESULTS/produce_$codec.json"
+  stop_broker
+done
+
 # Each partition count on a fresh broker, so that no other topic's compaction PUTs fall
 # into the window.
 for partitions in 1 100 1000; do
@@ -225,6 +247,28 @@ for partitions in 1 100 1000; do
   echo $((after - before)) >"$RESULTS/puts_$partitions"
   stop_broker
 done
+# The latency/cost dial, always on a local directory: as it is, and made to answer PUTs as S3
+# does (the simulate.put.latency.* settings wrap it in the fault injector).
+for store in local simulated-s3; do
+  for interval in $DIAL_INTERVALS; do
+    step "Latency/cost dial: $store, flush.interval.ms $interval, $DIAL_RATE msg/s (${DIAL_SECS} s)"
+    rm -rf "$WORK/dial"
+    mkdir -p "$WORK/dial"
+    echo "\"flush.interval.ms\" = $interval" >"$WORK/dial/strata.toml"
+    if [[ "$store" == simulated-s3 ]]; then
+      printf '"simulate.put.latency.p50.ms" = 50\n"simulate.put.latency.p99.ms" = 300\n' \
+        >>"$WORK/dial/strata.toml"
+    fi
+    start_standalone --data-dir "$WORK/dial/data" --config "$WORK/dial/strata.toml"
+    before=$(puts_so_far)
+    bench e2e --topic dial --partitions 6 --rate "$DIAL_RATE" --duration "$DIAL_SECS" \
+      >"$RESULTS/dial_${store}_$interval.json"
+    echo $(($(puts_so_far) - before)) >"$RESULTS/dial_${store}_${interval}_puts"
+    stop_broker
+  done
+done
+echo "$DIAL_INTERVALS" >"$RESULTS/dial_intervals"
+
 echo "$PEAK_RSS_KB" >"$RESULTS/peak_rss_kb"
 cut -d' ' -f1-3 /proc/loadavg >"$RESULTS/load_end"
 

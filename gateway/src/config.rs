@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use coordinator::topic_config::BrokerDefaults;
+use segment_store::simulate_failures::LogNormalLatency;
 use segment_store::StorageOptions;
 
 use crate::group_coordinator::config::GroupConfig;
@@ -147,6 +148,9 @@ pub struct BrokerConfig {
     /// Bound on the bytes a compressed batch may inflate to, checked on produce (and when a
     /// timestamp lookup decodes one).
     pub message_max_uncompressed_bytes: u64,
+    /// For benchmarks: PUTs to the store are delayed as a remote object store would answer
+    /// (`simulate.put.latency.p50.ms` and `.p99.ms`, both or neither).
+    pub simulated_put_latency: Option<LogNormalLatency>,
     pub index_interval_bytes: usize,
     pub compaction_interval: Duration,
     /// A partition's chunks are compacted into a segment at this many bytes, or when the
@@ -210,6 +214,7 @@ impl Default for BrokerConfig {
             max_connections: 10_000,
             max_connections_per_ip: i32::MAX as usize,
             message_max_uncompressed_bytes: 64 * 1024 * 1024,
+            simulated_put_latency: None,
             index_interval_bytes: 4096,
             compaction_interval: Duration::from_secs(10),
             compaction_bytes: 64 * 1024 * 1024,
@@ -264,6 +269,15 @@ pub fn load(path: Option<&Path>) -> Result<(BrokerConfig, BrokerDefaults), Confi
             other => other.to_string(),
         };
         apply(&mut broker, &mut defaults, &key, &value)?;
+    }
+    if let Some(latency) = broker.simulated_put_latency {
+        if latency.p50.is_zero() || latency.p99 < latency.p50 {
+            return Err(ConfigError::Invalid {
+                key: "simulate.put.latency.p50.ms, simulate.put.latency.p99.ms".to_string(),
+                value: format!("{}, {}", latency.p50.as_millis(), latency.p99.as_millis()),
+                reason: "set both, with 0 < p50 <= p99".to_string(),
+            });
+        }
     }
     Ok((broker, defaults))
 }
@@ -323,6 +337,19 @@ fn apply(
         "max.connections.per.ip" => broker.max_connections_per_ip = count()?,
         "message.max.uncompressed.bytes" => broker.message_max_uncompressed_bytes = bytes()?,
         "storage.request.timeout.ms" => broker.storage.request_timeout = millis()?,
+        "simulate.put.latency.p50.ms" | "simulate.put.latency.p99.ms" => {
+            let latency = broker
+                .simulated_put_latency
+                .get_or_insert(LogNormalLatency {
+                    p50: Duration::ZERO,
+                    p99: Duration::ZERO,
+                });
+            if key.ends_with("p50.ms") {
+                latency.p50 = millis()?;
+            } else {
+                latency.p99 = millis()?;
+            }
+        }
         "storage.connect.timeout.ms" => broker.storage.connect_timeout = millis()?,
         "buffer.max.bytes" => broker.buffer_max_bytes = bytes()? as usize,
         "fetch.buffer.max.bytes" => broker.fetch_buffer_max_bytes = bytes()? as usize,
@@ -436,6 +463,83 @@ mod tests {
                     .to_string();
                 assert!(err.contains(key) && err.contains(reason), "{err}");
             }
+        }
+    }
+
+    #[test]
+    fn the_flush_interval_defaults_by_store_unless_the_file_sets_it() {
+        let (mut broker, _) = load_str("").unwrap();
+        assert_eq!(
+            broker.use_store_defaults("file:///var/lib/strata"),
+            "default for a local store"
+        );
+        assert_eq!(broker.flush_interval, Duration::from_millis(10));
+        assert_eq!(
+            broker.use_store_defaults("s3://bucket/prefix"),
+            "default for a remote object store"
+        );
+        assert_eq!(broker.flush_interval, Duration::from_millis(250));
+
+        let (mut broker, _) = load_str("\"flush.interval.ms\" = 40\n").unwrap();
+        assert_eq!(broker.use_store_defaults("gs://bucket"), "config file");
+        assert_eq!(broker.flush_interval, Duration::from_millis(40));
+    }
+
+    #[test]
+    fn client_limits_and_timeouts_are_read_and_checked() {
+        let (broker, _) = load_str(
+            "\"queued.max.request.bytes\" = 1048576\n\"max.connections\" = 50\n\
+             \"max.connections.per.ip\" = 5\n\"socket.stall.timeout.ms\" = 1500\n\
+             \"connections.max.idle.ms\" = 60000\n\"storage.request.timeout.ms\" = 7000\n\
+             \"storage.connect.timeout.ms\" = 700\n\"flush.stall.timeout.ms\" = 9000\n\
+             \"message.max.uncompressed.bytes\" = 1000000\n",
+        )
+        .unwrap();
+        assert_eq!(broker.queued_max_request_bytes, 1 << 20);
+        assert_eq!(
+            (broker.max_connections, broker.max_connections_per_ip),
+            (50, 5)
+        );
+        assert_eq!(broker.socket_stall_timeout, Duration::from_millis(1500));
+        assert_eq!(broker.connections_max_idle, Duration::from_secs(60));
+        assert_eq!(broker.storage.request_timeout, Duration::from_secs(7));
+        assert_eq!(broker.storage.connect_timeout, Duration::from_millis(700));
+        assert_eq!(broker.flush_stall_timeout, Duration::from_secs(9));
+        assert_eq!(broker.message_max_uncompressed_bytes, 1_000_000);
+        // Kafka's -1: no bound.
+        let (broker, _) = load_str("\"queued.max.request.bytes\" = -1\n").unwrap();
+        assert_eq!(
+            broker.queued_max_request_bytes,
+            tokio::sync::Semaphore::MAX_PERMITS
+        );
+        for bad in [
+            "\"max.connections\" = 0\n",
+            "\"max.connections.per.ip\" = -3\n",
+            "\"queued.max.request.bytes\" = 0\n",
+        ] {
+            assert!(load_str(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_simulated_put_latency_needs_both_percentiles_in_order() {
+        let (broker, _) = load_str(
+            "\"simulate.put.latency.p50.ms\" = 50\n\"simulate.put.latency.p99.ms\" = 300\n",
+        )
+        .unwrap();
+        assert_eq!(
+            broker.simulated_put_latency,
+            Some(LogNormalLatency {
+                p50: Duration::from_millis(50),
+                p99: Duration::from_millis(300),
+            })
+        );
+        for bad in [
+            "\"simulate.put.latency.p50.ms\" = 50\n",
+            "\"simulate.put.latency.p50.ms\" = 50\n\"simulate.put.latency.p99.ms\" = 10\n",
+        ] {
+            let err = load_str(bad).unwrap_err().to_string();
+            assert!(err.contains("simulate.put.latency"), "{err}");
         }
     }
 }

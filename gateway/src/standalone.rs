@@ -15,6 +15,7 @@ use proto_compat::request::panic_message;
 use segment_store::cluster_marker;
 use segment_store::disk_cache::DiskCache;
 use segment_store::retry::{RetryPolicy, RetryStore};
+use segment_store::simulate_failures::{FaultConfig, FaultyStore};
 use segment_store::{open_store_with, ObjectStore};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -56,9 +57,21 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
 
     let metrics = Arc::new(Metrics::new());
     let options = args.storage_options(&broker_config.storage);
-    let store = open_store_with(&storage_url, &options)
+    let mut store = open_store_with(&storage_url, &options)
         .await
         .with_context(|| format!("cannot open storage {storage_url}"))?;
+    if let Some(latency) = broker_config.simulated_put_latency {
+        tracing::warn!(
+            p50_ms = latency.p50.as_millis() as u64,
+            p99_ms = latency.p99.as_millis() as u64,
+            "simulating remote object store PUT latency (a benchmark setting)"
+        );
+        let config = FaultConfig {
+            put_latency: Some(latency),
+            ..FaultConfig::default()
+        };
+        store = Arc::new(FaultyStore::new(store, config));
+    }
     // Metered outside the retries: one request per call, its retries counted apart.
     let policy = RetryPolicy {
         attempt_timeout: options.request_timeout,
@@ -310,5 +323,29 @@ async fn shutdown_signal() -> &'static str {
     tokio::select! {
         _ = terminate.recv() => "SIGTERM",
         _ = tokio::signal::ctrl_c() => "SIGINT",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_store_may_not_contain_the_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(data.join("objects")).unwrap();
+        let url = |path: &Path| format!("file://{}", path.display());
+        for root in [data.clone(), dir.path().to_path_buf(), data.join(".")] {
+            let err = check_storage_is_outside_the_data_dir(&url(&root), &data).unwrap_err();
+            assert!(
+                err.to_string().contains("contains the data directory"),
+                "{err}"
+            );
+        }
+        for fine in [data.join("objects"), dir.path().join("elsewhere")] {
+            check_storage_is_outside_the_data_dir(&url(&fine), &data).unwrap();
+        }
+        check_storage_is_outside_the_data_dir("s3://bucket/prefix", &data).unwrap();
     }
 }

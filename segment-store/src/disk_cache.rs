@@ -143,11 +143,11 @@ impl DiskCache {
 
     /// The block's bytes from its file, if it is cached and the file is readable.
     async fn cached(&self, key: &str, index: u64) -> Option<Bytes> {
-        let file = {
+        let (file, len) = {
             let mut state = self.lock();
             let tick = state.next_tick;
             let block = state.blocks.get_mut(key)?.get_mut(&index)?;
-            let (file, old_tick) = (block.file, block.tick);
+            let (file, len, old_tick) = (block.file, block.len, block.tick);
             block.tick = tick;
             state.next_tick += 1;
             let entry = state
@@ -155,14 +155,20 @@ impl DiskCache {
                 .remove(&old_tick)
                 .expect("a cached block is in the LRU");
             state.lru.insert(tick, entry);
-            file
+            (file, len)
         };
         let path = self.file_path(file);
         let read = tokio::task::spawn_blocking(move || fs::read(path)).await;
         match read {
-            Ok(Ok(data)) => {
+            Ok(Ok(data)) if data.len() as u64 == len => {
                 self.lock().stats.hits += 1;
                 Some(Bytes::from(data))
+            }
+            // A file cut short (the disk, or someone, truncated it) is not the block: forget it
+            // and read from the store.
+            Ok(Ok(_)) => {
+                self.invalidate(key).await;
+                None
             }
             // Evicted or invalidated while we read it: read from the store instead.
             _ => None,
@@ -375,6 +381,27 @@ mod tests {
         assert_eq!((stats.hits, stats.misses), (2, 2));
         assert_eq!(stats.bytes_read, MIB + MIB / 2);
         assert_eq!(stats.used_bytes, MIB + MIB / 2);
+    }
+
+    #[tokio::test]
+    async fn a_block_file_cut_short_is_read_from_the_store_again() {
+        let (cache, store, dir, a) = setup(8 * MIB).await;
+        cache.get_range("a", block(0)).await.unwrap();
+        let file = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .find(|path| path.extension().is_some_and(|e| e == BLOCK_EXTENSION))
+            .unwrap();
+        let whole = std::fs::read(&file).unwrap();
+        std::fs::write(&file, &whole[..whole.len() / 2]).unwrap();
+
+        let read = cache.get_range("a", block(0)).await.unwrap();
+        assert_eq!(
+            read,
+            a.slice(..MIB as usize),
+            "the truncated file was served"
+        );
+        assert_eq!(store.stats().calls, 2, "read again from the store");
     }
 
     #[tokio::test]

@@ -17,11 +17,41 @@ pub struct FaultConfig {
     pub error_rate: f64,
     /// Delay added before every call.
     pub latency: Option<Duration>,
+    /// Delay added before every put (and create), drawn from a distribution: a local
+    /// directory made to answer like a remote object store, for benchmarks.
+    pub put_latency: Option<LogNormalLatency>,
     /// The first n puts reach the inner store; every later put fails (reads keep working).
     pub fail_after_puts: Option<u64>,
     /// Puts failed by `error_rate` or `fail_after_puts` first write the first half of the
     /// object to the inner store: a crash mid-PUT on a store whose puts are not atomic.
     pub torn_writes: bool,
+}
+
+/// A log-normal latency given its median and 99th percentile: the long right tail of object
+/// store request latencies (published S3 measurements show a PUT of a few MiB at roughly
+/// p50 50 ms and p99 300 ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogNormalLatency {
+    pub p50: Duration,
+    pub p99: Duration,
+}
+
+impl LogNormalLatency {
+    /// The 99th percentile of the standard normal distribution.
+    const Z99: f64 = 2.326_347_874;
+
+    /// One latency drawn from the distribution.
+    pub fn sample(&self) -> Duration {
+        let sigma = (self.p99.as_secs_f64() / self.p50.as_secs_f64().max(f64::MIN_POSITIVE))
+            .ln()
+            .max(0.0)
+            / Self::Z99;
+        // Box-Muller: a standard normal from two uniform draws.
+        let u1: f64 = 1.0 - rand::random::<f64>();
+        let u2: f64 = rand::random::<f64>();
+        let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+        self.p50.mul_f64((sigma * z).exp())
+    }
 }
 
 /// What the wrapper has seen and done so far.
@@ -103,6 +133,9 @@ impl FaultyStore {
         self.lock_stats().calls += 1;
         if let Some(latency) = self.config.latency {
             tokio::time::sleep(latency).await;
+        }
+        if let Some(latency) = self.config.put_latency.filter(|_| is_put) {
+            tokio::time::sleep(latency.sample()).await;
         }
         let reason = if self.outage.load(Ordering::SeqCst) {
             Some("injected outage")
@@ -334,6 +367,38 @@ mod tests {
         assert_eq!(store.get_range("a", 0..10).await.unwrap(), "01234");
         assert_eq!(store.get("a").await.unwrap(), "01234");
         assert_eq!(store.get("a").await.unwrap(), "0123456789");
+    }
+
+    #[test]
+    fn put_latencies_follow_the_given_median_and_99th_percentile() {
+        let latency = LogNormalLatency {
+            p50: Duration::from_millis(50),
+            p99: Duration::from_millis(300),
+        };
+        let mut samples: Vec<Duration> = (0..20_000).map(|_| latency.sample()).collect();
+        samples.sort();
+        let at = |q: f64| samples[(q * samples.len() as f64) as usize].as_secs_f64() * 1e3;
+        assert!((45.0..55.0).contains(&at(0.5)), "p50 {} ms", at(0.5));
+        assert!((250.0..360.0).contains(&at(0.99)), "p99 {} ms", at(0.99));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn put_latency_delays_puts_only() {
+        let store = faulty(FaultConfig {
+            put_latency: Some(LogNormalLatency {
+                p50: Duration::from_secs(1),
+                p99: Duration::from_secs(1),
+            }),
+            ..FaultConfig::default()
+        });
+        let started = tokio::time::Instant::now();
+        store
+            .put("a", Bytes::from_static(b"1").into())
+            .await
+            .unwrap();
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+        store.get("a").await.unwrap();
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
     }
 
     #[tokio::test]
