@@ -88,10 +88,11 @@ fn pipelined_produces_are_appended_and_answered_in_order() {
 
 /// acks=all produces wait for a flush; the broker must keep reading the ones pipelined
 /// behind them, so that they join the next flush instead of waiting one flush per few
-/// requests (librdkafka keeps hundreds in flight at 1,000 partitions).
+/// requests (librdkafka keeps hundreds in flight: at 1,000 partitions, or at a 500 ms flush
+/// interval).
 #[test]
 fn acks_all_produces_pipelined_behind_a_flush_share_the_next_one() {
-    const IN_FLIGHT: usize = 200;
+    const IN_FLIGHT: usize = 600;
     let topic = "pipelined-acks-all";
     // The first flush goes at once (the flusher is idle); the next waits a second.
     let (broker, mut conn) = broker_with_topic("\"flush.interval.ms\" = 1000\n", topic);
