@@ -446,30 +446,27 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_segment_write_commits_nothing_and_a_later_pass_succeeds() {
-        use segment_store::simulate_failures::{FaultConfig, FaultyStore};
-
-        let faulty = Arc::new(FaultyStore::new(
-            Arc::new(MemoryStore::new()),
-            FaultConfig::default(),
-        ));
-        let (broker, _dir) = broker(faulty.clone(), BrokerConfig::default()).await;
-        let topic = topic(&broker, "events", 1).await;
-        let partition = broker.partition(&topic, 0).unwrap();
-        for i in 0..2 {
-            let batch = record_batch(-1, -1, -1, 10, i * 1_000);
-            append_and_flush(&broker, &partition, &batch).await;
-        }
-        let log = broker.coordinator.partition_log(topic.topic_id, 0).unwrap();
+        let (broker, faulty, partition, _dir) = two_chunks().await;
+        let log = broker
+            .coordinator
+            .partition_log(partition.topic_id, 0)
+            .unwrap();
         let chunks: Vec<&ChunkMeta> = log.chunks.iter().collect();
 
         faulty.set_outage(true);
         assert!(compact(&broker, &partition, &chunks).await.is_err());
-        let unchanged = broker.coordinator.partition_log(topic.topic_id, 0).unwrap();
+        let unchanged = broker
+            .coordinator
+            .partition_log(partition.topic_id, 0)
+            .unwrap();
         assert_eq!((unchanged.segments.len(), unchanged.chunks.len()), (0, 2));
 
         faulty.set_outage(false);
         compact(&broker, &partition, &chunks).await.unwrap();
-        let compacted = broker.coordinator.partition_log(topic.topic_id, 0).unwrap();
+        let compacted = broker
+            .coordinator
+            .partition_log(partition.topic_id, 0)
+            .unwrap();
         assert_eq!((compacted.segments.len(), compacted.chunks.len()), (1, 0));
         assert_eq!(compacted.high_watermark, 20);
     }

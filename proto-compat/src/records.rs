@@ -106,24 +106,53 @@ struct Record {
 
 /// The inflated records of one batch, read one by one.
 struct Records<'a> {
-    input: BufReader<Limited<Box<dyn Read + 'a>>>,
+    input: Input<'a>,
     codec: Compression,
+}
+
+/// Where the records' bytes come from: the payload itself when it is not compressed (read in
+/// place: nothing copied or allocated, which matters for the many small batches of a
+/// producer spread over many partitions), else the inflating reader.
+enum Input<'a> {
+    Plain(&'a [u8]),
+    Inflating(BufReader<Limited<Box<dyn Read + 'a>>>),
+}
+
+impl Input<'_> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        match self {
+            Input::Plain(rest) => Ok(rest),
+            Input::Inflating(reader) => reader.fill_buf(),
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        match self {
+            Input::Plain(rest) => *rest = &rest[n..],
+            Input::Inflating(reader) => reader.consume(n),
+        }
+    }
 }
 
 impl<'a> Records<'a> {
     fn open(batch: &'a RecordBatch, max_inflated_bytes: u64) -> Result<Self, BatchError> {
         let codec = batch.compression();
         let payload = &batch.as_bytes()[RECORD_BATCH_OVERHEAD..];
-        let inflated = decompressor(codec, payload).map_err(|e| inflate_error(codec, e))?;
-        let limited = Limited {
-            inner: inflated,
-            read: 0,
-            limit: max_inflated_bytes,
+        let input = if codec == Compression::None {
+            if payload.len() as u64 > max_inflated_bytes {
+                return Err(BatchError::InvalidRecord(over_limit(max_inflated_bytes)));
+            }
+            Input::Plain(payload)
+        } else {
+            let inflated = decompressor(codec, payload).map_err(|e| inflate_error(codec, e))?;
+            let limited = Limited {
+                inner: inflated,
+                read: 0,
+                limit: max_inflated_bytes,
+            };
+            Input::Inflating(BufReader::with_capacity(SCRATCH, limited))
         };
-        Ok(Self {
-            input: BufReader::with_capacity(SCRATCH, limited),
-            codec,
-        })
+        Ok(Self { input, codec })
     }
 
     /// Reads record `index` (counting from 0), or `None` at the clean end of the records.
@@ -300,6 +329,10 @@ fn inflate_error(codec: Compression, e: io::Error) -> BatchError {
     }
 }
 
+fn over_limit(limit: u64) -> String {
+    format!("records inflate to more than the {limit}-byte limit")
+}
+
 /// Counts inflated bytes and fails as soon as they go past the limit.
 struct Limited<R> {
     inner: R,
@@ -315,10 +348,7 @@ impl<R: Read> Read for Limited<R> {
         let n = self.inner.read(&mut buf[..len])?;
         self.read += n as u64;
         if self.read > self.limit {
-            return Err(io::Error::other(OverLimit(format!(
-                "records inflate to more than the {}-byte limit",
-                self.limit
-            ))));
+            return Err(io::Error::other(OverLimit(over_limit(self.limit))));
         }
         Ok(n)
     }
@@ -326,7 +356,8 @@ impl<R: Read> Read for Limited<R> {
 
 fn decompressor<'a>(codec: Compression, payload: &'a [u8]) -> io::Result<Box<dyn Read + 'a>> {
     Ok(match codec {
-        Compression::None => Box::new(payload),
+        // Read in place by `Input::Plain`.
+        Compression::None => unreachable!("uncompressed payloads are not inflated"),
         // Several gzip members read as one stream, as Java's GZIPInputStream reads them.
         Compression::Gzip => Box::new(MultiGzDecoder::new(payload)),
         Compression::Snappy => Box::new(Snappy::new(payload)),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator import BucketStorage, EmulatorProcess
+from emulator import BucketStorage, EmulatorProcess, serving, storage_in
 
 AZURITE_BIN = Path(__file__).parent / "js" / "node_modules" / ".bin" / "azurite-blob"
 # Azurite's well-known account and key (object_store's emulator mode uses them too).
@@ -55,24 +55,14 @@ class Azurite(EmulatorProcess):
 
 @pytest.fixture
 def azurite(tmp_path):
-    server = Azurite(tmp_path)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
+    yield from serving(Azurite(tmp_path))
 
 
 @pytest.fixture
 def azure_storage(azurite, monkeypatch) -> BucketStorage:
     """A fresh container, and the environment that makes every broker started in the test
     keep its log there. Request it before `strata`."""
-    storage = BucketStorage(azurite, "az", azurite.create_container(), "cluster-1")
-    for name, value in {**azurite.env(), "STRATA_STORAGE": storage.url}.items():
-        monkeypatch.setenv(name, value)
-    yield storage
-    # Shown when the test fails, with the broker log.
-    print(azurite.log())
+    yield from storage_in(azurite, "az", azurite.create_container(), azurite.env(), monkeypatch)
 
 
 def azure_env(azurite: Azurite) -> dict:

@@ -98,6 +98,28 @@ class BucketStorage:
         return self.server.keys(self.bucket)
 
 
+def serving(server: EmulatorProcess):
+    """A server fixture's body (`yield from serving(...)`): the server, started, and stopped
+    after the test."""
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+def storage_in(server: EmulatorProcess, scheme: str, bucket: str, env: dict, monkeypatch):
+    """A storage fixture's body (`yield from storage_in(...)`): prefix "cluster-1" of `bucket`,
+    and the environment (`env` and STRATA_STORAGE) that makes every broker started in the test
+    keep its log there."""
+    storage = BucketStorage(server, scheme, bucket, "cluster-1")
+    for name, value in {**env, "STRATA_STORAGE": storage.url}.items():
+        monkeypatch.setenv(name, value)
+    yield storage
+    # Shown when the test fails, with the broker log.
+    print(server.log())
+
+
 def metrics(http_address: str) -> dict:
     """The broker's /metrics as {'name{labels}': value}."""
     conn = http.client.HTTPConnection(http_address, timeout=5)

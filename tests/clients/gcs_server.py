@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator import BucketStorage, EmulatorProcess
+from emulator import BucketStorage, EmulatorProcess, serving, storage_in
 
 
 def fake_gcs_server_bin() -> Path:
@@ -201,24 +201,14 @@ class FakeGcsServer(EmulatorProcess):
 
 @pytest.fixture
 def fake_gcs(tmp_path):
-    server = FakeGcsServer(tmp_path)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
+    yield from serving(FakeGcsServer(tmp_path))
 
 
 @pytest.fixture
 def gcs_storage(fake_gcs, monkeypatch) -> BucketStorage:
     """A fresh bucket, and the environment that makes every broker started in the test keep
     its log there. Request it before `strata`."""
-    storage = BucketStorage(fake_gcs, "gs", fake_gcs.create_bucket(), "cluster-1")
-    for name, value in {**fake_gcs.env(), "STRATA_STORAGE": storage.url}.items():
-        monkeypatch.setenv(name, value)
-    yield storage
-    # Shown when the test fails, with the broker log.
-    print(fake_gcs.log())
+    yield from storage_in(fake_gcs, "gs", fake_gcs.create_bucket(), fake_gcs.env(), monkeypatch)
 
 
 def gcs_env(fake_gcs: FakeGcsServer) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator import BucketStorage, EmulatorProcess
+from emulator import BucketStorage, EmulatorProcess, serving, storage_in
 
 REGION = "us-east-1"
 # moto accepts any credentials; object_store and boto3 need some.
@@ -56,31 +56,20 @@ class MotoServer(EmulatorProcess):
 
 @pytest.fixture
 def moto(tmp_path):
-    server = MotoServer(tmp_path)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
+    yield from serving(MotoServer(tmp_path))
 
 
 @pytest.fixture
 def s3_storage(moto, monkeypatch) -> BucketStorage:
     """A fresh bucket, and the environment (flags as STRATA_* variables) that makes every
     broker started in the test keep its log there. Request it before `strata`."""
-    storage = BucketStorage(moto, "s3", moto.create_bucket(), "cluster-1")
     env = {
         **AWS_ENV,
-        "STRATA_STORAGE": storage.url,
         "STRATA_S3_ENDPOINT": moto.endpoint,
         "STRATA_S3_ALLOW_HTTP": "true",
         "STRATA_S3_PATH_STYLE": "true",
     }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    yield storage
-    # Shown when the test fails, with the broker log.
-    print(moto.log())
+    yield from storage_in(moto, "s3", moto.create_bucket(), env, monkeypatch)
 
 
 def aws_env() -> dict:

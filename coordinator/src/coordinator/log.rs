@@ -273,6 +273,16 @@ mod tests {
         (store, coordinator, meta.topic_id)
     }
 
+    /// Commits one flush per (base, last) range to partition 0 of topic `t`.
+    async fn flush_chunks(coordinator: &Coordinator, t: Uuid, ranges: &[(i64, i64)]) {
+        for &(base, last) in ranges {
+            coordinator
+                .commit_flush(vec![commit(t, 0, 0, chunk(base, last))])
+                .await
+                .unwrap();
+        }
+    }
+
     fn producer(id: i64, epoch: i16, batches: &[(i32, i64)]) -> ProducerState {
         ProducerState {
             producer_id: id,
@@ -433,12 +443,7 @@ mod tests {
     #[tokio::test]
     async fn commit_segments_replaces_exactly_tiling_chunks() {
         let (_store, coordinator, t) = setup(1).await;
-        for (base, last) in [(0, 9), (10, 19), (20, 29)] {
-            coordinator
-                .commit_flush(vec![commit(t, 0, 0, chunk(base, last))])
-                .await
-                .unwrap();
-        }
+        flush_chunks(&coordinator, t, &[(0, 9), (10, 19), (20, 29)]).await;
         let before = snapshot(&coordinator);
         // Starts inside a chunk, ends inside one, covers nothing, is backwards, reaches past the log.
         for (base, last) in [(5, 19), (0, 15), (30, 39), (19, 10), (20, 39)] {
@@ -498,12 +503,7 @@ mod tests {
     #[tokio::test]
     async fn several_segments_replace_their_chunks_in_one_commit() {
         let (_store, coordinator, t) = setup(1).await;
-        for (base, last) in [(0, 9), (10, 19)] {
-            coordinator
-                .commit_flush(vec![commit(t, 0, 0, chunk(base, last))])
-                .await
-                .unwrap();
-        }
+        flush_chunks(&coordinator, t, &[(0, 9), (10, 19)]).await;
         let before = snapshot(&coordinator);
         for segments in [
             vec![segment(0, 4), segment(6, 19)],
@@ -600,12 +600,7 @@ mod tests {
     #[tokio::test]
     async fn referenced_objects_shrink_as_entries_go() {
         let (_store, coordinator, t) = setup(1).await;
-        for (base, last) in [(0, 9), (10, 19)] {
-            coordinator
-                .commit_flush(vec![commit(t, 0, 0, chunk(base, last))])
-                .await
-                .unwrap();
-        }
+        flush_chunks(&coordinator, t, &[(0, 9), (10, 19)]).await;
         let keys = |list: &[&str]| list.iter().map(|k| k.to_string()).collect::<HashSet<_>>();
         let (c0, c1) = (chunk(0, 9).object_key, chunk(10, 19).object_key);
         assert_eq!(coordinator.referenced_objects(), keys(&[&c0, &c1]));

@@ -606,12 +606,14 @@ mod tests {
     use std::sync::Arc;
 
     use segment_store::memory::MemoryStore;
+    use segment_store::simulate_failures::{FaultConfig, FaultyStore};
     use segment_store::store::ObjectStore;
 
     use super::ReadError;
     use crate::broker::Broker;
     use crate::compaction::compact;
     use crate::config::BrokerConfig;
+    use crate::partition::Partition;
     use crate::test_support::{append_and_flush, broker, record_batch, topic};
 
     /// Four batches of ten records (timestamps 1000.., 2000.., 3000.., 4000..), each flushed
@@ -619,6 +621,22 @@ mod tests {
     /// the same store and coordinator, whose in-memory tail is empty, so reads hit storage.
     async fn stored_log() -> (Arc<Broker>, coordinator::TopicMeta, tempfile::TempDir) {
         stored_log_in(Arc::new(MemoryStore::new())).await
+    }
+
+    /// [`stored_log`] in a fault injector, and a reader of it.
+    async fn stored_log_with_faults() -> (
+        Arc<Broker>,
+        Arc<FaultyStore>,
+        Arc<Partition>,
+        tempfile::TempDir,
+    ) {
+        let faulty = Arc::new(FaultyStore::new(
+            Arc::new(MemoryStore::new()),
+            FaultConfig::default(),
+        ));
+        let (broker, topic, dir) = stored_log_in(faulty.clone()).await;
+        let partition = broker.partition(&topic, 0).unwrap();
+        (broker, faulty, partition, dir)
     }
 
     async fn stored_log_in(
@@ -709,14 +727,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_store_outage_is_a_read_error_and_reads_resume_after_it() {
-        use segment_store::simulate_failures::{FaultConfig, FaultyStore};
-
-        let faulty = Arc::new(FaultyStore::new(
-            Arc::new(MemoryStore::new()),
-            FaultConfig::default(),
-        ));
-        let (broker, topic, _dir) = stored_log_in(faulty.clone()).await;
-        let partition = broker.partition(&topic, 0).unwrap();
+        let (broker, faulty, partition, _dir) = stored_log_with_faults().await;
         let reader = broker.log_reader();
         faulty.set_outage(true);
         assert!(matches!(
@@ -733,14 +744,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_read_cut_short_is_counted_and_read_again_from_the_store() {
-        use segment_store::simulate_failures::{FaultConfig, FaultyStore};
-
-        let faulty = Arc::new(FaultyStore::new(
-            Arc::new(MemoryStore::new()),
-            FaultConfig::default(),
-        ));
-        let (broker, topic, _dir) = stored_log_in(faulty.clone()).await;
-        let partition = broker.partition(&topic, 0).unwrap();
+        let (broker, faulty, partition, _dir) = stored_log_with_faults().await;
         let reader = broker.log_reader();
         // From the third batch on: the chunks. The cache reads the first chunk's block short.
         faulty.cut_next_reads(1);
