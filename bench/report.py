@@ -1,5 +1,5 @@
 """Prints bench/run.sh's results as one Markdown table, each row with its limit, ratio and
-target (issue 5). Usage: report.py RESULTS_DIR MODE"""
+target (bench/README.md). Usage: report.py RESULTS_DIR MODE"""
 
 import json
 import os

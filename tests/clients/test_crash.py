@@ -1,5 +1,5 @@
 """kill -9 while an acks=all producer runs: every acknowledged record survives, exactly once,
-at the offset it was acknowledged with (issue 2, "Restart")."""
+at the offset it was acknowledged with."""
 
 import os
 import random

@@ -35,8 +35,8 @@ use tempfile::TempDir;
 /// How long any single wait (readiness, a response, a close) may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Request versions the tests speak: every one is inside what the issue requires the broker
-/// to advertise (all versions kafka-protocol 0.18 knows).
+/// Request versions the tests speak: every one is inside what the broker advertises (all
+/// versions kafka-protocol 0.18 knows).
 pub const PRODUCE_VERSION: i16 = 9;
 pub const FETCH_VERSION: i16 = 12; // the last version that names topics instead of ids
 pub const CREATE_TOPICS_VERSION: i16 = 5;

@@ -1,5 +1,5 @@
-//! Bad input on the wire (issue 2, "Bad input"): the offending connection is closed and the
-//! process keeps serving everyone else.
+//! Bad input on the wire: the offending connection is closed and the process keeps serving
+//! everyone else.
 
 use proto_compat::kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest};
 use proto_compat::kafka_protocol::protocol::StrBytes;

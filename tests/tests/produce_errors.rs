@@ -31,7 +31,7 @@ fn corrupt_batches_get_corrupt_message_and_are_not_stored() {
 
     // v2 batch header: base offset (0..8), batch length (8..12), leader epoch (12..16),
     // magic (16), CRC-32C (17..21) over attributes (21..) to the end.
-    // The issue asks CORRUPT_MESSAGE for all of these; for a magic other than 2 Kafka answers
+    // Broken bytes get CORRUPT_MESSAGE; for a magic other than 2 Kafka answers
     // INVALID_RECORD (Produce v3+ only takes magic 2), which is accepted too.
     const CORRUPT: &[i16] = &[error_code::CORRUPT_MESSAGE];
     const CORRUPT_OR_INVALID: &[i16] = &[error_code::CORRUPT_MESSAGE, error_code::INVALID_RECORD];
