@@ -36,40 +36,57 @@ pub async fn isolated<T, E: std::fmt::Display>(
     None
 }
 
-/// Spawns `task` into `tasks` and starts it again (after a short delay) whenever it ends
-/// other than by `stop` turning true.
-pub fn spawn_supervised<F, Fut>(
-    tasks: &mut JoinSet<()>,
-    name: &'static str,
-    metrics: BackgroundTaskMetrics,
+/// Runs background tasks, each `task(context, stop)`, starting one again (after a short
+/// delay) whenever it ends other than by `stop` turning true.
+pub struct Supervisor<C> {
+    tasks: JoinSet<()>,
+    context: C,
     stop: watch::Receiver<bool>,
-    task: F,
-) where
-    F: Fn(watch::Receiver<bool>) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    tasks.spawn(async move {
-        loop {
-            let outcome = tokio::spawn(task(stop.clone())).await;
-            if *stop.borrow() {
-                return;
-            }
-            let why = match outcome {
-                Ok(()) => "returned".to_string(),
-                Err(e) if e.is_panic() => {
-                    format!("panicked: {}", panic_message(e.into_panic().as_ref()))
-                }
-                Err(e) => e.to_string(),
-            };
-            metrics.restarts.inc();
-            tracing::error!(task = name, %why, "background task stopped; starting it again");
-            let mut stop = stop.clone();
-            tokio::select! {
-                _ = tokio::time::sleep(RESTART_DELAY) => {}
-                _ = stop.wait_for(|&stop| stop) => return,
-            }
+}
+
+impl<C: Clone + Send + 'static> Supervisor<C> {
+    pub fn new(context: C, stop: watch::Receiver<bool>) -> Self {
+        Self {
+            tasks: JoinSet::new(),
+            context,
+            stop,
         }
-    });
+    }
+
+    pub fn spawn<F, Fut>(&mut self, name: &'static str, metrics: BackgroundTaskMetrics, task: F)
+    where
+        F: Fn(C, watch::Receiver<bool>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let (context, stop) = (self.context.clone(), self.stop.clone());
+        self.tasks.spawn(async move {
+            loop {
+                let outcome = tokio::spawn(task(context.clone(), stop.clone())).await;
+                if *stop.borrow() {
+                    return;
+                }
+                let why = match outcome {
+                    Ok(()) => "returned".to_string(),
+                    Err(e) if e.is_panic() => {
+                        format!("panicked: {}", panic_message(e.into_panic().as_ref()))
+                    }
+                    Err(e) => e.to_string(),
+                };
+                metrics.restarts.inc();
+                tracing::error!(task = name, %why, "background task stopped; starting it again");
+                let mut stop = stop.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(RESTART_DELAY) => {}
+                    _ = stop.wait_for(|&stop| stop) => return,
+                }
+            }
+        });
+    }
+
+    /// Waits for every task to end (after `stop` turned true).
+    pub async fn join(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
 }
 
 #[cfg(test)]
@@ -100,28 +117,20 @@ mod tests {
         let metrics = BackgroundTaskMetrics::default();
         let runs = Arc::new(AtomicUsize::new(0));
         let (stop, stopped) = watch::channel(false);
-        let mut tasks = JoinSet::new();
-        let counted = runs.clone();
-        spawn_supervised(
-            &mut tasks,
-            "test",
-            metrics.clone(),
-            stopped,
-            move |mut stop| {
-                let run = counted.fetch_add(1, Ordering::SeqCst);
-                async move {
-                    if run < 2 {
-                        panic!("run {run} dies");
-                    }
-                    let _ = stop.wait_for(|&stop| stop).await;
-                }
-            },
-        );
+        let task = |runs: Arc<AtomicUsize>, mut stop: watch::Receiver<bool>| async move {
+            let run = runs.fetch_add(1, Ordering::SeqCst);
+            if run < 2 {
+                panic!("run {run} dies");
+            }
+            let _ = stop.wait_for(|&stop| stop).await;
+        };
+        let mut supervisor = Supervisor::new(runs.clone(), stopped);
+        supervisor.spawn("test", metrics.clone(), task);
         tokio::time::sleep(RESTART_DELAY * 3).await;
         assert_eq!(runs.load(Ordering::SeqCst), 3);
         assert_eq!(metrics.restarts.get(), 2);
         let _ = stop.send(true);
-        tasks.join_next().await.unwrap().unwrap();
+        supervisor.join().await;
         assert_eq!(metrics.restarts.get(), 2, "stopping is not a restart");
     }
 }

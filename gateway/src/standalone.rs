@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::background::spawn_supervised;
+use crate::background::Supervisor;
 use crate::broker::Broker;
 use crate::config::{self, StandaloneArgs};
 use crate::http::Readiness;
@@ -146,53 +146,29 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         broker.config.flush_stall_timeout,
     ));
     let mut flusher = tokio::spawn(flusher::run(broker.clone(), flusher_stop));
-    let mut background = JoinSet::new();
-    let stop = &background_stop;
+    let mut background = Supervisor::new(broker.clone(), background_stop.clone());
     let task_metrics = &broker.metrics;
-    let b = &broker;
-    spawn_supervised(
-        &mut background,
+    background.spawn(
         "compaction",
         task_metrics.compaction.clone(),
-        stop.clone(),
-        {
-            let broker = b.clone();
-            move |stop| compaction::run(broker.clone(), stop)
-        },
+        compaction::run,
     );
-    spawn_supervised(
-        &mut background,
-        "retention",
-        task_metrics.retention.clone(),
-        stop.clone(),
-        {
-            let broker = b.clone();
-            move |stop| retention::run(broker.clone(), stop)
-        },
-    );
-    spawn_supervised(
-        &mut background,
+    background.spawn("retention", task_metrics.retention.clone(), retention::run);
+    let expiration = group_coordinator::expiration::run;
+    background.spawn(
         "offset_expiration",
         task_metrics.offset_expiration.clone(),
-        stop.clone(),
-        {
-            let broker = b.clone();
-            move |stop| group_coordinator::expiration::run(broker.clone(), stop)
-        },
+        expiration,
     );
-    spawn_supervised(
-        &mut background,
+    let collection = garbage_collector::run;
+    background.spawn(
         "garbage_collection",
         task_metrics.garbage_collection.clone(),
-        stop.clone(),
-        {
-            let broker = b.clone();
-            move |stop| garbage_collector::run(broker.clone(), stop)
-        },
+        collection,
     );
     let http_stop = background_stop.clone();
     let http_readiness = readiness.clone();
-    background.spawn(async move {
+    let http_server = tokio::spawn(async move {
         if let Err(e) = http::serve(http_listener, metrics, http_readiness, http_stop).await {
             tracing::error!(error = %e, "HTTP server failed");
         }
@@ -264,7 +240,8 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
     let _ = stop_flusher.send(true);
     flusher.await.context("the flusher failed")?;
     let _ = stop_background.send(true);
-    while background.join_next().await.is_some() {}
+    background.join().await;
+    let _ = http_server.await;
     tracing::info!("shutdown complete");
     Ok(())
 }
