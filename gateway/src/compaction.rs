@@ -232,12 +232,12 @@ mod tests {
     use proto_compat::batch::{crc32c, read_batches, RecordBatch};
     use segment_store::flush_object::FlushObjectBuilder;
     use segment_store::memory::MemoryStore;
-    use segment_store::simulate_failures::{FaultConfig, FaultyStore};
+    use segment_store::simulate_failures::FaultyStore;
     use segment_store::store::ObjectStore;
 
     use super::*;
     use crate::config::BrokerConfig;
-    use crate::test_support::{append_and_flush, broker, record_batch, topic};
+    use crate::test_support::{append_and_flush, broker, faulty_memory_store, record_batch, topic};
 
     /// A broker over a fault injector with `topic` "events" of one partition holding two
     /// chunks of ten records each.
@@ -247,10 +247,7 @@ mod tests {
         Arc<Partition>,
         tempfile::TempDir,
     ) {
-        let faulty = Arc::new(FaultyStore::new(
-            Arc::new(MemoryStore::new()),
-            FaultConfig::default(),
-        ));
+        let faulty = faulty_memory_store();
         let (broker, dir) = broker(faulty.clone(), BrokerConfig::default()).await;
         let topic = topic(&broker, "events", 1).await;
         let partition = broker.partition(&topic, 0).unwrap();
@@ -278,6 +275,18 @@ mod tests {
             .put(&chunk.object_key, Bytes::from(bytes).into())
             .await
             .unwrap();
+    }
+
+    /// The (base, last) offsets of the partition's segments.
+    fn segment_ranges(broker: &Broker, partition: &Partition) -> Vec<(i64, i64)> {
+        let log = broker
+            .coordinator
+            .partition_log(partition.topic_id, partition.index)
+            .unwrap();
+        log.segments
+            .iter()
+            .map(|s| (s.base_offset, s.last_offset))
+            .collect()
     }
 
     /// Compaction fails with `expected` and leaves the log as it was.
@@ -394,14 +403,11 @@ mod tests {
             .unwrap();
 
         compact(&broker, &partition, &[&chunk]).await.unwrap();
-        let log = broker.coordinator.partition_log(topic.topic_id, 0).unwrap();
-        let segments: Vec<(i64, i64)> = log
-            .segments
-            .iter()
-            .map(|s| (s.base_offset, s.last_offset))
-            .collect();
-        assert_eq!(segments, [(0, max - 1), (max, max + 1)]);
-        assert!(log.chunks.is_empty());
+        assert_eq!(
+            segment_ranges(&broker, &partition),
+            [(0, max - 1), (max, max + 1)]
+        );
+        assert!(chunks(&broker, &partition).is_empty());
     }
 
     #[tokio::test]
@@ -432,13 +438,8 @@ mod tests {
 
         // Four chunks made two segments of two chunks; the fifth waits for more data.
         assert_eq!(passes, 2);
+        assert_eq!(segment_ranges(&broker, &partition), [(0, 19), (20, 39)]);
         let log = broker.coordinator.partition_log(topic.topic_id, 0).unwrap();
-        let segments: Vec<(i64, i64)> = log
-            .segments
-            .iter()
-            .map(|s| (s.base_offset, s.last_offset))
-            .collect();
-        assert_eq!(segments, [(0, 19), (20, 39)]);
         assert!(log.segments.iter().all(|s| s.size <= 2 * batch_len));
         assert_eq!(log.chunks.len(), 1);
         assert_eq!(log.high_watermark, 50);

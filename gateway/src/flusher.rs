@@ -432,12 +432,13 @@ mod tests {
     use coordinator::TopicMeta;
     use segment_store::flush_object::{read_flush_object_index, FLUSH_PREFIX};
     use segment_store::memory::MemoryStore;
-    use segment_store::simulate_failures::{FaultConfig, FaultyStore};
     use segment_store::store::ObjectStore;
 
     use super::*;
     use crate::config::BrokerConfig;
-    use crate::test_support::{self, broker, eventually, record_batch, topic, GatedStore};
+    use crate::test_support::{
+        self, broker, eventually, faulty_memory_store, record_batch, topic, GatedStore,
+    };
 
     fn append(broker: &Broker, partition: &Arc<Partition>, count: i32) -> i64 {
         test_support::append(broker, partition, &record_batch(-1, -1, -1, count, 1_000))
@@ -488,10 +489,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_outage_holds_commits_back_and_they_complete_when_the_store_returns() {
-        let faulty = Arc::new(FaultyStore::new(
-            Arc::new(MemoryStore::new()),
-            FaultConfig::default(),
-        ));
+        let faulty = faulty_memory_store();
         let (broker, _dir) = broker(faulty.clone(), BrokerConfig::default()).await;
         let topic = topic(&broker, "orders", 1).await;
         let partition = broker.partition(&topic, 0).unwrap();

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use segment_store::flush_object::FLUSH_PREFIX;
 use segment_store::memory::MemoryStore;
+use segment_store::simulate_failures::{FaultConfig, FaultyStore};
 use segment_store::store::{ObjectMeta, ObjectStore, StoreError};
 use segment_store::Payload;
 
@@ -70,6 +71,14 @@ pub fn record_batch(
     let mut batches = validate_batches(&buf.freeze()).expect("a valid batch");
     assert_eq!(batches.len(), 1, "the records encode as one batch");
     batches.remove(0)
+}
+
+/// A memory store behind the fault injector, with no fault configured (tests turn them on).
+pub fn faulty_memory_store() -> Arc<FaultyStore> {
+    Arc::new(FaultyStore::new(
+        Arc::new(MemoryStore::new()),
+        FaultConfig::default(),
+    ))
 }
 
 /// A registered broker 0 over `store`; keep the TempDir alive as long as the broker.

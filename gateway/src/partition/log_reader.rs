@@ -606,7 +606,7 @@ mod tests {
     use std::sync::Arc;
 
     use segment_store::memory::MemoryStore;
-    use segment_store::simulate_failures::{FaultConfig, FaultyStore};
+    use segment_store::simulate_failures::FaultyStore;
     use segment_store::store::ObjectStore;
 
     use super::ReadError;
@@ -614,7 +614,7 @@ mod tests {
     use crate::compaction::compact;
     use crate::config::BrokerConfig;
     use crate::partition::Partition;
-    use crate::test_support::{append_and_flush, broker, record_batch, topic};
+    use crate::test_support::{append_and_flush, broker, faulty_memory_store, record_batch, topic};
 
     /// Four batches of ten records (timestamps 1000.., 2000.., 3000.., 4000..), each flushed
     /// as its own chunk, the first two compacted into a segment. Returns a second broker over
@@ -630,10 +630,7 @@ mod tests {
         Arc<Partition>,
         tempfile::TempDir,
     ) {
-        let faulty = Arc::new(FaultyStore::new(
-            Arc::new(MemoryStore::new()),
-            FaultConfig::default(),
-        ));
+        let faulty = faulty_memory_store();
         let (broker, topic, dir) = stored_log_in(faulty.clone()).await;
         let partition = broker.partition(&topic, 0).unwrap();
         (broker, faulty, partition, dir)
