@@ -134,7 +134,8 @@ pub async fn compact(
         return Ok(());
     };
     let interval = broker.config.index_interval_bytes;
-    let mut writers = vec![SegmentWriter::new(first.base_offset, interval)];
+    let mut segments: Vec<SegmentData> = Vec::new();
+    let mut writer = SegmentWriter::new(first.base_offset, interval);
     for chunk in chunks {
         // Around the read cache: consumers do not read these bytes again from the chunk.
         let bytes = broker
@@ -149,26 +150,17 @@ pub async fn compact(
                     offset: batch.base_offset(),
                     reason: e.to_string(),
                 })?;
-            let writer = writers.last_mut().expect("there is always a writer");
             if !writer.is_empty() && !writer.fits(&batch) {
-                writers.push(SegmentWriter::new(batch.base_offset(), interval));
+                let rolled = SegmentWriter::new(batch.base_offset(), interval);
+                segments.push(std::mem::replace(&mut writer, rolled).finish());
             }
-            writers
-                .last_mut()
-                .expect("there is always a writer")
-                .append(&batch)?;
+            writer.append(&batch)?;
         }
     }
-    let segments: Vec<(SegmentData, u64)> = writers
-        .into_iter()
-        .map(|writer| {
-            let size = writer.size();
-            (writer.finish(), size)
-        })
-        .collect();
+    segments.push(writer.finish());
     let keys: Vec<_> = segments
         .iter()
-        .map(|(data, _)| segment_keys(partition.topic_id, partition.index, data.base_offset))
+        .map(|data| segment_keys(partition.topic_id, partition.index, data.base_offset))
         .collect();
     // Until the commit lands nothing references these objects.
     let _in_flight = broker.in_flight.protect(
@@ -177,7 +169,7 @@ pub async fn compact(
             .collect(),
     );
     let mut metas = Vec::with_capacity(segments.len());
-    for ((data, size), keys) in segments.into_iter().zip(keys) {
+    for (data, keys) in segments.into_iter().zip(keys) {
         // Indexes first: a segment is only referenced once all three objects exist.
         broker
             .store
@@ -187,6 +179,7 @@ pub async fn compact(
             .store
             .put(&keys.time_index, data.time_index.into())
             .await?;
+        let size = data.log.len() as u64;
         broker.store.put(&keys.log, data.log).await?;
         metas.push(SegmentMeta {
             base_offset: data.base_offset,

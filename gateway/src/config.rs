@@ -337,6 +337,7 @@ fn apply(
         "max.connections.per.ip" => broker.max_connections_per_ip = count()?,
         "message.max.uncompressed.bytes" => broker.message_max_uncompressed_bytes = bytes()?,
         "storage.request.timeout.ms" => broker.storage.request_timeout = millis()?,
+        "storage.connect.timeout.ms" => broker.storage.connect_timeout = millis()?,
         "simulate.put.latency.p50.ms" | "simulate.put.latency.p99.ms" => {
             let latency = broker
                 .simulated_put_latency
@@ -350,7 +351,6 @@ fn apply(
                 latency.p99 = millis()?;
             }
         }
-        "storage.connect.timeout.ms" => broker.storage.connect_timeout = millis()?,
         "buffer.max.bytes" => broker.buffer_max_bytes = bytes()? as usize,
         "fetch.buffer.max.bytes" => broker.fetch_buffer_max_bytes = bytes()? as usize,
         "tail.cache.bytes" => broker.tail_cache_bytes = bytes()? as usize,

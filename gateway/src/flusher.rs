@@ -1,9 +1,10 @@
 //! The flusher: seals the buffered batches of all partitions into one flush object, PUTs it,
-//! and commits every partition's chunk to the coordinator in one call (design.md, write path
-//! step 5). What arrives meanwhile goes into the next object (group commit). Under load a
-//! full object starts its PUT while the previous flush is still in flight, so the store is
-//! not left idle while an object is sealed and committed; each flush still commits after
-//! the one before it, which keeps each partition's chunks in offset order.
+//! and commits every partition's chunk to the coordinator in one call, so object PUTs and
+//! coordinator transactions follow the flush rate, not the partition count. What arrives
+//! meanwhile goes into the next object (group commit). Under load a full object starts its
+//! PUT while the previous flush is still in flight, so the store is not left idle while an
+//! object is sealed and committed; each flush still commits after the one before it, which
+//! keeps each partition's chunks in offset order.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -54,10 +55,12 @@ impl FlushQueue {
     /// Called after every append of `bytes` (exactly the append-buffer permits the batch
     /// took); `newly_dirty` says the partition had nothing buffered.
     pub fn appended(&self, partition: &Arc<Partition>, bytes: usize, newly_dirty: bool) {
+        // The first append after a seal makes its partition dirty, so the age of what is
+        // unsealed changes only here, off the per-batch path.
         if newly_dirty {
             self.dirty.lock().unwrap().push(partition.clone());
+            self.unflushed.appended();
         }
-        self.unflushed.appended();
         self.buffered_bytes.inc_by(bytes as i64);
         self.unsealed_bytes
             .fetch_add(bytes as i64, Ordering::Relaxed);

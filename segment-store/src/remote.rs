@@ -111,10 +111,12 @@ impl ObjectStore for RemoteStore {
     }
 
     async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
-        let read = async { whole_body(self.inner.get(&self.path(key)).await?).await };
-        read.await
-            .map_err(|e| error("get", key, e))?
-            .map_err(|message| cut_short("get", key, message))
+        let result = self
+            .inner
+            .get(&self.path(key))
+            .await
+            .map_err(|e| error("get", key, e))?;
+        whole_body("get", key, result).await
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
@@ -124,9 +126,8 @@ impl ObjectStore for RemoteStore {
                 range: Some(GetRange::Bounded(range.clone())),
                 ..GetOptions::default()
             };
-            let read = async { whole_body(self.inner.get_opts(&path, options).await?).await };
-            match read.await {
-                Ok(body) => return body.map_err(|message| cut_short("get_range", key, message)),
+            match self.inner.get_opts(&path, options).await {
+                Ok(result) => return whole_body("get_range", key, result).await,
                 Err(e @ object_store::Error::NotFound { .. }) => {
                     return Err(error("get_range", key, e))
                 }
@@ -181,30 +182,25 @@ impl ObjectStore for RemoteStore {
     }
 }
 
-/// The body of a response, or why it is not the range the server said it sent (its
+/// The body of a response, which must be the range the server said it sent (its
 /// Content-Range, which object_store checked against the range asked for): a connection or
-/// proxy that ends a body early must not pass for the end of the object.
-async fn whole_body(result: GetResult) -> object_store::Result<Result<Bytes, String>> {
+/// proxy that ends a body early must not pass for the end of the object. A body cut short
+/// is transient: asking again may get all of it.
+async fn whole_body(op: &'static str, key: &str, result: GetResult) -> Result<Bytes, StoreError> {
     let served = result.range.clone();
-    let data = result.bytes().await?;
+    let data = result.bytes().await.map_err(|e| error(op, key, e))?;
     let expected = served.end - served.start;
-    Ok(if data.len() as u64 == expected {
-        Ok(data)
-    } else {
-        Err(format!(
-            "the response carried {} bytes of the {expected} in bytes {served:?}",
-            data.len()
-        ))
-    })
-}
-
-/// A body cut short is transient: asking again may get all of it.
-fn cut_short(op: &'static str, key: &str, message: String) -> StoreError {
-    StoreError::Unavailable {
+    if data.len() as u64 == expected {
+        return Ok(data);
+    }
+    Err(StoreError::Unavailable {
         op,
         key: key.to_string(),
-        message,
-    }
+        message: format!(
+            "the response carried {} bytes of the {expected} in bytes {served:?}",
+            data.len()
+        ),
+    })
 }
 
 /// "scheme://bucket/some/prefix" -> ("bucket", "some/prefix/"); the prefix may be "".

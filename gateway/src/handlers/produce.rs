@@ -1,6 +1,7 @@
 //! Produce: validates each partition's batch (its header, CRC and records, inflating
-//! compressed ones in bounded memory), assigns offsets into the append buffer, and answers by the request's acks: 0 never, 1 once buffered,
-//! -1 (all) once the flush holding the batch is durable and committed.
+//! compressed ones in bounded memory), assigns offsets into the append buffer, and answers
+//! by the request's acks: 0 never, 1 once buffered, -1 (all) once the flush holding the
+//! batch is durable and committed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -172,12 +173,6 @@ async fn append(broker: &Broker, topic: &TopicMeta, data: PartitionProduceData) 
             )),
         ));
     }
-    // The records themselves, as Kafka checks them: a count or offsets that lie would move
-    // the partition's offsets, and malformed records would break every consumer of it.
-    validate_records(&batch, broker.config.message_max_uncompressed_bytes)
-        .map_err(|e| (e.error_code(), Some(e.to_string())))?;
-    // Backpressure: wait for room in the append buffer. Exactly the batch's bytes: the
-    // flusher gives back what it flushes, so the bound holds.
     let bytes = batch.len();
     if bytes > broker.config.buffer_max_bytes {
         return Err((
@@ -188,6 +183,13 @@ async fn append(broker: &Broker, topic: &TopicMeta, data: PartitionProduceData) 
             )),
         ));
     }
+    // The records themselves, as Kafka checks them (after the cheap checks, so a refused
+    // batch is never inflated): a count or offsets that lie would move the partition's
+    // offsets, and malformed records would break every consumer of it.
+    validate_records(&batch, broker.config.message_max_uncompressed_bytes)
+        .map_err(|e| (e.error_code(), Some(e.to_string())))?;
+    // Backpressure: wait for room in the append buffer. Exactly the batch's bytes: the
+    // flusher gives back what it flushes, so the bound holds.
     broker
         .buffer
         .acquire_many(bytes as u32)
@@ -254,16 +256,7 @@ mod tests {
     async fn a_produce_waiting_for_its_flush_holds_no_part_of_its_request_frame() {
         let (broker, _dir) = broker(Arc::new(MemoryStore::new()), BrokerConfig::default()).await;
         topic(&broker, "waiting", 1).await;
-        let request = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(30_000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(topic_name("waiting"))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(0)
-                    .with_records(Some(
-                        record_batch(-1, -1, -1, 10, 1_000).as_bytes().clone(),
-                    ))])]);
+        let request = produce_request("waiting", -1, &record_batch(-1, -1, -1, 10, 1_000));
         let mut encoded = BytesMut::new();
         request.encode(&mut encoded, VERSION).unwrap();
         // Decoded from a frame, as connections do: its fields are slices of the frame.
@@ -280,6 +273,7 @@ mod tests {
         drop(pending);
     }
 
+    /// A produce of `batch` to partition 0 of `topic`.
     fn produce_request(
         topic: &str,
         acks: i16,

@@ -355,12 +355,7 @@ impl LogReader<'_> {
         source: Source,
     ) -> Result<Bytes, ReadError> {
         let data = self.get_range(key, range.clone(), source).await?;
-        if data.len() as u64 != range.end - range.start {
-            return Err(ReadError::integrity(
-                key,
-                format!("a read of bytes {range:?} returned {} bytes", data.len()),
-            ));
-        }
+        check_length(key, &range, &data)?;
         Ok(data)
     }
 
@@ -500,22 +495,23 @@ impl LogReader<'_> {
     }
 }
 
+/// A read of `range` of `key` must have returned exactly its bytes.
+fn check_length(key: &str, range: &std::ops::Range<u64>, data: &Bytes) -> Result<(), ReadError> {
+    if data.len() as u64 == range.end - range.start {
+        return Ok(());
+    }
+    Err(ReadError::integrity(
+        key,
+        format!("a read of bytes {range:?} returned {} bytes", data.len()),
+    ))
+}
+
 /// The batches of a chunk read from its flush object (or any read of it), checked against
 /// the chunk's metadata: exactly its bytes, whole batches only, offsets following each other
 /// from its base offset to its last.
 pub fn chunk_batches(chunk: &ChunkMeta, bytes: &Bytes) -> Result<Vec<RecordBatch>, ReadError> {
     let key = &chunk.object_key;
-    let expected_len = chunk.byte_range.end - chunk.byte_range.start;
-    if bytes.len() as u64 != expected_len {
-        return Err(ReadError::integrity(
-            key,
-            format!(
-                "a read of bytes {:?} returned {} bytes",
-                chunk.byte_range,
-                bytes.len()
-            ),
-        ));
-    }
+    check_length(key, &chunk.byte_range, bytes)?;
     let batches: Vec<RecordBatch> = read_batches(bytes).collect();
     let whole: usize = batches.iter().map(RecordBatch::len).sum();
     if whole != bytes.len() {
