@@ -11,14 +11,19 @@ JS_DIR=tests/clients/js
 
 step() { printf '\n==> %s\n' "$*"; }
 
-# System packages: kcat, make (rdkafka builds the benchmark's librdkafka with it), and
-# Python's venv and Node.js where the machine lacks them.
+# System packages: kcat, make (rdkafka builds the benchmark's librdkafka with it), etcd,
+# protoc, and Python's venv and Node.js where the machine lacks them.
 missing=()
 command -v kcat >/dev/null || missing+=(kcat)
 command -v make >/dev/null || missing+=(make)
 command -v python3 >/dev/null || missing+=(python3)
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv) # Debian splits ensurepip out
 command -v node >/dev/null || missing+=(nodejs)
+# etcd for the cluster tests; protoc and its includes to build the etcd client.
+command -v etcd >/dev/null || missing+=(etcd-server)
+command -v etcdctl >/dev/null || missing+=(etcd-client)
+command -v protoc >/dev/null || missing+=(protobuf-compiler)
+[ -e /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
 command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]})); then
   step "Installing ${missing[*]} with apt-get"

@@ -1,9 +1,12 @@
-//! The Coordinator: the single writer of the cluster's metadata.
+//! The Coordinator: every process's view of the cluster's metadata, and its mutations.
 //!
-//! The whole state lives in memory, loaded from the [`MetadataStore`] at open. Every mutation
-//! is computed under one async write lock, committed as one transaction, and only then applied
-//! in memory, so nothing acknowledged is lost and a failed commit changes nothing. Reads take
-//! a std lock on the in-memory state: cheap and sync.
+//! The whole state lives in memory, loaded from the [`MetadataStore`] at open and kept in
+//! step with it by a watch of every change, whichever process made it. A mutation is computed
+//! from the state under this process's write lock and committed as one transaction whose
+//! guards refuse it if what it was computed from changed meanwhile (or its broker was
+//! fenced); it returns once the watch has applied it, so nothing acknowledged is lost, a
+//! failed commit changes nothing, and a process reads its own writes. Reads take a std lock
+//! on the in-memory state: cheap and sync.
 
 mod leadership;
 mod log;
@@ -15,28 +18,46 @@ mod topics;
 #[cfg(test)]
 mod test_support;
 
-use std::io;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex as StdMutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
 
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{watch, Mutex, OwnedMutexGuard};
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use self::records::{Changes, Record};
 use self::state::State;
 use crate::error::CoordinatorError;
-use crate::metadata_store::{MetaStoreError, MetadataStore};
+use crate::metadata_store::{Guard, MetaStoreError, MetadataStore};
 use crate::topic_config::BrokerDefaults;
 
 /// Producer ids are reserved durably in blocks, so that InitProducerId rarely writes and a
 /// crash skips the rest of a block rather than reusing ids.
 const PRODUCER_ID_BLOCK: i64 = 1000;
+/// How long a mutation refused by a guard waits for the watch to bring the change that
+/// refused it before it computes again.
+const GUARD_RETRY_WAIT: Duration = Duration::from_millis(50);
+/// The wait between attempts to load the state again after the watch broke.
+const RELOAD_BACKOFF: Duration = Duration::from_millis(200);
 
 pub struct Coordinator {
     store: Arc<dyn MetadataStore>,
     defaults: BrokerDefaults,
-    /// Serializes mutations; held until a mutation's commit is applied in memory.
+    /// Serializes this process's mutations; held until a mutation's commit is applied in
+    /// memory. Other processes' mutations are kept out by the transactions' guards.
     write_lock: Arc<Mutex<()>>,
     state: Arc<RwLock<State>>,
+    /// The store revision the state is at; it changes after every applied change.
+    applied: watch::Receiver<u64>,
+    /// This process's broker registration, which guards its commits to partition logs.
+    registration: StdMutex<Option<Record>>,
+    sync: JoinHandle<()>,
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        self.sync.abort();
+    }
 }
 
 impl Coordinator {
@@ -44,23 +65,45 @@ impl Coordinator {
         store: Arc<dyn MetadataStore>,
         defaults: BrokerDefaults,
     ) -> Result<Arc<Self>, CoordinatorError> {
-        let state = State::load(store.load().await?).map_err(MetaStoreError::Corrupt)?;
-        let new_cluster = state.cluster_id.is_none();
+        let snapshot = store.load().await?;
+        let state = State::load(&snapshot.entries).map_err(MetaStoreError::Corrupt)?;
+        let changes = store.watch(snapshot.revision).await?;
+        let state = Arc::new(RwLock::new(state));
+        let (applied_sender, applied) = watch::channel(snapshot.revision);
+        let sync = tokio::spawn(sync(
+            Arc::downgrade(&store),
+            Arc::clone(&state),
+            applied_sender,
+            changes,
+        ));
         let coordinator = Coordinator {
             store,
             defaults,
             write_lock: Arc::new(Mutex::new(())),
-            state: Arc::new(RwLock::new(state)),
+            state,
+            applied,
+            registration: StdMutex::new(None),
+            sync,
         };
-        if new_cluster {
+        if coordinator.read().cluster_id.is_none() {
+            let new_id = Record::ClusterId(new_cluster_id());
+            let changes = Changes {
+                guards: vec![Guard::Absent(new_id.key().to_string())],
+                ..Changes::put(new_id)
+            };
             let guard = coordinator.lock_writes().await;
-            let changes = Changes::put(Record::ClusterId(new_cluster_id()));
-            coordinator.commit(guard, changes).await?;
+            match coordinator.commit(guard, changes).await {
+                // Another process created the cluster first: its id is the one.
+                Ok(()) | Err(CoordinatorError::Store(MetaStoreError::GuardFailed)) => {}
+                Err(e) => return Err(e),
+            }
+            coordinator
+                .wait_for(|state| state.cluster_id.is_some())
+                .await;
         }
         tracing::info!(
             cluster_id = %coordinator.cluster_id(),
             topics = coordinator.read().topics.len(),
-            new_cluster,
             "coordinator opened"
         );
         Ok(Arc::new(coordinator))
@@ -75,20 +118,41 @@ impl Coordinator {
         &self.defaults
     }
 
+    /// Resolves whenever the state changed (any process's commit), for those that act on
+    /// changes: the active coordinator, brokers dropping partitions they no longer lead.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.applied.clone()
+    }
+
     pub async fn allocate_producer_id(&self) -> Result<i64, CoordinatorError> {
         loop {
             let guard = self.lock_writes().await;
-            let limit = {
+            let (stored, changes) = {
                 let mut state = self.write();
                 if state.next_producer_id < state.producer_id_limit {
                     state.next_producer_id += 1;
                     return Ok(state.next_producer_id - 1);
                 }
-                state.producer_id_limit
+                // The block is used up: reserve the next one before handing any of it out.
+                let stored = state.stored_producer_id_limit;
+                let next = stored.unwrap_or(0);
+                let changes = Changes {
+                    guards: vec![guard_value(Record::NextProducerId(next), stored.is_some())],
+                    ..Changes::put(Record::NextProducerId(next + PRODUCER_ID_BLOCK))
+                };
+                (next, changes)
             };
-            // The block is used up: reserve the next one before handing any of it out.
-            let changes = Changes::put(Record::NextProducerId(limit + PRODUCER_ID_BLOCK));
-            self.commit(guard, changes).await?;
+            match self.commit(guard, changes).await {
+                Ok(()) => {
+                    let mut state = self.write();
+                    state.next_producer_id = stored;
+                    state.producer_id_limit = stored + PRODUCER_ID_BLOCK;
+                }
+                Err(CoordinatorError::Store(MetaStoreError::GuardFailed)) => {
+                    self.wait_for_change().await
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -96,32 +160,48 @@ impl Coordinator {
         Arc::clone(&self.write_lock).lock_owned().await
     }
 
-    /// Commits `changes` to the store, then applies them in memory. Runs as a task of its own
-    /// that owns the write guard: a caller that gives up half way (a dropped request) cannot
-    /// leave a committed change unapplied.
+    /// Commits `changes` to the store, then waits until the state has applied them. Runs as a
+    /// task of its own that owns the write guard: a caller that gives up half way (a dropped
+    /// request) cannot let the next mutation compute from a state without its commit.
     async fn commit(
         &self,
         guard: OwnedMutexGuard<()>,
         changes: Changes,
     ) -> Result<(), CoordinatorError> {
         let store = Arc::clone(&self.store);
-        let state = Arc::clone(&self.state);
+        let mut applied = self.applied.clone();
         let task = tokio::spawn(async move {
             let txn = changes.to_txn();
-            if !txn.is_empty() {
-                store.commit(txn).await?;
+            if txn.is_empty() {
+                return Ok(());
             }
-            state
-                .write()
-                .expect("coordinator state poisoned")
-                .apply(changes)
-                .expect("changes apply to the state they were computed from");
+            let revision = store.commit(txn).await?;
+            // Err only when the state's sync task is gone with its coordinator.
+            let _ = applied.wait_for(|at| *at >= revision).await;
             drop(guard);
             Ok::<_, MetaStoreError>(())
         });
         task.await
-            .map_err(|e| MetaStoreError::Io(io::Error::other(e)))??;
+            .map_err(|e| MetaStoreError::Io(std::io::Error::other(e)))??;
         Ok(())
+    }
+
+    /// Waits a little for the next change, after a guard refused a mutation computed from
+    /// the state as it was.
+    async fn wait_for_change(&self) {
+        let mut applied = self.applied.clone();
+        applied.mark_unchanged();
+        let _ = tokio::time::timeout(GUARD_RETRY_WAIT, applied.changed()).await;
+    }
+
+    /// Waits until the state satisfies `condition`.
+    async fn wait_for(&self, condition: impl Fn(&State) -> bool) {
+        let mut applied = self.applied.clone();
+        while !condition(&self.read()) {
+            if applied.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {
@@ -130,6 +210,77 @@ impl Coordinator {
 
     fn write(&self) -> RwLockWriteGuard<'_, State> {
         self.state.write().expect("coordinator state poisoned")
+    }
+}
+
+/// The guard that `record` is stored as it is, or that its key is absent when `stored` is
+/// false.
+fn guard_value(record: Record, stored: bool) -> Guard {
+    if stored {
+        records::unchanged(&record)
+    } else {
+        Guard::Absent(record.key().to_string())
+    }
+}
+
+/// Keeps the state in step with the store: applies every watched change, and when the
+/// watch breaks (the store restarted, or the watch fell behind its compaction) loads the
+/// state afresh and watches from there.
+async fn sync(
+    // Weak: a dropped coordinator releases its store (the embedded store's file lock).
+    store: std::sync::Weak<dyn MetadataStore>,
+    state: Arc<RwLock<State>>,
+    applied: watch::Sender<u64>,
+    mut changes: tokio::sync::mpsc::UnboundedReceiver<
+        Result<crate::metadata_store::Change, MetaStoreError>,
+    >,
+) {
+    loop {
+        let error = loop {
+            match changes.recv().await {
+                Some(Ok(change)) => {
+                    let mut state = state.write().expect("coordinator state poisoned");
+                    for event in change.events {
+                        let key = event.key.clone();
+                        if let Err(e) = state.apply(event) {
+                            // Another version's key, or a bad value: skip it rather than stop.
+                            tracing::error!(key, error = %e, "cannot apply a metadata change");
+                        }
+                    }
+                    drop(state);
+                    applied.send_replace(change.revision);
+                }
+                Some(Err(e)) => break e.to_string(),
+                None => break "the watch ended".to_string(),
+            }
+        };
+        tracing::warn!(error, "metadata watch broke; loading the state again");
+        changes = loop {
+            tokio::time::sleep(RELOAD_BACKOFF).await;
+            let Some(store) = store.upgrade() else {
+                return;
+            };
+            let reloaded = async {
+                let snapshot = store.load().await?;
+                let fresh = State::load(&snapshot.entries).map_err(MetaStoreError::Corrupt)?;
+                let watch = store.watch(snapshot.revision).await?;
+                Ok::<_, MetaStoreError>((snapshot.revision, fresh, watch))
+            };
+            match reloaded.await {
+                Ok((revision, fresh, watch)) => {
+                    let mut state = state.write().expect("coordinator state poisoned");
+                    // This process's own producer-id block stays its own.
+                    let (next, limit) = (state.next_producer_id, state.producer_id_limit);
+                    *state = fresh;
+                    state.next_producer_id = next;
+                    state.producer_id_limit = limit;
+                    drop(state);
+                    applied.send_replace(revision);
+                    break watch;
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot load the metadata state; retrying"),
+            }
+        };
     }
 }
 
@@ -155,7 +306,9 @@ mod tests {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
-    use super::test_support::{broker, chunk, commit, open, segment, snapshot, TestStore};
+    use super::test_support::{
+        broker, chunk, commit, one_object, open, segment, snapshot, TestStore,
+    };
     use super::*;
     use crate::embedded::{EmbeddedStore, METADATA_FILE};
     use crate::{ConfigAlteration, ProducerBatch, ProducerState};
@@ -173,7 +326,6 @@ mod tests {
         let (cluster_id, before, last_producer_id) = {
             let coordinator = open_embedded(dir.path()).await;
             coordinator.register_broker(broker(1)).await.unwrap();
-            coordinator.register_broker(broker(2)).await.unwrap();
             let configs = BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]);
             let a = coordinator
                 .create_topic("a", 2, configs, false)
@@ -210,7 +362,7 @@ mod tests {
                 }],
             }];
             coordinator
-                .commit_flush(vec![flush, commit(b, 2, 0, chunk(0, 3))])
+                .commit_flush(one_object(vec![flush, commit(b, 2, 0, chunk(0, 3))]))
                 .await
                 .unwrap();
             coordinator
@@ -222,7 +374,6 @@ mod tests {
                 .await
                 .unwrap();
             coordinator.advance_log_start_offset(b, 2, 2).await.unwrap();
-            coordinator.unregister_broker(2).await.unwrap();
             coordinator.delete_topic("gone").await.unwrap();
             let mut producer_id = 0;
             for _ in 0..3 {

@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use crc_fast::CrcAlgorithm;
 
-use crate::metadata_store::{MetaStoreError, MetadataStore, Txn};
+use tokio::sync::mpsc;
+
+use crate::metadata_store::{Change, MetaStoreError, MetadataStore, Snapshot, Txn};
 
 /// The file's name inside the data dir.
 pub const METADATA_FILE: &str = "metadata.log";
@@ -61,12 +63,38 @@ impl EmbeddedStore {
 
 #[async_trait::async_trait]
 impl MetadataStore for EmbeddedStore {
-    async fn load(&self) -> Result<BTreeMap<String, Bytes>, MetaStoreError> {
-        self.blocking(|log| Ok(log.live.clone())).await
+    async fn load(&self) -> Result<Snapshot, MetaStoreError> {
+        self.blocking(|log| {
+            let mut entries = log.live.clone();
+            entries.extend(log.session.clone());
+            Ok(Snapshot {
+                entries,
+                revision: log.revision,
+            })
+        })
+        .await
     }
 
-    async fn commit(&self, txn: Txn) -> Result<(), MetaStoreError> {
+    async fn commit(&self, txn: Txn) -> Result<u64, MetaStoreError> {
         self.blocking(move |log| log.append(txn)).await
+    }
+
+    async fn watch(
+        &self,
+        revision: u64,
+    ) -> Result<mpsc::UnboundedReceiver<Result<Change, MetaStoreError>>, MetaStoreError> {
+        self.blocking(move |log| {
+            if revision != log.revision {
+                return Err(MetaStoreError::WatchLost(format!(
+                    "revision {revision} is not the current one ({})",
+                    log.revision
+                )));
+            }
+            let (sender, receiver) = mpsc::unbounded_channel();
+            log.watchers.push(sender);
+            Ok(receiver)
+        })
+        .await
     }
 }
 
@@ -82,6 +110,11 @@ struct MetadataLog {
     /// Set when the file's tail is unknown after a failed write that could not be undone:
     /// no more commits until a restart replays the file.
     broken: bool,
+    /// Session keys (the broker registry): this process's only, so never written to the file.
+    session: BTreeMap<String, Bytes>,
+    /// Commits since the file was opened.
+    revision: u64,
+    watchers: Vec<mpsc::UnboundedSender<Result<Change, MetaStoreError>>>,
 }
 
 impl MetadataLog {
@@ -130,15 +163,25 @@ impl MetadataLog {
             live_bytes,
             rewrite_min_bytes,
             broken: false,
+            session: BTreeMap::new(),
+            revision: 0,
+            watchers: Vec::new(),
         })
     }
 
-    fn append(&mut self, txn: Txn) -> Result<(), MetaStoreError> {
+    fn append(&mut self, mut txn: Txn) -> Result<u64, MetaStoreError> {
         if self.broken {
             return Err(
                 io::Error::other("an earlier metadata write failed; restart to recover").into(),
             );
         }
+        let current = |key: &str| self.session.get(key).or_else(|| self.live.get(key));
+        if !txn.guards_hold(current) {
+            return Err(MetaStoreError::GuardFailed);
+        }
+        txn.expand_prefixes(self.live.keys().chain(self.session.keys()));
+        let events = txn.events();
+        let session_puts = std::mem::take(&mut txn.session_puts);
         let record = encode_record(&txn);
         let written = self
             .file
@@ -169,7 +212,24 @@ impl MetadataLog {
                 self.live_bytes -= entry_size(key, old);
             }
         }
+        for key in &txn.deletes {
+            self.session.remove(key);
+        }
         txn.apply_to(&mut self.live);
+        for (key, value) in session_puts {
+            self.live_bytes -= self
+                .live
+                .remove(&key)
+                .map_or(0, |old| entry_size(&key, &old));
+            self.session.insert(key, value);
+        }
+        self.revision += 1;
+        let change = Change {
+            revision: self.revision,
+            events,
+        };
+        self.watchers
+            .retain(|watcher| watcher.send(Ok(change.clone())).is_ok());
 
         if self.len > self.rewrite_min_bytes.max(4 * self.live_bytes) {
             // The commit is already durable; a failed rewrite only leaves the file long.
@@ -181,7 +241,7 @@ impl MetadataLog {
                 );
             }
         }
-        Ok(())
+        Ok(self.revision)
     }
 
     /// Replaces the file with a single snapshot record of the live data.
@@ -192,7 +252,7 @@ impl MetadataLog {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            deletes: Vec::new(),
+            ..Txn::default()
         };
         let mut bytes = MAGIC.to_vec();
         bytes.extend_from_slice(&encode_record(&snapshot));
@@ -371,7 +431,7 @@ mod tests {
     fn put(key: &str, value: &str) -> Txn {
         Txn {
             puts: vec![(key.to_string(), Bytes::from(value.to_string()))],
-            deletes: vec![],
+            ..Txn::default()
         }
     }
 
@@ -395,7 +455,7 @@ mod tests {
         let path = dir.path().join("nested").join(METADATA_FILE);
         {
             let store = EmbeddedStore::open(&path).unwrap();
-            assert!(store.load().await.unwrap().is_empty());
+            assert!(store.load().await.unwrap().entries.is_empty());
             store.commit(put("a", "1")).await.unwrap();
             let txn = Txn {
                 puts: vec![
@@ -403,17 +463,18 @@ mod tests {
                     ("c".into(), Bytes::from("3")),
                 ],
                 deletes: vec!["a".into(), "missing".into()],
+                ..Txn::default()
             };
             store.commit(txn).await.unwrap();
             store.commit(put("b", "two")).await.unwrap();
             assert_eq!(
-                store.load().await.unwrap(),
+                store.load().await.unwrap().entries,
                 map(&[("b", "two"), ("c", "3")])
             );
         }
         let store = EmbeddedStore::open(&path).unwrap();
         assert_eq!(
-            store.load().await.unwrap(),
+            store.load().await.unwrap().entries,
             map(&[("b", "two"), ("c", "3")])
         );
     }
@@ -433,13 +494,16 @@ mod tests {
             .unwrap();
 
         let store = EmbeddedStore::open(&path).unwrap();
-        assert_eq!(store.load().await.unwrap(), map(&[("a", "1"), ("b", "2")]));
+        assert_eq!(
+            store.load().await.unwrap().entries,
+            map(&[("a", "1"), ("b", "2")])
+        );
         // The torn record is gone from the file, so a new append follows valid data.
         store.commit(put("d", "4")).await.unwrap();
         drop(store);
         let store = EmbeddedStore::open(&path).unwrap();
         assert_eq!(
-            store.load().await.unwrap(),
+            store.load().await.unwrap().entries,
             map(&[("a", "1"), ("b", "2"), ("d", "4")])
         );
     }
@@ -464,7 +528,7 @@ mod tests {
                 .unwrap();
             let store = EmbeddedStore::open(&path).unwrap();
             assert_eq!(
-                store.load().await.unwrap(),
+                store.load().await.unwrap().entries,
                 map(&[("a", "1"), ("b", "2"), ("c", "3")])
             );
             drop(store);
@@ -524,8 +588,8 @@ mod tests {
         store.commit(put("gone", "x")).await.unwrap();
         store
             .commit(Txn {
-                puts: vec![],
                 deletes: vec!["gone".into()],
+                ..Txn::default()
             })
             .await
             .unwrap();
@@ -536,7 +600,7 @@ mod tests {
             ("key3", "value198"),
             ("key4", "value199"),
         ]);
-        assert_eq!(store.load().await.unwrap(), expected);
+        assert_eq!(store.load().await.unwrap().entries, expected);
         // 202 appends of ~30 bytes would be ~6 KB without rewrites.
         let len = fs::metadata(&path).unwrap().len();
         assert!(len <= 1024, "file is {len} bytes");
@@ -545,6 +609,6 @@ mod tests {
         assert!(EmbeddedStore::open(&path).is_err());
         drop(store);
         let store = EmbeddedStore::open(&path).unwrap();
-        assert_eq!(store.load().await.unwrap(), expected);
+        assert_eq!(store.load().await.unwrap().entries, expected);
     }
 }

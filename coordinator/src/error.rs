@@ -27,6 +27,16 @@ pub enum CoordinatorError {
     /// A committed offset's metadata is longer than Kafka's `offset.metadata.max.bytes`.
     #[error("{0}")]
     OffsetMetadataTooLarge(String),
+    /// This broker's registration is gone (left, or its session expired): whatever it led
+    /// has moved, and it may commit nothing more.
+    #[error("{0}")]
+    BrokerFenced(String),
+    /// Another live broker is registered with this id.
+    #[error("{0}")]
+    BrokerIdInUse(String),
+    /// A log commit from a process that has not registered as a broker.
+    #[error("this process is not registered as a broker")]
+    NotRegistered,
     #[error(transparent)]
     Store(#[from] MetaStoreError),
 }
@@ -45,7 +55,10 @@ impl CoordinatorError {
             CoordinatorError::NonContiguousCommit(_) => -1, // UNKNOWN_SERVER_ERROR
             CoordinatorError::OffsetOutOfRange(_) => 1,     // OFFSET_OUT_OF_RANGE
             CoordinatorError::OffsetMetadataTooLarge(_) => 12, // OFFSET_METADATA_TOO_LARGE
-            CoordinatorError::Store(_) => 56,               // KAFKA_STORAGE_ERROR
+            CoordinatorError::BrokerFenced(_) | CoordinatorError::NotRegistered => 6, // NOT_LEADER_OR_FOLLOWER
+            // Refused at start-up, never answered to a client.
+            CoordinatorError::BrokerIdInUse(_) => -1, // UNKNOWN_SERVER_ERROR
+            CoordinatorError::Store(_) => 56,         // KAFKA_STORAGE_ERROR
         }
     }
 }

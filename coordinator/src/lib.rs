@@ -2,13 +2,14 @@
 //!
 //! It keeps the broker registry, topics and their configs, partition leadership with leader
 //! epochs, producer-id allocation, each partition's committed log (chunks in flush objects,
-//! compacted segments, log start offset) and the consumer groups' committed offsets.
-//! Everything but the broker registry is persisted through a [`MetadataStore`]:
-//! [`EmbeddedStore`] (one file in the data dir) in standalone mode.
+//! compacted segments, log start offset) and the consumer groups' committed offsets, all
+//! in a [`MetadataStore`]: [`EmbeddedStore`] (one file in the data dir) in standalone mode,
+//! [`EtcdStore`] in a cluster, where every process keeps the same state from a watch.
 
 pub mod coordinator;
 pub mod embedded;
 pub mod error;
+pub mod etcd;
 pub mod metadata_store;
 pub mod topic_config;
 
@@ -21,6 +22,7 @@ use uuid::Uuid;
 pub use crate::coordinator::Coordinator;
 pub use crate::embedded::EmbeddedStore;
 pub use crate::error::CoordinatorError;
+pub use crate::etcd::EtcdStore;
 pub use crate::metadata_store::{MetaStoreError, MetadataStore, Txn};
 pub use crate::topic_config::{BrokerDefaults, CleanupPolicy, TimestampType, TopicConfig};
 

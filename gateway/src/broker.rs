@@ -153,6 +153,28 @@ impl Broker {
         tail_cache_bytes / partitions.max(1)
     }
 
+    /// Drops the partitions this broker no longer leads at the epoch it loaded them with
+    /// (moved, or its registration gone): they stop accepting writes and their waiters get
+    /// NOT_LEADER_OR_FOLLOWER, so producers find the new leader. A partition led again is
+    /// loaded afresh from the committed checkpoint on next use.
+    pub fn forget_lost_partitions(&self) {
+        let registered = self.coordinator.broker_id() == Some(self.broker_id);
+        let mut partitions = self.partitions.write().unwrap();
+        partitions.retain(|&(topic_id, index), partition| {
+            let leader = self.coordinator.leader(topic_id, index);
+            let keep = registered
+                && leader.is_some_and(|leader| {
+                    leader.broker_id == self.broker_id
+                        && leader.leader_epoch == partition.leader_epoch
+                });
+            if !keep {
+                tracing::info!(topic = %partition.topic, partition = index, "no longer leading the partition");
+                partition.close();
+            }
+            keep
+        });
+    }
+
     /// Forgets a deleted topic: its partitions stop accepting writes and wake their waiters.
     pub fn forget_topic(&self, topic: &TopicMeta) {
         let mut partitions = self.partitions.write().unwrap();

@@ -27,6 +27,50 @@ pub struct Cli {
 pub enum Command {
     /// Run the coordinator and one broker in one process, on a local data directory.
     Standalone(StandaloneArgs),
+    /// Run one broker of a cluster: its metadata in etcd, its data in a shared object store.
+    Gateway(GatewayArgs),
+    /// Run a cluster's coordinator: one of its replicas is active (elected through etcd) and
+    /// assigns partition leaders.
+    Coordinator(CoordinatorArgs),
+}
+
+/// Where a cluster keeps its metadata.
+#[derive(Debug, Clone, Args)]
+pub struct EtcdArgs {
+    /// etcd endpoints, comma-separated (http://host:port).
+    #[arg(
+        long = "etcd",
+        env = "STRATA_ETCD",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub endpoints: Vec<String>,
+    /// The key prefix of this cluster in etcd, so that clusters can share one etcd.
+    #[arg(long, env = "STRATA_ETCD_PREFIX", default_value = "strata/")]
+    pub etcd_prefix: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GatewayArgs {
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    /// This broker's id (default: a new one allocated through etcd).
+    #[arg(long, env = "STRATA_BROKER_ID")]
+    pub broker_id: Option<i32>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CoordinatorArgs {
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    /// Address of the HTTP server for GET /metrics, /healthz and /readyz.
+    #[arg(long, env = "STRATA_HTTP", default_value = "127.0.0.1:9645")]
+    pub http: SocketAddr,
+    /// TOML file of settings with Kafka-style keys (broker.session.timeout.ms).
+    #[arg(long, env = "STRATA_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -34,6 +78,13 @@ pub struct StandaloneArgs {
     /// Directory for the coordinator's metadata file (and the objects, unless --storage says otherwise).
     #[arg(long, env = "STRATA_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// What every broker process takes: its listeners, its object store, its settings.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
     /// Address the Kafka listener binds to.
     #[arg(long, env = "STRATA_LISTEN", default_value = "127.0.0.1:9092")]
     pub listen: SocketAddr,
@@ -44,7 +95,8 @@ pub struct StandaloneArgs {
     #[arg(long, env = "STRATA_HTTP", default_value = "127.0.0.1:9644")]
     pub http: SocketAddr,
     /// Object storage URL: file:///path, memory://, s3://bucket/prefix, gs://bucket/prefix,
-    /// az://container/prefix or hdfs://namenode/path (default: file://DATA_DIR/objects).
+    /// az://container/prefix or hdfs://namenode/path (standalone's default:
+    /// file://DATA_DIR/objects; a gateway needs one all brokers share).
     #[arg(long, env = "STRATA_STORAGE")]
     pub storage: Option<String>,
     /// S3 endpoint URL, for S3-compatible servers (default: AWS_ENDPOINT, else AWS itself).
@@ -66,7 +118,7 @@ pub struct StandaloneArgs {
 
 impl StandaloneArgs {
     pub fn storage_url(&self) -> anyhow::Result<String> {
-        match &self.storage {
+        match &self.server.storage {
             Some(url) => Ok(url.clone()),
             None => {
                 let dir = std::path::absolute(self.data_dir.join("objects"))?;
@@ -74,7 +126,9 @@ impl StandaloneArgs {
             }
         }
     }
+}
 
+impl ServerArgs {
     /// The remote store settings: these flags, else the config file's ("s3.*" keys).
     pub fn storage_options(&self, file: &StorageOptions) -> StorageOptions {
         StorageOptions {
@@ -160,6 +214,9 @@ pub struct BrokerConfig {
     pub retention_check_interval: Duration,
     /// How long an object stays after nothing references it (readers may still be on it).
     pub object_delete_grace: Duration,
+    /// In a cluster: a broker whose etcd session is not renewed for this long is dead, and
+    /// its partitions move (Kafka's `broker.session.timeout.ms`).
+    pub session_timeout: Duration,
     /// The `group.*` and `offsets.*` keys.
     pub group: GroupConfig,
 }
@@ -200,6 +257,8 @@ impl Default for BrokerConfig {
             flush_interval: LOCAL_FLUSH_INTERVAL,
             flush_interval_set: false,
             flush_stall_timeout: Duration::from_secs(60),
+            // etcd leases count whole seconds; 3 s keeps failover well under 5 s.
+            session_timeout: Duration::from_secs(3),
             buffer_max_bytes: 64 * 1024 * 1024,
             fetch_buffer_max_bytes: 64 * 1024 * 1024,
             tail_cache_bytes: 64 * 1024 * 1024,
@@ -368,6 +427,7 @@ fn apply(
         "compaction.max.lag.ms" => broker.compaction_max_lag = millis()?,
         "log.retention.check.interval.ms" => broker.retention_check_interval = millis()?,
         "object.delete.grace.ms" => broker.object_delete_grace = millis()?,
+        "broker.session.timeout.ms" => broker.session_timeout = millis()?,
         key if GroupConfig::owns(key) => broker.group.set(key, value).map_err(|e| invalid(&e))?,
         _ => defaults
             .set(key, value)
@@ -434,7 +494,7 @@ mod tests {
             "--s3-allow-http",
         ]);
         assert_eq!(
-            flags.args.storage_options(&broker.storage),
+            flags.args.server.storage_options(&broker.storage),
             StorageOptions {
                 s3_endpoint: Some("http://127.0.0.1:9001".to_string()),
                 s3_region: Some("eu-west-1".to_string()),

@@ -355,6 +355,13 @@ async fn commit(broker: &Broker, mut commits: Vec<ChunkCommit>) -> Vec<(uuid::Uu
                 tracing::warn!(error = %e, "flush commit failed; retrying");
                 backoff.wait().await;
             }
+            Err(e @ (CoordinatorError::BrokerFenced(_) | CoordinatorError::NotRegistered)) => {
+                // Every partition moved to other brokers, which serve them from the committed
+                // log: nothing in this flush can ever be committed.
+                broker.metrics.flush_errors.inc();
+                tracing::error!(error = %e, partitions = commits.len(), "flush refused: this broker is fenced");
+                return Vec::new();
+            }
             Err(e) => {
                 broker.metrics.flush_errors.inc();
                 let before = commits.len();

@@ -3,9 +3,11 @@
 mod background;
 mod broker;
 mod clock;
+mod commands;
 mod compaction;
 mod config;
 mod connection;
+mod controller;
 mod fetch_memory;
 mod flusher;
 mod garbage_collector;
@@ -13,12 +15,13 @@ mod group_coordinator;
 mod handlers;
 mod http;
 mod in_flight_objects;
+mod leadership;
 mod limits;
 mod metered_store;
 mod metrics;
 mod partition;
 mod retention;
-mod standalone;
+mod server;
 #[cfg(test)]
 mod test_support;
 
@@ -69,7 +72,9 @@ async fn run() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Standalone(args) => standalone::run(args).await,
+        Command::Standalone(args) => commands::standalone::run(args).await,
+        Command::Gateway(args) => commands::gateway::run(args).await,
+        Command::Coordinator(args) => commands::coordinator::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

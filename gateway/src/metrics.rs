@@ -118,6 +118,8 @@ pub struct Metrics {
     pub retention: BackgroundTaskMetrics,
     pub garbage_collection: BackgroundTaskMetrics,
     pub offset_expiration: BackgroundTaskMetrics,
+    pub controller: BackgroundTaskMetrics,
+    pub leadership: BackgroundTaskMetrics,
 }
 
 /// The operations of `segment_store::store::ObjectStore`.
@@ -336,6 +338,8 @@ impl Metrics {
             retention: task("retention"),
             garbage_collection: task("garbage_collection"),
             offset_expiration: task("offset_expiration"),
+            controller: task("controller"),
+            leadership: task("leadership"),
         }
     }
 

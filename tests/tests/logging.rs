@@ -11,6 +11,6 @@ fn logs_written_to_a_file_carry_no_colour_codes() {
     assert_eq!(produced.error_code, error_code::NONE);
     broker.assert_alive();
     let log = broker.log();
-    assert!(log.contains("strata standalone is ready"), "{log}");
+    assert!(log.contains("strata is ready"), "{log}");
     assert!(!log.contains('\u{1b}'), "escape codes in the log:\n{log}");
 }

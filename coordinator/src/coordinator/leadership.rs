@@ -1,95 +1,172 @@
-//! Brokers and partition leadership. Every partition has one leader broker and a leader epoch
-//! that grows whenever leadership changes hands or its broker restarts, so that the commits
-//! of a deposed leader are fenced.
+//! Brokers and partition leadership. A broker registers with a session key; every partition
+//! has one leader broker and a leader epoch that grows whenever leadership changes hands, and
+//! leadership moves only off a broker whose registration is gone (it left, or its session
+//! expired), so a broker's commits can be fenced by its own registration alone.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Range;
 
 use uuid::Uuid;
 
-use super::records::{BrokerChange, Changes, Record};
+use super::records::{unchanged, BrokerRegistration, Changes, Key, Record};
 use super::state::State;
-use super::Coordinator;
+use super::{guard_value, Coordinator};
 use crate::error::CoordinatorError;
+use crate::metadata_store::{Guard, MetaStoreError};
 use crate::{BrokerInfo, PartitionLeader};
 
+/// Leader moves per transaction: each takes two store operations, and etcd allows 128 by
+/// default (the brokers' guards take the rest).
+const MOVES_PER_TXN: usize = 50;
+
 impl Coordinator {
-    /// A broker (re)starts: registers it and bumps the leader epoch of every partition it led
-    /// (its old incarnation's buffers are gone), then assigns leaderless partitions (those
-    /// whose leader is not live) to the least-loaded live brokers.
+    /// Registers this process as broker `info.broker_id` for as long as its session lasts;
+    /// BrokerIdInUse while another registration of that id is live. Its commits to partition
+    /// logs are guarded by this registration from now on.
     pub async fn register_broker(&self, info: BrokerInfo) -> Result<(), CoordinatorError> {
-        let guard = self.lock_writes().await;
-        let changes = {
-            let state = self.read();
-            let broker_id = info.broker_id;
-            let mut live: BTreeSet<i32> = state.brokers.keys().copied().collect();
-            live.insert(broker_id);
-            let mut assigner = LeaderAssigner::new(&state, &live);
-            let mut puts = Vec::new();
-            for (topic_id, partition, leader) in state.leaders() {
-                let new_leader = match leader {
-                    Some(leader) if leader.broker_id == broker_id => PartitionLeader {
-                        broker_id,
-                        leader_epoch: leader.leader_epoch + 1,
-                    },
-                    Some(leader) if live.contains(&leader.broker_id) => continue,
-                    _ => PartitionLeader {
-                        broker_id: assigner.assign().unwrap_or(broker_id),
-                        leader_epoch: leader.map_or(0, |leader| leader.leader_epoch + 1),
-                    },
-                };
-                puts.push(Record::Leader(topic_id, partition, new_leader));
-            }
-            tracing::info!(broker_id, leaders = puts.len(), "registering broker");
-            Changes {
-                puts,
-                deletes: Vec::new(),
-                broker: Some(BrokerChange::Register(info)),
-            }
+        let broker_id = info.broker_id;
+        let registration = Record::Broker(BrokerRegistration {
+            info,
+            incarnation: Uuid::new_v4(),
+        });
+        let changes = Changes {
+            guards: vec![Guard::Absent(registration.key().to_string())],
+            session_puts: vec![registration.clone()],
+            ..Changes::default()
         };
-        self.commit(guard, changes).await
+        let guard = self.lock_writes().await;
+        match self.commit(guard, changes).await {
+            Ok(()) => {}
+            Err(CoordinatorError::Store(MetaStoreError::GuardFailed)) => {
+                return Err(CoordinatorError::BrokerIdInUse(format!(
+                    "broker id {broker_id} is registered by a live broker"
+                )))
+            }
+            Err(e) => return Err(e),
+        }
+        *self.registration.lock().unwrap() = Some(registration);
+        tracing::info!(broker_id, "registered broker");
+        self.assign_leaders().await?;
+        Ok(())
     }
 
-    /// A broker leaves: its partitions move to the least-loaded live brokers with a new epoch.
-    /// With none left they stay on it, with a new epoch all the same to fence it.
-    pub async fn unregister_broker(&self, broker_id: i32) -> Result<(), CoordinatorError> {
-        let guard = self.lock_writes().await;
-        let changes = {
-            let state = self.read();
-            if !state.brokers.contains_key(&broker_id) {
-                return Ok(());
-            }
-            let live = state
-                .brokers
-                .keys()
-                .copied()
-                .filter(|id| *id != broker_id)
-                .collect();
-            let mut assigner = LeaderAssigner::new(&state, &live);
-            let puts: Vec<Record> = state
-                .leaders()
-                .filter_map(|(topic_id, partition, leader)| {
-                    let leader = leader.filter(|leader| leader.broker_id == broker_id)?;
-                    let new_leader = PartitionLeader {
-                        broker_id: assigner.assign().unwrap_or(broker_id),
-                        leader_epoch: leader.leader_epoch + 1,
-                    };
-                    Some(Record::Leader(topic_id, partition, new_leader))
-                })
-                .collect();
-            tracing::info!(broker_id, leaders = puts.len(), "unregistering broker");
-            Changes {
-                puts,
-                deletes: Vec::new(),
-                broker: Some(BrokerChange::Unregister(broker_id)),
-            }
+    /// Ends this process's registration: its partitions move to the live brokers.
+    pub async fn unregister_broker(&self) -> Result<(), CoordinatorError> {
+        let Some(registration) = self.registration.lock().unwrap().take() else {
+            return Ok(());
         };
-        self.commit(guard, changes).await
+        let changes = Changes {
+            guards: vec![unchanged(&registration)],
+            deletes: vec![registration.key()],
+            ..Changes::default()
+        };
+        let guard = self.lock_writes().await;
+        match self.commit(guard, changes).await {
+            // Already gone with its session.
+            Ok(()) | Err(CoordinatorError::Store(MetaStoreError::GuardFailed)) => {}
+            Err(e) => return Err(e),
+        }
+        tracing::info!(key = %registration.key(), "unregistered broker");
+        Ok(())
+    }
+
+    /// A broker id no other broker was given: the next of a counter in the store.
+    pub async fn allocate_broker_id(&self) -> Result<i32, CoordinatorError> {
+        loop {
+            let guard = self.lock_writes().await;
+            let (id, changes) = {
+                let state = self.read();
+                let stored = state.next_broker_id;
+                let id = stored.unwrap_or(0);
+                let changes = Changes {
+                    guards: vec![guard_value(Record::NextBrokerId(id), stored.is_some())],
+                    ..Changes::put(Record::NextBrokerId(id + 1))
+                };
+                (id, changes)
+            };
+            match self.commit(guard, changes).await {
+                Ok(()) => return Ok(id),
+                Err(CoordinatorError::Store(MetaStoreError::GuardFailed)) => {
+                    self.wait_for_change().await
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The guard of this process's commits to partition logs: its registration is live.
+    pub(super) fn registration_guard(&self) -> Result<Guard, CoordinatorError> {
+        match &*self.registration.lock().unwrap() {
+            Some(registration) => Ok(unchanged(registration)),
+            None => Err(CoordinatorError::NotRegistered),
+        }
+    }
+
+    /// This process's broker id, once registered.
+    pub fn broker_id(&self) -> Option<i32> {
+        match &*self.registration.lock().unwrap() {
+            Some(Record::Broker(registration)) => Some(registration.info.broker_id),
+            _ => None,
+        }
+    }
+
+    /// Gives every partition without a live leader one: the live broker leading the fewest,
+    /// with the next leader epoch. A move is guarded by the old leader's registration being
+    /// gone, the new one's being live and the leader being unchanged, so brokers and
+    /// coordinators may run it at once. Returns how many partitions it moved.
+    pub async fn assign_leaders(&self) -> Result<usize, CoordinatorError> {
+        let mut moved = 0;
+        loop {
+            let guard = self.lock_writes().await;
+            let changes = {
+                let state = self.read();
+                leader_moves(&state)
+            };
+            let Some(changes) = changes else {
+                return Ok(moved);
+            };
+            let count = changes.puts.len();
+            match self.commit(guard, changes).await {
+                Ok(()) => moved += count,
+                Err(CoordinatorError::Store(MetaStoreError::GuardFailed)) => {
+                    self.wait_for_change().await
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Stands for election as the active coordinator under `name`: true when this process
+    /// holds it now, for as long as its session lasts.
+    pub async fn campaign(&self, name: &str) -> Result<bool, CoordinatorError> {
+        let record = Record::Controller(name.to_string());
+        if self.read().controller.as_deref() == Some(name) {
+            return Ok(true);
+        }
+        let changes = Changes {
+            guards: vec![Guard::Absent(record.key().to_string())],
+            session_puts: vec![record],
+            ..Changes::default()
+        };
+        let guard = self.lock_writes().await;
+        match self.commit(guard, changes).await {
+            Ok(()) => Ok(true),
+            Err(CoordinatorError::Store(MetaStoreError::GuardFailed)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The active coordinator's name, while one holds the election.
+    pub fn active_controller(&self) -> Option<String> {
+        self.read().controller.clone()
     }
 
     /// Live brokers by id.
     pub fn brokers(&self) -> Vec<BrokerInfo> {
-        self.read().brokers.values().cloned().collect()
+        self.read()
+            .brokers
+            .values()
+            .map(|registration| registration.info.clone())
+            .collect()
     }
 
     /// The lowest live broker id, -1 if none.
@@ -104,7 +181,11 @@ impl Coordinator {
         let state = self.read();
         let count = state.brokers.len().max(1);
         let index = (java_hash_code(group_id) & 0x7fff_ffff) as usize % count;
-        state.brokers.values().nth(index).cloned()
+        state
+            .brokers
+            .values()
+            .nth(index)
+            .map(|registration| registration.info.clone())
     }
 
     /// None for an unknown partition, or one no broker has led yet. The leader may be a
@@ -114,24 +195,52 @@ impl Coordinator {
     }
 }
 
-/// Leaders for new partitions of a topic, at epoch 0; none while no broker is live (they
-/// get one when a broker registers).
-pub(super) fn new_partition_leaders(
-    state: &State,
-    topic_id: Uuid,
-    partitions: Range<i32>,
-) -> Vec<Record> {
-    let live = state.brokers.keys().copied().collect();
+/// The next batch of leader moves (at most [`MOVES_PER_TXN`]) with their guards; None when
+/// every partition has a live leader or no broker is live.
+fn leader_moves(state: &State) -> Option<Changes> {
+    let live: BTreeSet<i32> = state.brokers.keys().copied().collect();
     let mut assigner = LeaderAssigner::new(state, &live);
-    partitions
-        .map_while(|partition| {
-            let leader = PartitionLeader {
-                broker_id: assigner.assign()?,
-                leader_epoch: 0,
-            };
-            Some(Record::Leader(topic_id, partition, leader))
-        })
-        .collect()
+    let mut changes = Changes::default();
+    let mut departed = BTreeSet::new();
+    let mut assignees = BTreeSet::new();
+    for (topic_id, partition, leader) in state.leaders() {
+        if leader.is_some_and(|leader| live.contains(&leader.broker_id)) {
+            continue;
+        }
+        let broker_id = assigner.assign()?;
+        let new_leader = PartitionLeader {
+            broker_id,
+            leader_epoch: leader.map_or(0, |leader| leader.leader_epoch + 1),
+        };
+        let old = leader.map(|leader| Record::Leader(topic_id, partition, leader));
+        changes.guards.push(match &old {
+            Some(old) => unchanged(old),
+            None => Guard::Absent(Key::Leader(topic_id, partition).to_string()),
+        });
+        departed.extend(leader.map(|leader| leader.broker_id));
+        assignees.insert(broker_id);
+        changes
+            .puts
+            .push(Record::Leader(topic_id, partition, new_leader));
+        if changes.puts.len() == MOVES_PER_TXN {
+            break;
+        }
+    }
+    if changes.puts.is_empty() {
+        return None;
+    }
+    changes.guards.extend(
+        departed
+            .into_iter()
+            .map(|broker_id| Guard::Absent(Key::Broker(broker_id).to_string())),
+    );
+    changes.guards.extend(
+        assignees
+            .into_iter()
+            .map(|broker_id| unchanged(&Record::Broker(state.brokers[&broker_id].clone()))),
+    );
+    tracing::info!(moves = changes.puts.len(), "assigning partition leaders");
+    Some(changes)
 }
 
 /// Java's `String.hashCode`, over UTF-16 code units.
@@ -169,7 +278,9 @@ impl LeaderAssigner {
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::super::test_support::{broker, chunk, commit, open, TestStore};
+    use super::super::test_support::{
+        broker, caught_up, chunk, commit, expire_session, open, TestStore,
+    };
     use crate::error::CoordinatorError;
     use crate::PartitionLeader;
 
@@ -185,42 +296,46 @@ mod tests {
         assert_eq!(super::java_hash_code("hello"), 99_162_322);
         assert_eq!(super::java_hash_code("polygenelubricants"), i32::MIN);
         let store = TestStore::new();
-        let coordinator = open(&store).await;
-        assert_eq!(coordinator.group_coordinator("a"), None);
-        coordinator.register_broker(broker(1)).await.unwrap();
-        coordinator.register_broker(broker(2)).await.unwrap();
-        let placed = |group| coordinator.group_coordinator(group).map(|b| b.broker_id);
-        // 97 % 2 = 1: the second live broker.
-        assert_eq!(placed("a"), Some(2));
-        assert_eq!(placed("hello"), Some(1));
-        assert_eq!(placed("polygenelubricants"), Some(1));
+        let one = open(&store).await;
+        assert_eq!(one.group_coordinator("a"), None);
+        one.register_broker(broker(1)).await.unwrap();
+        let two = open(&store).await;
+        two.register_broker(broker(2)).await.unwrap();
+        caught_up(&one, &store).await;
+        for coordinator in [&one, &two] {
+            let placed = |group| coordinator.group_coordinator(group).map(|b| b.broker_id);
+            // 97 % 2 = 1: the second live broker.
+            assert_eq!(placed("a"), Some(2));
+            assert_eq!(placed("hello"), Some(1));
+            assert_eq!(placed("polygenelubricants"), Some(1));
+        }
     }
 
     #[tokio::test]
     async fn partitions_spread_over_live_brokers() {
         let store = TestStore::new();
-        let coordinator = open(&store).await;
-        assert_eq!(coordinator.controller_id(), -1);
-        coordinator.register_broker(broker(2)).await.unwrap();
-        coordinator.register_broker(broker(1)).await.unwrap();
-        assert_eq!(coordinator.controller_id(), 1);
-        assert_eq!(coordinator.brokers(), vec![broker(1), broker(2)]);
+        let two = open(&store).await;
+        assert_eq!(two.controller_id(), -1);
+        two.register_broker(broker(2)).await.unwrap();
+        let one = open(&store).await;
+        one.register_broker(broker(1)).await.unwrap();
+        assert_eq!(one.controller_id(), 1);
+        assert_eq!(one.brokers(), vec![broker(1), broker(2)]);
 
-        let topic = coordinator
+        let topic = one
             .create_topic("a", 3, BTreeMap::new(), false)
             .await
             .unwrap();
-        let leaders: Vec<_> = (0..3)
-            .map(|p| coordinator.leader(topic.topic_id, p))
-            .collect();
+        let leaders: Vec<_> = (0..3).map(|p| one.leader(topic.topic_id, p)).collect();
         assert_eq!(leaders, [leader(1, 0), leader(2, 0), leader(1, 0)]);
         // Broker 2 leads fewer, so it gets the next one; then they alternate.
-        coordinator.create_partitions("a", 6, false).await.unwrap();
-        let leaders: Vec<_> = (3..6)
-            .map(|p| coordinator.leader(topic.topic_id, p))
-            .collect();
+        one.create_partitions("a", 6, false).await.unwrap();
+        let leaders: Vec<_> = (3..6).map(|p| one.leader(topic.topic_id, p)).collect();
         assert_eq!(leaders, [leader(2, 0), leader(1, 0), leader(2, 0)]);
-        assert_eq!(coordinator.leader(topic.topic_id, 6), None);
+        assert_eq!(one.leader(topic.topic_id, 6), None);
+        // Every process sees the same leaders.
+        caught_up(&two, &store).await;
+        assert_eq!(two.leader(topic.topic_id, 5), leader(2, 0));
     }
 
     #[tokio::test]
@@ -238,66 +353,113 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn restart_bumps_the_epoch_and_fences_the_old_incarnation() {
+    async fn a_broker_id_is_registered_once_while_live() {
         let store = TestStore::new();
-        let coordinator = open(&store).await;
-        coordinator.register_broker(broker(1)).await.unwrap();
-        let topic = coordinator
-            .create_topic("a", 1, BTreeMap::new(), false)
-            .await
-            .unwrap();
-        let t = topic.topic_id;
-        coordinator
-            .commit_flush(vec![commit(t, 0, 0, chunk(0, 9))])
-            .await
-            .unwrap();
-
-        coordinator.register_broker(broker(1)).await.unwrap();
-        assert_eq!(coordinator.leader(t, 0), leader(1, 1));
-        let fenced = coordinator
-            .commit_flush(vec![commit(t, 0, 0, chunk(10, 19))])
-            .await;
+        let first = open(&store).await;
+        first.register_broker(broker(1)).await.unwrap();
+        let second = open(&store).await;
+        let refused = second.register_broker(broker(1)).await;
         assert!(
-            matches!(fenced, Err(CoordinatorError::FencedLeaderEpoch(_))),
-            "{fenced:?}"
+            matches!(refused, Err(CoordinatorError::BrokerIdInUse(_))),
+            "{refused:?}"
         );
-        assert_eq!(fenced.unwrap_err().error_code(), 74);
-        coordinator
-            .commit_flush(vec![commit(t, 0, 1, chunk(10, 19))])
-            .await
-            .unwrap();
-        assert_eq!(coordinator.partition_log(t, 0).unwrap().high_watermark, 20);
+        // Once the first one's session is over, the id is free again.
+        expire_session(&store, 1).await;
+        caught_up(&second, &store).await;
+        second.register_broker(broker(1)).await.unwrap();
+        assert_eq!(second.broker_id(), Some(1));
     }
 
     #[tokio::test]
-    async fn leadership_moves_off_a_departed_broker() {
+    async fn a_fenced_broker_commits_nothing_and_its_partitions_move() {
         let store = TestStore::new();
-        let coordinator = open(&store).await;
-        coordinator.register_broker(broker(1)).await.unwrap();
-        let topic = coordinator
+        let one = open(&store).await;
+        one.register_broker(broker(1)).await.unwrap();
+        let topic = one
             .create_topic("a", 2, BTreeMap::new(), false)
             .await
             .unwrap();
         let t = topic.topic_id;
-        coordinator.register_broker(broker(2)).await.unwrap();
+        one.commit_flush(vec![commit(t, 0, 0, chunk(0, 9))])
+            .await
+            .unwrap();
+        let two = open(&store).await;
+        two.register_broker(broker(2)).await.unwrap();
         // Broker 2 joining does not move anything.
-        assert_eq!(coordinator.leader(t, 1), leader(1, 0));
+        assert_eq!(two.leader(t, 1), leader(1, 0));
 
-        coordinator.unregister_broker(1).await.unwrap();
-        assert_eq!(coordinator.brokers(), vec![broker(2)]);
-        assert_eq!(coordinator.leader(t, 0), leader(2, 1));
-        assert_eq!(coordinator.leader(t, 1), leader(2, 1));
+        // Broker 1's session expires (it paused, say): its commits are refused by the store
+        // even before its partitions move.
+        expire_session(&store, 1).await;
+        let fenced = one.commit_flush(vec![commit(t, 0, 0, chunk(10, 19))]).await;
+        assert!(
+            matches!(fenced, Err(CoordinatorError::BrokerFenced(_))),
+            "{fenced:?}"
+        );
+        assert_eq!(fenced.unwrap_err().error_code(), 6);
 
-        // The last broker leaves: it stays the leader, fenced by a new epoch.
-        coordinator.unregister_broker(2).await.unwrap();
-        assert_eq!(coordinator.leader(t, 0), leader(2, 2));
-        assert_eq!(coordinator.controller_id(), -1);
-        // Unknown brokers are ignored.
-        coordinator.unregister_broker(7).await.unwrap();
+        caught_up(&two, &store).await;
+        assert_eq!(two.assign_leaders().await.unwrap(), 2);
+        assert_eq!(two.leader(t, 0), leader(2, 1));
+        assert_eq!(two.leader(t, 1), leader(2, 1));
+        // The new leader continues the committed log; the old epoch is refused.
+        let stale = two.commit_flush(vec![commit(t, 0, 0, chunk(10, 19))]).await;
+        assert!(
+            matches!(stale, Err(CoordinatorError::FencedLeaderEpoch(_))),
+            "{stale:?}"
+        );
+        two.commit_flush(vec![commit(t, 0, 1, chunk(10, 19))])
+            .await
+            .unwrap();
+        assert_eq!(two.partition_log(t, 0).unwrap().high_watermark, 20);
+        assert_eq!(two.assign_leaders().await.unwrap(), 0);
+    }
 
-        // A newcomer takes over partitions whose leader is not live.
-        coordinator.register_broker(broker(3)).await.unwrap();
-        assert_eq!(coordinator.leader(t, 0), leader(3, 3));
+    #[tokio::test]
+    async fn a_leaving_broker_hands_its_partitions_over() {
+        let store = TestStore::new();
+        let one = open(&store).await;
+        one.register_broker(broker(1)).await.unwrap();
+        let topic = one
+            .create_topic("a", 2, BTreeMap::new(), false)
+            .await
+            .unwrap();
+        let t = topic.topic_id;
+        let two = open(&store).await;
+        two.register_broker(broker(2)).await.unwrap();
+        one.unregister_broker().await.unwrap();
+        caught_up(&two, &store).await;
+        assert_eq!(two.brokers(), vec![broker(2)]);
+        two.assign_leaders().await.unwrap();
+        assert_eq!(two.leader(t, 0), leader(2, 1));
+        // With no broker live, leaders stay where they are until one registers.
+        two.unregister_broker().await.unwrap();
+        assert_eq!(two.assign_leaders().await.unwrap(), 0);
+        assert_eq!(two.controller_id(), -1);
+        let three = open(&store).await;
+        three.register_broker(broker(3)).await.unwrap();
+        assert_eq!(three.leader(t, 0), leader(3, 2));
+    }
+
+    #[tokio::test]
+    async fn the_election_has_one_winner_until_its_session_ends() {
+        let store = TestStore::new();
+        let first = open(&store).await;
+        let second = open(&store).await;
+        assert!(first.campaign("first").await.unwrap());
+        assert!(first.campaign("first").await.unwrap());
+        caught_up(&second, &store).await;
+        assert!(!second.campaign("second").await.unwrap());
+        assert_eq!(second.active_controller().as_deref(), Some("first"));
+        let txn = crate::metadata_store::Txn {
+            deletes: vec!["controller".into()],
+            ..Default::default()
+        };
+        crate::metadata_store::MetadataStore::commit(store.as_ref(), txn)
+            .await
+            .unwrap();
+        caught_up(&second, &store).await;
+        assert!(second.campaign("second").await.unwrap());
     }
 
     #[tokio::test]
@@ -315,13 +477,19 @@ mod tests {
             "{result:?}"
         );
         assert!(coordinator.brokers().is_empty());
+        assert_eq!(coordinator.broker_id(), None);
         assert_eq!(coordinator.leader(topic.topic_id, 0), None);
+    }
 
-        store.fail_commits(false);
-        coordinator.register_broker(broker(1)).await.unwrap();
-        store.fail_commits(true);
-        let result = coordinator.register_broker(broker(1)).await;
-        assert_eq!(result.unwrap_err().error_code(), 56);
-        assert_eq!(coordinator.leader(topic.topic_id, 0), leader(1, 0));
+    #[tokio::test]
+    async fn broker_ids_are_allocated_once() {
+        let store = TestStore::new();
+        let one = open(&store).await;
+        let two = open(&store).await;
+        let (a, b) = tokio::join!(one.allocate_broker_id(), two.allocate_broker_id());
+        let mut ids = [a.unwrap(), b.unwrap()];
+        ids.sort();
+        assert_eq!(ids, [0, 1]);
+        assert_eq!(one.allocate_broker_id().await.unwrap(), 2);
     }
 }

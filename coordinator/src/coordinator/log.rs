@@ -1,45 +1,55 @@
-//! Per-partition log metadata: committed chunks (flushes), compacted segments, the log start
-//! offset and idempotent producer states. The high watermark is derived from them.
+//! Per-partition log metadata: committed chunks (one flush record per flush object, whatever
+//! the partitions in it), compacted segments, the log start offset and idempotent producer
+//! states. The high watermark is derived from them.
 
 use std::collections::{HashMap, HashSet};
 
 use uuid::Uuid;
 
-use super::records::{Changes, Key, Record};
+use super::records::{Changes, FlushRecord, Key, Record};
 use super::state::PartitionState;
 use super::Coordinator;
 use crate::error::CoordinatorError;
-use crate::{ChunkCommit, PartitionLog, ProducerState, SegmentMeta};
+use crate::metadata_store::MetaStoreError;
+use crate::{ChunkCommit, PartitionLog, SegmentMeta};
 
-/// Batches remembered per producer: Kafka's idempotence window (max.in.flight of 5).
-const PRODUCER_WINDOW: usize = 5;
+/// Dead flush records deleted per transaction (etcd allows 128 operations in one).
+const FLUSH_DELETES_PER_TXN: usize = 100;
 
 impl Coordinator {
-    /// One transaction per flush, all or nothing: every chunk's leader epoch must be the
-    /// partition's current epoch (else FencedLeaderEpoch) and its base_offset must equal the
+    /// One transaction per flush, all or nothing, guarded by this broker's registration:
+    /// every chunk must be in the flush object of the first, its partition led by this broker
+    /// at the chunk's leader epoch (else FencedLeaderEpoch) and its base_offset the
     /// partition's high watermark (else NonContiguousCommit); several chunks of one partition
-    /// must follow each other.
+    /// must follow each other. BrokerFenced when this broker's registration is gone.
     pub async fn commit_flush(&self, commits: Vec<ChunkCommit>) -> Result<(), CoordinatorError> {
-        if commits.is_empty() {
+        let Some(first) = commits.first() else {
             return Ok(());
+        };
+        let object_key = first.chunk.object_key.clone();
+        if let Some(other) = commits.iter().find(|c| c.chunk.object_key != object_key) {
+            return Err(CoordinatorError::NonContiguousCommit(format!(
+                "one flush names two objects, {object_key} and {}",
+                other.chunk.object_key
+            )));
         }
+        let registered = self.registration_guard()?;
+        let broker_id = self.broker_id();
         let guard = self.lock_writes().await;
         let changes = {
             let state = self.read();
-            // Each partition's log end and producer states as this flush extends them.
+            // Each partition's log end as this flush extends it.
             let mut log_ends: HashMap<(Uuid, i32), i64> = HashMap::new();
-            let mut producers: HashMap<(Uuid, i32, i64), ProducerState> = HashMap::new();
-            let mut puts = Vec::new();
-            for commit in commits {
+            for commit in &commits {
                 let (t, p) = (commit.topic_id, commit.partition);
                 let log = state
                     .partition(t, p)
                     .ok_or_else(|| unknown_partition(t, p))?;
-                check_leader_epoch(log, t, p, commit.leader_epoch)?;
+                check_leader(log, t, p, broker_id, commit.leader_epoch)?;
                 let log_end = log_ends
                     .entry((t, p))
                     .or_insert_with(|| log.high_watermark());
-                let chunk = commit.chunk;
+                let chunk = &commit.chunk;
                 if chunk.base_offset != *log_end || chunk.last_offset < chunk.base_offset {
                     return Err(CoordinatorError::NonContiguousCommit(format!(
                         "chunk {}..={} of {t}-{p} does not continue its log at offset {log_end}",
@@ -47,26 +57,13 @@ impl Coordinator {
                     )));
                 }
                 *log_end = chunk.last_offset + 1;
-                for update in commit.producers {
-                    let key = (t, p, update.producer_id);
-                    let current = producers.get(&key).or_else(|| log.producers.get(&key.2));
-                    if let Some(merged) = merge_producer(current, update) {
-                        producers.insert(key, merged);
-                    }
-                }
-                puts.push(Record::Chunk(t, p, chunk));
             }
-            puts.extend(
-                producers
-                    .into_iter()
-                    .map(|((t, p, _), producer)| Record::Producer(t, p, producer)),
-            );
             Changes {
-                puts,
-                ..Changes::default()
+                guards: vec![registered],
+                ..Changes::put(Record::Flush(FlushRecord::new(object_key, &commits)))
             }
         };
-        self.commit(guard, changes).await
+        self.commit(guard, changes).await.map_err(fenced)
     }
 
     pub fn partition_log(&self, topic_id: Uuid, partition: i32) -> Option<PartitionLog> {
@@ -76,7 +73,9 @@ impl Coordinator {
     /// Compaction: replaces the chunks covering exactly the offsets of `segments` (contiguous,
     /// oldest first) with them, atomically; NonContiguousCommit if the segments do not follow
     /// each other or the chunks are no longer exactly those (contiguous, the first starting
-    /// with the first segment and the last ending with the last one).
+    /// with the first segment and the last ending with the last one). The partition's
+    /// producer states are stored with them, so the flush records of the replaced chunks can
+    /// go.
     pub async fn commit_segments(
         &self,
         topic_id: Uuid,
@@ -98,39 +97,43 @@ impl Coordinator {
                 "the segments of {t}-{p} for offsets {base}..={last} do not follow each other"
             )));
         }
+        let registered = self.registration_guard()?;
+        let broker_id = self.broker_id();
         let guard = self.lock_writes().await;
         let changes = {
             let state = self.read();
             let log = state
                 .partition(t, p)
                 .ok_or_else(|| unknown_partition(t, p))?;
-            check_leader_epoch(log, t, p, leader_epoch)?;
+            check_leader(log, t, p, broker_id, leader_epoch)?;
             let mut next = base;
-            let mut deletes = Vec::new();
+            let mut replaced = 0;
             if last >= base {
                 for chunk in log.chunks.range(base..=last).map(|(_, chunk)| chunk) {
                     if chunk.base_offset != next {
                         break;
                     }
                     next = chunk.last_offset + 1;
-                    deletes.push(Key::Chunk(t, p, chunk.base_offset));
+                    replaced += 1;
                 }
             }
-            if next != last + 1 || deletes.is_empty() {
+            if next != last + 1 || replaced == 0 {
                 return Err(CoordinatorError::NonContiguousCommit(format!(
                     "the chunks of {t}-{p} do not tile the segments' offsets {base}..={last}"
                 )));
             }
+            let mut puts: Vec<Record> = segments
+                .into_iter()
+                .map(|segment| Record::Segment(t, p, segment))
+                .collect();
+            puts.push(Record::Producers(t, p, log.producer_snapshot()));
             Changes {
-                puts: segments
-                    .into_iter()
-                    .map(|segment| Record::Segment(t, p, segment))
-                    .collect(),
-                deletes,
-                broker: None,
+                guards: vec![registered],
+                puts,
+                ..Changes::default()
             }
         };
-        self.commit(guard, changes).await
+        self.commit(guard, changes).await.map_err(fenced)
     }
 
     /// DeleteRecords and retention: log start offset := max(current, offset) (offset <= HW, else
@@ -159,27 +162,60 @@ impl Coordinator {
                 return Ok(log.log_start_offset);
             }
             let below = |last_offset: i64| last_offset < offset;
-            let segments = log.segments.values().take_while(|s| below(s.last_offset));
-            let chunks = log.chunks.values().take_while(|c| below(c.last_offset));
-            let producers = log.producers.values().filter(|producer| {
+            let deletes = log
+                .segments
+                .values()
+                .take_while(|s| below(s.last_offset))
+                .map(|s| Key::Segment(t, p, s.base_offset))
+                .collect();
+            let mut producers = log.producer_snapshot();
+            producers.producers.retain(|producer| {
                 producer
                     .batches
                     .last()
-                    .is_none_or(|batch| below(batch.last_offset))
+                    .is_some_and(|batch| !below(batch.last_offset))
             });
-            let deletes = segments
-                .map(|s| Key::Segment(t, p, s.base_offset))
-                .chain(chunks.map(|c| Key::Chunk(t, p, c.base_offset)))
-                .chain(producers.map(|producer| Key::Producer(t, p, producer.producer_id)))
-                .collect();
             Changes {
-                puts: vec![Record::LogStart(t, p, offset)],
+                puts: vec![
+                    Record::LogStart(t, p, offset),
+                    Record::Producers(t, p, producers),
+                ],
                 deletes,
-                broker: None,
+                ..Changes::default()
             }
         };
         self.commit(guard, changes).await?;
         Ok(offset)
+    }
+
+    /// Deletes the flush records none of whose chunks is part of a log any more (compacted,
+    /// below the log start, or of a deleted topic), keeping the store's keyspace bounded.
+    /// Returns how many it deleted.
+    pub async fn delete_dead_flush_records(&self) -> Result<usize, CoordinatorError> {
+        let mut deleted = 0;
+        loop {
+            let guard = self.lock_writes().await;
+            let deletes: Vec<Key> = {
+                let state = self.read();
+                state
+                    .flushes
+                    .iter()
+                    .filter(|(_, live)| **live == 0)
+                    .take(FLUSH_DELETES_PER_TXN)
+                    .map(|(object_key, _)| Key::Flush(object_key.clone()))
+                    .collect()
+            };
+            if deletes.is_empty() {
+                return Ok(deleted);
+            }
+            let count = deletes.len();
+            let changes = Changes {
+                deletes,
+                ..Changes::default()
+            };
+            self.commit(guard, changes).await?;
+            deleted += count;
+        }
     }
 
     /// Every object key some partition still references (for garbage collection).
@@ -203,51 +239,38 @@ impl Coordinator {
     }
 }
 
+/// A guard refusing a log commit means this broker's registration is gone.
+fn fenced(error: CoordinatorError) -> CoordinatorError {
+    match error {
+        CoordinatorError::Store(MetaStoreError::GuardFailed) => CoordinatorError::BrokerFenced(
+            "this broker's registration expired; its partitions moved to other brokers".into(),
+        ),
+        other => other,
+    }
+}
+
 fn unknown_partition(topic_id: Uuid, partition: i32) -> CoordinatorError {
     CoordinatorError::UnknownTopicOrPartition(format!("Unknown partition {topic_id}-{partition}."))
 }
 
-fn check_leader_epoch(
+fn check_leader(
     log: &PartitionState,
     topic_id: Uuid,
     partition: i32,
+    broker_id: Option<i32>,
     leader_epoch: i32,
 ) -> Result<(), CoordinatorError> {
     match log.leader {
-        Some(leader) if leader.leader_epoch == leader_epoch => Ok(()),
+        Some(leader)
+            if leader.leader_epoch == leader_epoch && Some(leader.broker_id) == broker_id =>
+        {
+            Ok(())
+        }
         current => Err(CoordinatorError::FencedLeaderEpoch(format!(
             "leader epoch {leader_epoch} of {topic_id}-{partition} is not the current one ({})",
             current.map_or(-1, |leader| leader.leader_epoch)
         ))),
     }
-}
-
-/// A producer's state after a chunk: a newer epoch replaces the old state, the same epoch adds
-/// the batches after those already known (so the update may be the full state or just the
-/// new batches), and only the last PRODUCER_WINDOW batches are kept. None: an update from an
-/// older epoch, which changes nothing.
-fn merge_producer(current: Option<&ProducerState>, update: ProducerState) -> Option<ProducerState> {
-    let mut merged = match current {
-        Some(current) if update.producer_epoch < current.producer_epoch => return None,
-        Some(current) if update.producer_epoch == current.producer_epoch => {
-            let known_end = current
-                .batches
-                .last()
-                .map_or(i64::MIN, |batch| batch.last_offset);
-            let mut merged = current.clone();
-            merged.batches.extend(
-                update
-                    .batches
-                    .into_iter()
-                    .filter(|batch| batch.base_offset > known_end),
-            );
-            merged
-        }
-        _ => update,
-    };
-    let excess = merged.batches.len().saturating_sub(PRODUCER_WINDOW);
-    merged.batches.drain(..excess);
-    Some(merged)
 }
 
 #[cfg(test)]
@@ -257,9 +280,11 @@ mod tests {
 
     use uuid::Uuid;
 
-    use super::super::test_support::{broker, chunk, commit, open, segment, snapshot, TestStore};
+    use super::super::test_support::{
+        broker, chunk, commit, one_object, open, segment, snapshot, TestStore,
+    };
     use super::*;
-    use crate::{ChunkMeta, ProducerBatch};
+    use crate::{ChunkMeta, ProducerBatch, ProducerState};
 
     /// A coordinator with broker 1 leading every partition of topic "t" (epoch 0).
     async fn setup(partitions: i32) -> (Arc<TestStore>, Arc<Coordinator>, Uuid) {
@@ -305,23 +330,29 @@ mod tests {
         let log = coordinator.partition_log(t, 0).unwrap();
         assert_eq!((log.log_start_offset, log.high_watermark), (0, 0));
         coordinator
-            .commit_flush(vec![
+            .commit_flush(one_object(vec![
                 commit(t, 0, 0, chunk(0, 9)),
                 commit(t, 1, 0, chunk(0, 0)),
-            ])
+            ]))
             .await
             .unwrap();
         // Two chunks of one partition in one flush follow each other.
         coordinator
-            .commit_flush(vec![
+            .commit_flush(one_object(vec![
                 commit(t, 0, 0, chunk(10, 14)),
                 commit(t, 0, 0, chunk(15, 15)),
-            ])
+            ]))
             .await
             .unwrap();
         let log = coordinator.partition_log(t, 0).unwrap();
         assert_eq!(log.high_watermark, 16);
-        assert_eq!(log.chunks, vec![chunk(0, 9), chunk(10, 14), chunk(15, 15)]);
+        let ranges: Vec<_> = log
+            .chunks
+            .iter()
+            .map(|c| (c.base_offset, c.last_offset))
+            .collect();
+        assert_eq!(ranges, [(0, 9), (10, 14), (15, 15)]);
+        assert_eq!(log.chunks[2].object_key, log.chunks[1].object_key);
         assert_eq!(coordinator.partition_log(t, 1).unwrap().high_watermark, 1);
         assert_eq!(coordinator.partition_log(t, 2), None);
         assert_eq!(coordinator.partition_log(Uuid::new_v4(), 0), None);
@@ -534,7 +565,10 @@ mod tests {
         first.producers = vec![producer(1, 0, &[(0, 9)])];
         let mut second = commit(t, 0, 0, chunk(10, 19));
         second.producers = vec![producer(2, 0, &[(0, 15)])];
-        coordinator.commit_flush(vec![first, second]).await.unwrap();
+        coordinator
+            .commit_flush(one_object(vec![first, second]))
+            .await
+            .unwrap();
         coordinator
             .commit_flush(vec![commit(t, 0, 0, chunk(20, 29))])
             .await
@@ -564,7 +598,12 @@ mod tests {
         let log = coordinator.partition_log(t, 0).unwrap();
         assert_eq!(log.log_start_offset, 12);
         assert_eq!(log.segments, Vec::<SegmentMeta>::new());
-        assert_eq!(log.chunks, vec![chunk(10, 19), chunk(20, 29)]);
+        let ranges: Vec<_> = log
+            .chunks
+            .iter()
+            .map(|c| (c.base_offset, c.last_offset))
+            .collect();
+        assert_eq!(ranges, [(10, 19), (20, 29)]);
         assert_eq!(log.producers, vec![producer(2, 0, &[(0, 15)])]);
         // Never backwards.
         assert_eq!(
@@ -620,5 +659,85 @@ mod tests {
         assert_eq!(coordinator.referenced_objects(), keys(&[&c1]));
         coordinator.delete_topic("t").await.unwrap();
         assert!(coordinator.referenced_objects().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_flush_of_ten_thousand_partitions_is_one_small_store_operation() {
+        let object_key = "flush/1/0123456789abcdef0123456789abcdef.flush".to_string();
+        let topics = [Uuid::new_v4(), Uuid::new_v4()];
+        let commits: Vec<_> = (0..10_000i64)
+            .map(|i| {
+                let mut chunk = chunk(1_000_000 + i, 1_000_099 + i);
+                chunk.object_key = object_key.clone();
+                chunk.byte_range = (i as u64) * 100_000..(i as u64 + 1) * 100_000;
+                ChunkCommit {
+                    topic_id: topics[(i % 2) as usize],
+                    partition: (i / 2) as i32,
+                    leader_epoch: 3,
+                    chunk,
+                    producers: vec![producer(1_000 + i, 2, &[(1_000, 1_000_099 + i)])],
+                }
+            })
+            .collect();
+        let record = Record::Flush(FlushRecord::new(object_key, &commits));
+        let changes = Changes {
+            guards: vec![crate::metadata_store::Guard::Equals(
+                "brokers/1".into(),
+                bytes::Bytes::from_static(b"{}"),
+            )],
+            ..Changes::put(record.clone())
+        };
+        let txn = changes.to_txn();
+        assert_eq!(txn.operations(), 2);
+        let bytes = record.value().len();
+        assert!(bytes < crate::etcd::MAX_REQUEST_BYTES, "{bytes} bytes");
+        // Decoding gives every chunk back.
+        let Record::Flush(flush) =
+            Record::decode(&record.key().to_string(), &record.value()).unwrap()
+        else {
+            unreachable!()
+        };
+        assert_eq!(flush.chunks().unwrap().len(), 10_000);
+    }
+
+    #[tokio::test]
+    async fn compacted_flush_records_are_deleted_and_producers_survive_a_reload() {
+        let (store, coordinator, t) = setup(2).await;
+        let mut first = commit(t, 0, 0, chunk(0, 9));
+        first.producers = vec![producer(7, 0, &[(0, 9)])];
+        let other = commit(t, 1, 0, chunk(0, 4));
+        coordinator
+            .commit_flush(one_object(vec![first, other]))
+            .await
+            .unwrap();
+        let mut second = commit(t, 0, 0, chunk(10, 19));
+        second.producers = vec![producer(7, 0, &[(1, 19)])];
+        coordinator.commit_flush(vec![second]).await.unwrap();
+        let flush_keys = |store: &TestStore| {
+            store
+                .keys()
+                .into_iter()
+                .filter(|k| k.starts_with("flushes/"))
+                .count()
+        };
+        assert_eq!(flush_keys(&store), 2);
+
+        // Partition 1 still needs the first flush record: nothing can go yet.
+        coordinator
+            .commit_segments(t, 0, 0, vec![segment(0, 19)])
+            .await
+            .unwrap();
+        assert_eq!(coordinator.delete_dead_flush_records().await.unwrap(), 1);
+        assert_eq!(flush_keys(&store), 1);
+        coordinator.advance_log_start_offset(t, 1, 5).await.unwrap();
+        assert_eq!(coordinator.delete_dead_flush_records().await.unwrap(), 1);
+        assert_eq!(flush_keys(&store), 0);
+
+        let reopened = open(&store).await;
+        let log = reopened.partition_log(t, 0).unwrap();
+        assert!(log.chunks.is_empty());
+        assert_eq!(log.segments, vec![segment(0, 19)]);
+        assert_eq!(log.producers, vec![producer(7, 0, &[(0, 9), (1, 19)])]);
+        assert_eq!(reopened.partition_log(t, 1).unwrap().high_watermark, 5);
     }
 }

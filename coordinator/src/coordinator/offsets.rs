@@ -188,15 +188,15 @@ fn group_keys<'a>(state: &'a State, group: &'a str) -> impl Iterator<Item = Key>
 }
 
 /// The offset keys of every group for `topic` (deleted together with the topic).
-pub(super) fn topic_offset_keys(state: &State, topic: &str) -> Vec<Key> {
+/// The key prefixes of every group's committed offsets of `topic`.
+pub(super) fn topic_offset_prefixes(state: &State, topic: &str) -> Vec<String> {
     state
         .offsets
         .iter()
-        .flat_map(|(group, offsets)| {
-            offsets
-                .keys()
-                .filter(|(t, _)| t == topic)
-                .map(move |(t, p)| Key::Offset(group.clone(), t.clone(), *p))
+        .filter(|(_, offsets)| offsets.keys().any(|(t, _)| t == topic))
+        .map(|(group, _)| {
+            let key = Key::Offset(group.clone(), topic.to_string(), 0).to_string();
+            key.trim_end_matches('0').to_string()
         })
         .collect()
 }
@@ -206,7 +206,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::sync::Arc;
 
-    use super::super::test_support::{broker, chunk, commit, open, TestStore};
+    use super::super::test_support::{broker, chunk, commit, one_object, open, TestStore};
     use super::*;
     use crate::embedded::{EmbeddedStore, METADATA_FILE};
     use crate::topic_config::BrokerDefaults;
@@ -400,10 +400,10 @@ mod tests {
         coordinator.register_broker(broker(1)).await.unwrap();
         let a = coordinator.topic("a").unwrap().topic_id;
         coordinator
-            .commit_flush(vec![
+            .commit_flush(one_object(vec![
                 commit(a, 0, 0, chunk(0, 9)),
                 commit(a, 1, 0, chunk(0, 4)),
-            ])
+            ]))
             .await
             .unwrap();
         coordinator

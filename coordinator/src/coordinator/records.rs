@@ -5,12 +5,13 @@
 use std::fmt;
 
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::metadata_store::Txn;
+use crate::metadata_store::{Guard, Txn};
 use crate::{
-    BrokerInfo, ChunkMeta, CommittedOffset, PartitionLeader, ProducerState, SegmentMeta, TopicMeta,
+    BrokerInfo, ChunkCommit, ChunkMeta, CommittedOffset, PartitionLeader, ProducerBatch,
+    ProducerState, SegmentMeta, TopicMeta,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,12 +26,19 @@ pub(super) enum Key {
     Leader(Uuid, i32),
     /// `partitions/{topic_id}/{p}/log_start`
     LogStart(Uuid, i32),
-    /// `partitions/{topic_id}/{p}/chunks/{base_offset:020}`
-    Chunk(Uuid, i32, i64),
     /// `partitions/{topic_id}/{p}/segments/{base_offset:020}`
     Segment(Uuid, i32, i64),
-    /// `partitions/{topic_id}/{p}/producers/{producer_id}`
-    Producer(Uuid, i32, i64),
+    /// `partitions/{topic_id}/{p}/producers`: the idempotent producers' states as of an offset.
+    Producers(Uuid, i32),
+    /// `flushes/{object_key}`: every partition's chunk of one flush object, one key per flush
+    /// so a commit costs one store operation whatever the number of partitions in it.
+    Flush(String),
+    /// `brokers/{broker_id}`, a session key: a live broker.
+    Broker(i32),
+    /// `brokers_next_id`: the next broker id to allocate.
+    NextBrokerId,
+    /// `controller`, a session key: the active coordinator, which won its election.
+    Controller,
     /// `groups/{group}/offsets/{topic}/{p}`, the group id escaped (it may contain `/`).
     Offset(String, String, i32),
 }
@@ -43,9 +51,12 @@ impl fmt::Display for Key {
             Key::Topic(name) => write!(f, "topics/{name}"),
             Key::Leader(t, p) => write!(f, "partitions/{t}/{p}/leader"),
             Key::LogStart(t, p) => write!(f, "partitions/{t}/{p}/log_start"),
-            Key::Chunk(t, p, base) => write!(f, "partitions/{t}/{p}/chunks/{base:020}"),
             Key::Segment(t, p, base) => write!(f, "partitions/{t}/{p}/segments/{base:020}"),
-            Key::Producer(t, p, id) => write!(f, "partitions/{t}/{p}/producers/{id}"),
+            Key::Producers(t, p) => write!(f, "partitions/{t}/{p}/producers"),
+            Key::Flush(object_key) => write!(f, "flushes/{object_key}"),
+            Key::Broker(id) => write!(f, "brokers/{id}"),
+            Key::NextBrokerId => f.write_str("brokers_next_id"),
+            Key::Controller => f.write_str("controller"),
             Key::Offset(group, topic, p) => {
                 write!(f, "groups/{}/offsets/{topic}/{p}", escape(group))
             }
@@ -54,10 +65,16 @@ impl fmt::Display for Key {
 }
 
 impl Key {
-    fn parse(key: &str) -> Option<Key> {
+    pub(super) fn parse(key: &str) -> Option<Key> {
+        if let Some(object_key) = key.strip_prefix("flushes/") {
+            return Some(Key::Flush(object_key.to_string()));
+        }
         let parts: Vec<&str> = key.split('/').collect();
         Some(match parts[..] {
             ["cluster", "id"] => Key::ClusterId,
+            ["brokers_next_id"] => Key::NextBrokerId,
+            ["controller"] => Key::Controller,
+            ["brokers", id] => Key::Broker(id.parse().ok()?),
             ["producer_ids", "next"] => Key::NextProducerId,
             ["topics", name] => Key::Topic(name.to_string()),
             ["groups", group, "offsets", topic, p] => {
@@ -68,9 +85,8 @@ impl Key {
                 match rest {
                     ["leader"] => Key::Leader(t, p),
                     ["log_start"] => Key::LogStart(t, p),
-                    ["chunks", base] => Key::Chunk(t, p, base.parse().ok()?),
                     ["segments", base] => Key::Segment(t, p, base.parse().ok()?),
-                    ["producers", id] => Key::Producer(t, p, id.parse().ok()?),
+                    ["producers"] => Key::Producers(t, p),
                     _ => return None,
                 }
             }
@@ -98,9 +114,13 @@ pub(super) enum Record {
     Topic(TopicMeta),
     Leader(Uuid, i32, PartitionLeader),
     LogStart(Uuid, i32, i64),
-    Chunk(Uuid, i32, ChunkMeta),
     Segment(Uuid, i32, SegmentMeta),
-    Producer(Uuid, i32, ProducerState),
+    Producers(Uuid, i32, ProducerSnapshot),
+    Flush(FlushRecord),
+    Broker(BrokerRegistration),
+    NextBrokerId(i32),
+    /// Who the active coordinator is.
+    Controller(String),
     /// Group, topic, partition.
     Offset(String, String, i32, CommittedOffset),
 }
@@ -113,14 +133,17 @@ impl Record {
             Record::Topic(meta) => Key::Topic(meta.name.clone()),
             Record::Leader(t, p, _) => Key::Leader(*t, *p),
             Record::LogStart(t, p, _) => Key::LogStart(*t, *p),
-            Record::Chunk(t, p, chunk) => Key::Chunk(*t, *p, chunk.base_offset),
             Record::Segment(t, p, segment) => Key::Segment(*t, *p, segment.base_offset),
-            Record::Producer(t, p, producer) => Key::Producer(*t, *p, producer.producer_id),
+            Record::Producers(t, p, _) => Key::Producers(*t, *p),
+            Record::Flush(flush) => Key::Flush(flush.object_key.clone()),
+            Record::Broker(registration) => Key::Broker(registration.info.broker_id),
+            Record::NextBrokerId(_) => Key::NextBrokerId,
+            Record::Controller(_) => Key::Controller,
             Record::Offset(group, topic, p, _) => Key::Offset(group.clone(), topic.clone(), *p),
         }
     }
 
-    fn value(&self) -> Bytes {
+    pub(super) fn value(&self) -> Bytes {
         fn json(value: &impl Serialize) -> Bytes {
             serde_json::to_vec(value)
                 .expect("metadata values serialize to JSON")
@@ -132,9 +155,12 @@ impl Record {
             Record::Topic(meta) => json(meta),
             Record::Leader(_, _, leader) => json(leader),
             Record::LogStart(_, _, offset) => json(offset),
-            Record::Chunk(_, _, chunk) => json(chunk),
             Record::Segment(_, _, segment) => json(segment),
-            Record::Producer(_, _, producer) => json(producer),
+            Record::Producers(_, _, snapshot) => json(snapshot),
+            Record::Flush(flush) => json(flush),
+            Record::Broker(registration) => json(registration),
+            Record::NextBrokerId(id) => json(id),
+            Record::Controller(name) => json(name),
             Record::Offset(_, _, _, offset) => json(offset),
         }
     }
@@ -153,13 +179,16 @@ impl Record {
             Key::LogStart(t, p) => {
                 Record::LogStart(t, p, serde_json::from_slice(value).map_err(bad)?)
             }
-            Key::Chunk(t, p, _) => Record::Chunk(t, p, serde_json::from_slice(value).map_err(bad)?),
             Key::Segment(t, p, _) => {
                 Record::Segment(t, p, serde_json::from_slice(value).map_err(bad)?)
             }
-            Key::Producer(t, p, _) => {
-                Record::Producer(t, p, serde_json::from_slice(value).map_err(bad)?)
+            Key::Producers(t, p) => {
+                Record::Producers(t, p, serde_json::from_slice(value).map_err(bad)?)
             }
+            Key::Flush(_) => Record::Flush(serde_json::from_slice(value).map_err(bad)?),
+            Key::Broker(_) => Record::Broker(serde_json::from_slice(value).map_err(bad)?),
+            Key::NextBrokerId => Record::NextBrokerId(serde_json::from_slice(value).map_err(bad)?),
+            Key::Controller => Record::Controller(serde_json::from_slice(value).map_err(bad)?),
             Key::Offset(group, topic, p) => {
                 Record::Offset(group, topic, p, serde_json::from_slice(value).map_err(bad)?)
             }
@@ -172,20 +201,16 @@ impl Record {
     }
 }
 
-/// The broker registry is not persisted (brokers register again after a restart), but it
-/// changes together with the leadership its changes cause.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum BrokerChange {
-    Register(BrokerInfo),
-    Unregister(i32),
-}
-
 /// One mutation of the coordinator's state: one store transaction. Keys are unique in it.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub(super) struct Changes {
+    pub(super) guards: Vec<Guard>,
     pub(super) puts: Vec<Record>,
+    /// Bound to this process's session (the broker registry).
+    pub(super) session_puts: Vec<Record>,
     pub(super) deletes: Vec<Key>,
-    pub(super) broker: Option<BrokerChange>,
+    /// Every key under these prefixes is deleted (a deleted topic's partitions).
+    pub(super) delete_prefixes: Vec<String>,
 }
 
 impl Changes {
@@ -197,15 +222,164 @@ impl Changes {
     }
 
     pub(super) fn to_txn(&self) -> Txn {
-        Txn {
-            puts: self
-                .puts
+        let encode = |records: &[Record]| {
+            records
                 .iter()
                 .map(|r| (r.key().to_string(), r.value()))
-                .collect(),
+                .collect()
+        };
+        Txn {
+            guards: self.guards.clone(),
+            puts: encode(&self.puts),
+            session_puts: encode(&self.session_puts),
             deletes: self.deletes.iter().map(Key::to_string).collect(),
+            delete_prefixes: self.delete_prefixes.clone(),
         }
     }
+}
+
+/// The guard that a record is stored exactly as given.
+pub(super) fn unchanged(record: &Record) -> Guard {
+    Guard::Equals(record.key().to_string(), record.value())
+}
+
+/// A live broker's session key. The incarnation tells a restarted broker from its old self,
+/// whose commits its registration guard then refuses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct BrokerRegistration {
+    pub(super) info: BrokerInfo,
+    pub(super) incarnation: Uuid,
+}
+
+/// A partition's idempotent producers as of `next_offset`: the chunks from there on add to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct ProducerSnapshot {
+    pub(super) next_offset: i64,
+    pub(super) producers: Vec<ProducerState>,
+}
+
+/// One flush object's chunks, one per partition it holds. Compact (rows as JSON arrays,
+/// topic ids listed once), so that a flush of 10,000 partitions fits one etcd request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct FlushRecord {
+    pub(super) object_key: String,
+    pub(super) topics: Vec<Uuid>,
+    pub(super) chunks: Vec<FlushChunk>,
+}
+
+/// Topic index in [`FlushRecord::topics`], partition, base offset, last offset, max
+/// timestamp, size, byte range start and end, producer updates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct FlushChunk(u32, i32, i64, i64, i64, u64, u64, u64, Vec<FlushProducer>);
+
+/// Producer id, epoch, and batches as (first seq, last seq, base offset, last offset).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct FlushProducer(i64, i16, Vec<(i32, i32, i64, i64)>);
+
+impl FlushRecord {
+    /// The record of one flush object's commits (which all name that object).
+    pub(super) fn new(object_key: String, commits: &[ChunkCommit]) -> Self {
+        let mut topics: Vec<Uuid> = Vec::new();
+        let chunks = commits
+            .iter()
+            .map(|commit| {
+                let topic = match topics.iter().position(|t| *t == commit.topic_id) {
+                    Some(index) => index,
+                    None => {
+                        topics.push(commit.topic_id);
+                        topics.len() - 1
+                    }
+                };
+                let chunk = &commit.chunk;
+                let producers = commit
+                    .producers
+                    .iter()
+                    .map(|producer| {
+                        let batches = producer
+                            .batches
+                            .iter()
+                            .map(|b| (b.first_seq, b.last_seq, b.base_offset, b.last_offset));
+                        FlushProducer(
+                            producer.producer_id,
+                            producer.producer_epoch,
+                            batches.collect(),
+                        )
+                    })
+                    .collect();
+                FlushChunk(
+                    topic as u32,
+                    commit.partition,
+                    chunk.base_offset,
+                    chunk.last_offset,
+                    chunk.max_timestamp,
+                    chunk.size,
+                    chunk.byte_range.start,
+                    chunk.byte_range.end,
+                    producers,
+                )
+            })
+            .collect();
+        FlushRecord {
+            object_key,
+            topics,
+            chunks,
+        }
+    }
+
+    /// Each chunk with its topic, partition and producer updates; Err if a chunk names a
+    /// topic the record does not list.
+    pub(super) fn chunks(&self) -> Result<Vec<FlushedChunk>, String> {
+        self.chunks
+            .iter()
+            .map(
+                |FlushChunk(topic, partition, base, last, max_ts, size, start, end, producers)| {
+                    let topic_id = *self.topics.get(*topic as usize).ok_or_else(|| {
+                        format!("flush record {} names topic #{topic}", self.object_key)
+                    })?;
+                    let producers = producers
+                        .iter()
+                        .map(|FlushProducer(id, epoch, batches)| ProducerState {
+                            producer_id: *id,
+                            producer_epoch: *epoch,
+                            batches: batches
+                                .iter()
+                                .map(|&(first_seq, last_seq, base_offset, last_offset)| {
+                                    ProducerBatch {
+                                        first_seq,
+                                        last_seq,
+                                        base_offset,
+                                        last_offset,
+                                    }
+                                })
+                                .collect(),
+                        })
+                        .collect();
+                    Ok(FlushedChunk {
+                        topic_id,
+                        partition: *partition,
+                        chunk: ChunkMeta {
+                            base_offset: *base,
+                            last_offset: *last,
+                            max_timestamp: *max_ts,
+                            size: *size,
+                            object_key: self.object_key.clone(),
+                            byte_range: *start..*end,
+                        },
+                        producers,
+                    })
+                },
+            )
+            .collect()
+    }
+}
+
+/// One partition's chunk of a flush record, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct FlushedChunk {
+    pub(super) topic_id: Uuid,
+    pub(super) partition: i32,
+    pub(super) chunk: ChunkMeta,
+    pub(super) producers: Vec<ProducerState>,
 }
 
 #[cfg(test)]
@@ -221,9 +395,12 @@ mod tests {
             Key::Topic("orders.v1".into()),
             Key::Leader(t, 3),
             Key::LogStart(t, 3),
-            Key::Chunk(t, 3, 42),
             Key::Segment(t, 3, 0),
-            Key::Producer(t, 3, 7),
+            Key::Producers(t, 3),
+            Key::Flush("flush/1/abc.flush".into()),
+            Key::Broker(4),
+            Key::NextBrokerId,
+            Key::Controller,
             Key::Offset("payments".into(), "orders.v1".into(), 3),
             Key::Offset("a/b%2F%/".into(), "t".into(), 0),
             Key::Offset(String::new(), "t".into(), 0),
@@ -238,10 +415,10 @@ mod tests {
         assert_eq!(Key::parse("groups/a%2fb/offsets/t/1"), None);
         assert_eq!(Key::parse("groups/a/offsets/t/x"), None);
         assert_eq!(
-            Key::Chunk(t, 0, 42).to_string(),
-            format!("partitions/{t}/0/chunks/00000000000000000042")
+            Key::Segment(t, 0, 42).to_string(),
+            format!("partitions/{t}/0/segments/00000000000000000042")
         );
-        assert!(Key::Chunk(t, 0, 999).to_string() < Key::Chunk(t, 0, 1000).to_string());
+        assert!(Key::Segment(t, 0, 999).to_string() < Key::Segment(t, 0, 1000).to_string());
         assert_eq!(Key::parse("partitions/nope/0/leader"), None);
         assert_eq!(Key::parse("topics/a/b"), None);
     }

@@ -1,28 +1,44 @@
-//! The coordinator's in-memory state: what the committed records add up to.
+//! The coordinator's in-memory state: what the stored records add up to. Every process
+//! builds it the same way, from a snapshot of the store and then each change it watches.
 
 use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 use uuid::Uuid;
 
-use super::records::{BrokerChange, Changes, Key, Record};
-use crate::{
-    BrokerInfo, ChunkMeta, CommittedOffset, PartitionLeader, PartitionLog, ProducerState,
-    SegmentMeta, TopicMeta,
+use super::records::{
+    BrokerRegistration, FlushRecord, FlushedChunk, Key, ProducerSnapshot, Record,
 };
+use crate::metadata_store::Event;
+use crate::{
+    ChunkMeta, CommittedOffset, PartitionLeader, PartitionLog, ProducerState, SegmentMeta,
+    TopicMeta,
+};
+
+/// Batches remembered per producer: Kafka's idempotence window (max.in.flight of 5).
+const PRODUCER_WINDOW: usize = 5;
 
 #[derive(Debug, Default)]
 pub(super) struct State {
     pub(super) cluster_id: Option<String>,
-    /// The next producer id to hand out; ids below `producer_id_limit` are reserved.
+    /// The next producer id this process hands out, up to the end of the block it reserved.
     pub(super) next_producer_id: i64,
     pub(super) producer_id_limit: i64,
-    /// Live brokers (not persisted).
-    pub(super) brokers: BTreeMap<i32, BrokerInfo>,
+    /// The stored first producer id not yet reserved (None before the first reservation).
+    pub(super) stored_producer_id_limit: Option<i64>,
+    /// The stored next broker id to allocate (None before the first allocation).
+    pub(super) next_broker_id: Option<i32>,
+    /// The active coordinator, while one holds the election.
+    pub(super) controller: Option<String>,
+    /// Live brokers: their session keys.
+    pub(super) brokers: BTreeMap<i32, BrokerRegistration>,
     pub(super) topic_ids: BTreeMap<String, Uuid>,
     pub(super) topics: HashMap<Uuid, TopicState>,
     /// Committed offsets by group, then by (topic, partition).
     pub(super) offsets: BTreeMap<String, GroupOffsets>,
+    /// Every stored flush record with how many of its chunks are still part of a log: those
+    /// at zero are deleted by [`Coordinator::delete_dead_flush_records`].
+    pub(super) flushes: HashMap<String, usize>,
 }
 
 pub(super) type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;
@@ -42,6 +58,8 @@ pub(super) struct PartitionState {
     pub(super) segments: BTreeMap<i64, SegmentMeta>,
     pub(super) chunks: BTreeMap<i64, ChunkMeta>,
     pub(super) producers: BTreeMap<i64, ProducerState>,
+    /// The offset the stored producer snapshot is as of: chunks from there on add to it.
+    pub(super) producers_as_of: i64,
 }
 
 impl PartitionState {
@@ -64,43 +82,80 @@ impl PartitionState {
             producers: self.producers.values().cloned().collect(),
         }
     }
+
+    pub(super) fn producer_snapshot(&self) -> ProducerSnapshot {
+        ProducerSnapshot {
+            next_offset: self.high_watermark(),
+            producers: self.producers.values().cloned().collect(),
+        }
+    }
+
+    /// Drops the chunks `gone` says are no longer part of the log.
+    fn drop_chunks(
+        &mut self,
+        flushes: &mut HashMap<String, usize>,
+        gone: impl Fn(&ChunkMeta) -> bool,
+    ) {
+        self.chunks.retain(|_, chunk| {
+            let keep = !gone(chunk);
+            if !keep {
+                forget_chunk(flushes, chunk);
+            }
+            keep
+        });
+    }
+}
+
+fn forget_chunk(flushes: &mut HashMap<String, usize>, chunk: &ChunkMeta) {
+    if let Some(live) = flushes.get_mut(&chunk.object_key) {
+        *live = live.saturating_sub(1);
+    }
 }
 
 impl State {
     /// Builds the state from every stored key; Err describes an inconsistency.
-    pub(super) fn load(stored: BTreeMap<String, Bytes>) -> Result<State, String> {
+    pub(super) fn load(stored: &BTreeMap<String, Bytes>) -> Result<State, String> {
         let mut records = stored
             .iter()
             .map(|(key, value)| Record::decode(key, value))
             .collect::<Result<Vec<_>, _>>()?;
-        // Topics before the partitions they own ("partitions/" sorts before "topics/").
-        records.sort_by_key(|record| !matches!(record, Record::Topic(_)));
+        // Topics before the partitions they own ("partitions/" sorts before "topics/"), and
+        // flushes last, their chunks in offset order: each partition's producers then merge
+        // in the order they were committed.
+        records.sort_by_key(|record| match record {
+            Record::Topic(_) => 0,
+            Record::Flush(_) => 2,
+            _ => 1,
+        });
         let mut state = State::default();
+        let mut chunks = Vec::new();
         for record in records {
-            state.put(record)?;
+            match record {
+                Record::Flush(flush) => {
+                    chunks.extend(flush.chunks()?);
+                    state.flushes.insert(flush.object_key, 0);
+                }
+                record => state.put(record)?,
+            }
         }
-        state.next_producer_id = state.producer_id_limit;
+        chunks.sort_by_key(|c| (c.topic_id, c.partition, c.chunk.base_offset));
+        for chunk in chunks {
+            state.add_chunk(chunk);
+        }
         Ok(state)
     }
 
-    /// Applies committed changes: deletes first (no key is both deleted and put).
-    pub(super) fn apply(&mut self, changes: Changes) -> Result<(), String> {
-        for key in changes.deletes {
-            self.delete(key);
-        }
-        for record in changes.puts {
-            self.put(record)?;
-        }
-        match changes.broker {
-            Some(BrokerChange::Register(info)) => {
-                self.brokers.insert(info.broker_id, info);
+    /// Applies one watched change.
+    pub(super) fn apply(&mut self, event: Event) -> Result<(), String> {
+        match event.value {
+            Some(value) => self.put(Record::decode(&event.key, &value)?),
+            None => {
+                let key =
+                    Key::parse(&event.key).ok_or_else(|| format!("unknown key {}", event.key))?;
+                self.delete(key);
+                Ok(())
             }
-            Some(BrokerChange::Unregister(broker_id)) => {
-                self.brokers.remove(&broker_id);
-            }
-            None => {}
         }
-        Ok(())
     }
 
     pub(super) fn topic(&self, name: &str) -> Option<&TopicState> {
@@ -133,28 +188,52 @@ impl State {
         let missing = || format!("{key} belongs to no partition");
         match record {
             Record::ClusterId(id) => self.cluster_id = Some(id),
-            Record::NextProducerId(limit) => self.producer_id_limit = limit,
+            Record::NextProducerId(limit) => self.stored_producer_id_limit = Some(limit),
+            Record::NextBrokerId(id) => self.next_broker_id = Some(id),
+            Record::Controller(name) => self.controller = Some(name),
+            Record::Broker(registration) => {
+                self.brokers
+                    .insert(registration.info.broker_id, registration);
+            }
             Record::Topic(meta) => self.put_topic(meta)?,
             Record::Leader(t, p, leader) => {
                 self.partition_mut(t, p).ok_or_else(missing)?.leader = Some(leader)
             }
             Record::LogStart(t, p, offset) => {
-                self.partition_mut(t, p)
-                    .ok_or_else(missing)?
-                    .log_start_offset = offset
-            }
-            Record::Chunk(t, p, chunk) => {
-                let partition = self.partition_mut(t, p).ok_or_else(missing)?;
-                partition.chunks.insert(chunk.base_offset, chunk);
+                let flushes = &mut self.flushes;
+                let index = usize::try_from(p).map_err(|_| missing())?;
+                let partition = self
+                    .topics
+                    .get_mut(&t)
+                    .and_then(|topic| topic.partitions.get_mut(index))
+                    .ok_or_else(missing)?;
+                partition.log_start_offset = offset;
+                partition.segments.retain(|_, s| s.last_offset >= offset);
+                partition.drop_chunks(flushes, |c| c.last_offset < offset);
             }
             Record::Segment(t, p, segment) => {
-                let partition = self.partition_mut(t, p).ok_or_else(missing)?;
+                let flushes = &mut self.flushes;
+                let index = usize::try_from(p).map_err(|_| missing())?;
+                let partition = self
+                    .topics
+                    .get_mut(&t)
+                    .and_then(|topic| topic.partitions.get_mut(index))
+                    .ok_or_else(missing)?;
+                // Compaction replaces the oldest chunks: all up to the segment's end.
+                let last = segment.last_offset;
+                partition.drop_chunks(flushes, |c| c.last_offset <= last);
                 partition.segments.insert(segment.base_offset, segment);
             }
-            Record::Producer(t, p, producer) => {
+            Record::Producers(t, p, snapshot) => {
                 let partition = self.partition_mut(t, p).ok_or_else(missing)?;
-                partition.producers.insert(producer.producer_id, producer);
+                partition.producers_as_of = snapshot.next_offset;
+                partition.producers = snapshot
+                    .producers
+                    .into_iter()
+                    .map(|producer| (producer.producer_id, producer))
+                    .collect();
             }
+            Record::Flush(flush) => self.put_flush(flush)?,
             Record::Offset(group, topic, p, offset) => {
                 self.offsets
                     .entry(group)
@@ -163,6 +242,51 @@ impl State {
             }
         }
         Ok(())
+    }
+
+    fn put_flush(&mut self, flush: FlushRecord) -> Result<(), String> {
+        let chunks = flush.chunks()?;
+        self.flushes.entry(flush.object_key).or_insert(0);
+        for chunk in chunks {
+            self.add_chunk(chunk);
+        }
+        Ok(())
+    }
+
+    /// Adds a committed chunk to its partition's log, unless the log no longer holds it
+    /// (compacted into a segment, below the log start, or its topic is gone); its producer
+    /// updates count unless the partition's producer snapshot already includes them.
+    fn add_chunk(&mut self, flushed: FlushedChunk) {
+        let FlushedChunk {
+            topic_id,
+            partition,
+            chunk,
+            producers,
+        } = flushed;
+        let flushes = &mut self.flushes;
+        let Some(log) = usize::try_from(partition)
+            .ok()
+            .and_then(|index| self.topics.get_mut(&topic_id)?.partitions.get_mut(index))
+        else {
+            return;
+        };
+        if chunk.base_offset >= log.producers_as_of {
+            for update in producers {
+                let current = log.producers.get(&update.producer_id);
+                if let Some(merged) = merge_producer(current, update) {
+                    log.producers.insert(merged.producer_id, merged);
+                }
+            }
+        }
+        let compacted_end = log
+            .segments
+            .values()
+            .next_back()
+            .map_or(-1, |s| s.last_offset);
+        if chunk.last_offset > compacted_end && chunk.last_offset >= log.log_start_offset {
+            *flushes.entry(chunk.object_key.clone()).or_insert(0) += 1;
+            log.chunks.insert(chunk.base_offset, chunk);
+        }
     }
 
     /// A new topic, or new metadata (configs, more partitions) for an existing one.
@@ -192,7 +316,13 @@ impl State {
         match key {
             Key::Topic(name) => {
                 if let Some(topic_id) = self.topic_ids.remove(&name) {
-                    self.topics.remove(&topic_id);
+                    if let Some(topic) = self.topics.remove(&topic_id) {
+                        for partition in topic.partitions {
+                            for chunk in partition.chunks.values() {
+                                forget_chunk(&mut self.flushes, chunk);
+                            }
+                        }
+                    }
                 }
             }
             Key::Leader(t, p) => {
@@ -205,21 +335,24 @@ impl State {
                     partition.log_start_offset = 0;
                 }
             }
-            Key::Chunk(t, p, base) => {
-                if let Some(partition) = self.partition_mut(t, p) {
-                    partition.chunks.remove(&base);
-                }
-            }
             Key::Segment(t, p, base) => {
                 if let Some(partition) = self.partition_mut(t, p) {
                     partition.segments.remove(&base);
                 }
             }
-            Key::Producer(t, p, id) => {
+            Key::Producers(t, p) => {
                 if let Some(partition) = self.partition_mut(t, p) {
-                    partition.producers.remove(&id);
+                    partition.producers.clear();
+                    partition.producers_as_of = 0;
                 }
             }
+            Key::Flush(object_key) => {
+                self.flushes.remove(&object_key);
+            }
+            Key::Broker(broker_id) => {
+                self.brokers.remove(&broker_id);
+            }
+            Key::Controller => self.controller = None,
             Key::Offset(group, topic, p) => {
                 if let Some(offsets) = self.offsets.get_mut(&group) {
                     offsets.remove(&(topic, p));
@@ -228,8 +361,39 @@ impl State {
                     }
                 }
             }
-            // Never deleted: the cluster id and the producer-id counter live forever.
-            Key::ClusterId | Key::NextProducerId => {}
+            // Never deleted: the cluster id and the id counters live forever.
+            Key::ClusterId | Key::NextProducerId | Key::NextBrokerId => {}
         }
     }
+}
+
+/// A producer's state after a chunk: a newer epoch replaces the old state, the same epoch adds
+/// the batches after those already known (so the update may be the full state or just the
+/// new batches), and only the last PRODUCER_WINDOW batches are kept. None: an update from an
+/// older epoch, which changes nothing.
+pub(super) fn merge_producer(
+    current: Option<&ProducerState>,
+    update: ProducerState,
+) -> Option<ProducerState> {
+    let mut merged = match current {
+        Some(current) if update.producer_epoch < current.producer_epoch => return None,
+        Some(current) if update.producer_epoch == current.producer_epoch => {
+            let known_end = current
+                .batches
+                .last()
+                .map_or(i64::MIN, |batch| batch.last_offset);
+            let mut merged = current.clone();
+            merged.batches.extend(
+                update
+                    .batches
+                    .into_iter()
+                    .filter(|batch| batch.base_offset > known_end),
+            );
+            merged
+        }
+        _ => update,
+    };
+    let excess = merged.batches.len().saturating_sub(PRODUCER_WINDOW);
+    merged.batches.drain(..excess);
+    Some(merged)
 }

@@ -10,7 +10,9 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use super::Coordinator;
-use crate::metadata_store::{MetaStoreError, MetadataStore, Txn};
+use tokio::sync::mpsc;
+
+use crate::metadata_store::{Change, MetaStoreError, MetadataStore, Snapshot, Txn};
 use crate::topic_config::BrokerDefaults;
 use crate::{
     BrokerInfo, ChunkCommit, ChunkMeta, PartitionLeader, PartitionLog, SegmentMeta, TopicMeta,
@@ -19,6 +21,8 @@ use crate::{
 #[derive(Default)]
 pub(super) struct TestStore {
     data: Mutex<BTreeMap<String, Bytes>>,
+    revision: AtomicU64,
+    watchers: Mutex<Vec<mpsc::UnboundedSender<Result<Change, MetaStoreError>>>>,
     fail: AtomicBool,
     commits: AtomicUsize,
     delay_ms: AtomicU64,
@@ -59,19 +63,69 @@ impl TestStore {
 
 #[async_trait::async_trait]
 impl MetadataStore for TestStore {
-    async fn load(&self) -> Result<BTreeMap<String, Bytes>, MetaStoreError> {
-        Ok(self.data.lock().unwrap().clone())
+    async fn load(&self) -> Result<Snapshot, MetaStoreError> {
+        let data = self.data.lock().unwrap();
+        Ok(Snapshot {
+            entries: data.clone(),
+            revision: self.revision.load(Ordering::SeqCst),
+        })
     }
 
-    async fn commit(&self, txn: Txn) -> Result<(), MetaStoreError> {
+    async fn commit(&self, mut txn: Txn) -> Result<u64, MetaStoreError> {
         tokio::time::sleep(Duration::from_millis(self.delay_ms.load(Ordering::SeqCst))).await;
         if self.fail.load(Ordering::SeqCst) {
             return Err(io::Error::other("injected commit failure").into());
         }
-        txn.apply_to(&mut self.data.lock().unwrap());
+        let mut data = self.data.lock().unwrap();
+        if !txn.guards_hold(|key| data.get(key)) {
+            return Err(MetaStoreError::GuardFailed);
+        }
+        txn.expand_prefixes(data.keys());
+        let events = txn.events();
+        txn.apply_to(&mut data);
+        let revision = self.revision.fetch_add(1, Ordering::SeqCst) + 1;
         self.commits.fetch_add(1, Ordering::SeqCst);
-        Ok(())
+        let change = Change { revision, events };
+        self.watchers
+            .lock()
+            .unwrap()
+            .retain(|watcher| watcher.send(Ok(change.clone())).is_ok());
+        Ok(revision)
     }
+
+    async fn watch(
+        &self,
+        revision: u64,
+    ) -> Result<mpsc::UnboundedReceiver<Result<Change, MetaStoreError>>, MetaStoreError> {
+        let _data = self.data.lock().unwrap();
+        let current = self.revision.load(Ordering::SeqCst);
+        if revision != current {
+            return Err(MetaStoreError::WatchLost(format!(
+                "at {current}, not {revision}"
+            )));
+        }
+        let (sender, receiver) = mpsc::unbounded_channel();
+        self.watchers.lock().unwrap().push(sender);
+        Ok(receiver)
+    }
+}
+
+/// Waits until `coordinator` has applied every commit made to `store` so far.
+pub(super) async fn caught_up(coordinator: &Coordinator, store: &TestStore) {
+    let revision = store.revision.load(Ordering::SeqCst);
+    let _ = coordinator
+        .changes()
+        .wait_for(|applied| *applied >= revision)
+        .await;
+}
+
+/// Ends broker `broker_id`'s registration as an expired session does.
+pub(super) async fn expire_session(store: &TestStore, broker_id: i32) {
+    let txn = Txn {
+        deletes: vec![format!("brokers/{broker_id}")],
+        ..Txn::default()
+    };
+    store.commit(txn).await.unwrap();
 }
 
 pub(super) async fn open(store: &Arc<TestStore>) -> Arc<Coordinator> {
@@ -132,10 +186,19 @@ pub(super) fn commit(
     }
 }
 
-/// Everything the coordinator persists, as its public API shows it.
-pub(super) type Snapshot = Vec<(TopicMeta, Vec<(Option<PartitionLeader>, PartitionLog)>)>;
+/// The commits of one flush: all their chunks in the first one's flush object.
+pub(super) fn one_object(mut commits: Vec<ChunkCommit>) -> Vec<ChunkCommit> {
+    let key = commits[0].chunk.object_key.clone();
+    for commit in &mut commits {
+        commit.chunk.object_key = key.clone();
+    }
+    commits
+}
 
-pub(super) fn snapshot(coordinator: &Coordinator) -> Snapshot {
+/// Everything the coordinator persists, as its public API shows it.
+pub(super) type StateSnapshot = Vec<(TopicMeta, Vec<(Option<PartitionLeader>, PartitionLog)>)>;
+
+pub(super) fn snapshot(coordinator: &Coordinator) -> StateSnapshot {
     coordinator
         .topics()
         .into_iter()

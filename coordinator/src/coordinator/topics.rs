@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
-use super::leadership::new_partition_leaders;
-use super::offsets::topic_offset_keys;
-use super::records::{Changes, Key, Record};
+use super::offsets::topic_offset_prefixes;
+use super::records::{unchanged, Changes, Key, Record};
 use super::Coordinator;
 use crate::error::CoordinatorError;
+use crate::metadata_store::{Guard, MetaStoreError};
 use crate::topic_config::TopicConfig;
 use crate::{ConfigAlteration, ConfigEntry, TopicMeta};
 
@@ -53,21 +53,34 @@ impl Coordinator {
                 partitions,
                 configs,
             };
-            let mut puts = vec![Record::Topic(meta.clone())];
-            puts.extend(new_partition_leaders(&state, meta.topic_id, 0..partitions));
-            (
-                meta,
-                Changes {
-                    puts,
-                    ..Changes::default()
-                },
-            )
+            let changes = Changes {
+                guards: vec![Guard::Absent(Key::Topic(name.to_string()).to_string())],
+                ..Changes::put(Record::Topic(meta.clone()))
+            };
+            (meta, changes)
         };
         if !validate_only {
-            self.commit(guard, changes).await?;
+            match self.commit(guard, changes).await {
+                Ok(()) => {}
+                Err(CoordinatorError::Store(MetaStoreError::GuardFailed)) => {
+                    return Err(CoordinatorError::TopicAlreadyExists(format!(
+                        "Topic '{name}' already exists."
+                    )))
+                }
+                Err(e) => return Err(e),
+            }
             tracing::info!(topic = name, topic_id = %meta.topic_id, partitions, "created topic");
+            self.assign_new_leaders().await;
         }
         Ok(meta)
+    }
+
+    /// New partitions get leaders at once where a broker is live; when this fails the active
+    /// coordinator assigns them.
+    async fn assign_new_leaders(&self) {
+        if let Err(e) = self.assign_leaders().await {
+            tracing::warn!(error = %e, "cannot assign leaders to new partitions yet");
+        }
     }
 
     /// Removes the topic, every key of its partitions and the groups' offsets of it in one
@@ -78,27 +91,12 @@ impl Coordinator {
             let state = self.read();
             let topic = state.topic(name).ok_or_else(|| unknown_topic(name))?;
             let t = topic.meta.topic_id;
-            let mut deletes = vec![Key::Topic(name.to_string())];
-            for (p, partition) in (0..).zip(&topic.partitions) {
-                deletes.push(Key::Leader(t, p));
-                deletes.push(Key::LogStart(t, p));
-                deletes.extend(partition.chunks.keys().map(|base| Key::Chunk(t, p, *base)));
-                deletes.extend(
-                    partition
-                        .segments
-                        .keys()
-                        .map(|base| Key::Segment(t, p, *base)),
-                );
-                deletes.extend(
-                    partition
-                        .producers
-                        .keys()
-                        .map(|id| Key::Producer(t, p, *id)),
-                );
-            }
-            deletes.extend(topic_offset_keys(&state, name));
+            let mut delete_prefixes = vec![format!("partitions/{t}/")];
+            delete_prefixes.extend(topic_offset_prefixes(&state, name));
             let changes = Changes {
-                deletes,
+                guards: vec![unchanged(&Record::Topic(topic.meta.clone()))],
+                deletes: vec![Key::Topic(name.to_string())],
+                delete_prefixes,
                 ..Changes::default()
             };
             (topic.meta.clone(), changes)
@@ -130,19 +128,16 @@ impl Coordinator {
                 partitions: total,
                 ..topic.meta.clone()
             };
-            let mut puts = vec![Record::Topic(meta.clone())];
-            puts.extend(new_partition_leaders(&state, meta.topic_id, current..total));
-            (
-                meta,
-                Changes {
-                    puts,
-                    ..Changes::default()
-                },
-            )
+            let changes = Changes {
+                guards: vec![unchanged(&Record::Topic(topic.meta.clone()))],
+                ..Changes::put(Record::Topic(meta.clone()))
+            };
+            (meta, changes)
         };
         if !validate_only {
             self.commit(guard, changes).await?;
             tracing::info!(topic = name, partitions = total, "created partitions");
+            self.assign_new_leaders().await;
         }
         Ok(meta)
     }
@@ -198,7 +193,10 @@ impl Coordinator {
                     .alter_overrides(&topic.meta.configs, alteration)?,
                 ..topic.meta.clone()
             };
-            Changes::put(Record::Topic(meta))
+            Changes {
+                guards: vec![unchanged(&Record::Topic(topic.meta.clone()))],
+                ..Changes::put(Record::Topic(meta))
+            }
         };
         if !validate_only {
             self.commit(guard, changes).await?;

@@ -1,16 +1,16 @@
-//! `strata standalone`: the coordinator (embedded store in the data directory) and one
-//! broker in one process. Shutdown order keeps acknowledged data: stop accepting, let open
-//! requests finish, flush and commit what is buffered, then exit.
+//! What every broker process runs once its coordinator is open: the object store, the
+//! broker's registration, its listener and connections, the flusher and background tasks.
+//! Shutdown order keeps acknowledged data: stop accepting, let open requests finish, flush
+//! and commit what is buffered, then give up the registration, so the partitions move at
+//! once (Kafka's controlled shutdown) rather than after the session timeout.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use coordinator::coordinator::Coordinator;
-use coordinator::embedded::EmbeddedStore;
-use coordinator::BrokerInfo;
+use coordinator::error::CoordinatorError;
+use coordinator::{BrokerInfo, Coordinator, EtcdStore};
 use proto_compat::request::panic_message;
 use segment_store::cluster_marker;
 use segment_store::disk_cache::DiskCache;
@@ -23,38 +23,49 @@ use tokio::task::JoinSet;
 
 use crate::background::Supervisor;
 use crate::broker::Broker;
-use crate::config::{self, StandaloneArgs};
+use crate::config::{BrokerConfig, ServerArgs};
 use crate::http::Readiness;
 use crate::limits::{self, Connection, ConnectionLimits};
 use crate::metered_store::MeteredStore;
 use crate::metrics::Metrics;
 use crate::{
-    compaction, connection, flusher, garbage_collector, group_coordinator, http, retention,
+    compaction, connection, controller, flusher, garbage_collector, group_coordinator, http,
+    leadership, retention,
 };
 
-/// The one broker of a standalone process.
-const BROKER_ID: i32 = 0;
 /// How long open connections get to finish their requests at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Files the broker keeps open besides its connections (stores, caches, listeners).
 const RESERVED_FILES: u64 = 256;
 /// The wait after a failed accept (e.g. no file descriptor left).
 const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
+/// The wait between attempts to register while the broker id's previous registration lasts.
+const REGISTER_RETRY_DELAY: Duration = Duration::from_millis(250);
 
-pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
-    let (mut broker_config, defaults) = config::load(args.config.as_deref())?;
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
-    let storage_url = args.storage_url()?;
-    check_storage_is_outside_the_data_dir(&storage_url, &args.data_dir)?;
+/// One broker process, its coordinator open.
+pub struct Server {
+    pub args: ServerArgs,
+    pub config: BrokerConfig,
+    pub storage_url: String,
+    pub coordinator: Arc<Coordinator>,
+    pub broker_id: i32,
+    /// Standalone: the process is also the active coordinator.
+    pub controller: bool,
+    /// Cluster: the etcd session whose expiry ends the process.
+    pub etcd: Option<Arc<EtcdStore>>,
+}
+
+pub async fn run(server: Server) -> anyhow::Result<()> {
+    let Server {
+        args,
+        config: mut broker_config,
+        storage_url,
+        coordinator,
+        broker_id,
+        controller: runs_controller,
+        etcd,
+    } = server;
     let flush_interval_source = broker_config.use_store_defaults(&storage_url);
-    let metadata_path = args.data_dir.join("metadata.log");
-    let metadata = EmbeddedStore::open(&metadata_path)
-        .with_context(|| format!("cannot open metadata store {}", metadata_path.display()))?;
-    let coordinator = Coordinator::open(Arc::new(metadata), defaults)
-        .await
-        .context("cannot load the coordinator state")?;
-
     let metrics = Arc::new(Metrics::new());
     let options = args.storage_options(&broker_config.storage);
     let mut store = open_store_with(&storage_url, &options)
@@ -113,18 +124,16 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot serve HTTP on {}", args.http))?;
     let (host, port) = args.advertised()?;
-    coordinator
-        .register_broker(BrokerInfo {
-            broker_id: BROKER_ID,
-            host: host.clone(),
-            port,
-            rack: None,
-        })
-        .await
-        .context("cannot register the broker")?;
+    let info = BrokerInfo {
+        broker_id,
+        host: host.clone(),
+        port,
+        rack: None,
+    };
+    register(&coordinator, info, broker_config.session_timeout).await?;
 
     let broker = Arc::new(Broker::new(
-        BROKER_ID,
+        broker_id,
         broker_config,
         coordinator,
         store,
@@ -166,6 +175,21 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         task_metrics.garbage_collection.clone(),
         collection,
     );
+    background.spawn(
+        "leadership",
+        task_metrics.leadership.clone(),
+        leadership::run,
+    );
+    if runs_controller {
+        let metrics = task_metrics.controller.clone();
+        background.spawn(
+            "controller",
+            task_metrics.controller.clone(),
+            move |broker: Arc<Broker>, stop| {
+                controller::run(broker.coordinator.clone(), metrics.clone(), stop)
+            },
+        );
+    }
     let http_stop = background_stop.clone();
     let http_readiness = readiness.clone();
     let http_server = tokio::spawn(async move {
@@ -180,10 +204,10 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         advertised = %format!("{host}:{port}"),
         http = %args.http,
         storage = %storage_url,
-        data_dir = %args.data_dir.display(),
+        broker_id,
         flush_interval_ms = broker.config.flush_interval.as_millis() as u64,
         flush_interval = flush_interval_source,
-        "strata standalone is ready"
+        "strata is ready"
     );
 
     let limits = ConnectionLimits::new(
@@ -196,6 +220,13 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
     let mut connections = JoinSet::new();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
+    let session_expired = async {
+        match &etcd {
+            Some(etcd) => etcd.session_expired().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(session_expired);
     loop {
         tokio::select! {
             accepted = accept(&listener, &limits) => if let Some((socket, peer, admitted)) = accepted {
@@ -205,6 +236,11 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
             signal = &mut shutdown => {
                 tracing::info!(signal, "shutting down: no new connections, finishing open requests");
                 break;
+            }
+            _ = &mut session_expired => {
+                // Its partitions have moved and its commits are refused: a restart registers
+                // again. Buffered acks=0/1 batches are lost as on a crash.
+                anyhow::bail!("the etcd session expired (no renewal within broker.session.timeout.ms); exiting so that a restart registers again");
             }
             stopped = &mut flusher => {
                 // Its sealed batches are gone with it: nothing more can be committed, so the
@@ -241,6 +277,14 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
     flusher.await.context("the flusher failed")?;
     let _ = stop_background.send(true);
     background.join().await;
+    if let Err(e) = broker.coordinator.unregister_broker().await {
+        tracing::warn!(error = %e, "cannot unregister; the partitions move when the session expires");
+    }
+    if let Some(etcd) = &etcd {
+        if let Err(e) = etcd.end_session().await {
+            tracing::warn!(error = %e, "cannot end the etcd session; it expires on its own");
+        }
+    }
     let _ = http_server.await;
     tracing::info!("shutdown complete");
     Ok(())
@@ -270,59 +314,33 @@ async fn accept(
     }
 }
 
-/// The local store may not contain the data directory: its root is the garbage collector's
-/// and the coordinator's metadata file must not be one of its objects.
-fn check_storage_is_outside_the_data_dir(storage_url: &str, data_dir: &Path) -> anyhow::Result<()> {
-    let Some(root) = storage_url.strip_prefix("file://") else {
-        return Ok(());
-    };
-    let data_dir = std::fs::canonicalize(data_dir)
-        .with_context(|| format!("cannot resolve data directory {}", data_dir.display()))?;
-    // A root that does not exist yet cannot contain the (existing) data directory.
-    let Ok(root) = std::fs::canonicalize(root) else {
-        return Ok(());
-    };
-    if data_dir.starts_with(&root) {
-        anyhow::bail!(
-            "--storage {storage_url} contains the data directory {}: the objects must live apart \
-             from the coordinator's metadata (the default is file://{}/objects)",
-            data_dir.display(),
-            data_dir.display()
-        );
+/// Registers the broker, waiting while its id's previous registration (a crashed process
+/// of the same id) lasts, at most two session timeouts.
+async fn register(
+    coordinator: &Coordinator,
+    info: BrokerInfo,
+    session_timeout: Duration,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        match coordinator.register_broker(info.clone()).await {
+            Err(CoordinatorError::BrokerIdInUse(why))
+                if started.elapsed() < 2 * session_timeout =>
+            {
+                tracing::info!(%why, "waiting for the previous registration of this broker id to expire");
+                tokio::time::sleep(REGISTER_RETRY_DELAY).await;
+            }
+            result => return result.context("cannot register the broker"),
+        }
     }
-    Ok(())
 }
 
 /// Resolves on SIGTERM or Ctrl-C with the signal's name.
-async fn shutdown_signal() -> &'static str {
+pub async fn shutdown_signal() -> &'static str {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("installing a SIGTERM handler");
     tokio::select! {
         _ = terminate.recv() => "SIGTERM",
         _ = tokio::signal::ctrl_c() => "SIGINT",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_local_store_may_not_contain_the_data_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        std::fs::create_dir_all(data.join("objects")).unwrap();
-        let url = |path: &Path| format!("file://{}", path.display());
-        for root in [data.clone(), dir.path().to_path_buf(), data.join(".")] {
-            let err = check_storage_is_outside_the_data_dir(&url(&root), &data).unwrap_err();
-            assert!(
-                err.to_string().contains("contains the data directory"),
-                "{err}"
-            );
-        }
-        for fine in [data.join("objects"), dir.path().join("elsewhere")] {
-            check_storage_is_outside_the_data_dir(&url(&fine), &data).unwrap();
-        }
-        check_storage_is_outside_the_data_dir("s3://bucket/prefix", &data).unwrap();
     }
 }

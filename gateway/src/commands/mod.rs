@@ -1,0 +1,5 @@
+//! The `strata` subcommands.
+
+pub mod coordinator;
+pub mod gateway;
+pub mod standalone;

@@ -1,0 +1,52 @@
+//! The controller: the active coordinator's work. It gives every partition without a live
+//! leader one (after a broker left or its session expired, or a topic was created while no
+//! broker was live) and deletes the flush records no log needs any more. It acts on every
+//! change of the metadata, and on a timer too, so nothing waits on a missed change.
+//! `strata coordinator` runs it while it holds the election; `strata standalone` runs it
+//! always.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use coordinator::Coordinator;
+use tokio::sync::watch;
+
+use crate::background::isolated;
+use crate::metrics::BackgroundTaskMetrics;
+
+/// The longest the controller sleeps when nothing changes.
+const IDLE_PASS: Duration = Duration::from_secs(1);
+/// How often dead flush records are looked for.
+const FLUSH_RECORD_SWEEP: Duration = Duration::from_secs(10);
+
+pub async fn run(
+    coordinator: Arc<Coordinator>,
+    metrics: BackgroundTaskMetrics,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut changes = coordinator.changes();
+    let mut last_sweep = Instant::now();
+    loop {
+        isolated(
+            "controller",
+            &metrics,
+            "leaders",
+            coordinator.assign_leaders(),
+        )
+        .await;
+        if last_sweep.elapsed() >= FLUSH_RECORD_SWEEP {
+            last_sweep = Instant::now();
+            let sweep = coordinator.delete_dead_flush_records();
+            if let Some(deleted) = isolated("controller", &metrics, "flush records", sweep).await {
+                if deleted > 0 {
+                    tracing::debug!(deleted, "deleted flush records no log needs");
+                }
+            }
+        }
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep(IDLE_PASS) => {}
+            _ = stop.wait_for(|&stop| stop) => return,
+        }
+    }
+}
