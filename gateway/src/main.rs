@@ -9,7 +9,6 @@ mod connection;
 mod fetch_memory;
 mod flusher;
 mod garbage_collector;
-mod group_coordinator;
 mod handlers;
 mod http;
 mod in_flight_objects;

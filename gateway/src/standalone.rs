@@ -21,16 +21,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::background::Supervisor;
+use crate::background::{isolated, Supervisor};
 use crate::broker::Broker;
 use crate::config::{self, StandaloneArgs};
 use crate::http::Readiness;
 use crate::limits::{self, Connection, ConnectionLimits};
 use crate::metered_store::MeteredStore;
 use crate::metrics::Metrics;
-use crate::{
-    compaction, connection, flusher, garbage_collector, group_coordinator, http, retention,
-};
+use crate::{compaction, connection, flusher, garbage_collector, http, retention};
 
 /// The one broker of a standalone process.
 const BROKER_ID: i32 = 0;
@@ -154,7 +152,13 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         compaction::run,
     );
     background.spawn("retention", task_metrics.retention.clone(), retention::run);
-    let expiration = group_coordinator::expiration::run;
+    let expiration = |broker: Arc<Broker>, stop| async move {
+        let metrics = &broker.metrics.offset_expiration;
+        group_coordinator::expiration::run(&broker.groups, stop, |pass| {
+            isolated("offset_expiration", metrics, "committed offsets", pass)
+        })
+        .await
+    };
     background.spawn(
         "offset_expiration",
         task_metrics.offset_expiration.clone(),
