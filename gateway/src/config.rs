@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use coordinator::topic_config::BrokerDefaults;
+use group_coordinator::config::GroupConfig;
 use segment_store::simulate_failures::LogNormalLatency;
 use segment_store::StorageOptions;
-
-use crate::group_coordinator::config::GroupConfig;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -11,7 +11,6 @@ mod controller;
 mod fetch_memory;
 mod flusher;
 mod garbage_collector;
-mod group_coordinator;
 mod handlers;
 mod http;
 mod in_flight_objects;

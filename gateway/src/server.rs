@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::background::Supervisor;
+use crate::background::{isolated, Supervisor};
 use crate::broker::Broker;
 use crate::config::{BrokerConfig, ServerArgs};
 use crate::http::Readiness;
@@ -29,8 +29,7 @@ use crate::limits::{self, Connection, ConnectionLimits};
 use crate::metered_store::MeteredStore;
 use crate::metrics::Metrics;
 use crate::{
-    compaction, connection, controller, flusher, garbage_collector, group_coordinator, http,
-    leadership, retention,
+    compaction, connection, controller, flusher, garbage_collector, http, leadership, retention,
 };
 
 /// How long open connections get to finish their requests at shutdown.
@@ -163,7 +162,13 @@ pub async fn run(server: Server) -> anyhow::Result<()> {
         compaction::run,
     );
     background.spawn("retention", task_metrics.retention.clone(), retention::run);
-    let expiration = group_coordinator::expiration::run;
+    let expiration = |broker: Arc<Broker>, stop| async move {
+        let metrics = &broker.metrics.offset_expiration;
+        group_coordinator::expiration::run(&broker.groups, stop, |pass| {
+            isolated("offset_expiration", metrics, "committed offsets", pass)
+        })
+        .await
+    };
     background.spawn(
         "offset_expiration",
         task_metrics.offset_expiration.clone(),

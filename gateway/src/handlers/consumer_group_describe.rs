@@ -1,6 +1,7 @@
 //! ConsumerGroupDescribe (KIP-848): consumer-protocol groups with their members' current and
 //! target assignments.
 
+use group_coordinator::assignor;
 use proto_compat::kafka_protocol::messages::consumer_group_describe_response::{
     Assignment, DescribedGroup, Member, TopicPartitions,
 };
@@ -10,7 +11,6 @@ use proto_compat::kafka_protocol::messages::{
 
 use super::{str_bytes, topic_name, GROUP_AUTHORIZED_OPERATIONS};
 use crate::broker::Broker;
-use crate::group_coordinator::assignor;
 
 /// ConsumerGroupDescribe v1's member type of a consumer-protocol member.
 const CONSUMER_MEMBER_TYPE: i8 = 1;

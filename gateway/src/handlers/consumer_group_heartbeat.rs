@@ -1,6 +1,9 @@
 //! ConsumerGroupHeartbeat (KIP-848): a member of a consumer-protocol group joins, stays,
 //! acknowledges revocations and gets its partitions, or leaves.
 
+use group_coordinator::assignor;
+use group_coordinator::consumer::HeartbeatRequest;
+use group_coordinator::GroupError;
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::consumer_group_heartbeat_response::{
     Assignment, TopicPartitions,
@@ -11,9 +14,6 @@ use proto_compat::kafka_protocol::messages::{
 
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::group_coordinator::assignor;
-use crate::group_coordinator::consumer::HeartbeatRequest;
-use crate::group_coordinator::GroupError;
 
 pub fn handle(
     broker: &Broker,

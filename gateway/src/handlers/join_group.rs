@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
+use group_coordinator::classic::JoinRequest;
 use proto_compat::kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use proto_compat::kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::group_coordinator::classic::JoinRequest;
 
 pub async fn handle(
     broker: &Broker,

@@ -1,6 +1,7 @@
 //! OffsetCommit: a group's consumed positions, durable in the coordinator before the answer.
 
 use coordinator::CommittedOffset;
+use group_coordinator::OffsetCommit;
 use proto_compat::kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
@@ -8,7 +9,6 @@ use proto_compat::kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitRe
 
 use crate::broker::Broker;
 use crate::clock;
-use crate::group_coordinator::OffsetCommit;
 
 pub async fn handle(
     broker: &Broker,

@@ -1,10 +1,10 @@
 //! SyncGroup: the leader hands in the assignment; every member gets its own.
 
+use group_coordinator::classic::SyncRequest;
 use proto_compat::kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::group_coordinator::classic::SyncRequest;
 
 pub async fn handle(broker: &Broker, version: i16, request: SyncGroupRequest) -> SyncGroupResponse {
     let sync = SyncRequest {

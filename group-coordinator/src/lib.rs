@@ -10,6 +10,7 @@
 
 pub mod assignor;
 pub mod classic;
+mod clock;
 pub mod config;
 pub mod consumer;
 pub mod expiration;
@@ -17,9 +18,7 @@ pub mod expiration;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use coordinator::coordinator::Coordinator;
-use coordinator::error::CoordinatorError;
-use coordinator::CommittedOffset;
+use coordinator::{CommittedOffset, Coordinator, CoordinatorError};
 use proto_compat::kafka_protocol::error::ResponseError;
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
@@ -27,7 +26,6 @@ use tokio::time::Instant;
 use self::classic::{ClassicGroup, JoinRequest, JoinResponse, SyncRequest, SyncResponse};
 use self::config::GroupConfig;
 use self::consumer::{ConsumerGroup, HeartbeatRequest, HeartbeatResponse};
-use crate::clock;
 
 /// A Kafka error with the message that some responses carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -713,9 +711,7 @@ mod tests {
     use std::time::Duration;
 
     use bytes::Bytes;
-    use coordinator::embedded::EmbeddedStore;
-    use coordinator::topic_config::BrokerDefaults;
-    use coordinator::BrokerInfo;
+    use coordinator::{BrokerDefaults, BrokerInfo, EmbeddedStore};
 
     use super::*;
 

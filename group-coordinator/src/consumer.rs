@@ -10,8 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use coordinator::coordinator::Coordinator;
-use coordinator::TopicMeta;
+use coordinator::{Coordinator, TopicMeta};
 use proto_compat::kafka_protocol::error::ResponseError;
 use tokio::time::{Duration, Instant};
 use uuid::Uuid;
