@@ -21,7 +21,7 @@ mod test_support;
 use std::sync::{Arc, Mutex as StdMutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
-use tokio::sync::{watch, Mutex, OwnedMutexGuard};
+use tokio::sync::{watch, Mutex, Notify, OwnedMutexGuard};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -39,6 +39,11 @@ const PRODUCER_ID_BLOCK: i64 = 1000;
 const GUARD_RETRY_WAIT: Duration = Duration::from_millis(50);
 /// The wait between attempts to load the state again after the watch broke.
 const RELOAD_BACKOFF: Duration = Duration::from_millis(200);
+/// How long a commit waits for the watch to bring it before the state is loaded afresh: a
+/// watch can stall without an error (its etcd member cut off from the others).
+const WATCH_LAG_LIMIT: Duration = Duration::from_secs(3);
+/// Bound on loading a snapshot and watching from it again.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Coordinator {
     store: Arc<dyn MetadataStore>,
@@ -51,6 +56,8 @@ pub struct Coordinator {
     applied: watch::Receiver<u64>,
     /// This process's broker registration, which guards its commits to partition logs.
     registration: StdMutex<Option<Record>>,
+    /// Tells the sync task to load the state afresh.
+    reload: Arc<Notify>,
     sync: JoinHandle<()>,
 }
 
@@ -70,11 +77,13 @@ impl Coordinator {
         let changes = store.watch(snapshot.revision).await?;
         let state = Arc::new(RwLock::new(state));
         let (applied_sender, applied) = watch::channel(snapshot.revision);
+        let reload = Arc::new(Notify::new());
         let sync = tokio::spawn(sync(
             Arc::downgrade(&store),
             Arc::clone(&state),
             applied_sender,
             changes,
+            Arc::clone(&reload),
         ));
         let coordinator = Coordinator {
             store,
@@ -83,6 +92,7 @@ impl Coordinator {
             state,
             applied,
             registration: StdMutex::new(None),
+            reload,
             sync,
         };
         if coordinator.read().cluster_id.is_none() {
@@ -170,14 +180,27 @@ impl Coordinator {
     ) -> Result<(), CoordinatorError> {
         let store = Arc::clone(&self.store);
         let mut applied = self.applied.clone();
+        let reload = Arc::clone(&self.reload);
         let task = tokio::spawn(async move {
             let txn = changes.to_txn();
             if txn.is_empty() {
                 return Ok(());
             }
             let revision = store.commit(txn).await?;
-            // Err only when the state's sync task is gone with its coordinator.
-            let _ = applied.wait_for(|at| *at >= revision).await;
+            loop {
+                let caught_up = applied.wait_for(|at| *at >= revision);
+                match tokio::time::timeout(WATCH_LAG_LIMIT, caught_up).await {
+                    // Err only when the state's sync task is gone with its coordinator.
+                    Ok(_) => break,
+                    Err(_) => {
+                        tracing::warn!(
+                            revision,
+                            "the metadata watch lags; loading the state again"
+                        );
+                        reload.notify_one();
+                    }
+                }
+            }
             drop(guard);
             Ok::<_, MetaStoreError>(())
         });
@@ -234,10 +257,15 @@ async fn sync(
     mut changes: tokio::sync::mpsc::UnboundedReceiver<
         Result<crate::metadata_store::Change, MetaStoreError>,
     >,
+    reload: Arc<Notify>,
 ) {
     loop {
         let error = loop {
-            match changes.recv().await {
+            let change = tokio::select! {
+                change = changes.recv() => change,
+                () = reload.notified() => break "a commit waited too long for it".to_string(),
+            };
+            match change {
                 Some(Ok(change)) => {
                     let mut state = state.write().expect("coordinator state poisoned");
                     for event in change.events {
@@ -266,7 +294,10 @@ async fn sync(
                 let watch = store.watch(snapshot.revision).await?;
                 Ok::<_, MetaStoreError>((snapshot.revision, fresh, watch))
             };
-            match reloaded.await {
+            let reloaded = tokio::time::timeout(RELOAD_TIMEOUT, reloaded)
+                .await
+                .unwrap_or_else(|_| Err(MetaStoreError::Unavailable("timed out".into())));
+            match reloaded {
                 Ok((revision, fresh, watch)) => {
                     let mut state = state.write().expect("coordinator state poisoned");
                     // This process's own producer-id block stays its own.
@@ -275,7 +306,9 @@ async fn sync(
                     state.next_producer_id = next;
                     state.producer_id_limit = limit;
                     drop(state);
-                    applied.send_replace(revision);
+                    // Never backwards. (Read first: the borrow must end before the send.)
+                    let current = *applied.borrow();
+                    applied.send_replace(revision.max(current));
                     break watch;
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot load the metadata state; retrying"),

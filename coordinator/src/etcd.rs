@@ -8,6 +8,7 @@
 //! good. etcd's limits are checked before sending: 128 operations and 1.5 MiB per request by
 //! default.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,11 +25,13 @@ use crate::metadata_store::{Change, Event, Guard, MetaStoreError, MetadataStore,
 pub const MAX_TXN_OPERATIONS: usize = 128;
 /// etcd's default `--max-request-bytes` (1.5 MiB), less room for the request's framing.
 pub const MAX_REQUEST_BYTES: usize = 1536 * 1024 - 4096;
+/// The longest an etcd request may take before it counts as failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Keys read per request when loading, to keep each response well under gRPC's limits.
 const LOAD_PAGE: i64 = 500;
 
 pub struct EtcdStore {
-    client: Client,
+    endpoints: Arc<Endpoints>,
     prefix: String,
     lease: i64,
     expired: watch::Receiver<bool>,
@@ -49,30 +52,23 @@ impl EtcdStore {
         prefix: &str,
         session_timeout: Duration,
     ) -> Result<Self, MetaStoreError> {
-        let options = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(3))
-            .with_timeout(Duration::from_secs(5))
-            .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2));
-        let mut client = Client::connect(endpoints, Some(options))
-            .await
-            .map_err(unavailable)?;
+        let endpoints = Arc::new(Endpoints::connect(endpoints).await?);
         // etcd counts lease time in whole seconds.
         let ttl = session_timeout.as_secs_f64().ceil().max(1.0) as i64;
-        let lease = client
-            .lease_grant(ttl, None)
-            .await
-            .map_err(unavailable)?
+        let lease = endpoints
+            .call(|mut client| async move { client.lease_grant(ttl, None).await })
+            .await?
             .id();
         let (expired_sender, expired) = watch::channel(false);
         let keep_alive = tokio::spawn(keep_session_alive(
-            client.clone(),
+            endpoints.clone(),
             lease,
             session_timeout,
             expired_sender,
         ));
-        tracing::info!(?endpoints, prefix, lease, ttl_s = ttl, "connected to etcd");
+        tracing::info!(endpoints = ?endpoints.urls, prefix, lease, ttl_s = ttl, "connected to etcd");
         Ok(EtcdStore {
-            client,
+            endpoints,
             prefix: prefix.to_string(),
             lease,
             expired,
@@ -88,35 +84,31 @@ impl EtcdStore {
 
     /// Ends the session now: its session keys are deleted at once rather than on expiry.
     pub async fn end_session(&self) -> Result<(), MetaStoreError> {
-        self.client
-            .clone()
-            .lease_revoke(self.lease)
-            .await
-            .map_err(unavailable)?;
+        let lease = self.lease;
+        self.endpoints
+            .call(|mut client| async move { client.lease_revoke(lease).await })
+            .await?;
         Ok(())
     }
 
     /// Discards etcd's history before `revision`; watchers behind it reload a snapshot.
     pub async fn compact_history(&self, revision: u64) -> Result<(), MetaStoreError> {
-        self.client
-            .clone()
-            .compact(revision as i64, None)
-            .await
-            .map_err(unavailable)?;
+        self.endpoints
+            .call(|mut client| async move { client.compact(revision as i64, None).await })
+            .await?;
         Ok(())
     }
 
     /// The store's current revision.
     pub async fn revision(&self) -> Result<u64, MetaStoreError> {
+        let prefix = self.prefix.clone();
         let response = self
-            .client
-            .clone()
-            .get(
-                self.prefix.as_bytes(),
-                Some(GetOptions::new().with_count_only()),
-            )
-            .await
-            .map_err(unavailable)?;
+            .endpoints
+            .call(|mut client| async move {
+                let options = GetOptions::new().with_count_only();
+                client.get(prefix, Some(options)).await
+            })
+            .await?;
         Ok(response.header().map_or(0, |h| h.revision()) as u64)
     }
 
@@ -128,7 +120,6 @@ impl EtcdStore {
 #[async_trait::async_trait]
 impl MetadataStore for EtcdStore {
     async fn load(&self) -> Result<Snapshot, MetaStoreError> {
-        let mut client = self.client.clone();
         let end = prefix_end(&self.prefix);
         let mut entries = std::collections::BTreeMap::new();
         let mut from = self.prefix.clone().into_bytes();
@@ -140,10 +131,11 @@ impl MetadataStore for EtcdStore {
             if revision > 0 {
                 options = options.with_revision(revision);
             }
-            let response = client
-                .get(from.clone(), Some(options))
-                .await
-                .map_err(unavailable)?;
+            let key = from.clone();
+            let response = self
+                .endpoints
+                .call(|mut client| async move { client.get(key, Some(options)).await })
+                .await?;
             if revision == 0 {
                 revision = response.header().map_or(0, |h| h.revision());
             }
@@ -210,13 +202,18 @@ impl MetadataStore for EtcdStore {
             ));
         }
         let request = etcd_client::Txn::new().when(compares).and_then(ops);
-        let response = self.client.clone().txn(request).await.map_err(|e| {
-            if !txn.session_puts.is_empty() && e.to_string().contains("lease not found") {
-                MetaStoreError::SessionExpired
-            } else {
-                unavailable(e)
-            }
-        })?;
+        let response = self
+            .endpoints
+            .call(|mut client| async move { client.txn(request).await })
+            .await
+            .map_err(|e| match e {
+                MetaStoreError::Unavailable(why)
+                    if !txn.session_puts.is_empty() && why.contains("lease not found") =>
+                {
+                    MetaStoreError::SessionExpired
+                }
+                other => other,
+            })?;
         if !response.succeeded() {
             return Err(MetaStoreError::GuardFailed);
         }
@@ -230,12 +227,11 @@ impl MetadataStore for EtcdStore {
         let options = WatchOptions::new()
             .with_prefix()
             .with_start_revision(revision as i64 + 1);
+        let prefix = self.prefix.clone();
         let mut stream = self
-            .client
-            .clone()
-            .watch(self.prefix.as_bytes(), Some(options))
-            .await
-            .map_err(unavailable)?;
+            .endpoints
+            .call(|mut client| async move { client.watch(prefix, Some(options)).await })
+            .await?;
         let (sender, receiver) = mpsc::unbounded_channel();
         let prefix = self.prefix.clone();
         tokio::spawn(async move {
@@ -297,19 +293,20 @@ impl EtcdStore {
     }
 }
 
-/// Renews the lease every third of the session timeout. The session is over when etcd says
-/// the lease is gone, or when no renewal got through for a whole session timeout (etcd has
-/// expired it by then, or will before this process could know otherwise).
+/// Renews the lease every third of the session timeout until etcd says it is gone. Only
+/// etcd decides that: an etcd leader election or a lost connection delays renewals without
+/// ending the session (etcd's new leader extends every lease), and a process whose lease did
+/// expire while it could not tell has its commits refused by its registration guard anyway.
 async fn keep_session_alive(
-    mut client: Client,
+    endpoints: Arc<Endpoints>,
     lease: i64,
     session_timeout: Duration,
     expired: watch::Sender<bool>,
 ) {
     let interval = session_timeout / 3;
-    let mut last_renewed = tokio::time::Instant::now();
     let mut stream = None;
-    while last_renewed.elapsed() < session_timeout {
+    let (mut generation, mut client) = endpoints.current();
+    loop {
         let renewal = async {
             if stream.is_none() {
                 stream = Some(client.lease_keep_alive(lease).await?);
@@ -323,22 +320,106 @@ async fn keep_session_alive(
             Ok::<i64, etcd_client::Error>(ttl)
         };
         match tokio::time::timeout(interval, renewal).await {
-            Ok(Ok(ttl)) if ttl > 0 => {
-                last_renewed = tokio::time::Instant::now();
-                tokio::time::sleep(interval).await;
-            }
+            Ok(Ok(ttl)) if ttl > 0 => tokio::time::sleep(interval).await,
             // etcd says the lease is gone.
             Ok(Ok(_)) => break,
+            Ok(Err(e)) if e.to_string().contains("lease not found") => break,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "cannot renew the etcd session; retrying");
                 stream = None;
+                endpoints.failed(generation).await;
+                (generation, client) = endpoints.current();
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            Err(_) => stream = None,
+            Err(_) => {
+                stream = None;
+                endpoints.failed(generation).await;
+                (generation, client) = endpoints.current();
+            }
         }
     }
     tracing::error!(lease, "the etcd session expired");
     let _ = expired.send(true);
+}
+
+/// The etcd members, used one at a time: etcd-client's own balancing over several endpoints
+/// kept sending requests to a member that had died (and leases expired for want of
+/// renewals), so a failed request moves this process on to the next member instead.
+struct Endpoints {
+    urls: Vec<String>,
+    /// The member in use (its index in `urls`), a client of it alone, and a generation that
+    /// tells whether a failure was already acted on.
+    current: std::sync::Mutex<(usize, Client, u64)>,
+}
+
+impl Endpoints {
+    async fn connect(urls: &[String]) -> Result<Self, MetaStoreError> {
+        let mut last_error = MetaStoreError::Unavailable("no etcd endpoint given".into());
+        for (index, url) in urls.iter().enumerate() {
+            match bounded(Client::connect([url], Some(connect_options()))).await {
+                Ok(client) => {
+                    return Ok(Endpoints {
+                        urls: urls.to_vec(),
+                        current: std::sync::Mutex::new((index, client, 0)),
+                    })
+                }
+                Err(e) => last_error = e,
+            }
+        }
+        Err(last_error)
+    }
+
+    /// The client in use and its generation.
+    fn current(&self) -> (u64, Client) {
+        let current = self.current.lock().expect("etcd endpoints poisoned");
+        (current.2, current.1.clone())
+    }
+
+    /// A request through the client of `generation` failed: the next member is used from now
+    /// on (unless another failure moved on already). Its client connects lazily, so this
+    /// does not wait for the member to answer.
+    async fn failed(&self, generation: u64) {
+        let next = {
+            let current = self.current.lock().expect("etcd endpoints poisoned");
+            if current.2 != generation || self.urls.len() < 2 {
+                return;
+            }
+            (current.0 + 1) % self.urls.len()
+        };
+        let url = &self.urls[next];
+        match bounded(Client::connect([url], Some(connect_options()))).await {
+            Ok(client) => {
+                let mut current = self.current.lock().expect("etcd endpoints poisoned");
+                if current.2 == generation {
+                    *current = (next, client, generation + 1);
+                }
+            }
+            Err(e) => tracing::warn!(%url, error = %e, "cannot use etcd endpoint"),
+        }
+    }
+
+    /// Runs one request, bounded in time; a failure moves on to the next member.
+    async fn call<T, F, Fut>(&self, request: F) -> Result<T, MetaStoreError>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let (generation, client) = self.current();
+        let result = bounded(request(client)).await;
+        if result.is_err() {
+            self.failed(generation).await;
+        }
+        result
+    }
+}
+
+fn connect_options() -> ConnectOptions {
+    ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(3))
+        .with_timeout(REQUEST_TIMEOUT)
+        // etcd closes connections that ping more often than every 5 s (its default
+        // --grpc-keepalive-min-time).
+        .with_keep_alive(Duration::from_secs(10), Duration::from_secs(3))
 }
 
 /// The first key after every key starting with `prefix`.
@@ -376,6 +457,19 @@ fn request_bytes(txn: &Txn) -> usize {
         .map(String::len)
         .sum();
     guards + puts + deletes
+}
+
+/// Bounds an etcd request: tonic's own timeout does not cover the wait for a ready
+/// connection, which after an etcd member died was seen to last until the process ended.
+async fn bounded<T>(
+    request: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, MetaStoreError> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
+        Ok(result) => result.map_err(unavailable),
+        Err(_) => Err(MetaStoreError::Unavailable(format!(
+            "etcd did not answer within {REQUEST_TIMEOUT:?}"
+        ))),
+    }
 }
 
 fn unavailable(error: etcd_client::Error) -> MetaStoreError {

@@ -48,6 +48,10 @@ pub struct TopicMeta {
 pub struct PartitionLeader {
     pub broker_id: i32,
     pub leader_epoch: i32,
+    /// Set while leadership is being handed over to this live broker: the leader accepts no
+    /// more writes, commits what it buffered, then passes the partition on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moving_to: Option<i32>,
 }
 
 /// One batch of an idempotent producer, remembered to answer duplicates with their offsets.

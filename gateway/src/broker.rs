@@ -99,7 +99,8 @@ impl Broker {
             .coordinator
             .leader(topic.topic_id, index)
             .ok_or(ResponseError::LeaderNotAvailable.code())?;
-        if leader.broker_id != self.broker_id {
+        // A partition being handed over is not loaded again: it is leaving.
+        if leader.broker_id != self.broker_id || leader.moving_to.is_some() {
             return Err(ResponseError::NotLeaderOrFollower.code());
         }
         let log = self
@@ -173,6 +174,28 @@ impl Broker {
             }
             keep
         });
+    }
+
+    /// The partition if it is loaded (used, since this broker leads it).
+    pub fn loaded_partition(&self, topic_id: Uuid, index: i32) -> Option<Arc<Partition>> {
+        self.partitions
+            .read()
+            .unwrap()
+            .get(&(topic_id, index))
+            .cloned()
+    }
+
+    /// Closes `partition` and drops it, so that its next use loads the partition afresh.
+    pub fn forget_partition(&self, partition: &Arc<Partition>) {
+        partition.close();
+        let key = (partition.topic_id, partition.index);
+        let mut partitions = self.partitions.write().unwrap();
+        if partitions
+            .get(&key)
+            .is_some_and(|p| Arc::ptr_eq(p, partition))
+        {
+            partitions.remove(&key);
+        }
     }
 
     /// Forgets a deleted topic: its partitions stop accepting writes and wake their waiters.

@@ -1,6 +1,7 @@
 //! The controller: the active coordinator's work. It gives every partition without a live
 //! leader one (after a broker left or its session expired, or a topic was created while no
-//! broker was live) and deletes the flush records no log needs any more. It acts on every
+//! broker was live), spreads leadership evenly over the live brokers through handovers (a
+//! new broker takes its share), and deletes the flush records no log needs any more. It acts on every
 //! change of the metadata, and on a timer too, so nothing waits on a missed change.
 //! `strata coordinator` runs it while it holds the election; `strata standalone` runs it
 //! always.
@@ -34,6 +35,8 @@ pub async fn run(
             coordinator.assign_leaders(),
         )
         .await;
+        let balance = coordinator.balance_leaders();
+        isolated("controller", &metrics, "balance", balance).await;
         if last_sweep.elapsed() >= FLUSH_RECORD_SWEEP {
             last_sweep = Instant::now();
             let sweep = coordinator.delete_dead_flush_records();

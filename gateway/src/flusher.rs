@@ -159,7 +159,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
         while queue.unsealed_bytes() == 0 {
             if *shutdown.borrow() {
                 for flush in in_flight {
-                    flush.await.expect("a flush task panicked");
+                    join(flush).await;
                 }
                 return;
             }
@@ -191,7 +191,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
         }
         if in_flight.len() >= MAX_FLUSHES_IN_FLIGHT {
             let oldest = in_flight.pop_front().expect("flushes are in flight");
-            oldest.await.expect("a flush task panicked");
+            join(oldest).await;
         }
         last_start = Some(Instant::now());
         let Some(sealed) = seal(&broker) else {
@@ -215,9 +215,19 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
 async fn reap_finished(in_flight: &mut VecDeque<JoinHandle<()>>) {
     for flush in std::mem::take(in_flight) {
         if flush.is_finished() {
-            flush.await.expect("a flush task panicked");
+            join(flush).await;
         } else {
             in_flight.push_back(flush);
+        }
+    }
+}
+
+/// Waits for a flush task. One that panicked takes the flusher down with it (see
+/// [`reap_finished`]); one cancelled means the runtime is shutting down.
+async fn join(flush: JoinHandle<()>) {
+    if let Err(e) = flush.await {
+        if e.is_panic() {
+            std::panic::resume_unwind(e.into_panic());
         }
     }
 }
@@ -327,7 +337,9 @@ async fn write_and_commit(
         if committed.contains(&(partition.topic_id, partition.index)) {
             partition.committed(chunk, tail_limit);
         } else {
-            partition.close();
+            // Its next use loads it afresh from the committed log, if this broker still
+            // leads it.
+            broker.forget_partition(&partition);
         }
     }
     broker.buffer.add_permits(buffered);

@@ -4,6 +4,7 @@
 //!
 //! It owns only the key spaces Strata writes data under (`flush/` and `topics/`): anything
 //! else in the store (the cluster marker, or objects that are not Strata's) is never touched.
+//! In a cluster each gateway collects only what no live process may be writing (see `owns`).
 //! An object being written or committed is never deleted (see `in_flight_objects.rs`); any
 //! other unreferenced one once it has been seen unreferenced for `object_delete_grace` and
 //! is at least that old, so readers that looked it up just before it was replaced finish.
@@ -16,6 +17,7 @@ use segment_store::flush_object::FLUSH_PREFIX;
 use segment_store::segment::SEGMENT_PREFIX;
 use segment_store::store::{ObjectMeta, StoreError};
 use tokio::sync::watch;
+use uuid::Uuid;
 
 use crate::broker::Broker;
 
@@ -55,7 +57,10 @@ async fn collect(
     let now = SystemTime::now();
     let mut still_unreferenced = HashMap::new();
     for object in objects {
-        if referenced.contains(&object.key) || in_flight.contains(&object.key) {
+        if referenced.contains(&object.key)
+            || in_flight.contains(&object.key)
+            || !owns(broker, &object.key)
+        {
             continue;
         }
         let since = unreferenced_since
@@ -81,6 +86,40 @@ async fn collect(
     }
     *unreferenced_since = still_unreferenced;
     Ok(())
+}
+
+/// Whether this broker may collect `key`: only objects no live process of the cluster may be
+/// writing, as this broker's in-flight set covers only its own. Flush objects of this broker
+/// or of one that is not registered (its commits are fenced); segment objects of partitions
+/// this broker leads (only a partition's leader compacts it) or of deleted topics.
+fn owns(broker: &Broker, key: &str) -> bool {
+    if let Some(rest) = key.strip_prefix(FLUSH_PREFIX) {
+        let Some(writer) = rest.split('/').next().and_then(|id| id.parse::<i32>().ok()) else {
+            return true;
+        };
+        return writer == broker.broker_id
+            || !broker
+                .coordinator
+                .brokers()
+                .iter()
+                .any(|b| b.broker_id == writer);
+    }
+    if let Some(rest) = key.strip_prefix(SEGMENT_PREFIX) {
+        let mut parts = rest.split('/');
+        let topic_id = parts.next().and_then(|t| t.parse::<Uuid>().ok());
+        let partition = parts.next().and_then(|p| p.parse::<i32>().ok());
+        let (Some(topic_id), Some(partition)) = (topic_id, partition) else {
+            return true;
+        };
+        if broker.coordinator.topic_by_id(topic_id).is_none() {
+            return true;
+        }
+        return broker
+            .coordinator
+            .leader(topic_id, partition)
+            .is_some_and(|leader| leader.broker_id == broker.broker_id);
+    }
+    true
 }
 
 /// At start-up, before this broker flushes anything: its earlier incarnation's flush objects

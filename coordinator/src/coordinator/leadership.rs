@@ -135,6 +135,99 @@ impl Coordinator {
         }
     }
 
+    /// Spreads leadership evenly by partition count over the live brokers: while one leads
+    /// two or more partitions more than another, marks a partition of the busiest to move to
+    /// the idlest (at most [`MOVES_PER_TXN`] handovers under way at once), and drops the
+    /// handovers whose target is no longer live. The leader then hands each over (see
+    /// [`Coordinator::release_leadership`]). Returns how many handovers it started.
+    pub async fn balance_leaders(&self) -> Result<usize, CoordinatorError> {
+        let guard = self.lock_writes().await;
+        let (started, changes) = {
+            let state = self.read();
+            match balance_moves(&state) {
+                Some(moves) => moves,
+                None => return Ok(0),
+            }
+        };
+        match self.commit(guard, changes).await {
+            Ok(()) => Ok(started),
+            // Leadership changed meanwhile: the next pass sees it.
+            Err(CoordinatorError::Store(MetaStoreError::GuardFailed)) => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The partitions this broker leads that are marked to move to another broker.
+    pub fn handovers(&self) -> Vec<(Uuid, i32, PartitionLeader)> {
+        let Some(broker_id) = self.broker_id() else {
+            return Vec::new();
+        };
+        self.read()
+            .leaders()
+            .filter_map(|(topic_id, partition, leader)| {
+                let leader = leader?;
+                (leader.broker_id == broker_id && leader.moving_to.is_some())
+                    .then_some((topic_id, partition, leader))
+            })
+            .collect()
+    }
+
+    /// The leader's last step of a handover, once it committed everything it buffered: the
+    /// partition passes to the target at the next leader epoch. FencedLeaderEpoch if this
+    /// broker no longer leads it at `leader_epoch` (or its registration is gone), and
+    /// UnknownTopicOrPartition if the handover was called off.
+    pub async fn release_leadership(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        leader_epoch: i32,
+    ) -> Result<(), CoordinatorError> {
+        let (t, p) = (topic_id, partition);
+        let registered = self.registration_guard()?;
+        let broker_id = self.broker_id();
+        let guard = self.lock_writes().await;
+        let (target_id, changes) = {
+            let state = self.read();
+            let leader = state.partition(t, p).and_then(|log| log.leader);
+            let Some(old) =
+                leader.filter(|l| Some(l.broker_id) == broker_id && l.leader_epoch == leader_epoch)
+            else {
+                return Err(CoordinatorError::FencedLeaderEpoch(format!(
+                    "this broker does not lead {t}-{p} at epoch {leader_epoch}"
+                )));
+            };
+            let Some(target) = old.moving_to.and_then(|id| state.brokers.get(&id)) else {
+                return Err(CoordinatorError::UnknownTopicOrPartition(format!(
+                    "{t}-{p} is not being handed over to a live broker"
+                )));
+            };
+            let new_leader = PartitionLeader {
+                broker_id: target.info.broker_id,
+                leader_epoch: leader_epoch + 1,
+                moving_to: None,
+            };
+            let changes = Changes {
+                guards: vec![
+                    registered,
+                    unchanged(&Record::Leader(t, p, old)),
+                    unchanged(&Record::Broker(target.clone())),
+                ],
+                ..Changes::put(Record::Leader(t, p, new_leader))
+            };
+            (new_leader.broker_id, changes)
+        };
+        self.commit(guard, changes).await.map_err(|e| match e {
+            CoordinatorError::Store(MetaStoreError::GuardFailed) => {
+                CoordinatorError::FencedLeaderEpoch(format!(
+                    "the leadership of {t}-{p} changed during its handover"
+                ))
+            }
+            other => other,
+        })?;
+        tracing::info!(topic_id = %t, partition = p, to = target_id, "handed leadership over");
+        Ok(())
+    }
+
     /// Stands for election as the active coordinator under `name`: true when this process
     /// holds it now, for as long as its session lasts.
     pub async fn campaign(&self, name: &str) -> Result<bool, CoordinatorError> {
@@ -211,6 +304,7 @@ fn leader_moves(state: &State) -> Option<Changes> {
         let new_leader = PartitionLeader {
             broker_id,
             leader_epoch: leader.map_or(0, |leader| leader.leader_epoch + 1),
+            moving_to: None,
         };
         let old = leader.map(|leader| Record::Leader(topic_id, partition, leader));
         changes.guards.push(match &old {
@@ -241,6 +335,82 @@ fn leader_moves(state: &State) -> Option<Changes> {
     );
     tracing::info!(moves = changes.puts.len(), "assigning partition leaders");
     Some(changes)
+}
+
+/// The next balancing step (see [`Coordinator::balance_leaders`]) with its guards, and how
+/// many handovers it starts; None when there is nothing to do.
+fn balance_moves(state: &State) -> Option<(usize, Changes)> {
+    let live = &state.brokers;
+    let mut changes = Changes::default();
+    let mut load: BTreeMap<i32, usize> = live.keys().map(|id| (*id, 0)).collect();
+    let mut in_flight = 0;
+    let mut movable: BTreeMap<i32, Vec<(Uuid, i32, PartitionLeader)>> = BTreeMap::new();
+    for (topic_id, partition, leader) in state.leaders() {
+        let Some(leader) = leader.filter(|l| live.contains_key(&l.broker_id)) else {
+            continue;
+        };
+        match leader.moving_to {
+            Some(target) if live.contains_key(&target) => {
+                in_flight += 1;
+                *load.get_mut(&target).expect("live") += 1;
+            }
+            Some(_) => {
+                // Its target left: the leader keeps it.
+                let old = Record::Leader(topic_id, partition, leader);
+                changes.guards.push(unchanged(&old));
+                let kept = PartitionLeader {
+                    moving_to: None,
+                    ..leader
+                };
+                changes.puts.push(Record::Leader(topic_id, partition, kept));
+                *load.get_mut(&leader.broker_id).expect("live") += 1;
+            }
+            None => {
+                *load.get_mut(&leader.broker_id).expect("live") += 1;
+                movable
+                    .entry(leader.broker_id)
+                    .or_default()
+                    .push((topic_id, partition, leader));
+            }
+        }
+    }
+    let mut targets = BTreeSet::new();
+    let mut started = 0;
+    while in_flight + started < MOVES_PER_TXN && changes.puts.len() < MOVES_PER_TXN {
+        let (&busiest, &most) = load.iter().max_by_key(|(id, count)| (**count, -**id))?;
+        let (&idlest, &least) = load.iter().min_by_key(|(id, count)| (**count, **id))?;
+        if most <= least + 1 {
+            break;
+        }
+        let Some((topic_id, partition, leader)) = movable.get_mut(&busiest).and_then(Vec::pop)
+        else {
+            break;
+        };
+        changes
+            .guards
+            .push(unchanged(&Record::Leader(topic_id, partition, leader)));
+        let moving = PartitionLeader {
+            moving_to: Some(idlest),
+            ..leader
+        };
+        changes
+            .puts
+            .push(Record::Leader(topic_id, partition, moving));
+        targets.insert(idlest);
+        *load.get_mut(&busiest).expect("live") -= 1;
+        *load.get_mut(&idlest).expect("live") += 1;
+        started += 1;
+    }
+    if changes.puts.is_empty() {
+        return None;
+    }
+    changes.guards.extend(
+        targets
+            .into_iter()
+            .map(|broker_id| unchanged(&Record::Broker(state.brokers[&broker_id].clone()))),
+    );
+    tracing::info!(handovers = started, "balancing partition leaders");
+    Some((started, changes))
 }
 
 /// Java's `String.hashCode`, over UTF-16 code units.
@@ -288,6 +458,7 @@ mod tests {
         Some(PartitionLeader {
             broker_id,
             leader_epoch,
+            moving_to: None,
         })
     }
 
@@ -491,5 +662,68 @@ mod tests {
         ids.sort();
         assert_eq!(ids, [0, 1]);
         assert_eq!(one.allocate_broker_id().await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_new_broker_takes_its_share_through_handovers() {
+        let store = TestStore::new();
+        let one = open(&store).await;
+        one.register_broker(broker(1)).await.unwrap();
+        let topic = one
+            .create_topic("a", 4, BTreeMap::new(), false)
+            .await
+            .unwrap();
+        let t = topic.topic_id;
+        one.commit_flush(vec![commit(t, 3, 0, chunk(0, 9))])
+            .await
+            .unwrap();
+        let two = open(&store).await;
+        two.register_broker(broker(2)).await.unwrap();
+        caught_up(&one, &store).await;
+
+        // Two of broker 1's four partitions are marked to move; the rest stays.
+        assert_eq!(one.balance_leaders().await.unwrap(), 2);
+        assert_eq!(one.balance_leaders().await.unwrap(), 0);
+        let moving: Vec<_> = one
+            .handovers()
+            .iter()
+            .map(|(_, p, l)| (*p, l.moving_to))
+            .collect();
+        assert_eq!(moving, [(2, Some(2)), (3, Some(2))]);
+        assert!(two.handovers().is_empty());
+
+        // The old leader commits what it buffered at its epoch, then passes it on.
+        one.commit_flush(vec![commit(t, 3, 0, chunk(10, 19))])
+            .await
+            .unwrap();
+        one.release_leadership(t, 3, 0).await.unwrap();
+        assert_eq!(one.leader(t, 3), leader(2, 1));
+        let late = one.commit_flush(vec![commit(t, 3, 0, chunk(20, 29))]).await;
+        assert!(
+            matches!(late, Err(CoordinatorError::FencedLeaderEpoch(_))),
+            "{late:?}"
+        );
+        caught_up(&two, &store).await;
+        two.commit_flush(vec![commit(t, 3, 1, chunk(20, 29))])
+            .await
+            .unwrap();
+        assert_eq!(two.partition_log(t, 3).unwrap().high_watermark, 30);
+
+        // A handover whose target left is called off: the leader keeps the partition.
+        expire_session(&store, 2).await;
+        caught_up(&one, &store).await;
+        let called_off = one.release_leadership(t, 2, 0).await;
+        assert!(
+            matches!(
+                called_off,
+                Err(CoordinatorError::UnknownTopicOrPartition(_))
+            ),
+            "{called_off:?}"
+        );
+        one.assign_leaders().await.unwrap();
+        one.balance_leaders().await.unwrap();
+        assert_eq!(one.leader(t, 2), leader(1, 0));
+        assert_eq!(one.leader(t, 3), leader(1, 2));
+        assert!(one.handovers().is_empty());
     }
 }

@@ -38,6 +38,11 @@ impl Coordinator {
         let guard = self.lock_writes().await;
         let changes = {
             let state = self.read();
+            // A retry of a commit whose answer was lost (a timeout, a dropped connection)
+            // that the store did apply.
+            if state.flushes.contains_key(&object_key) {
+                return Ok(());
+            }
             // Each partition's log end as this flush extends it.
             let mut log_ends: HashMap<(Uuid, i32), i64> = HashMap::new();
             for commit in &commits {

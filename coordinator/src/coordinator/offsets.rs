@@ -9,26 +9,31 @@ use super::records::{Changes, Key, Record};
 use super::state::State;
 use super::Coordinator;
 use crate::error::CoordinatorError;
+use crate::metadata_store::MetaStoreError;
 use crate::{CommittedOffset, PartitionLag};
 
 /// Kafka's default `offset.metadata.max.bytes`.
 const MAX_METADATA_BYTES: usize = 4096;
+/// Offsets committed per transaction: etcd allows 128 operations in one.
+const OFFSETS_PER_TXN: usize = 100;
 
 impl Coordinator {
-    /// Commits the offsets of one OffsetCommit request in one transaction. Each offset gets its
-    /// own outcome, in request order: UnknownTopicOrPartition for a partition that does not
-    /// exist and OffsetMetadataTooLarge for long metadata (neither is committed). Err when the
-    /// store failed: then nothing is committed. A partition listed twice keeps the last one.
+    /// Commits the offsets of one OffsetCommit request. Each offset gets its own outcome, in
+    /// request order: UnknownTopicOrPartition for a partition that does not exist and
+    /// OffsetMetadataTooLarge for long metadata (neither is committed). A partition listed
+    /// twice keeps the last one. The offsets go in transactions of [`OFFSETS_PER_TXN`] (etcd
+    /// takes 128 operations in one): Err when the first failed, so nothing is committed;
+    /// a later one that fails gives its partitions the store's error.
     pub async fn commit_offsets(
         &self,
         group: &str,
         offsets: Vec<(String, i32, CommittedOffset)>,
     ) -> Result<Vec<Result<(), CoordinatorError>>, CoordinatorError> {
-        let guard = self.lock_writes().await;
-        let (outcomes, changes) = {
+        let mut guard = Some(self.lock_writes().await);
+        let (mut outcomes, accepted) = {
             let state = self.read();
             let mut accepted = BTreeMap::new();
-            let outcomes = offsets
+            let outcomes: Vec<_> = offsets
                 .into_iter()
                 .map(|(topic, partition, offset)| {
                     if !partition_exists(&state, &topic, partition) {
@@ -41,21 +46,54 @@ impl Coordinator {
                             "The metadata of {topic}-{partition} is longer than {MAX_METADATA_BYTES} bytes."
                         )));
                     }
-                    accepted.insert((topic, partition), offset);
-                    Ok(())
+                    Ok((topic, partition, offset))
                 })
                 .collect();
-            let puts = accepted
+            let outcomes = outcomes
                 .into_iter()
-                .map(|((topic, p), offset)| Record::Offset(group.to_string(), topic, p, offset))
+                .enumerate()
+                .map(|(index, outcome)| {
+                    outcome.map(|(topic, partition, offset)| {
+                        // The last of a partition listed twice wins; every listing shares its outcome.
+                        let entry = accepted
+                            .entry((topic, partition))
+                            .or_insert((offset.clone(), Vec::new()));
+                        entry.0 = offset;
+                        entry.1.push(index);
+                    })
+                })
+                .collect::<Vec<_>>();
+            (outcomes, accepted)
+        };
+        let accepted: Vec<_> = accepted.into_iter().collect();
+        for (batch, chunk) in accepted.chunks(OFFSETS_PER_TXN).enumerate() {
+            let guard = match guard.take() {
+                Some(guard) => guard,
+                None => self.lock_writes().await,
+            };
+            let puts = chunk
+                .iter()
+                .map(|((topic, p), (offset, _))| {
+                    Record::Offset(group.to_string(), topic.clone(), *p, offset.clone())
+                })
                 .collect();
             let changes = Changes {
                 puts,
                 ..Changes::default()
             };
-            (outcomes, changes)
-        };
-        self.commit(guard, changes).await?;
+            match self.commit(guard, changes).await {
+                Ok(()) => {}
+                Err(e) if batch == 0 => return Err(e),
+                Err(e) => {
+                    let indexes = chunk.iter().flat_map(|(_, (_, indexes))| indexes);
+                    for &index in indexes {
+                        outcomes[index] = Err(CoordinatorError::Store(
+                            MetaStoreError::Unavailable(e.to_string()),
+                        ));
+                    }
+                }
+            }
+        }
         Ok(outcomes)
     }
 
@@ -237,6 +275,24 @@ mod tests {
                 .unwrap();
         }
         coordinator
+    }
+
+    #[tokio::test]
+    async fn a_large_commit_goes_in_transactions_etcd_accepts() {
+        let store = TestStore::new();
+        let coordinator = open(&store).await;
+        coordinator
+            .create_topic("wide", 250, BTreeMap::new(), false)
+            .await
+            .unwrap();
+        let commits = store.commits();
+        let offsets = (0..250)
+            .map(|p| at("wide", p, offset(p as i64, 10)))
+            .collect();
+        let outcomes = coordinator.commit_offsets("g", offsets).await.unwrap();
+        assert!(outcomes.iter().all(Result::is_ok));
+        assert_eq!(store.commits(), commits + 3);
+        assert_eq!(coordinator.committed_offsets("g").len(), 250);
     }
 
     #[tokio::test]

@@ -431,6 +431,7 @@ mod tests {
             PartitionLeader {
                 broker_id: 2,
                 leader_epoch: 3,
+                moving_to: Some(4),
             },
         );
         let key = record.key().to_string();

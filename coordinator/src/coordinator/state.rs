@@ -245,8 +245,12 @@ impl State {
     }
 
     fn put_flush(&mut self, flush: FlushRecord) -> Result<(), String> {
+        // A flush record is written once; the same put again (a retried commit) adds nothing.
+        if self.flushes.contains_key(&flush.object_key) {
+            return Ok(());
+        }
         let chunks = flush.chunks()?;
-        self.flushes.entry(flush.object_key).or_insert(0);
+        self.flushes.insert(flush.object_key, 0);
         for chunk in chunks {
             self.add_chunk(chunk);
         }

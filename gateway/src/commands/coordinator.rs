@@ -64,8 +64,11 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
     let elected = async {
         let mut changes = coordinator.changes();
         loop {
-            if coordinator.campaign(&name).await? {
-                return Ok::<_, anyhow::Error>(());
+            match coordinator.campaign(&name).await {
+                Ok(true) => return Ok::<_, anyhow::Error>(()),
+                Ok(false) => {}
+                // etcd electing a leader, say: stand again.
+                Err(e) => tracing::warn!(error = %e, "cannot stand for election; retrying"),
             }
             let _ = tokio::time::timeout(config.session_timeout, changes.changed()).await;
         }

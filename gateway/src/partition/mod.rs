@@ -94,6 +94,8 @@ struct PartitionState {
     tail: VecDeque<RecordBatch>,
     tail_bytes: usize,
     producers: ProducerStateTable,
+    /// Set when leadership is being handed over: no more appends.
+    handing_over: bool,
 }
 
 impl PartitionState {
@@ -143,6 +145,7 @@ impl Partition {
                 tail: VecDeque::new(),
                 tail_bytes: 0,
                 producers: ProducerStateTable::new(log.producers),
+                handing_over: false,
             }),
             commits,
         }
@@ -171,7 +174,7 @@ impl Partition {
         now_ms: i64,
     ) -> Result<(AppendOutcome, bool), AppendError> {
         let mut state = self.state.lock().unwrap();
-        if self.commits.borrow().closed {
+        if state.handing_over || self.commits.borrow().closed {
             return Err(AppendError::NotLeader);
         }
         let idempotent = batch.producer_id() >= 0;
@@ -291,6 +294,14 @@ impl Partition {
         self.commits.send_modify(|commit| {
             commit.log_start_offset = commit.log_start_offset.max(log_start_offset)
         });
+    }
+
+    /// The first step of a handover: appends are refused from now on. Returns the log end
+    /// offset, which the high watermark reaches once everything buffered is committed.
+    pub fn stop_appends(&self) -> i64 {
+        let mut state = self.state.lock().unwrap();
+        state.handing_over = true;
+        state.log_end_offset
     }
 
     /// No more commits will happen here (topic deleted, leadership lost); wakes every waiter.
