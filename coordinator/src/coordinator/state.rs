@@ -167,6 +167,17 @@ impl State {
         self.topics.get(&topic_id)?.partitions.get(index)
     }
 
+    /// A partition with the flush records' chunk counts, which its chunk changes update.
+    fn log_mut(
+        &mut self,
+        topic_id: Uuid,
+        partition: i32,
+    ) -> Option<(&mut PartitionState, &mut HashMap<String, usize>)> {
+        let index = usize::try_from(partition).ok()?;
+        let log = self.topics.get_mut(&topic_id)?.partitions.get_mut(index)?;
+        Some((log, &mut self.flushes))
+    }
+
     fn partition_mut(&mut self, topic_id: Uuid, partition: i32) -> Option<&mut PartitionState> {
         let index = usize::try_from(partition).ok()?;
         self.topics.get_mut(&topic_id)?.partitions.get_mut(index)
@@ -200,25 +211,13 @@ impl State {
                 self.partition_mut(t, p).ok_or_else(missing)?.leader = Some(leader)
             }
             Record::LogStart(t, p, offset) => {
-                let flushes = &mut self.flushes;
-                let index = usize::try_from(p).map_err(|_| missing())?;
-                let partition = self
-                    .topics
-                    .get_mut(&t)
-                    .and_then(|topic| topic.partitions.get_mut(index))
-                    .ok_or_else(missing)?;
+                let (partition, flushes) = self.log_mut(t, p).ok_or_else(missing)?;
                 partition.log_start_offset = offset;
                 partition.segments.retain(|_, s| s.last_offset >= offset);
                 partition.drop_chunks(flushes, |c| c.last_offset < offset);
             }
             Record::Segment(t, p, segment) => {
-                let flushes = &mut self.flushes;
-                let index = usize::try_from(p).map_err(|_| missing())?;
-                let partition = self
-                    .topics
-                    .get_mut(&t)
-                    .and_then(|topic| topic.partitions.get_mut(index))
-                    .ok_or_else(missing)?;
+                let (partition, flushes) = self.log_mut(t, p).ok_or_else(missing)?;
                 // Compaction replaces the oldest chunks: all up to the segment's end.
                 let last = segment.last_offset;
                 partition.drop_chunks(flushes, |c| c.last_offset <= last);
@@ -267,11 +266,7 @@ impl State {
             chunk,
             producers,
         } = flushed;
-        let flushes = &mut self.flushes;
-        let Some(log) = usize::try_from(partition)
-            .ok()
-            .and_then(|index| self.topics.get_mut(&topic_id)?.partitions.get_mut(index))
-        else {
+        let Some((log, flushes)) = self.log_mut(topic_id, partition) else {
             return;
         };
         if chunk.base_offset >= log.producers_as_of {

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use coordinator::{Coordinator, EtcdStore};
+use coordinator::EtcdStore;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::commands::open_cluster;
 use crate::config::{self, CoordinatorArgs};
 use crate::controller;
 use crate::flusher::UnflushedAge;
@@ -25,23 +26,7 @@ const HISTORY_KEPT: Duration = Duration::from_secs(60);
 
 pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
     let (config, defaults) = config::load(args.config.as_deref())?;
-    let etcd = Arc::new(
-        EtcdStore::connect(
-            &args.etcd.endpoints,
-            &args.etcd.etcd_prefix,
-            config.session_timeout,
-        )
-        .await
-        .with_context(|| {
-            format!(
-                "cannot connect to etcd at {}",
-                args.etcd.endpoints.join(",")
-            )
-        })?,
-    );
-    let coordinator = Coordinator::open(etcd.clone(), defaults)
-        .await
-        .context("cannot load the cluster's metadata from etcd")?;
+    let (etcd, coordinator) = open_cluster(&args.etcd, config.session_timeout, defaults).await?;
     let metrics = Arc::new(Metrics::new());
     let readiness = Arc::new(Readiness::new(
         Arc::new(UnflushedAge::default()),

@@ -3,11 +3,9 @@
 //! holds no state of its own: its partitions are assigned by the active coordinator, and
 //! move when it leaves or its etcd session expires.
 
-use std::sync::Arc;
-
 use anyhow::Context;
-use coordinator::{Coordinator, EtcdStore};
 
+use crate::commands::open_cluster;
 use crate::config::{self, GatewayArgs};
 use crate::server::{self, Server};
 
@@ -19,23 +17,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     if storage_url.starts_with("memory://") {
         anyhow::bail!("--storage memory:// cannot be shared by the brokers of a cluster");
     }
-    let etcd = Arc::new(
-        EtcdStore::connect(
-            &args.etcd.endpoints,
-            &args.etcd.etcd_prefix,
-            config.session_timeout,
-        )
-        .await
-        .with_context(|| {
-            format!(
-                "cannot connect to etcd at {}",
-                args.etcd.endpoints.join(",")
-            )
-        })?,
-    );
-    let coordinator = Coordinator::open(etcd.clone(), defaults)
-        .await
-        .context("cannot load the cluster's metadata from etcd")?;
+    let (etcd, coordinator) = open_cluster(&args.etcd, config.session_timeout, defaults).await?;
     let broker_id = match args.broker_id {
         Some(id) => id,
         None => coordinator
