@@ -4,14 +4,16 @@
 //! A put writes a temp file next to its target (".tmp-{uuid}"), fsyncs it, renames it into
 //! place and fsyncs the directory, so a reader or a crash never exposes a partial object
 //! and the object survives power loss once put returns. A create hard-links the temp file
-//! into place instead, which fails if the name is taken. Temp files left by a crash are
-//! removed when the store is opened and never listed.
+//! into place instead, which fails if the name is taken. Temp files are never listed; those
+//! left by a crash are removed when the store is opened, once they are old enough that no
+//! live put can own them (several processes of a cluster may share one directory).
 
 use std::fs::{self, File};
 use std::io::{self, IoSlice, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
@@ -19,6 +21,10 @@ use crate::payload::Payload;
 use crate::store::{clip, ObjectMeta, ObjectStore, StoreError};
 
 const TEMP_PREFIX: &str = ".tmp-";
+
+/// A temp file untouched this long belongs to a put that died: a live put writes, syncs and
+/// renames its temp file in far less time.
+const TORN_TEMP_FILE_AGE: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone)]
 pub struct LocalStore {
@@ -28,6 +34,9 @@ pub struct LocalStore {
 impl LocalStore {
     /// Opens (creating if missing) the store rooted at `root` and removes the temp files of
     /// puts torn by a crash. Blocks on the file system: call it at startup.
+    ///
+    /// Temp files modified within the last ten minutes are kept: another process sharing the
+    /// directory may be writing them.
     pub fn new(root: impl AsRef<Path>) -> Result<Self, StoreError> {
         let root = root.as_ref().to_path_buf();
         let unavailable = |e: io::Error| StoreError::Unavailable {
@@ -36,7 +45,7 @@ impl LocalStore {
             message: e.to_string(),
         };
         fs::create_dir_all(&root).map_err(unavailable)?;
-        let removed = remove_temp_files(&root).map_err(unavailable)?;
+        let removed = remove_torn_temp_files(&root, SystemTime::now()).map_err(unavailable)?;
         if removed > 0 {
             tracing::info!(root = %root.display(), removed, "removed temp files of interrupted puts");
         }
@@ -287,16 +296,33 @@ fn key_of(root: &Path, path: &Path) -> Option<String> {
     Some(components.join("/"))
 }
 
-fn remove_temp_files(root: &Path) -> io::Result<usize> {
+/// Removes the temp files under `root` last modified before `now - TORN_TEMP_FILE_AGE`; one
+/// that vanishes meanwhile was renamed into place or removed by another process.
+fn remove_torn_temp_files(root: &Path, now: SystemTime) -> io::Result<usize> {
     let mut removed = 0;
     walk_files(root, &mut |path| {
         let is_temp = path
             .file_name()
             .and_then(|name| name.to_str())
             .is_some_and(|name| name.starts_with(TEMP_PREFIX));
-        if is_temp {
-            fs::remove_file(path)?;
-            removed += 1;
+        if !is_temp {
+            return Ok(());
+        }
+        let modified = match fs::metadata(path).and_then(|m| m.modified()) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            modified => modified?,
+        };
+        let torn = now
+            .duration_since(modified)
+            .is_ok_and(|age| age >= TORN_TEMP_FILE_AGE);
+        if torn {
+            match fs::remove_file(path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                result => {
+                    result?;
+                    removed += 1;
+                }
+            }
         }
         Ok(())
     })?;
@@ -367,13 +393,41 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir_all(dir.path().join("flush/1")).unwrap();
         fs::write(dir.path().join("flush/1/a.flush"), b"whole").unwrap();
-        fs::write(dir.path().join("flush/1/.tmp-1234"), b"torn").unwrap();
-        fs::write(dir.path().join(".tmp-5678"), b"torn").unwrap();
+        let torn = SystemTime::now() - TORN_TEMP_FILE_AGE - Duration::from_secs(1);
+        for path in ["flush/1/.tmp-1234", ".tmp-5678"] {
+            let file = File::create(dir.path().join(path)).unwrap();
+            file.set_modified(torn).unwrap();
+        }
+        fs::write(dir.path().join("flush/1/.tmp-inflight"), b"being written").unwrap();
 
         let store = LocalStore::new(dir.path()).unwrap();
         assert!(!dir.path().join("flush/1/.tmp-1234").exists());
         assert!(!dir.path().join(".tmp-5678").exists());
+        assert!(
+            dir.path().join("flush/1/.tmp-inflight").exists(),
+            "a recent temp file may be another process's put in progress"
+        );
         assert_eq!(store.get("flush/1/a.flush").await.unwrap(), "whole");
+    }
+
+    #[test]
+    fn temp_files_that_vanish_during_the_sweep_are_not_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("flush/1")).unwrap();
+        for i in 0..200 {
+            fs::write(dir.path().join(format!("flush/1/.tmp-{i}")), b"x").unwrap();
+        }
+        let root = dir.path().to_path_buf();
+        let remover = std::thread::spawn(move || {
+            for i in 0..200 {
+                let _ = fs::remove_file(root.join(format!("flush/1/.tmp-{i}")));
+            }
+        });
+        let later = SystemTime::now() + TORN_TEMP_FILE_AGE * 2;
+        for _ in 0..20 {
+            remove_torn_temp_files(dir.path(), later).unwrap();
+        }
+        remover.join().unwrap();
     }
 
     #[tokio::test]
