@@ -34,6 +34,21 @@ pub enum CoordinatorError {
     /// Another live broker is registered with this id.
     #[error("{0}")]
     BrokerIdInUse(String),
+    #[error("{0}")]
+    LeaderNotAvailable(String),
+    /// A reassignment names no live broker, or more than one (a partition's only replica is
+    /// its leader).
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
+    #[error("{0}")]
+    NoReassignmentInProgress(String),
+    /// The partition is already led by the broker an election would choose.
+    #[error("{0}")]
+    ElectionNotNeeded(String),
+    #[error("{0}")]
+    PreferredLeaderNotAvailable(String),
+    #[error("{0}")]
+    EligibleLeadersNotAvailable(String),
     /// A log commit from a process that has not registered as a broker.
     #[error("this process is not registered as a broker")]
     NotRegistered,
@@ -55,6 +70,12 @@ impl CoordinatorError {
             CoordinatorError::NonContiguousCommit(_) => -1, // UNKNOWN_SERVER_ERROR
             CoordinatorError::OffsetOutOfRange(_) => 1,     // OFFSET_OUT_OF_RANGE
             CoordinatorError::OffsetMetadataTooLarge(_) => 12, // OFFSET_METADATA_TOO_LARGE
+            CoordinatorError::LeaderNotAvailable(_) => 5,   // LEADER_NOT_AVAILABLE
+            CoordinatorError::InvalidReplicaAssignment(_) => 39, // INVALID_REPLICA_ASSIGNMENT
+            CoordinatorError::NoReassignmentInProgress(_) => 85, // NO_REASSIGNMENT_IN_PROGRESS
+            CoordinatorError::ElectionNotNeeded(_) => 84,   // ELECTION_NOT_NEEDED
+            CoordinatorError::PreferredLeaderNotAvailable(_) => 80, // PREFERRED_LEADER_NOT_AVAILABLE
+            CoordinatorError::EligibleLeadersNotAvailable(_) => 83, // ELIGIBLE_LEADERS_NOT_AVAILABLE
             CoordinatorError::BrokerFenced(_) | CoordinatorError::NotRegistered => 6, // NOT_LEADER_OR_FOLLOWER
             // Refused at start-up, never answered to a client.
             CoordinatorError::BrokerIdInUse(_) => -1, // UNKNOWN_SERVER_ERROR

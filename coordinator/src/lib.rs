@@ -6,10 +6,10 @@
 //! in a [`MetadataStore`]: [`EmbeddedStore`] (one file in the data dir) in standalone mode,
 //! [`EtcdStore`] in a cluster, where every process keeps the same state from a watch.
 
-pub mod coordinator;
 pub mod embedded;
 pub mod error;
 pub mod etcd;
+mod metadata;
 pub mod metadata_store;
 pub mod topic_config;
 
@@ -19,10 +19,10 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use crate::coordinator::Coordinator;
 pub use crate::embedded::EmbeddedStore;
 pub use crate::error::CoordinatorError;
 pub use crate::etcd::EtcdStore;
+pub use crate::metadata::{Coordinator, LeaderBalance, Reassignment};
 pub use crate::metadata_store::{MetaStoreError, MetadataStore, Txn};
 pub use crate::topic_config::{BrokerDefaults, CleanupPolicy, TimestampType, TopicConfig};
 
@@ -52,6 +52,11 @@ pub struct PartitionLeader {
     /// more writes, commits what it buffered, then passes the partition on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moving_to: Option<i32>,
+    /// The broker an operator assigned the partition to (Kafka's preferred replica, set by a
+    /// partition reassignment): the controller brings leadership back to it while it is live.
+    /// None leaves the choice to the controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred: Option<i32>,
 }
 
 /// One batch of an idempotent producer, remembered to answer duplicates with their offsets.

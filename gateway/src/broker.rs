@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use coordinator::coordinator::Coordinator;
 use coordinator::error::CoordinatorError;
+use coordinator::Coordinator;
 use coordinator::TopicMeta;
 use group_coordinator::GroupCoordinator;
 use proto_compat::kafka_protocol::error::ResponseError;
@@ -17,10 +17,10 @@ use uuid::Uuid;
 
 use crate::config::BrokerConfig;
 use crate::fetch_memory::FetchMemory;
-use crate::flusher::FlushQueue;
 use crate::in_flight_objects::InFlightObjects;
 use crate::limits::RequestMemory;
 use crate::metrics::Metrics;
+use crate::partition::flush_queue::FlushQueue;
 use crate::partition::log_reader::LogReader;
 use crate::partition::Partition;
 

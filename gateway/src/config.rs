@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use coordinator::topic_config::BrokerDefaults;
+use coordinator::LeaderBalance;
 use group_coordinator::config::GroupConfig;
 use segment_store::simulate_failures::LogNormalLatency;
 use segment_store::StorageOptions;
@@ -216,6 +217,9 @@ pub struct BrokerConfig {
     /// In a cluster: a broker whose etcd session is not renewed for this long is dead, and
     /// its partitions move (Kafka's `broker.session.timeout.ms`).
     pub session_timeout: Duration,
+    /// How the controller balances leadership (`auto.leader.rebalance.enable`,
+    /// `leader.imbalance.per.broker.percentage`).
+    pub leader_balance: LeaderBalance,
     /// The `group.*` and `offsets.*` keys.
     pub group: GroupConfig,
 }
@@ -258,6 +262,7 @@ impl Default for BrokerConfig {
             flush_stall_timeout: Duration::from_secs(60),
             // etcd leases count whole seconds; 3 s keeps failover well under 5 s.
             session_timeout: Duration::from_secs(3),
+            leader_balance: LeaderBalance::default(),
             buffer_max_bytes: 64 * 1024 * 1024,
             fetch_buffer_max_bytes: 64 * 1024 * 1024,
             tail_cache_bytes: 64 * 1024 * 1024,
@@ -427,6 +432,14 @@ fn apply(
         "log.retention.check.interval.ms" => broker.retention_check_interval = millis()?,
         "object.delete.grace.ms" => broker.object_delete_grace = millis()?,
         "broker.session.timeout.ms" => broker.session_timeout = millis()?,
+        "auto.leader.rebalance.enable" => broker.leader_balance.auto_rebalance = boolean()?,
+        "leader.imbalance.per.broker.percentage" => {
+            broker.leader_balance.imbalance_per_broker_percentage = value
+                .parse::<u32>()
+                .ok()
+                .filter(|&percent| percent <= 100)
+                .ok_or_else(|| invalid("expected a percentage from 0 to 100"))?
+        }
         key if GroupConfig::owns(key) => broker.group.set(key, value).map_err(|e| invalid(&e))?,
         _ => defaults
             .set(key, value)
@@ -469,6 +482,28 @@ mod tests {
         assert!(!broker.auto_create_topics_enable);
         assert_eq!(broker.flush_interval, Duration::from_millis(5));
         assert_eq!(defaults.num_partitions, 3);
+    }
+
+    #[test]
+    fn leader_balance_keys_are_kafkas() {
+        let (broker, _) = load_str(
+            "\"auto.leader.rebalance.enable\" = false\n\"leader.imbalance.per.broker.percentage\" = 25\n",
+        )
+        .unwrap();
+        let expected = LeaderBalance {
+            auto_rebalance: false,
+            imbalance_per_broker_percentage: 25,
+        };
+        assert_eq!(broker.leader_balance, expected);
+        assert_eq!(
+            BrokerConfig::default().leader_balance,
+            LeaderBalance::default()
+        );
+        let refused = load_str("\"leader.imbalance.per.broker.percentage\" = 101\n");
+        assert!(
+            matches!(refused, Err(ConfigError::Invalid { .. })),
+            "{refused:?}"
+        );
     }
 
     #[test]

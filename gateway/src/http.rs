@@ -13,8 +13,8 @@ use axum::routing::get;
 use axum::Router;
 use tokio::sync::watch;
 
-use crate::flusher::UnflushedAge;
 use crate::metrics::Metrics;
+use crate::partition::flush_queue::UnflushedAge;
 
 #[derive(Clone)]
 struct HttpState {

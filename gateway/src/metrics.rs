@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use coordinator::coordinator::Coordinator;
+use coordinator::Coordinator;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -21,7 +21,7 @@ use segment_store::read_cache::ReadCache;
 use segment_store::retry::RetryObserver;
 use segment_store::StoreError;
 
-use crate::flusher::UnflushedAge;
+use crate::partition::flush_queue::UnflushedAge;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TopicLabels {

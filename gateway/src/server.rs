@@ -21,6 +21,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::background::{
+    compaction, controller, flusher, garbage_collector, leadership, retention,
+};
 use crate::background::{isolated, Supervisor};
 use crate::broker::Broker;
 use crate::config::{BrokerConfig, ServerArgs};
@@ -28,9 +31,7 @@ use crate::http::Readiness;
 use crate::limits::{self, Connection, ConnectionLimits};
 use crate::metered_store::MeteredStore;
 use crate::metrics::Metrics;
-use crate::{
-    compaction, connection, controller, flusher, garbage_collector, http, leadership, retention,
-};
+use crate::{connection, http};
 
 /// How long open connections get to finish their requests at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -191,7 +192,13 @@ pub async fn run(server: Server) -> anyhow::Result<()> {
             "controller",
             task_metrics.controller.clone(),
             move |broker: Arc<Broker>, stop| {
-                controller::run(broker.coordinator.clone(), metrics.clone(), stop)
+                let leader_balance = broker.config.leader_balance;
+                controller::run(
+                    broker.coordinator.clone(),
+                    leader_balance,
+                    metrics.clone(),
+                    stop,
+                )
             },
         );
     }

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use coordinator::coordinator::Coordinator;
 use coordinator::embedded::EmbeddedStore;
 use coordinator::topic_config::{BrokerDefaults, TimestampType as TopicTimestampType};
+use coordinator::Coordinator;
 use coordinator::{BrokerInfo, TopicMeta};
 use proto_compat::batch::{validate_batches, RecordBatch};
 use proto_compat::kafka_protocol::records::{
@@ -127,7 +127,7 @@ pub fn append(broker: &Broker, partition: &Arc<Partition>, batch: &RecordBatch) 
 /// Appends `batch` and flushes it, so it is committed as a chunk of its own.
 pub async fn append_and_flush(broker: &Broker, partition: &Arc<Partition>, batch: &RecordBatch) {
     append(broker, partition, batch);
-    crate::flusher::flush(broker).await;
+    crate::background::flusher::flush(broker).await;
 }
 
 /// A memory store whose first flush-object PUTs each wait for their own release (or, made

@@ -3,12 +3,13 @@
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
-    AlterConfigsRequest, ApiKey, ApiVersionsResponse, ConsumerGroupDescribeRequest,
-    ConsumerGroupHeartbeatRequest, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
-    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
-    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    AlterConfigsRequest, AlterPartitionReassignmentsRequest, ApiKey, ApiVersionsResponse,
+    ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest, CreatePartitionsRequest,
+    CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
+    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, ElectLeadersRequest,
+    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
+    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, ListPartitionReassignmentsRequest, MetadataRequest, OffsetCommitRequest,
     OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::Message;
@@ -81,6 +82,9 @@ pub const SUPPORTED: &[ApiRange] = &[
     full::<OffsetDeleteRequest>(ApiKey::OffsetDelete),
     full::<ConsumerGroupHeartbeatRequest>(ApiKey::ConsumerGroupHeartbeat),
     full::<ConsumerGroupDescribeRequest>(ApiKey::ConsumerGroupDescribe),
+    full::<ElectLeadersRequest>(ApiKey::ElectLeaders),
+    full::<AlterPartitionReassignmentsRequest>(ApiKey::AlterPartitionReassignments),
+    full::<ListPartitionReassignmentsRequest>(ApiKey::ListPartitionReassignments),
 ];
 
 pub fn supported_range(api_key: ApiKey) -> Option<ApiRange> {
@@ -127,7 +131,7 @@ mod tests {
         }
         // Pinned on purpose: a kafka-protocol upgrade that widens a range should be a
         // deliberate change here, not a silent one.
-        assert_eq!(SUPPORTED.len(), 27);
+        assert_eq!(SUPPORTED.len(), 30);
         let range = |key| supported_range(key).map(|r| (r.min, r.max));
         assert_eq!(range(ApiKey::ApiVersions), Some((0, 4)));
         assert_eq!(range(ApiKey::Produce), Some((3, 13)));
@@ -135,6 +139,9 @@ mod tests {
         assert_eq!(range(ApiKey::ListOffsets), Some((1, 10)));
         assert_eq!(range(ApiKey::Metadata), Some((0, 13)));
         assert_eq!(range(ApiKey::InitProducerId), Some((0, 5)));
+        assert_eq!(range(ApiKey::ElectLeaders), Some((0, 2)));
+        assert_eq!(range(ApiKey::AlterPartitionReassignments), Some((0, 1)));
+        assert_eq!(range(ApiKey::ListPartitionReassignments), Some((0, 0)));
         assert_eq!(range(ApiKey::FindCoordinator), Some((0, 6)));
         assert_eq!(range(ApiKey::JoinGroup), Some((0, 9)));
         assert_eq!(range(ApiKey::OffsetCommit), Some((2, 9)));

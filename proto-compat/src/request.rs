@@ -233,6 +233,15 @@ mod tests {
                 ConsumerGroupDescribeRequest::default()
                     .with_group_ids(vec![GroupId(StrBytes::from_static_str("g"))]),
             ),
+            ApiKey::ElectLeaders => {
+                RequestKind::ElectLeaders(ElectLeadersRequest::default().with_timeout_ms(1000))
+            }
+            ApiKey::AlterPartitionReassignments => RequestKind::AlterPartitionReassignments(
+                AlterPartitionReassignmentsRequest::default().with_timeout_ms(1000),
+            ),
+            ApiKey::ListPartitionReassignments => RequestKind::ListPartitionReassignments(
+                ListPartitionReassignmentsRequest::default().with_timeout_ms(1000),
+            ),
             other => panic!("no sample for {other:?}"),
         }
     }

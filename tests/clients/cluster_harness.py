@@ -310,6 +310,16 @@ class Cluster:
         proc.broker_id = int(found.group(1))
         return i
 
+    def restart_gateway(self, i: int):
+        """Starts a stopped gateway again under its broker id, on its ports; returns once it
+        answers /readyz."""
+        proc = self.gateways[i]
+        assert not proc.alive(), f"gateway{i} is still running"
+        if "--broker-id" not in proc.cmd:
+            proc.cmd += ["--broker-id", str(proc.broker_id)]
+        proc.start()
+        wait_until(lambda: self._ready(proc), f"gateway{i} /readyz after its restart")
+
     def live_gateways(self) -> list:
         """Indexes of the gateways whose process is running (paused ones included)."""
         return [i for i, g in enumerate(self.gateways) if g.alive()]

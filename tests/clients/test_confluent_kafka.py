@@ -1,8 +1,8 @@
 """confluent-kafka (bundled librdkafka 2.16): produce with every codec, idempotence, offsets by
-time, watermarks, admin operations and DeleteRecords."""
+time, watermarks, admin operations, leader elections and DeleteRecords."""
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, ElectionType, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -163,6 +163,22 @@ def test_admin_topics_configs_and_partitions(strata):
 
     result(client.delete_topics([topic]))
     wait_until(lambda: topic not in client.list_topics(timeout=5).topics, f"{topic} gone from metadata")
+
+
+def test_leader_elections_on_a_single_broker_are_not_needed(strata):
+    """Standalone is one broker leading every partition: no election moves anything, and
+    one for an unknown partition says so."""
+    client = AdminClient({"bootstrap.servers": strata.bootstrap})
+    topic = unique_topic("elect")
+    create_topic(strata.bootstrap, topic, partitions=2)
+    # All partitions: only those an election moved are listed.
+    assert client.elect_leaders(ElectionType.PREFERRED, None).result(timeout=TIMEOUT) == {}
+    wanted = [TopicPartition(topic, 0), TopicPartition(topic, 1), TopicPartition(topic, 7)]
+    for election in (ElectionType.PREFERRED, ElectionType.UNCLEAN):
+        errors = client.elect_leaders(election, wanted).result(timeout=TIMEOUT)
+        codes = {tp.partition: error.code() for tp, error in errors.items()}
+        assert codes == {0: KafkaError.ELECTION_NOT_NEEDED, 1: KafkaError.ELECTION_NOT_NEEDED,
+                         7: KafkaError.UNKNOWN_TOPIC_OR_PART}, (election, codes)
 
 
 def test_delete_records_advances_low_watermark(strata):

@@ -12,12 +12,12 @@ use coordinator::EtcdStore;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::background::controller;
 use crate::commands::open_cluster;
 use crate::config::{self, CoordinatorArgs};
-use crate::controller;
-use crate::flusher::UnflushedAge;
 use crate::http::{self, Readiness};
 use crate::metrics::Metrics;
+use crate::partition::flush_queue::UnflushedAge;
 use crate::server::shutdown_signal;
 
 /// How much of etcd's history the active coordinator keeps: watchers that fall further
@@ -70,6 +70,7 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
         tracing::info!(%name, "elected: this coordinator is active");
         let control = controller::run(
             coordinator.clone(),
+            config.leader_balance,
             metrics.controller.clone(),
             stopped.clone(),
         );

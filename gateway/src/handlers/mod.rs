@@ -1,6 +1,7 @@
 //! One module per Kafka API family; `dispatch` routes a decoded request to its handler.
 
 mod alter_configs;
+mod alter_partition_reassignments;
 mod api_versions;
 mod consumer_group_describe;
 mod consumer_group_heartbeat;
@@ -12,6 +13,7 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod elect_leaders;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -20,6 +22,7 @@ mod join_group;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
+mod list_partition_reassignments;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -125,6 +128,15 @@ async fn dispatch(broker: &Arc<Broker>, request: Request) -> Option<Option<Respo
         }
         RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
             alter_configs::handle_incremental(broker, r).await,
+        ),
+        RequestKind::ElectLeaders(r) => {
+            ResponseKind::ElectLeaders(elect_leaders::handle(broker, version, r).await)
+        }
+        RequestKind::AlterPartitionReassignments(r) => ResponseKind::AlterPartitionReassignments(
+            alter_partition_reassignments::handle(broker, r).await,
+        ),
+        RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(
+            list_partition_reassignments::handle(broker, r),
         ),
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(describe_cluster::handle(broker, r))

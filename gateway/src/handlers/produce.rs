@@ -327,7 +327,7 @@ mod tests {
             let (code, _) = produce(&broker, produce_request("orders", 1, &small)).await;
             assert_eq!(code, 0);
         }
-        crate::flusher::flush(&broker).await;
+        crate::background::flusher::flush(&broker).await;
         assert_eq!(broker.flush_queue.buffered_bytes(), 0);
         assert_eq!(
             broker.buffer.available_permits(),

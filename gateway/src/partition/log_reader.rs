@@ -10,7 +10,7 @@
 //! compaction and collected since the checkpoint was read) is retried on a fresh checkpoint.
 
 use bytes::Bytes;
-use coordinator::coordinator::Coordinator;
+use coordinator::Coordinator;
 use coordinator::{ChunkMeta, PartitionLog, SegmentMeta};
 use futures::future::BoxFuture;
 use prometheus_client::metrics::counter::Counter;
@@ -606,8 +606,8 @@ mod tests {
     use segment_store::store::ObjectStore;
 
     use super::ReadError;
+    use crate::background::compaction::compact;
     use crate::broker::Broker;
-    use crate::compaction::compact;
     use crate::config::BrokerConfig;
     use crate::partition::Partition;
     use crate::test_support::{append_and_flush, broker, faulty_memory_store, record_batch, topic};

@@ -3,6 +3,7 @@
 //! producer state, and a watch channel that wakes acks=all producers and long-polling
 //! fetches when a flush commits.
 
+pub mod flush_queue;
 pub mod log_reader;
 pub mod producer_state;
 

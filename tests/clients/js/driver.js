@@ -10,13 +10,15 @@
 //   node driver.js BOOTSTRAP describe-group GROUP
 //   node driver.js BOOTSTRAP delete-group GROUP
 //   node driver.js BOOTSTRAP fetch-offsets TOPIC GROUP
+//   node driver.js BOOTSTRAP reassign TOPIC PARTITION:BROKER
+//   node driver.js BOOTSTRAP list-reassignments TOPIC
 'use strict';
 const { Kafka, logLevel } = require('kafkajs');
 
 const [bootstrap, command, topic, arg] = process.argv.slice(2);
 const kafka = new Kafka({
   clientId: 'strata-tests',
-  brokers: [bootstrap],
+  brokers: bootstrap.split(','),
   logLevel: logLevel.ERROR,
   retry: { retries: 3 },
 });
@@ -94,6 +96,13 @@ const commands = {
   'describe-group': () => withAdmin((a) => a.describeGroups([topic])),
   'delete-group': () => withAdmin((a) => a.deleteGroups([topic])),
   'fetch-offsets': () => withAdmin((a) => a.fetchOffsets({ groupId: arg, topics: [topic] })),
+  reassign: () => {
+    const [partition, broker] = arg.split(':').map(Number);
+    return withAdmin((a) => a.alterPartitionReassignments({
+      topics: [{ topic, partitionAssignment: [{ partition, replicas: [broker] }] }],
+    }));
+  },
+  'list-reassignments': () => withAdmin((a) => a.listPartitionReassignments({})),
   consume: async () => {
     const consumer = kafka.consumer({ groupId: 'strata-tests' });
     await consumer.connect();
@@ -123,6 +132,8 @@ commands[command]().then(
   (result) => console.log(JSON.stringify(result === undefined ? null : result)),
   (err) => {
     console.error(err && err.stack ? err.stack : err);
+    // An aggregate error (one per partition) names each cause with its Kafka error type.
+    for (const cause of (err && err.errors) || []) console.error(`${cause.type}: ${cause.message}`);
     process.exit(1);
   },
 );

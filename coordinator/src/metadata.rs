@@ -11,6 +11,7 @@
 mod leadership;
 mod log;
 mod offsets;
+mod reassignments;
 mod records;
 mod state;
 mod topics;
@@ -25,6 +26,8 @@ use tokio::sync::{watch, Mutex, Notify, OwnedMutexGuard};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+pub use self::leadership::LeaderBalance;
+pub use self::reassignments::Reassignment;
 use self::records::{Changes, Record};
 use self::state::State;
 use crate::error::CoordinatorError;

@@ -18,7 +18,7 @@ use segment_store::segment::{segment_keys, SegmentData, SegmentError, SegmentWri
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::background::isolated;
+use crate::background::{isolated, next_pass};
 use crate::broker::Broker;
 use crate::clock::now_ms;
 use crate::partition::log_reader::{chunk_batches, ReadError};
@@ -48,11 +48,7 @@ pub enum CompactionError {
 pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     // When this broker first saw each partition's oldest un-compacted chunk.
     let mut first_seen: HashMap<(Uuid, i32), (i64, Instant)> = HashMap::new();
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(broker.config.compaction_interval) => {}
-            _ = shutdown.changed() => return,
-        }
+    while next_pass(broker.config.compaction_interval, &mut shutdown).await {
         for partition in broker.led_partitions() {
             let what = format!("{}-{}", partition.topic, partition.index);
             // A partition that fell behind gets several segments in one pass.

@@ -1,7 +1,15 @@
-//! Running background tasks (compaction, retention, garbage collection, offset expiration)
-//! so that nothing stops them silently: one partition's or object's failure, or even a
-//! panic, is that item's error, counted and logged, and a task that dies anyway is started
-//! again.
+//! The broker's background tasks: the flusher, compaction, retention, the garbage
+//! collector, following leadership changes and, on the active coordinator, the controller
+//! (offset expiration is the group coordinator's). They run so that nothing stops them
+//! silently: one partition's or object's failure, or even a panic, is that item's error,
+//! counted and logged, and a task that dies anyway is started again.
+
+pub mod compaction;
+pub mod controller;
+pub mod flusher;
+pub mod garbage_collector;
+pub mod leadership;
+pub mod retention;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -34,6 +42,15 @@ pub async fn isolated<T, E: std::fmt::Display>(
     metrics.errors.inc();
     tracing::warn!(task, item = what, %error, "background work failed; will retry on the next pass");
     None
+}
+
+/// The periodic tasks' loop: `while next_pass(interval, &mut stop).await { ... }` runs a
+/// pass every `interval` (the first one interval after the start) until `stop` changes.
+pub async fn next_pass(interval: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(interval) => true,
+        _ = stop.changed() => false,
+    }
 }
 
 /// Runs background tasks, each `task(context, stop)`, starting one again (after a short

@@ -432,6 +432,7 @@ mod tests {
                 broker_id: 2,
                 leader_epoch: 3,
                 moving_to: Some(4),
+                preferred: Some(4),
             },
         );
         let key = record.key().to_string();

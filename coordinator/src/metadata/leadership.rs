@@ -16,7 +16,27 @@ use crate::{BrokerInfo, PartitionLeader};
 
 /// Leader moves per transaction: each takes two store operations, and etcd allows 128 by
 /// default (the brokers' guards take the rest).
-const MOVES_PER_TXN: usize = 50;
+pub(super) const MOVES_PER_TXN: usize = 50;
+
+/// How the controller balances leadership: Kafka's `auto.leader.rebalance.enable` and
+/// `leader.imbalance.per.broker.percentage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaderBalance {
+    /// When false, leadership moves only when a broker leaves or dies, or by hand.
+    pub auto_rebalance: bool,
+    /// A broker takes back the partitions assigned to it once more than this share of them
+    /// (in percent) are led elsewhere.
+    pub imbalance_per_broker_percentage: u32,
+}
+
+impl Default for LeaderBalance {
+    fn default() -> Self {
+        Self {
+            auto_rebalance: true,
+            imbalance_per_broker_percentage: 10,
+        }
+    }
+}
 
 impl Coordinator {
     /// Registers this process as broker `info.broker_id` for as long as its session lasts;
@@ -109,8 +129,8 @@ impl Coordinator {
         }
     }
 
-    /// Gives every partition without a live leader one: the live broker leading the fewest,
-    /// with the next leader epoch. A move is guarded by the old leader's registration being
+    /// Gives every partition without a live leader one: its preferred leader if that is live,
+    /// else the live broker leading the fewest, with the next leader epoch. A move is guarded by the old leader's registration being
     /// gone, the new one's being live and the leader being unchanged, so brokers and
     /// coordinators may run it at once. Returns how many partitions it moved.
     pub async fn assign_leaders(&self) -> Result<usize, CoordinatorError> {
@@ -135,16 +155,18 @@ impl Coordinator {
         }
     }
 
-    /// Spreads leadership evenly by partition count over the live brokers: while one leads
-    /// two or more partitions more than another, marks a partition of the busiest to move to
-    /// the idlest (at most [`MOVES_PER_TXN`] handovers under way at once), and drops the
-    /// handovers whose target is no longer live. The leader then hands each over (see
+    /// Balances leadership through handovers (at most [`MOVES_PER_TXN`] under way at once),
+    /// as `policy` allows: a live broker takes back the partitions assigned to it once too
+    /// many of them are led elsewhere (Kafka's automatic preferred leader election), and the
+    /// partitions assigned to no live broker spread evenly by count (while one broker leads
+    /// two or more more than another, one of the busiest moves to the idlest). Handovers whose
+    /// target is no longer live are dropped. The leader then hands each over (see
     /// [`Coordinator::release_leadership`]). Returns how many handovers it started.
-    pub async fn balance_leaders(&self) -> Result<usize, CoordinatorError> {
+    pub async fn balance_leaders(&self, policy: LeaderBalance) -> Result<usize, CoordinatorError> {
         let guard = self.lock_writes().await;
         let (started, changes) = {
             let state = self.read();
-            match balance_moves(&state) {
+            match balance_moves(&state, policy) {
                 Some(moves) => moves,
                 None => return Ok(0),
             }
@@ -205,6 +227,7 @@ impl Coordinator {
                 broker_id: target.info.broker_id,
                 leader_epoch: leader_epoch + 1,
                 moving_to: None,
+                preferred: old.preferred,
             };
             let changes = Changes {
                 guards: vec![
@@ -300,11 +323,16 @@ fn leader_moves(state: &State) -> Option<Changes> {
         if leader.is_some_and(|leader| live.contains(&leader.broker_id)) {
             continue;
         }
-        let broker_id = assigner.assign()?;
+        let preferred = leader.and_then(|leader| leader.preferred);
+        let broker_id = match preferred.filter(|id| live.contains(id)) {
+            Some(preferred) => assigner.take(preferred),
+            None => assigner.assign()?,
+        };
         let new_leader = PartitionLeader {
             broker_id,
             leader_epoch: leader.map_or(0, |leader| leader.leader_epoch + 1),
             moving_to: None,
+            preferred,
         };
         let old = leader.map(|leader| Record::Leader(topic_id, partition, leader));
         changes.guards.push(match &old {
@@ -339,16 +367,29 @@ fn leader_moves(state: &State) -> Option<Changes> {
 
 /// The next balancing step (see [`Coordinator::balance_leaders`]) with its guards, and how
 /// many handovers it starts; None when there is nothing to do.
-fn balance_moves(state: &State) -> Option<(usize, Changes)> {
+fn balance_moves(state: &State, policy: LeaderBalance) -> Option<(usize, Changes)> {
     let live = &state.brokers;
     let mut changes = Changes::default();
     let mut load: BTreeMap<i32, usize> = live.keys().map(|id| (*id, 0)).collect();
     let mut in_flight = 0;
+    // Partitions the count balancing may move, by leader: assigned to no live broker.
     let mut movable: BTreeMap<i32, Vec<(Uuid, i32, PartitionLeader)>> = BTreeMap::new();
+    let mut assigned: BTreeMap<i32, Assigned> = BTreeMap::new();
     for (topic_id, partition, leader) in state.leaders() {
         let Some(leader) = leader.filter(|l| live.contains_key(&l.broker_id)) else {
             continue;
         };
+        let preferred = leader.preferred.filter(|id| live.contains_key(id));
+        if let Some(preferred) = preferred {
+            let assigned = assigned.entry(preferred).or_default();
+            assigned.count += 1;
+            if leader.broker_id != preferred && leader.moving_to != Some(preferred) {
+                assigned.led_elsewhere += 1;
+                if leader.moving_to.is_none() {
+                    assigned.to_bring_back.push((topic_id, partition, leader));
+                }
+            }
+        }
         match leader.moving_to {
             Some(target) if live.contains_key(&target) => {
                 in_flight += 1;
@@ -367,40 +408,61 @@ fn balance_moves(state: &State) -> Option<(usize, Changes)> {
             }
             None => {
                 *load.get_mut(&leader.broker_id).expect("live") += 1;
-                movable
-                    .entry(leader.broker_id)
-                    .or_default()
-                    .push((topic_id, partition, leader));
+                if preferred.is_none() {
+                    movable
+                        .entry(leader.broker_id)
+                        .or_default()
+                        .push((topic_id, partition, leader));
+                }
             }
         }
     }
-    let mut targets = BTreeSet::new();
-    let mut started = 0;
-    while in_flight + started < MOVES_PER_TXN && changes.puts.len() < MOVES_PER_TXN {
-        let (&busiest, &most) = load.iter().max_by_key(|(id, count)| (**count, -**id))?;
-        let (&idlest, &least) = load.iter().min_by_key(|(id, count)| (**count, **id))?;
-        if most <= least + 1 {
-            break;
+    let mut handovers = Handovers {
+        changes,
+        targets: BTreeSet::new(),
+        started: 0,
+        room: MOVES_PER_TXN.saturating_sub(in_flight),
+    };
+    if policy.auto_rebalance {
+        for (&broker_id, assigned) in &assigned {
+            let percentage = policy.imbalance_per_broker_percentage as usize;
+            if assigned.led_elsewhere * 100 <= assigned.count * percentage {
+                continue;
+            }
+            for &(topic_id, partition, leader) in &assigned.to_bring_back {
+                if !handovers.start(topic_id, partition, leader, broker_id) {
+                    break;
+                }
+                *load.get_mut(&leader.broker_id).expect("live") -= 1;
+                *load.get_mut(&broker_id).expect("live") += 1;
+            }
         }
-        let Some((topic_id, partition, leader)) = movable.get_mut(&busiest).and_then(Vec::pop)
-        else {
-            break;
-        };
-        changes
-            .guards
-            .push(unchanged(&Record::Leader(topic_id, partition, leader)));
-        let moving = PartitionLeader {
-            moving_to: Some(idlest),
-            ..leader
-        };
-        changes
-            .puts
-            .push(Record::Leader(topic_id, partition, moving));
-        targets.insert(idlest);
-        *load.get_mut(&busiest).expect("live") -= 1;
-        *load.get_mut(&idlest).expect("live") += 1;
-        started += 1;
+        loop {
+            let busiest = load.iter().max_by_key(|(id, count)| (**count, -**id));
+            let idlest = load.iter().min_by_key(|(id, count)| (**count, **id));
+            let (Some((&busiest, &most)), Some((&idlest, &least))) = (busiest, idlest) else {
+                break;
+            };
+            if most <= least + 1 {
+                break;
+            }
+            let Some((topic_id, partition, leader)) = movable.get_mut(&busiest).and_then(Vec::pop)
+            else {
+                break;
+            };
+            if !handovers.start(topic_id, partition, leader, idlest) {
+                break;
+            }
+            *load.get_mut(&busiest).expect("live") -= 1;
+            *load.get_mut(&idlest).expect("live") += 1;
+        }
     }
+    let Handovers {
+        mut changes,
+        targets,
+        started,
+        ..
+    } = handovers;
     if changes.puts.is_empty() {
         return None;
     }
@@ -411,6 +473,54 @@ fn balance_moves(state: &State) -> Option<(usize, Changes)> {
     );
     tracing::info!(handovers = started, "balancing partition leaders");
     Some((started, changes))
+}
+
+/// The partitions assigned to one live broker (its preferred ones).
+#[derive(Default)]
+struct Assigned {
+    count: usize,
+    /// Led by another broker and not moving to this one.
+    led_elsewhere: usize,
+    /// Those of them not moving anywhere yet.
+    to_bring_back: Vec<(Uuid, i32, PartitionLeader)>,
+}
+
+/// The handovers one balancing step starts, within one transaction's room.
+struct Handovers {
+    changes: Changes,
+    targets: BTreeSet<i32>,
+    started: usize,
+    /// How many more may start.
+    room: usize,
+}
+
+impl Handovers {
+    /// Marks the partition to move to `target`; false when there is no room left.
+    fn start(
+        &mut self,
+        topic_id: Uuid,
+        partition: i32,
+        leader: PartitionLeader,
+        target: i32,
+    ) -> bool {
+        if self.room == 0 || self.changes.puts.len() >= MOVES_PER_TXN {
+            return false;
+        }
+        self.changes
+            .guards
+            .push(unchanged(&Record::Leader(topic_id, partition, leader)));
+        let moving = PartitionLeader {
+            moving_to: Some(target),
+            ..leader
+        };
+        self.changes
+            .puts
+            .push(Record::Leader(topic_id, partition, moving));
+        self.targets.insert(target);
+        self.started += 1;
+        self.room -= 1;
+        true
+    }
 }
 
 /// Java's `String.hashCode`, over UTF-16 code units.
@@ -438,9 +548,14 @@ impl LeaderAssigner {
 
     /// None when no broker is live.
     fn assign(&mut self) -> Option<i32> {
-        let (broker_id, count) = self.load.iter_mut().min_by_key(|(_, count)| **count)?;
-        *count += 1;
-        Some(*broker_id)
+        let (&broker_id, _) = self.load.iter().min_by_key(|(_, count)| **count)?;
+        Some(self.take(broker_id))
+    }
+
+    /// Counts one more partition for the live broker `broker_id`; returns it.
+    fn take(&mut self, broker_id: i32) -> i32 {
+        *self.load.get_mut(&broker_id).expect("a live broker") += 1;
+        broker_id
     }
 }
 
@@ -451,6 +566,7 @@ mod tests {
     use super::super::test_support::{
         broker, caught_up, chunk, commit, expire_session, open, TestStore,
     };
+    use super::LeaderBalance;
     use crate::error::CoordinatorError;
     use crate::PartitionLeader;
 
@@ -459,6 +575,7 @@ mod tests {
             broker_id,
             leader_epoch,
             moving_to: None,
+            preferred: None,
         })
     }
 
@@ -682,8 +799,14 @@ mod tests {
         caught_up(&one, &store).await;
 
         // Two of broker 1's four partitions are marked to move; the rest stays.
-        assert_eq!(one.balance_leaders().await.unwrap(), 2);
-        assert_eq!(one.balance_leaders().await.unwrap(), 0);
+        assert_eq!(
+            one.balance_leaders(LeaderBalance::default()).await.unwrap(),
+            2
+        );
+        assert_eq!(
+            one.balance_leaders(LeaderBalance::default()).await.unwrap(),
+            0
+        );
         let moving: Vec<_> = one
             .handovers()
             .iter()
@@ -721,7 +844,7 @@ mod tests {
             "{called_off:?}"
         );
         one.assign_leaders().await.unwrap();
-        one.balance_leaders().await.unwrap();
+        one.balance_leaders(LeaderBalance::default()).await.unwrap();
         assert_eq!(one.leader(t, 2), leader(1, 0));
         assert_eq!(one.leader(t, 3), leader(1, 2));
         assert!(one.handovers().is_empty());

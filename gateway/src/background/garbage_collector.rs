@@ -19,6 +19,7 @@ use segment_store::store::{ObjectMeta, StoreError};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::background::next_pass;
 use crate::broker::Broker;
 
 /// The key spaces the collector owns.
@@ -27,11 +28,8 @@ const COLLECTED_PREFIXES: [&str; 2] = [FLUSH_PREFIX, SEGMENT_PREFIX];
 pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let grace = broker.config.object_delete_grace;
     let mut unreferenced_since: HashMap<String, Instant> = HashMap::new();
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep((grace / 2).max(Duration::from_millis(100))) => {}
-            _ = shutdown.changed() => return,
-        }
+    let interval = (grace / 2).max(Duration::from_millis(100));
+    while next_pass(interval, &mut shutdown).await {
         if let Err(e) = collect(&broker, grace, &mut unreferenced_since).await {
             broker.metrics.garbage_collection.errors.inc();
             tracing::warn!(error = %e, "object garbage collection failed; will retry");
@@ -144,8 +142,8 @@ mod tests {
     use segment_store::store::ObjectStore;
 
     use super::*;
+    use crate::background::flusher;
     use crate::config::BrokerConfig;
-    use crate::flusher;
     use crate::test_support::{append, broker, eventually, record_batch, topic, GatedStore};
 
     /// Two passes with no grace: the first sees an object unreferenced, the second acts.

@@ -7,17 +7,13 @@ use std::sync::Arc;
 use coordinator::PartitionLog;
 use tokio::sync::watch;
 
-use crate::background::isolated;
+use crate::background::{isolated, next_pass};
 use crate::broker::Broker;
 use crate::clock::now_ms;
 use crate::partition::Partition;
 
 pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(broker.config.retention_check_interval) => {}
-            _ = shutdown.changed() => return,
-        }
+    while next_pass(broker.config.retention_check_interval, &mut shutdown).await {
         for partition in broker.led_partitions() {
             let what = format!("{}-{}", partition.topic, partition.index);
             let metrics = &broker.metrics.retention;

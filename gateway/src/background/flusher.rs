@@ -6,17 +6,15 @@
 //! object is sealed and committed; each flush still commits after the one before it, which
 //! keeps each partition's chunks in offset order.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use coordinator::error::CoordinatorError;
 use coordinator::ChunkCommit;
-use prometheus_client::metrics::gauge::Gauge;
 use segment_store::flush_object::{flush_object_key, FlushObjectBuilder};
 use segment_store::Payload;
-use tokio::sync::{oneshot, watch, Notify};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::broker::Broker;
@@ -29,123 +27,6 @@ const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Flushes whose PUT and commit may be under way at once (two measured faster than one at
 /// full load, see bench/RESULTS.md; more were not tried).
 const MAX_FLUSHES_IN_FLIGHT: usize = 2;
-
-/// Partitions with buffered batches, in the order they first had some.
-pub struct FlushQueue {
-    dirty: Mutex<Vec<Arc<Partition>>>,
-    /// Bytes appended and not yet flushed; also the `strata_buffered_bytes` metric.
-    buffered_bytes: Gauge,
-    /// Bytes appended and not yet sealed into a flush object.
-    unsealed_bytes: AtomicI64,
-    pub unflushed: Arc<UnflushedAge>,
-    wake: Notify,
-}
-
-impl FlushQueue {
-    pub fn new(buffered_bytes: Gauge, unflushed: Arc<UnflushedAge>) -> Self {
-        Self {
-            dirty: Mutex::new(Vec::new()),
-            buffered_bytes,
-            unsealed_bytes: AtomicI64::new(0),
-            unflushed,
-            wake: Notify::new(),
-        }
-    }
-
-    /// Called after every append of `bytes` (exactly the append-buffer permits the batch
-    /// took); `newly_dirty` says the partition had nothing buffered.
-    pub fn appended(&self, partition: &Arc<Partition>, bytes: usize, newly_dirty: bool) {
-        // The first append after a seal makes its partition dirty, so the age of what is
-        // unsealed changes only here, off the per-batch path.
-        if newly_dirty {
-            self.dirty.lock().unwrap().push(partition.clone());
-            self.unflushed.appended();
-        }
-        self.buffered_bytes.inc_by(bytes as i64);
-        self.unsealed_bytes
-            .fetch_add(bytes as i64, Ordering::Relaxed);
-        self.wake.notify_one();
-    }
-
-    fn sealed(&self, bytes: usize) -> u64 {
-        self.unsealed_bytes
-            .fetch_sub(bytes as i64, Ordering::Relaxed);
-        self.unflushed.sealed()
-    }
-
-    fn flushed(&self, flush: u64, bytes: usize) {
-        self.buffered_bytes.dec_by(bytes as i64);
-        self.unflushed.flushed(flush);
-    }
-
-    pub fn buffered_bytes(&self) -> usize {
-        self.buffered_bytes.get().max(0) as usize
-    }
-
-    /// A batch is counted after its append, so this may briefly lag what a seal took.
-    fn unsealed_bytes(&self) -> usize {
-        self.unsealed_bytes.load(Ordering::Relaxed).max(0) as usize
-    }
-}
-
-/// When the oldest byte that is not flushed yet was appended. It grows while the store or
-/// the coordinator stalls flushes, which `/readyz` and `strata_oldest_unflushed_seconds`
-/// report.
-#[derive(Debug, Default)]
-pub struct UnflushedAge {
-    state: Mutex<AgeState>,
-}
-
-#[derive(Debug, Default)]
-struct AgeState {
-    /// The first append since the last seal.
-    unsealed_since: Option<tokio::time::Instant>,
-    /// Flushes sealed and not yet committed, by id: the first append each holds.
-    in_flight: BTreeMap<u64, tokio::time::Instant>,
-    next_flush: u64,
-}
-
-impl UnflushedAge {
-    pub(crate) fn appended(&self) {
-        self.lock()
-            .unsealed_since
-            .get_or_insert_with(tokio::time::Instant::now);
-    }
-
-    /// A flush takes what was appended so far; returns its id.
-    pub(crate) fn sealed(&self) -> u64 {
-        let mut state = self.lock();
-        let id = state.next_flush;
-        state.next_flush += 1;
-        let since = state
-            .unsealed_since
-            .take()
-            .unwrap_or_else(tokio::time::Instant::now);
-        state.in_flight.insert(id, since);
-        id
-    }
-
-    pub(crate) fn flushed(&self, flush: u64) {
-        self.lock().in_flight.remove(&flush);
-    }
-
-    /// How long the oldest byte not yet flushed has waited; zero when none waits.
-    pub fn age(&self) -> Duration {
-        let state = self.lock();
-        state
-            .in_flight
-            .values()
-            .chain(&state.unsealed_since)
-            .min()
-            .map_or(Duration::ZERO, |since| since.elapsed())
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, AgeState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
 
 /// Runs until `shutdown` turns true, nothing is left buffered and every flush has committed.
 pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
@@ -164,7 +45,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                 return;
             }
             tokio::select! {
-                _ = queue.wake.notified() => {}
+                _ = queue.appended_since() => {}
                 _ = shutdown.changed() => {}
             }
         }
@@ -185,7 +66,10 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             tokio::select! {
                 _ = tokio::time::sleep_until(interval_left.unwrap_or_else(Instant::now).into()),
                     if interval_left.is_some() => {}
-                _ = queue.wake.notified() => {}
+                _ = queue.appended_since() => {}
+                // Waiting on the task itself: a signal sent from inside it could arrive
+                // before the task counts as finished, and then none would follow.
+                () = oldest_finished(&mut in_flight) => {}
                 _ = shutdown.changed() => {}
             }
         }
@@ -203,8 +87,6 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
         in_flight.push_back(tokio::spawn(async move {
             write_and_commit(&flushing, sealed, after).await;
             let _ = committed.send(());
-            // The loop above may be waiting for the flushes in flight to finish.
-            flushing.flush_queue.wake.notify_one();
         }));
     }
 }
@@ -222,10 +104,25 @@ async fn reap_finished(in_flight: &mut VecDeque<JoinHandle<()>>) {
     }
 }
 
+/// Waits for the oldest flush in flight to finish and drops it; never resolves while none
+/// is in flight. Cancel safe: the flush stays in flight until it has finished.
+async fn oldest_finished(in_flight: &mut VecDeque<JoinHandle<()>>) {
+    let Some(oldest) = in_flight.front_mut() else {
+        return std::future::pending().await;
+    };
+    let result = oldest.await;
+    in_flight.pop_front();
+    check(result);
+}
+
 /// Waits for a flush task. One that panicked takes the flusher down with it (see
 /// [`reap_finished`]); one cancelled means the runtime is shutting down.
 async fn join(flush: JoinHandle<()>) {
-    if let Err(e) = flush.await {
+    check(flush.await);
+}
+
+fn check(result: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = result {
         if e.is_panic() {
             std::panic::resume_unwind(e.into_panic());
         }
@@ -258,7 +155,7 @@ struct SealedFlush {
 /// Takes every partition's buffered batches into one flush object (None if there are none).
 fn seal(broker: &Broker) -> Option<SealedFlush> {
     let started = Instant::now();
-    let partitions = std::mem::take(&mut *broker.flush_queue.dirty.lock().unwrap());
+    let partitions = broker.flush_queue.take_dirty();
     let chunks: Vec<(Arc<Partition>, PendingChunk)> = partitions
         .into_iter()
         .filter_map(|p| p.take_pending().map(|chunk| (p, chunk)))
@@ -681,6 +578,37 @@ mod tests {
         let _ = stop.send(true);
         flusher.await.unwrap();
         assert_eq!(broker.flush_queue.buffered_bytes(), 0);
+    }
+
+    /// A batch that arrives while a flush is in flight waits for it (one flush at a time
+    /// below a full object), then goes out with no further append to wake the flusher: the
+    /// producers waiting on it may send nothing more until it is acknowledged.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_waiting_for_the_flush_in_flight_goes_out_when_that_flush_ends() {
+        for round in 0..20 {
+            let store = Arc::new(GatedStore::new(1));
+            let (broker, _dir) = broker(store.clone(), BrokerConfig::default()).await;
+            let topic = topic(&broker, "orders", 1).await;
+            let partition = broker.partition(&topic, 0).unwrap();
+            let (stop, stopped) = watch::channel(false);
+            let flusher = tokio::spawn(run(broker.clone(), stopped));
+
+            append(&broker, &partition, 1);
+            eventually("the first PUT", || store.puts_started() == 1).await;
+            tokio::time::sleep(broker.config.flush_interval * 2).await;
+            append(&broker, &partition, 1);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert_eq!(
+                store.puts_started(),
+                1,
+                "round {round}: one flush at a time"
+            );
+
+            store.release(0);
+            committed_up_to(&partition, 2).await;
+            let _ = stop.send(true);
+            flusher.await.unwrap();
+        }
     }
 
     #[tokio::test]

@@ -1,15 +1,16 @@
 //! The controller: the active coordinator's work. It gives every partition without a live
 //! leader one (after a broker left or its session expired, or a topic was created while no
-//! broker was live), spreads leadership evenly over the live brokers through handovers (a
-//! new broker takes its share), and deletes the flush records no log needs any more. It acts on every
-//! change of the metadata, and on a timer too, so nothing waits on a missed change.
+//! broker was live), balances leadership through handovers (partitions return to the broker
+//! they were reassigned to, the others spread evenly, so a new broker takes its share), and
+//! deletes the flush records no log needs any more. It acts on every change of the
+//! metadata, and on a timer too, so nothing waits on a missed change.
 //! `strata coordinator` runs it while it holds the election; `strata standalone` runs it
 //! always.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use coordinator::Coordinator;
+use coordinator::{Coordinator, LeaderBalance};
 use tokio::sync::watch;
 
 use crate::background::isolated;
@@ -22,6 +23,7 @@ const FLUSH_RECORD_SWEEP: Duration = Duration::from_secs(10);
 
 pub async fn run(
     coordinator: Arc<Coordinator>,
+    leader_balance: LeaderBalance,
     metrics: BackgroundTaskMetrics,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -35,7 +37,7 @@ pub async fn run(
             coordinator.assign_leaders(),
         )
         .await;
-        let balance = coordinator.balance_leaders();
+        let balance = coordinator.balance_leaders(leader_balance);
         isolated("controller", &metrics, "balance", balance).await;
         if last_sweep.elapsed() >= FLUSH_RECORD_SWEEP {
             last_sweep = Instant::now();

@@ -1,0 +1,65 @@
+//! AlterPartitionReassignments: moves partitions by hand. A partition's only replica is its
+//! leader, so a reassignment names exactly one live broker: it becomes the partition's
+//! preferred leader and leadership is handed over to it (the answer comes once the move has
+//! started, as in Kafka). A partition without replicas cancels its reassignment.
+
+use proto_compat::kafka_protocol::messages::alter_partition_reassignments_response::{
+    ReassignablePartitionResponse, ReassignableTopicResponse,
+};
+use proto_compat::kafka_protocol::messages::{
+    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse,
+};
+
+use coordinator::CoordinatorError;
+
+use super::str_bytes;
+use crate::broker::Broker;
+
+pub async fn handle(
+    broker: &Broker,
+    request: AlterPartitionReassignmentsRequest,
+) -> AlterPartitionReassignmentsResponse {
+    let mut response = AlterPartitionReassignmentsResponse::default();
+    response.allow_replication_factor_change = request.allow_replication_factor_change;
+    for topic in request.topics {
+        let meta = broker.coordinator.topic(topic.name.as_str());
+        let mut topic_response = ReassignableTopicResponse::default();
+        topic_response.name = topic.name.clone();
+        for partition in topic.partitions {
+            let index = partition.partition_index;
+            let reassigned = match &meta {
+                None => Err(CoordinatorError::UnknownTopicOrPartition(format!(
+                    "topic {} does not exist",
+                    topic.name.as_str()
+                ))),
+                Some(meta) => match partition.replicas.as_deref() {
+                    None => {
+                        broker
+                            .coordinator
+                            .reassign_partition(meta.topic_id, index, None)
+                            .await
+                    }
+                    Some([target]) => {
+                        broker
+                            .coordinator
+                            .reassign_partition(meta.topic_id, index, Some(target.0))
+                            .await
+                    }
+                    Some(replicas) => Err(CoordinatorError::InvalidReplicaAssignment(format!(
+                        "a partition has one replica, its leader: name exactly one broker, not {}",
+                        replicas.len()
+                    ))),
+                },
+            };
+            let mut result = ReassignablePartitionResponse::default();
+            result.partition_index = index;
+            if let Err(e) = reassigned {
+                result.error_code = e.error_code();
+                result.error_message = Some(str_bytes(e.to_string()));
+            }
+            topic_response.partitions.push(result);
+        }
+        response.responses.push(topic_response);
+    }
+    response
+}
