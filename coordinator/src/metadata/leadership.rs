@@ -1,7 +1,8 @@
 //! Brokers and partition leadership. A broker registers with a session key; every partition
-//! has one leader broker and a leader epoch that grows whenever leadership changes hands, and
-//! leadership moves only off a broker whose registration is gone (it left, or its session
-//! expired), so a broker's commits can be fenced by its own registration alone.
+//! has one leader broker and a leader epoch that grows whenever leadership changes hands.
+//! Leadership moves off a broker only when its registration is gone (it left, or its session
+//! expired) or when it hands a partition over itself, so a broker's commits can be fenced by
+//! its own registration alone.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,7 +17,7 @@ use crate::{BrokerInfo, PartitionLeader};
 
 /// Leader moves per transaction: each takes two store operations, and etcd allows 128 by
 /// default (the brokers' guards take the rest).
-pub(super) const MOVES_PER_TXN: usize = 50;
+const MOVES_PER_TXN: usize = 50;
 
 /// How the controller balances leadership: Kafka's `auto.leader.rebalance.enable` and
 /// `leader.imbalance.per.broker.percentage`.
@@ -130,9 +131,10 @@ impl Coordinator {
     }
 
     /// Gives every partition without a live leader one: its preferred leader if that is live,
-    /// else the live broker leading the fewest, with the next leader epoch. A move is guarded by the old leader's registration being
-    /// gone, the new one's being live and the leader being unchanged, so brokers and
-    /// coordinators may run it at once. Returns how many partitions it moved.
+    /// else the live broker leading the fewest, with the next leader epoch. A move is guarded
+    /// by the old leader's registration being gone, the new one's being live and the leader
+    /// being unchanged, so brokers and coordinators may run it at once. Returns how many
+    /// partitions it moved.
     pub async fn assign_leaders(&self) -> Result<usize, CoordinatorError> {
         let mut moved = 0;
         loop {
