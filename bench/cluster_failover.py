@@ -5,12 +5,15 @@ gateways on loopback (the cluster tests' harness), kills a gateway N times (star
 one after each kill so that three stay up) and prints each time with the p50 and the max.
 
 Usage: .venv/bin/python bench/cluster_failover.py [--kills N] [--session-timeout-ms MS]
+           [--json OUT.json]
 Uses $STRATA_BIN, else the release build in $CARGO_TARGET_DIR (default
 ~/.cache/strata-target).
 """
 
 import argparse
+import json
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -29,10 +32,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--session-timeout-ms", type=int, default=3000)
+    parser.add_argument("--json", help="also write the times to this file (for bench/run.sh)")
     args = parser.parse_args()
     if not os.environ.get("STRATA_BIN"):
         target = os.environ.get("CARGO_TARGET_DIR") or Path.home() / ".cache" / "strata-target"
         os.environ["STRATA_BIN"] = str(Path(target) / "release" / "strata")
+    # bench/run.sh stops it with SIGTERM: stop the cluster on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
     with tempfile.TemporaryDirectory() as workdir:
         config = {"broker.session.timeout.ms": args.session_timeout_ms}
@@ -64,6 +70,10 @@ def main():
           f"{args.session_timeout_ms} ms): new leaders p50 {statistics.median(moved_after):.2f} s, "
           f"max {max(moved_after):.2f} s; produce accepted p50 "
           f"{statistics.median(accepted_after):.2f} s, max {max(accepted_after):.2f} s")
+    if args.json:
+        times = {"session_timeout_ms": args.session_timeout_ms, "moved": moved_after,
+                 "accepted": accepted_after}
+        Path(args.json).write_text(json.dumps(times))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ target (bench/README.md). Usage: report.py RESULTS_DIR MODE"""
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -112,6 +113,34 @@ for store in ("local", "simulated-s3"):
         rows.append((f"dial: flush.interval.ms {interval}, {label}",
                      f"ack {percentiles(r['latency']['ack'])}; e2e {percentiles(r['latency']['e2e'])}{errors(r)}",
                      f"{puts_per_sec:,.1f} PUTs/s", f"${puts_per_sec * PUT_DOLLARS * MONTH_SECS:,.0f}/month", "", ""))
+
+if os.path.exists(os.path.join(results, "cluster_failover.json")):
+    cluster = report("cluster_produce")
+    led = "/".join(str(n) for n in cluster["partitions_per_gateway"])
+    rows.append((f"cluster produce acks=all, 1 KiB, 12 partitions over 3 gateways ({led})",
+                 mbps(cluster["mb_per_sec"]) + errors(cluster), "standalone produce acks=all",
+                 f"{cluster['mb_per_sec'] / produce_all['mb_per_sec']:.2f}", "", ""))
+    # etcd's default --max-request-bytes.
+    etcd_limit = 1.5 * 2**20
+    for partitions in read("etcd_partitions").split():
+        r = report(f"cluster_etcd_{partitions}")
+        etcd = r["etcd"]
+        per_commit = etcd["gateway_transaction_bytes"] / max(etcd["gateway_transactions"], 1)
+        largest = etcd["largest_bytes_at_most"]
+        ratio = largest / etcd_limit
+        rows.append((f"etcd transactions, cluster, {int(partitions):,} partition{'s' if partitions != '1' else ''} "
+                     f"at {mbps(r['mb_per_sec'])}",
+                     f"{etcd['transactions'] / r['seconds']:,.1f} txn/s ({etcd['flushes'] / r['seconds']:,.1f} "
+                     f"flushes/s); {per_commit:,.0f} B per gateway txn, largest ≤ {largest / 1024:,.1f} KiB"
+                     f"{errors(r)}",
+                     "1.5 MiB per request", f"≤ {ratio:.2g}", "≤ 1.00", met(ratio <= 1)))
+    failover = report("cluster_failover")
+    moved, accepted = failover["moved"], failover["accepted"]
+    rows.append((f"cluster failover after kill -9 of a gateway ({len(moved)} kills)",
+                 f"new leaders p50 {statistics.median(moved):.2f} s, max {max(moved):.2f} s; produce "
+                 f"accepted p50 {statistics.median(accepted):.2f} s, max {max(accepted):.2f} s",
+                 f"session timeout {failover['session_timeout_ms'] / 1000:g} s", "", "max ≤ 5 s",
+                 met(max(accepted) <= 5)))
 
 rss_mib = int(read("peak_rss_kb")) / 1024
 rows.append(("peak broker RSS (VmHWM)", f"{rss_mib:,.0f} MiB", "512 MiB", f"{rss_mib / 512:.2f}", "≤ 1.00",

@@ -3,18 +3,22 @@
 # measures the machine's limits, runs a release `strata standalone` on fresh data
 # directories on free 127.0.0.1 ports, drives it with strata-bench, and compares.
 # With --storage s3 the broker keeps its log in s3s-fs (an S3 server on loopback, data on
-# disk) and the table adds PUTs/s, GETs/s and bytes per PUT.
-# Usage: bench/run.sh [--quick] [--storage file|s3]
+# disk) and the table adds PUTs/s, GETs/s and bytes per PUT. With --cluster it adds a cluster
+# (3-member etcd, 1 coordinator, 3 gateways, file:// store) run by bench/cluster_bench.py:
+# produce throughput, etcd transactions and bytes per flush commit, and failover time.
+# Usage: bench/run.sh [--quick] [--storage file|s3] [--cluster]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { echo "usage: bench/run.sh [--quick] [--storage file|s3]" >&2; exit 2; }
+usage() { echo "usage: bench/run.sh [--quick] [--storage file|s3] [--cluster]" >&2; exit 2; }
 QUICK=false
 STORAGE=file
+CLUSTER=false
 while (($#)); do
   case "$1" in
     --quick) QUICK=true ;;
     --storage) STORAGE="${2:-}"; shift ;;
+    --cluster) CLUSTER=true ;;
     *) usage ;;
   esac
   shift
@@ -24,10 +28,14 @@ done
 # quick), and compaction writes it once more before the flush objects are deleted; on a
 # full disk PUTs fail and are retried, which stalls producers and ruins the figures.
 if $QUICK; then
-  SECS=5 DD_MB=512 IPERF_SECS=3 NEED_GB=12 DIAL_SECS=5
+  SECS=5 DD_MB=512 IPERF_SECS=3 NEED_GB=12 DIAL_SECS=5 KILLS=3
 else
-  SECS=30 DD_MB=2048 IPERF_SECS=10 NEED_GB=50 DIAL_SECS=15
+  SECS=30 DD_MB=2048 IPERF_SECS=10 NEED_GB=50 DIAL_SECS=15 KILLS=10
 fi
+# The cluster rows: a topic spread over the 3 gateways, and etcd's cost at a small and a
+# large partition count.
+CLUSTER_PARTITIONS=12
+ETCD_PARTITIONS="1 10000"
 # The latency/cost dial: a light steady load (1 MB/s of 1 KiB messages) at each
 # flush.interval.ms, on the local store and with S3-like PUT latency injected.
 DIAL_RATE=1000
@@ -52,6 +60,7 @@ fi
 BROKER_PID=""
 IPERF_PID=""
 S3_PID=""
+DRIVER_PID=""
 PEAK_RSS_KB=0
 
 step() { printf '\n==> %s\n' "$*" >&2; }
@@ -60,6 +69,8 @@ cleanup() {
   [ -n "$BROKER_PID" ] && stop_broker
   [ -n "$IPERF_PID" ] && kill "$IPERF_PID" 2>/dev/null
   [ -n "$S3_PID" ] && kill "$S3_PID" 2>/dev/null
+  # The Python drivers stop their cluster on SIGTERM.
+  [ -n "$DRIVER_PID" ] && kill "$DRIVER_PID" 2>/dev/null && wait "$DRIVER_PID"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -124,6 +135,15 @@ gets_so_far() {
 
 bench() { "$BENCH" --bootstrap-servers "$KAFKA" --json "$@"; }
 
+# driver SCRIPT ARG...: a Python driver of a cluster (bench/cluster_*.py) with the release
+# build, its work files under $WORK; in the background, so that cleanup can stop it.
+driver() {
+  STRATA_BIN="$STRATA" TMPDIR="$WORK" .venv/bin/python "$@" &
+  DRIVER_PID=$!
+  wait "$DRIVER_PID"
+  DRIVER_PID=""
+}
+
 missing=()
 command -v iperf3 >/dev/null || missing+=(iperf3)
 command -v curl >/dev/null || missing+=(curl)
@@ -131,6 +151,10 @@ command -v jq >/dev/null || missing+=(jq)
 if ((${#missing[@]})); then
   step "Installing ${missing[*]} with apt-get"
   bash scripts/apt-install.sh "${missing[@]}"
+fi
+if $CLUSTER && ! { [ -x .venv/bin/python ] && command -v etcd >/dev/null; }; then
+  echo "bench/run.sh --cluster needs etcd and .venv (bash scripts/test.sh installs both)" >&2
+  exit 1
 fi
 
 step "Building strata and strata-bench (release, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
@@ -268,6 +292,22 @@ for store in local simulated-s3; do
   done
 done
 echo "$DIAL_INTERVALS" >"$RESULTS/dial_intervals"
+
+if $CLUSTER; then
+  # The standalone rows are done: their disk goes to the cluster's.
+  rm -rf "$WORK/data" "$WORK/dial"
+  step "Cluster: produce acks=all, 1 KiB, $CLUSTER_PARTITIONS partitions over 3 gateways (${SECS} s)"
+  driver bench/cluster_bench.py --strata-bench "$BENCH" --partitions "$CLUSTER_PARTITIONS" \
+    --seconds "$SECS" "$RESULTS/cluster_produce.json"
+  for partitions in $ETCD_PARTITIONS; do
+    step "Cluster: etcd transactions at $partitions partitions, $RATE msg/s (${SECS} s)"
+    driver bench/cluster_bench.py --strata-bench "$BENCH" --partitions "$partitions" \
+      --rate "$RATE" --seconds "$SECS" "$RESULTS/cluster_etcd_$partitions.json"
+  done
+  echo "$ETCD_PARTITIONS" >"$RESULTS/etcd_partitions"
+  step "Cluster: failover after kill -9 of a gateway, $KILLS kills"
+  driver bench/cluster_failover.py --kills "$KILLS" --json "$RESULTS/cluster_failover.json" >&2
+fi
 
 echo "$PEAK_RSS_KB" >"$RESULTS/peak_rss_kb"
 cut -d' ' -f1-3 /proc/loadavg >"$RESULTS/load_end"

@@ -6,16 +6,19 @@
 //! kept alive in the background: when it expires, etcd deletes them (a broker that stopped
 //! is noticed within the session timeout) and the store reports the session as expired, for
 //! good. etcd's limits are checked before sending: 128 operations and 1.5 MiB per request by
-//! default.
+//! default. Every transaction sent is counted in [`StoreMetrics`], which the processes
+//! expose on `/metrics`.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, PutOptions,
     TxnOp, WatchOptions,
 };
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -30,12 +33,52 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Keys read per request when loading, to keep each response well under gRPC's limits.
 const LOAD_PAGE: i64 = 500;
 
+/// The transactions this store sent to etcd (commits, whether etcd applied them or not;
+/// those refused before sending, as too large, are not counted). Clones share the values.
+#[derive(Clone, Debug)]
+pub struct StoreMetrics {
+    pub transactions: Counter,
+    /// Request bytes: the transactions' keys and values, as checked against etcd's limit.
+    pub transaction_bytes: Counter,
+    pub transaction_duration: Histogram,
+    pub transaction_size: Histogram,
+}
+
+impl StoreMetrics {
+    pub fn new() -> Self {
+        StoreMetrics {
+            transactions: Counter::default(),
+            transaction_bytes: Counter::default(),
+            // 100 µs .. ~26 s
+            transaction_duration: Histogram::new(exponential_buckets(0.000_1, 2.0, 19)),
+            // 64 B .. 1 MiB, then etcd's limit (1.5 MiB): how close commits come to it.
+            transaction_size: Histogram::new(
+                exponential_buckets(64.0, 2.0, 15).chain([1536.0 * 1024.0]),
+            ),
+        }
+    }
+
+    fn observe(&self, bytes: usize, duration: Duration) {
+        self.transactions.inc();
+        self.transaction_bytes.inc_by(bytes as u64);
+        self.transaction_duration.observe(duration.as_secs_f64());
+        self.transaction_size.observe(bytes as f64);
+    }
+}
+
+impl Default for StoreMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 pub struct EtcdStore {
     endpoints: Arc<Endpoints>,
     prefix: String,
     lease: i64,
     expired: watch::Receiver<bool>,
     keep_alive: JoinHandle<()>,
+    metrics: StoreMetrics,
 }
 
 impl Drop for EtcdStore {
@@ -73,7 +116,13 @@ impl EtcdStore {
             lease,
             expired,
             keep_alive,
+            metrics: StoreMetrics::new(),
         })
+    }
+
+    /// The counters of this store's transactions.
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.metrics
     }
 
     /// Resolves when this process's session has expired: its session keys are gone.
@@ -202,18 +251,20 @@ impl MetadataStore for EtcdStore {
             ));
         }
         let request = etcd_client::Txn::new().when(compares).and_then(ops);
+        let started = Instant::now();
         let response = self
             .endpoints
             .call(|mut client| async move { client.txn(request).await })
-            .await
-            .map_err(|e| match e {
-                MetaStoreError::Unavailable(why)
-                    if !txn.session_puts.is_empty() && why.contains("lease not found") =>
-                {
-                    MetaStoreError::SessionExpired
-                }
-                other => other,
-            })?;
+            .await;
+        self.metrics.observe(bytes, started.elapsed());
+        let response = response.map_err(|e| match e {
+            MetaStoreError::Unavailable(why)
+                if !txn.session_puts.is_empty() && why.contains("lease not found") =>
+            {
+                MetaStoreError::SessionExpired
+            }
+            other => other,
+        })?;
         if !response.succeeded() {
             return Err(MetaStoreError::GuardFailed);
         }

@@ -1,10 +1,12 @@
 //! Prometheus metrics. Label children are looked up once and cached in the structs below
 //! (per API key, per topic, per store operation), never on the hot path. The read caches
-//! count for themselves; their counters are read at scrape time, as is consumer lag.
+//! count for themselves; their counters are read at scrape time, as is consumer lag. So do
+//! the etcd store's transactions, in cluster mode.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use coordinator::etcd::StoreMetrics;
 use coordinator::Coordinator;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -102,6 +104,7 @@ pub struct Metrics {
     store_operations: HashMap<&'static str, StoreOperationMetrics>,
     read_caches: Arc<ReadCacheCollector>,
     consumer_lag: Arc<ConsumerLagCollector>,
+    metadata_store: Arc<MetadataStoreCollector>,
     pub flushes: Counter,
     pub flush_bytes: Counter,
     pub flush_errors: Counter,
@@ -217,6 +220,8 @@ impl Metrics {
         registry.register_collector(Box::new(read_caches.clone()));
         let consumer_lag = Arc::new(ConsumerLagCollector::default());
         registry.register_collector(Box::new(consumer_lag.clone()));
+        let metadata_store = Arc::new(MetadataStoreCollector::default());
+        registry.register_collector(Box::new(metadata_store.clone()));
 
         let flushes = Counter::default();
         let flush_bytes = Counter::default();
@@ -322,6 +327,7 @@ impl Metrics {
             store_operations,
             read_caches,
             consumer_lag,
+            metadata_store,
             flushes,
             flush_bytes,
             flush_errors,
@@ -388,6 +394,11 @@ impl Metrics {
     /// Reports the consumer lag of the groups' committed offsets from now on.
     pub fn observe_consumer_lag(&self, coordinator: Arc<Coordinator>) {
         let _ = self.consumer_lag.coordinator.set(coordinator);
+    }
+
+    /// Reports the etcd store's transactions from now on.
+    pub fn observe_metadata_store(&self, store: StoreMetrics) {
+        let _ = self.metadata_store.metrics.set(store);
     }
 
     /// The Prometheus text exposition.
@@ -513,6 +524,47 @@ impl Collector for ConsumerLagCollector {
         )?;
         for (group, sum) in sums {
             ConstGauge::new(sum).encode(metric.encode_family(&GroupLagLabels { group })?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The etcd store's transaction metrics, which the store updates itself.
+#[derive(Debug, Default)]
+struct MetadataStoreCollector {
+    metrics: OnceLock<StoreMetrics>,
+}
+
+impl Collector for MetadataStoreCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(store) = self.metrics.get() else {
+            return Ok(());
+        };
+        let metrics: [(&str, &str, &dyn EncodeMetric); 4] = [
+            (
+                "metadata_store_transactions",
+                "Transactions sent to the metadata store (etcd), applied or not",
+                &store.transactions,
+            ),
+            (
+                "metadata_store_transaction_bytes",
+                "Request bytes (keys and values) of the transactions sent to the metadata store",
+                &store.transaction_bytes,
+            ),
+            (
+                "metadata_store_transaction_duration_seconds",
+                "Time from sending a metadata store transaction to its answer or failure",
+                &store.transaction_duration,
+            ),
+            (
+                "metadata_store_transaction_size_bytes",
+                "Request bytes (keys and values) per metadata store transaction; etcd refuses \
+                 requests above 1.5 MiB by default",
+                &store.transaction_size,
+            ),
+        ];
+        for (name, help, metric) in metrics {
+            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
         }
         Ok(())
     }
@@ -676,5 +728,27 @@ mod tests {
         }
         coordinator.delete_topic("t").await.unwrap();
         assert!(!metrics.encode().contains("group=\"g\""));
+    }
+
+    #[test]
+    fn metadata_store_transactions_are_exposed_once_observed() {
+        let metrics = Metrics::new();
+        assert!(!metrics.encode().contains("metadata_store"));
+        let store = StoreMetrics::new();
+        metrics.observe_metadata_store(store.clone());
+        store.transactions.inc_by(3);
+        store.transaction_bytes.inc_by(1500);
+        store.transaction_size.observe(1000.0);
+        let text = metrics.encode();
+        for line in [
+            "strata_metadata_store_transactions_total 3",
+            "strata_metadata_store_transaction_bytes_total 1500",
+            "strata_metadata_store_transaction_size_bytes_count 1",
+            "strata_metadata_store_transaction_size_bytes_sum 1000.0",
+            "strata_metadata_store_transaction_duration_seconds_count 0",
+            "strata_metadata_store_transaction_size_bytes_bucket{le=\"1024.0\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }

@@ -67,6 +67,9 @@ pub async fn run(server: Server) -> anyhow::Result<()> {
     } = server;
     let flush_interval_source = broker_config.use_store_defaults(&storage_url);
     let metrics = Arc::new(Metrics::new());
+    if let Some(etcd) = &etcd {
+        metrics.observe_metadata_store(etcd.metrics().clone());
+    }
     let options = args.storage_options(&broker_config.storage);
     let mut store = open_store_with(&storage_url, &options)
         .await

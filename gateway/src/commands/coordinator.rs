@@ -28,6 +28,7 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
     let (config, defaults) = config::load(args.config.as_deref())?;
     let (etcd, coordinator) = open_cluster(&args.etcd, config.session_timeout, defaults).await?;
     let metrics = Arc::new(Metrics::new());
+    metrics.observe_metadata_store(etcd.metrics().clone());
     let readiness = Arc::new(Readiness::new(
         Arc::new(UnflushedAge::default()),
         config.flush_stall_timeout,
