@@ -15,11 +15,11 @@ Uses $STRATA_BIN, else the release build in $CARGO_TARGET_DIR (default
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import tempfile
-import re
 import urllib.request
 from collections import Counter
 from pathlib import Path
