@@ -18,6 +18,7 @@ import argparse
 import base64
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -118,6 +119,8 @@ def main():
     if not os.environ.get("STRATA_BIN"):
         target = os.environ.get("CARGO_TARGET_DIR") or Path.home() / ".cache" / "strata-target"
         os.environ["STRATA_BIN"] = str(Path(target) / "release" / "strata")
+    # Stopped with SIGTERM: stop the cluster on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
     config = {
         "compaction.max.lag.ms": COMPACTION_MAX_LAG_S * 1000,
