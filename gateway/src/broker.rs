@@ -10,7 +10,7 @@ use coordinator::Coordinator;
 use coordinator::TopicMeta;
 use group_coordinator::GroupCoordinator;
 use proto_compat::kafka_protocol::error::ResponseError;
-use segment_store::read_cache::ReadCache;
+use segment_store::caches::read_cache::ReadCache;
 use segment_store::store::ObjectStore;
 use tokio::sync::Semaphore;
 use uuid::Uuid;

@@ -18,8 +18,8 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use proto_compat::api_versions::SUPPORTED;
 use proto_compat::kafka_protocol::messages::ApiKey;
-use segment_store::disk_cache::DiskCache;
-use segment_store::read_cache::ReadCache;
+use segment_store::caches::disk_cache::DiskCache;
+use segment_store::caches::read_cache::ReadCache;
 use segment_store::retry::RetryObserver;
 use segment_store::StoreError;
 
@@ -654,7 +654,7 @@ mod tests {
 
         use segment_store::ObjectStore;
 
-        let store = Arc::new(segment_store::memory::MemoryStore::new());
+        let store = Arc::new(segment_store::backends::memory::MemoryStore::new());
         store
             .put("a", bytes::Bytes::from(vec![1; 3000]).into())
             .await

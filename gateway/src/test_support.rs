@@ -15,8 +15,8 @@ use proto_compat::kafka_protocol::records::{
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use segment_store::flush_object::FLUSH_PREFIX;
-use segment_store::memory::MemoryStore;
+use segment_store::backends::memory::MemoryStore;
+use segment_store::formats::flush_object::FLUSH_PREFIX;
 use segment_store::simulate_failures::{FaultConfig, FaultyStore};
 use segment_store::store::{ObjectMeta, ObjectStore, StoreError};
 use segment_store::Payload;

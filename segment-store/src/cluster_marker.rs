@@ -66,7 +66,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::memory::MemoryStore;
+    use crate::backends::memory::MemoryStore;
 
     #[tokio::test]
     async fn the_first_claim_marks_the_store_and_only_that_cluster_passes_later() {

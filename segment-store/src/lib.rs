@@ -2,25 +2,14 @@
 //! flush-object format, per-partition log segments with Kafka's offset and time indexes,
 //! and the read cache used on the fetch path.
 
-pub mod azure;
+pub mod backends;
+pub mod caches;
 pub mod cluster_marker;
-pub mod disk_cache;
-pub mod flush_object;
-pub mod gcs;
-#[cfg(feature = "hdfs")]
-pub mod hdfs;
-pub mod local;
-pub mod memory;
-pub mod offset_index;
+pub mod formats;
 pub mod payload;
-pub mod read_cache;
-pub mod remote;
 pub mod retry;
-pub mod s3;
-pub mod segment;
 pub mod simulate_failures;
 pub mod store;
-pub mod time_index;
 
 pub use payload::Payload;
 pub use store::{open_store, open_store_with, ObjectMeta, ObjectStore, StorageOptions, StoreError};

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::backends::remote::MULTIPART_THRESHOLD;
 use crate::payload::Payload;
-use crate::remote::MULTIPART_THRESHOLD;
 use crate::store::{ObjectMeta, ObjectStore, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,7 +181,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::memory::MemoryStore;
+    use crate::backends::memory::MemoryStore;
     use crate::simulate_failures::{FaultConfig, FaultyStore};
     use crate::store::tests::check_contract;
 

@@ -229,7 +229,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::memory::MemoryStore;
+    use crate::backends::memory::MemoryStore;
     use crate::store::tests::check_contract;
 
     fn faulty(config: FaultConfig) -> FaultyStore {

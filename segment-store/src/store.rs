@@ -7,10 +7,10 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
-use crate::local::LocalStore;
-use crate::memory::MemoryStore;
+use crate::backends::local::LocalStore;
+use crate::backends::memory::MemoryStore;
+use crate::backends::remote::RemoteStore;
 use crate::payload::Payload;
-use crate::remote::RemoteStore;
 
 #[derive(Debug, Clone)]
 pub struct ObjectMeta {
@@ -158,11 +158,11 @@ fn build_store(url: &str, options: &StorageOptions) -> Result<Arc<dyn ObjectStor
             return Ok(Arc::new(LocalStore::new(path)?));
         }
         "memory" => return Ok(Arc::new(MemoryStore::new())),
-        "s3" => crate::s3::open(url, options)?,
-        "gs" => crate::gcs::open(url, options)?,
-        "az" => crate::azure::open(url, options)?,
+        "s3" => crate::backends::s3::open(url, options)?,
+        "gs" => crate::backends::gcs::open(url, options)?,
+        "az" => crate::backends::azure::open(url, options)?,
         #[cfg(feature = "hdfs")]
-        "hdfs" => crate::hdfs::open(url)?,
+        "hdfs" => crate::backends::hdfs::open(url)?,
         #[cfg(not(feature = "hdfs"))]
         "hdfs" => {
             return Err(invalid(

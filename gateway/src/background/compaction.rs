@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use coordinator::{ChunkMeta, SegmentMeta};
-use segment_store::segment::{segment_keys, SegmentData, SegmentError, SegmentWriter};
+use segment_store::formats::segment::{segment_keys, SegmentData, SegmentError, SegmentWriter};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -219,8 +219,8 @@ mod tests {
     use bytes::Bytes;
     use coordinator::ChunkCommit;
     use proto_compat::batch::{crc32c, read_batches, RecordBatch};
-    use segment_store::flush_object::FlushObjectBuilder;
-    use segment_store::memory::MemoryStore;
+    use segment_store::backends::memory::MemoryStore;
+    use segment_store::formats::flush_object::FlushObjectBuilder;
     use segment_store::simulate_failures::FaultyStore;
     use segment_store::store::ObjectStore;
 

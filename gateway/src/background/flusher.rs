@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use coordinator::error::CoordinatorError;
 use coordinator::ChunkCommit;
-use segment_store::flush_object::{flush_object_key, FlushObjectBuilder};
+use segment_store::formats::flush_object::{flush_object_key, FlushObjectBuilder};
 use segment_store::Payload;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -349,8 +349,8 @@ mod tests {
     use std::time::Duration;
 
     use coordinator::TopicMeta;
-    use segment_store::flush_object::{read_flush_object_index, FLUSH_PREFIX};
-    use segment_store::memory::MemoryStore;
+    use segment_store::backends::memory::MemoryStore;
+    use segment_store::formats::flush_object::{read_flush_object_index, FLUSH_PREFIX};
     use segment_store::store::ObjectStore;
 
     use super::*;

@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use segment_store::flush_object::FLUSH_PREFIX;
-use segment_store::segment::SEGMENT_PREFIX;
+use segment_store::formats::flush_object::FLUSH_PREFIX;
+use segment_store::formats::segment::SEGMENT_PREFIX;
 use segment_store::store::{ObjectMeta, StoreError};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -138,7 +138,7 @@ pub async fn remove_uncommitted_flushes(broker: &Broker) -> Result<usize, StoreE
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
-    use segment_store::memory::MemoryStore;
+    use segment_store::backends::memory::MemoryStore;
     use segment_store::store::ObjectStore;
 
     use super::*;

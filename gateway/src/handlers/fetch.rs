@@ -219,7 +219,7 @@ async fn read_partition(
 #[cfg(test)]
 mod tests {
     use proto_compat::kafka_protocol::messages::fetch_request::FetchPartition;
-    use segment_store::memory::MemoryStore;
+    use segment_store::backends::memory::MemoryStore;
 
     use super::*;
     use crate::config::BrokerConfig;

@@ -242,7 +242,7 @@ mod tests {
     use bytes::BytesMut;
     use proto_compat::kafka_protocol::messages::produce_request::TopicProduceData;
     use proto_compat::kafka_protocol::protocol::{Decodable, Encodable};
-    use segment_store::memory::MemoryStore;
+    use segment_store::backends::memory::MemoryStore;
 
     use super::*;
     use crate::config::BrokerConfig;

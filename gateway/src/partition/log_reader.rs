@@ -16,10 +16,10 @@ use futures::future::BoxFuture;
 use prometheus_client::metrics::counter::Counter;
 use proto_compat::batch::{read_batches, RecordBatch, TimestampType, RECORD_BATCH_OVERHEAD};
 use proto_compat::records::find_record;
-use segment_store::offset_index::OffsetIndex;
-use segment_store::read_cache::ReadCache;
+use segment_store::caches::read_cache::ReadCache;
+use segment_store::formats::offset_index::OffsetIndex;
+use segment_store::formats::time_index::TimeIndex;
 use segment_store::store::{ObjectStore, StoreError};
-use segment_store::time_index::TimeIndex;
 use uuid::Uuid;
 
 use super::Partition;
@@ -601,7 +601,7 @@ fn first_record(
 mod tests {
     use std::sync::Arc;
 
-    use segment_store::memory::MemoryStore;
+    use segment_store::backends::memory::MemoryStore;
     use segment_store::simulate_failures::FaultyStore;
     use segment_store::store::ObjectStore;
 

@@ -6,9 +6,9 @@ use bytes::Bytes;
 use proto_compat::batch::RecordBatch;
 use uuid::Uuid;
 
-use crate::offset_index::OffsetIndex;
+use crate::formats::offset_index::OffsetIndex;
+use crate::formats::time_index::TimeIndex;
 use crate::payload::Payload;
-use crate::time_index::TimeIndex;
 
 /// Kafka's RecordBatch.NO_TIMESTAMP: a batch without timestamps never enters the time index.
 const NO_TIMESTAMP: i64 = -1;
@@ -185,7 +185,7 @@ mod tests {
     use proto_compat::batch::{crc32c, read_batches, validate_batches, RECORD_BATCH_OVERHEAD};
 
     use super::*;
-    use crate::time_index::TimeIndex;
+    use crate::formats::time_index::TimeIndex;
 
     /// An uncompressed v2 batch of `records` records, `len` bytes in all, built by hand.
     fn batch(base_offset: i64, records: i32, max_timestamp: i64, len: usize) -> RecordBatch {

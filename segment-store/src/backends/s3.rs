@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 
-use crate::remote::{bucket_and_prefix, client_timeouts, config_error, no_retries, RemoteStore};
+use crate::backends::remote::{
+    bucket_and_prefix, client_timeouts, config_error, no_retries, RemoteStore,
+};
 use crate::store::{StorageOptions, StoreError};
 
 /// Region, endpoint and credentials come from the AWS_* environment variables, and the

@@ -156,7 +156,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::memory::MemoryStore;
+    use crate::backends::memory::MemoryStore;
     use crate::simulate_failures::{FaultConfig, FaultyStore};
     use crate::store::ObjectStore;
 

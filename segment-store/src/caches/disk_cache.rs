@@ -1,4 +1,4 @@
-//! A local-disk tier under the [`ReadCache`](crate::read_cache::ReadCache): the blocks it
+//! A local-disk tier under the [`ReadCache`](crate::caches::read_cache::ReadCache): the blocks it
 //! reads from the object store are also kept as files in a directory, bounded in size and
 //! evicted least recently used, so a consumer catching up on old data re-reads them from
 //! disk after the memory cache has let them go.
@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
+use crate::caches::read_cache::BLOCK_SIZE;
 use crate::payload::Payload;
-use crate::read_cache::BLOCK_SIZE;
 use crate::store::{ObjectMeta, ObjectStore, StoreError};
 
 const BLOCK_EXTENSION: &str = "block";
@@ -313,7 +313,7 @@ impl ObjectStore for DiskCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::MemoryStore;
+    use crate::backends::memory::MemoryStore;
     use crate::simulate_failures::{FaultConfig, FaultyStore};
     use crate::store::tests::check_contract;
 

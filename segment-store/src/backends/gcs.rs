@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 
-use crate::remote::{bucket_and_prefix, client_timeouts, config_error, no_retries, RemoteStore};
+use crate::backends::remote::{
+    bucket_and_prefix, client_timeouts, config_error, no_retries, RemoteStore,
+};
 use crate::store::{StorageOptions, StoreError};
 
 pub fn open(url: &str, options: &StorageOptions) -> Result<RemoteStore, StoreError> {

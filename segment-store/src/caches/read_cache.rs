@@ -316,7 +316,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::memory::MemoryStore;
+    use crate::backends::memory::MemoryStore;
     use crate::simulate_failures::{FaultConfig, FaultyStore};
 
     const MIB: u64 = BLOCK_SIZE;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use hdfs_native_object_store::HdfsObjectStoreBuilder;
 
-use crate::remote::{bucket_and_prefix, config_error, RemoteStore};
+use crate::backends::remote::{bucket_and_prefix, config_error, RemoteStore};
 use crate::store::StoreError;
 
 pub fn open(url: &str) -> Result<RemoteStore, StoreError> {
