@@ -12,6 +12,7 @@ use super::records::{unchanged, BrokerRegistration, Changes, Key, Record};
 use super::state::State;
 use super::{guard_value, Coordinator};
 use crate::error::CoordinatorError;
+use crate::etcd::MAX_TXN_OPERATIONS;
 use crate::metadata_store::{Guard, MetaStoreError};
 use crate::{BrokerInfo, PartitionLeader};
 
@@ -330,6 +331,15 @@ fn leader_moves(state: &State) -> Option<Changes> {
             Some(preferred) => assigner.take(preferred),
             None => assigner.assign()?,
         };
+        // A move is a put and a guard, and every broker the transaction names a guard more:
+        // with many brokers that, not the moves, reaches etcd's limit.
+        let brokers_named = departed.len()
+            + usize::from(leader.is_some_and(|l| !departed.contains(&l.broker_id)))
+            + assignees.len()
+            + usize::from(!assignees.contains(&broker_id));
+        if 2 * (changes.puts.len() + 1) + brokers_named > MAX_TXN_OPERATIONS {
+            break;
+        }
         let new_leader = PartitionLeader {
             broker_id,
             leader_epoch: leader.map_or(0, |leader| leader.leader_epoch + 1),
@@ -505,7 +515,16 @@ impl Handovers {
         leader: PartitionLeader,
         target: i32,
     ) -> bool {
-        if self.room == 0 || self.changes.puts.len() >= MOVES_PER_TXN {
+        // A put and a guard, and a guard on the target's registration if it is new here.
+        let operations = self.changes.puts.len()
+            + self.changes.guards.len()
+            + self.targets.len()
+            + 2
+            + usize::from(!self.targets.contains(&target));
+        if self.room == 0
+            || self.changes.puts.len() >= MOVES_PER_TXN
+            || operations > MAX_TXN_OPERATIONS
+        {
             return false;
         }
         self.changes
@@ -598,6 +617,57 @@ mod tests {
             assert_eq!(placed("a"), Some(2));
             assert_eq!(placed("hello"), Some(1));
             assert_eq!(placed("polygenelubricants"), Some(1));
+        }
+    }
+
+    /// Many brokers in one transaction: each one named costs a guard, so the moves stop
+    /// short of etcd's 128 operations (the test store refuses more, as etcd does).
+    #[tokio::test]
+    async fn leader_moves_fit_etcds_operation_limit_with_many_brokers() {
+        let store = TestStore::new();
+        let first = open(&store).await;
+        first.register_broker(broker(0)).await.unwrap();
+        let topic = first
+            .create_topic("a", 120, BTreeMap::new(), false)
+            .await
+            .unwrap();
+        let t = topic.topic_id;
+        let mut others = Vec::new();
+        for id in 1..60 {
+            let other = open(&store).await;
+            other.register_broker(broker(id)).await.unwrap();
+            others.push(other);
+        }
+        caught_up(&first, &store).await;
+        // Broker 0 leads all 120: the handovers go to 59 brokers, more than one transaction
+        // can name.
+        let mut started = 0;
+        while started < 118 {
+            let now = first
+                .balance_leaders(LeaderBalance::default())
+                .await
+                .unwrap();
+            assert!(now > 0, "balancing stopped after {started} handovers");
+            started += now;
+            for p in 0..120 {
+                if first.leader(t, p).unwrap().moving_to.is_some() {
+                    first.release_leadership(t, p, 0).await.unwrap();
+                }
+            }
+        }
+        // Half the brokers die at once: their partitions move in transactions that fit.
+        for id in 30..60 {
+            expire_session(&store, id).await;
+        }
+        caught_up(&first, &store).await;
+        assert!(first.assign_leaders().await.unwrap() >= 58);
+        let live: Vec<i32> = first.brokers().iter().map(|b| b.broker_id).collect();
+        for p in 0..120 {
+            let leader = first.leader(t, p).unwrap().broker_id;
+            assert!(
+                live.contains(&leader),
+                "partition {p} led by gone broker {leader}"
+            );
         }
     }
 

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::Coordinator;
 use tokio::sync::mpsc;
 
+use crate::etcd::MAX_TXN_OPERATIONS;
 use crate::metadata_store::{Change, MetaStoreError, MetadataStore, Snapshot, Txn};
 use crate::topic_config::BrokerDefaults;
 use crate::{
@@ -75,6 +76,13 @@ impl MetadataStore for TestStore {
         tokio::time::sleep(Duration::from_millis(self.delay_ms.load(Ordering::SeqCst))).await;
         if self.fail.load(Ordering::SeqCst) {
             return Err(io::Error::other("injected commit failure").into());
+        }
+        // As the etcd backend refuses it.
+        if txn.operations() > MAX_TXN_OPERATIONS {
+            return Err(MetaStoreError::TooLarge(format!(
+                "{} operations",
+                txn.operations()
+            )));
         }
         let mut data = self.data.lock().unwrap();
         if !txn.guards_hold(|key| data.get(key)) {
