@@ -24,13 +24,13 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "clients"))
 
 from confluent_kafka import Producer  # noqa: E402
 
+from cluster_bench import scrape  # noqa: E402
 from cluster_harness import Cluster  # noqa: E402
 from strata_harness import create_topic  # noqa: E402
 
@@ -75,13 +75,8 @@ def keyspace(endpoint: str) -> dict:
 
 def flushes(cluster: Cluster) -> int:
     """Flush commits so far, over the live gateways."""
-    total = 0
-    for i in cluster.live_gateways():
-        text = urllib.request.urlopen(f"http://{cluster.gateways[i].http}/metrics",
-                                      timeout=5).read().decode()
-        total += int(next(float(line.split()[-1]) for line in text.splitlines()
-                          if line.startswith("strata_flushes_total ")))
-    return total
+    return int(sum(scrape(cluster.gateways[i].http)["strata_flushes_total"]
+                   for i in cluster.live_gateways()))
 
 
 def produce(bootstrap: str, topic: str, rate: int, stop: threading.Event, errors: list):

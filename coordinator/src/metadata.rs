@@ -212,6 +212,29 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Commits the changes `compute` makes from the current state (if any) and returns what
+    /// it computed with them, computing both again when a guard finds the state changed
+    /// meanwhile.
+    async fn commit_computed<T>(
+        &self,
+        compute: impl Fn(&State) -> Result<(T, Option<Changes>), CoordinatorError>,
+    ) -> Result<T, CoordinatorError> {
+        loop {
+            let guard = self.lock_writes().await;
+            let (outcome, changes) = compute(&self.read())?;
+            let Some(changes) = changes else {
+                return Ok(outcome);
+            };
+            match self.commit(guard, changes).await {
+                Ok(()) => return Ok(outcome),
+                Err(CoordinatorError::Store(MetaStoreError::GuardFailed)) => {
+                    self.wait_for_change().await
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Waits a little for the next change, after a guard refused a mutation computed from
     /// the state as it was.
     async fn wait_for_change(&self) {

@@ -93,26 +93,16 @@ impl Coordinator {
 
     /// A broker id no other broker was given: the next of a counter in the store.
     pub async fn allocate_broker_id(&self) -> Result<i32, CoordinatorError> {
-        loop {
-            let guard = self.lock_writes().await;
-            let (id, changes) = {
-                let state = self.read();
-                let stored = state.next_broker_id;
-                let id = stored.unwrap_or(0);
-                let changes = Changes {
-                    guards: vec![guard_value(Record::NextBrokerId(id), stored.is_some())],
-                    ..Changes::put(Record::NextBrokerId(id + 1))
-                };
-                (id, changes)
+        self.commit_computed(|state| {
+            let stored = state.next_broker_id;
+            let id = stored.unwrap_or(0);
+            let changes = Changes {
+                guards: vec![guard_value(Record::NextBrokerId(id), stored.is_some())],
+                ..Changes::put(Record::NextBrokerId(id + 1))
             };
-            match self.commit(guard, changes).await {
-                Ok(()) => return Ok(id),
-                Err(CoordinatorError::Store(MetaStoreError::GuardFailed)) => {
-                    self.wait_for_change().await
-                }
-                Err(e) => return Err(e),
-            }
-        }
+            Ok((id, Some(changes)))
+        })
+        .await
     }
 
     /// The guard of this process's commits to partition logs: its registration is live.

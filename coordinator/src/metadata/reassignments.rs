@@ -9,7 +9,6 @@ use super::records::{unchanged, Changes, Record};
 use super::state::State;
 use super::Coordinator;
 use crate::error::CoordinatorError;
-use crate::metadata_store::MetaStoreError;
 use crate::PartitionLeader;
 
 /// A partition on its way to the broker it was reassigned to.
@@ -33,7 +32,7 @@ impl Coordinator {
         partition: i32,
         target: Option<i32>,
     ) -> Result<(), CoordinatorError> {
-        self.change_leader(|state| Ok(((), reassignment(state, topic_id, partition, target)?)))
+        self.commit_computed(|state| Ok(((), reassignment(state, topic_id, partition, target)?)))
             .await
     }
 
@@ -66,7 +65,7 @@ impl Coordinator {
         topic_id: Uuid,
         partition: i32,
     ) -> Result<i32, CoordinatorError> {
-        self.change_leader(|state| preferred_election(state, topic_id, partition))
+        self.commit_computed(|state| preferred_election(state, topic_id, partition))
             .await
     }
 
@@ -100,29 +99,6 @@ impl Coordinator {
             }
         }
         self.assign_leaders().await.map(|_| ())
-    }
-
-    /// Commits the leader change `compute` makes from the current state (if any) and returns
-    /// what it computed with it, computing both again when a guard finds the state changed
-    /// meanwhile.
-    async fn change_leader<T>(
-        &self,
-        compute: impl Fn(&State) -> Result<(T, Option<Changes>), CoordinatorError>,
-    ) -> Result<T, CoordinatorError> {
-        loop {
-            let guard = self.lock_writes().await;
-            let (outcome, changes) = compute(&self.read())?;
-            let Some(changes) = changes else {
-                return Ok(outcome);
-            };
-            match self.commit(guard, changes).await {
-                Ok(()) => return Ok(outcome),
-                Err(CoordinatorError::Store(MetaStoreError::GuardFailed)) => {
-                    self.wait_for_change().await
-                }
-                Err(e) => return Err(e),
-            }
-        }
     }
 }
 
@@ -378,14 +354,13 @@ mod tests {
 
     #[tokio::test]
     async fn failover_goes_to_the_preferred_leader_when_it_is_live() {
-        let (store, one, two, t) = two_brokers(2).await;
+        let (store, one, _two, t) = two_brokers(2).await;
         one.reassign_partition(t, 1, Some(1)).await.unwrap();
         // Broker 2 dies before it hands partition 1 over.
         expire_session(&store, 2).await;
         caught_up(&one, &store).await;
         assert_eq!(one.assign_leaders().await.unwrap(), 1);
         assert_eq!(leadership(&one, t, 1), (1, 1, None, Some(1)));
-        drop(two);
     }
 
     #[tokio::test]

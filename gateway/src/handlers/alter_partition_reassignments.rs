@@ -27,29 +27,26 @@ pub async fn handle(
         topic_response.name = topic.name.clone();
         for partition in topic.partitions {
             let index = partition.partition_index;
-            let reassigned = match &meta {
-                None => Err(CoordinatorError::UnknownTopicOrPartition(format!(
+            let target = match partition.replicas.as_deref() {
+                None => Ok(None),
+                Some([target]) => Ok(Some(target.0)),
+                Some(replicas) => Err(CoordinatorError::InvalidReplicaAssignment(format!(
+                    "a partition has one replica, its leader: name exactly one broker, not {}",
+                    replicas.len()
+                ))),
+            };
+            let reassigned = match (&meta, target) {
+                (None, _) => Err(CoordinatorError::UnknownTopicOrPartition(format!(
                     "topic {} does not exist",
                     topic.name.as_str()
                 ))),
-                Some(meta) => match partition.replicas.as_deref() {
-                    None => {
-                        broker
-                            .coordinator
-                            .reassign_partition(meta.topic_id, index, None)
-                            .await
-                    }
-                    Some([target]) => {
-                        broker
-                            .coordinator
-                            .reassign_partition(meta.topic_id, index, Some(target.0))
-                            .await
-                    }
-                    Some(replicas) => Err(CoordinatorError::InvalidReplicaAssignment(format!(
-                        "a partition has one replica, its leader: name exactly one broker, not {}",
-                        replicas.len()
-                    ))),
-                },
+                (Some(_), Err(e)) => Err(e),
+                (Some(meta), Ok(target)) => {
+                    let coordinator = &broker.coordinator;
+                    coordinator
+                        .reassign_partition(meta.topic_id, index, target)
+                        .await
+                }
             };
             let mut result = ReassignablePartitionResponse::default();
             result.partition_index = index;
