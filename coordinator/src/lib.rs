@@ -22,7 +22,7 @@ use uuid::Uuid;
 pub use crate::embedded::EmbeddedStore;
 pub use crate::error::CoordinatorError;
 pub use crate::etcd::EtcdStore;
-pub use crate::metadata::{Coordinator, LeaderBalance, Reassignment};
+pub use crate::metadata::{BytesInRates, Coordinator, LeaderBalance, PartitionRates, Reassignment};
 pub use crate::metadata_store::{MetaStoreError, MetadataStore, Txn};
 pub use crate::topic_config::{BrokerDefaults, CleanupPolicy, TimestampType, TopicConfig};
 

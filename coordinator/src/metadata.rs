@@ -8,6 +8,7 @@
 //! failed commit changes nothing, and a process reads its own writes. Reads take a std lock
 //! on the in-memory state: cheap and sync.
 
+mod bytes_in;
 mod leadership;
 mod log;
 mod offsets;
@@ -26,6 +27,7 @@ use tokio::sync::{watch, Mutex, Notify, OwnedMutexGuard};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+pub use self::bytes_in::{BytesInRates, PartitionRates};
 pub use self::leadership::LeaderBalance;
 pub use self::reassignments::Reassignment;
 use self::records::{Changes, Record};
@@ -328,9 +330,12 @@ async fn sync(
                     let mut state = state.write().expect("coordinator state poisoned");
                     // This process's own producer-id block stays its own.
                     let (next, limit) = (state.next_producer_id, state.producer_id_limit);
+                    // The bytes-in counters go on (the flushes missed meanwhile uncounted).
+                    let bytes_in = std::mem::take(&mut state.bytes_in);
                     *state = fresh;
                     state.next_producer_id = next;
                     state.producer_id_limit = limit;
+                    state.bytes_in = bytes_in;
                     drop(state);
                     // Never backwards. (Read first: the borrow must end before the send.)
                     let current = *applied.borrow();

@@ -218,7 +218,8 @@ pub struct BrokerConfig {
     /// its partitions move (Kafka's `broker.session.timeout.ms`).
     pub session_timeout: Duration,
     /// How the controller balances leadership (`auto.leader.rebalance.enable`,
-    /// `leader.imbalance.per.broker.percentage`).
+    /// `leader.imbalance.per.broker.percentage`, `leader.imbalance.bytes.in.percentage`,
+    /// `leader.imbalance.bytes.in.min.bytes.per.second`).
     pub leader_balance: LeaderBalance,
     /// The `group.*` and `offsets.*` keys.
     pub group: GroupConfig,
@@ -440,6 +441,14 @@ fn apply(
                 .filter(|&percent| percent <= 100)
                 .ok_or_else(|| invalid("expected a percentage from 0 to 100"))?
         }
+        "leader.imbalance.bytes.in.percentage" => {
+            broker.leader_balance.bytes_in_imbalance_percentage = value
+                .parse::<u32>()
+                .map_err(|_| invalid("expected a percentage (0 or more)"))?
+        }
+        "leader.imbalance.bytes.in.min.bytes.per.second" => {
+            broker.leader_balance.bytes_in_imbalance_min_rate = bytes()?
+        }
         key if GroupConfig::owns(key) => broker.group.set(key, value).map_err(|e| invalid(&e))?,
         _ => defaults
             .set(key, value)
@@ -487,23 +496,32 @@ mod tests {
     #[test]
     fn leader_balance_keys_are_kafkas() {
         let (broker, _) = load_str(
-            "\"auto.leader.rebalance.enable\" = false\n\"leader.imbalance.per.broker.percentage\" = 25\n",
+            "\"auto.leader.rebalance.enable\" = false\n\"leader.imbalance.per.broker.percentage\" = 25\n\
+             \"leader.imbalance.bytes.in.percentage\" = 150\n\
+             \"leader.imbalance.bytes.in.min.bytes.per.second\" = 65536\n",
         )
         .unwrap();
         let expected = LeaderBalance {
             auto_rebalance: false,
             imbalance_per_broker_percentage: 25,
+            bytes_in_imbalance_percentage: 150,
+            bytes_in_imbalance_min_rate: 65536,
         };
         assert_eq!(broker.leader_balance, expected);
         assert_eq!(
             BrokerConfig::default().leader_balance,
             LeaderBalance::default()
         );
-        let refused = load_str("\"leader.imbalance.per.broker.percentage\" = 101\n");
-        assert!(
-            matches!(refused, Err(ConfigError::Invalid { .. })),
-            "{refused:?}"
-        );
+        for refused in [
+            "\"leader.imbalance.per.broker.percentage\" = 101\n",
+            "\"leader.imbalance.bytes.in.percentage\" = -1\n",
+        ] {
+            let refused = load_str(refused);
+            assert!(
+                matches!(refused, Err(ConfigError::Invalid { .. })),
+                "{refused:?}"
+            );
+        }
     }
 
     #[test]

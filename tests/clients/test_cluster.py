@@ -47,12 +47,19 @@ class NumberedProducer(threading.Thread):
     partitions until stopped, recording every delivery report.
 
     Retries are on (librdkafka's default): a record whose leader went away is sent again to
-    the new one, and idempotence keeps that from storing it twice."""
+    the new one, and idempotence keeps that from storing it twice.
 
-    def __init__(self, bootstrap: str, topic: str, partitions: int = PARTITIONS):
+    `only` limits the writes to those partitions; `record_bytes` pads each sequence number
+    with leading zeros to that size; `per_second` paces the records."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int = PARTITIONS,
+                 only: list | None = None, record_bytes: int = 9,
+                 per_second: float | None = None):
         super().__init__(daemon=True)
         self.topic = topic
-        self.partitions = partitions
+        self.targets = only if only is not None else list(range(partitions))
+        self.record_bytes = record_bytes
+        self.per_second = per_second
         self.lock = threading.Lock()
         self.acked = {}          # value -> (partition, offset)
         self.errors = []         # delivery errors
@@ -124,13 +131,17 @@ class NumberedProducer(threading.Thread):
 
     def run(self):
         seq = 0
+        started = time.monotonic()
         while not self.stopped.is_set():
             # At most 200 records queued: acks keep pace with sends, so a fault lands mid-stream.
-            if len(self.producer) < 200:
-                value = f"{seq:09d}".encode()
+            due = (self.per_second is None
+                   or seq < (time.monotonic() - started) * self.per_second)
+            if len(self.producer) < 200 and due:
+                value = f"{seq:0{self.record_bytes}d}".encode()
+                partition = self.targets[seq % len(self.targets)]
                 with self.lock:
-                    self.pending[value] = seq % self.partitions
-                self.producer.produce(self.topic, value=value, partition=seq % self.partitions,
+                    self.pending[value] = partition
+                self.producer.produce(self.topic, value=value, partition=partition,
                                       on_delivery=self.on_delivery)
                 seq += 1
             self.producer.poll(0.001)
@@ -170,12 +181,13 @@ def check_log(bootstrap: str, topic: str, acked: dict, partitions: int = PARTITI
     return messages
 
 
-def all_delivered_once(cluster: Cluster, topic: str, producer: "NumberedProducer", acked: dict):
+def all_delivered_once(cluster: Cluster, topic: str, producer: "NumberedProducer", acked: dict,
+                       partitions: int = PARTITIONS):
     """The idempotent producer got no delivery error, and the log holds every acknowledged
     record once, in order."""
     print(f"{len(acked)} acknowledged, {len(producer.errors)} delivery errors")
     assert not producer.errors, f"delivery errors of the idempotent producer: {producer.errors[:5]}"
-    check_log(cluster.bootstrap(), topic, acked)
+    check_log(cluster.bootstrap(), topic, acked, partitions)
 
 
 def kafkajs(cluster: Cluster, *args, bootstrap: str | None = None) -> subprocess.CompletedProcess:
@@ -569,3 +581,45 @@ def test_preferred_leader_election_brings_a_partition_back(tmp_path):
         assert leaders(c.bootstrap(), topic)[reassigned] == home
     finally:
         c.stop()
+
+
+def test_hot_partitions_spread_by_bytes_in(tmp_path):
+    """Two gateways lead two partitions each, and the two one gateway leads take all the
+    writes. The controller sees their bytes-in and exchanges one of them for an idle partition
+    of the other gateway: each then leads one hot partition and two in all, and every
+    acknowledged record is there once, in order."""
+    c = Cluster(tmp_path, etcd_members=1, coordinators=1, gateways=2,
+                config={"leader.imbalance.bytes.in.min.bytes.per.second": 256 * 1024})
+    try:
+        c.start()
+        topic = unique_topic("hot")
+        create_topic(c.bootstrap(), topic, partitions=4)
+        before = leaders(c.bootstrap(), topic)
+        busy = c.gateways[0].broker_id
+        hot = sorted(p for p, leader in before.items() if leader == busy)
+        assert len(hot) == 2, f"leaders {before}"
+        # 2 MB/s of 1 KiB records, all to the busy gateway's partitions.
+        producer = NumberedProducer(c.bootstrap(), topic, partitions=4, only=hot,
+                                    record_bytes=1024, per_second=2000)
+        producer.start()
+        try:
+            started = time.monotonic()
+
+            def spread():
+                now = leaders(c.bootstrap(), topic)
+                return now if len(now) == 4 and now[hot[0]] != now[hot[1]] else None
+
+            after = wait_until(spread, "the hot partitions to be led by different gateways",
+                               timeout=60, interval=0.5)
+            print(f"hot partitions {hot} spread {time.monotonic() - started:.1f} s after the "
+                  f"writes began: leaders {before} -> {after}")
+            per_gateway = sorted(list(after.values()).count(g.broker_id) for g in c.gateways)
+            assert per_gateway == [2, 2], f"leaders {after}"
+            moved = [p for p in hot if after[p] != busy]
+            producer.wait_for(500, "on the moved partition", partitions=moved)
+        finally:
+            acked = producer.finish()
+        all_delivered_once(c, topic, producer, acked, partitions=4)
+    finally:
+        c.stop()
+        print(c.logs())

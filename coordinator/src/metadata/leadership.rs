@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use uuid::Uuid;
 
+use super::bytes_in::PartitionRates;
 use super::records::{unchanged, BrokerRegistration, Changes, Key, Record};
 use super::state::State;
 use super::{guard_value, Coordinator};
@@ -21,7 +22,7 @@ use crate::{BrokerInfo, PartitionLeader};
 const MOVES_PER_TXN: usize = 50;
 
 /// How the controller balances leadership: Kafka's `auto.leader.rebalance.enable` and
-/// `leader.imbalance.per.broker.percentage`.
+/// `leader.imbalance.per.broker.percentage`, and the bytes-in thresholds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaderBalance {
     /// When false, leadership moves only when a broker leaves or dies, or by hand.
@@ -29,6 +30,11 @@ pub struct LeaderBalance {
     /// A broker takes back the partitions assigned to it once more than this share of them
     /// (in percent) are led elsewhere.
     pub imbalance_per_broker_percentage: u32,
+    /// Partitions move to even out bytes-in once the busiest broker takes more than this
+    /// share (in percent) above the mean...
+    pub bytes_in_imbalance_percentage: u32,
+    /// ...and at least this many bytes per second more than the idlest.
+    pub bytes_in_imbalance_min_rate: u64,
 }
 
 impl Default for LeaderBalance {
@@ -36,6 +42,8 @@ impl Default for LeaderBalance {
         Self {
             auto_rebalance: true,
             imbalance_per_broker_percentage: 10,
+            bytes_in_imbalance_percentage: 20,
+            bytes_in_imbalance_min_rate: 1024 * 1024,
         }
     }
 }
@@ -152,14 +160,19 @@ impl Coordinator {
     /// as `policy` allows: a live broker takes back the partitions assigned to it once too
     /// many of them are led elsewhere (Kafka's automatic preferred leader election), and the
     /// partitions assigned to no live broker spread evenly by count (while one broker leads
-    /// two or more more than another, one of the busiest moves to the idlest). Handovers whose
-    /// target is no longer live are dropped. The leader then hands each over (see
+    /// two or more more than another, one of the busiest moves to the idlest), then, with
+    /// `bytes_in` and no handover under way, by bytes-in (see [`bytes_in_moves`]). Handovers
+    /// whose target is no longer live are dropped. The leader then hands each over (see
     /// [`Coordinator::release_leadership`]). Returns how many handovers it started.
-    pub async fn balance_leaders(&self, policy: LeaderBalance) -> Result<usize, CoordinatorError> {
+    pub async fn balance_leaders(
+        &self,
+        policy: LeaderBalance,
+        bytes_in: Option<&PartitionRates>,
+    ) -> Result<usize, CoordinatorError> {
         let guard = self.lock_writes().await;
         let (started, changes) = {
             let state = self.read();
-            match balance_moves(&state, policy) {
+            match balance_moves(&state, policy, bytes_in) {
                 Some(moves) => moves,
                 None => return Ok(0),
             }
@@ -369,10 +382,19 @@ fn leader_moves(state: &State) -> Option<Changes> {
 
 /// The next balancing step (see [`Coordinator::balance_leaders`]) with its guards, and how
 /// many handovers it starts; None when there is nothing to do.
-fn balance_moves(state: &State, policy: LeaderBalance) -> Option<(usize, Changes)> {
+fn balance_moves(
+    state: &State,
+    policy: LeaderBalance,
+    bytes_in: Option<&PartitionRates>,
+) -> Option<(usize, Changes)> {
     let live = &state.brokers;
+    let rate = |topic_id: Uuid, partition: i32| {
+        bytes_in
+            .and_then(|rates| rates.get(&(topic_id, partition)).copied())
+            .unwrap_or(0.0)
+    };
     let mut changes = Changes::default();
-    let mut load: BTreeMap<i32, usize> = live.keys().map(|id| (*id, 0)).collect();
+    let mut load: BTreeMap<i32, Load> = live.keys().map(|id| (*id, Load::default())).collect();
     let mut in_flight = 0;
     // Partitions the count balancing may move, by leader: assigned to no live broker.
     let mut movable: BTreeMap<i32, Vec<(Uuid, i32, PartitionLeader)>> = BTreeMap::new();
@@ -392,10 +414,14 @@ fn balance_moves(state: &State, policy: LeaderBalance) -> Option<(usize, Changes
                 }
             }
         }
+        let partition_load = Load {
+            partitions: 1,
+            bytes_in: rate(topic_id, partition),
+        };
         match leader.moving_to {
             Some(target) if live.contains_key(&target) => {
                 in_flight += 1;
-                *load.get_mut(&target).expect("live") += 1;
+                load.get_mut(&target).expect("live").add(partition_load);
             }
             Some(_) => {
                 // Its target left: the leader keeps it.
@@ -406,10 +432,14 @@ fn balance_moves(state: &State, policy: LeaderBalance) -> Option<(usize, Changes
                     ..leader
                 };
                 changes.puts.push(Record::Leader(topic_id, partition, kept));
-                *load.get_mut(&leader.broker_id).expect("live") += 1;
+                load.get_mut(&leader.broker_id)
+                    .expect("live")
+                    .add(partition_load);
             }
             None => {
-                *load.get_mut(&leader.broker_id).expect("live") += 1;
+                load.get_mut(&leader.broker_id)
+                    .expect("live")
+                    .add(partition_load);
                 if preferred.is_none() {
                     movable
                         .entry(leader.broker_id)
@@ -435,14 +465,18 @@ fn balance_moves(state: &State, policy: LeaderBalance) -> Option<(usize, Changes
                 if !handovers.start(topic_id, partition, leader, broker_id) {
                     break;
                 }
-                *load.get_mut(&leader.broker_id).expect("live") -= 1;
-                *load.get_mut(&broker_id).expect("live") += 1;
+                let moved = Load {
+                    partitions: 1,
+                    bytes_in: rate(topic_id, partition),
+                };
+                move_load(&mut load, leader.broker_id, broker_id, moved);
             }
         }
         loop {
-            let busiest = load.iter().max_by_key(|(id, count)| (**count, -**id));
-            let idlest = load.iter().min_by_key(|(id, count)| (**count, **id));
-            let (Some((&busiest, &most)), Some((&idlest, &least))) = (busiest, idlest) else {
+            let counts = load.iter().map(|(id, load)| (*id, load.partitions));
+            let busiest = counts.clone().max_by_key(|(id, count)| (*count, -*id));
+            let idlest = counts.min_by_key(|(id, count)| (*count, *id));
+            let (Some((busiest, most)), Some((idlest, least))) = (busiest, idlest) else {
                 break;
             };
             if most <= least + 1 {
@@ -455,8 +489,14 @@ fn balance_moves(state: &State, policy: LeaderBalance) -> Option<(usize, Changes
             if !handovers.start(topic_id, partition, leader, idlest) {
                 break;
             }
-            *load.get_mut(&busiest).expect("live") -= 1;
-            *load.get_mut(&idlest).expect("live") += 1;
+            let moved = Load {
+                partitions: 1,
+                bytes_in: rate(topic_id, partition),
+            };
+            move_load(&mut load, busiest, idlest, moved);
+        }
+        if bytes_in.is_some() && in_flight == 0 && handovers.started == 0 {
+            bytes_in_moves(&mut handovers, &mut load, &mut movable, rate, policy);
         }
     }
     let Handovers {
@@ -475,6 +515,113 @@ fn balance_moves(state: &State, policy: LeaderBalance) -> Option<(usize, Changes
     );
     tracing::info!(handovers = started, "balancing partition leaders");
     Some((started, changes))
+}
+
+/// Moves partitions from the broker taking the most bytes-in (the hottest) to the one taking
+/// the least (the coldest) while the hottest takes more than
+/// `bytes_in_imbalance_percentage` above the mean and at least `bytes_in_imbalance_min_rate`
+/// more than the coldest. Each step moves the hottest's partition that leaves the two
+/// closest; when the coldest would then lead more partitions than the hottest, the coldest
+/// gives back its idlest partition in exchange, so the count balance stays as it was. A step
+/// that closes less than a tenth of the gap is not worth its handovers: that margin, the
+/// thresholds and a minute's rates keep noise from moving partitions back and forth.
+fn bytes_in_moves(
+    handovers: &mut Handovers,
+    load: &mut BTreeMap<i32, Load>,
+    movable: &mut BTreeMap<i32, Vec<(Uuid, i32, PartitionLeader)>>,
+    rate: impl Fn(Uuid, i32) -> f64,
+    policy: LeaderBalance,
+) {
+    let rate_of =
+        |&(topic_id, partition, _): &(Uuid, i32, PartitionLeader)| rate(topic_id, partition);
+    loop {
+        let by_rate = |a: &(&i32, &Load), b: &(&i32, &Load)| a.1.bytes_in.total_cmp(&b.1.bytes_in);
+        let (Some((&hot, &hottest)), Some((&cold, &coldest))) =
+            (load.iter().max_by(by_rate), load.iter().min_by(by_rate))
+        else {
+            return;
+        };
+        let mean = load.values().map(|l| l.bytes_in).sum::<f64>() / load.len() as f64;
+        let gap = hottest.bytes_in - coldest.bytes_in;
+        let tolerated = mean * (1.0 + f64::from(policy.bytes_in_imbalance_percentage) / 100.0);
+        if gap < policy.bytes_in_imbalance_min_rate as f64 || hottest.bytes_in <= tolerated {
+            return;
+        }
+        let exchange = if hottest.partitions > coldest.partitions {
+            None
+        } else {
+            let idlest = movable.get(&cold).and_then(|partitions| {
+                (0..partitions.len())
+                    .min_by(|&a, &b| rate_of(&partitions[a]).total_cmp(&rate_of(&partitions[b])))
+            });
+            match idlest {
+                Some(index) => Some(index),
+                None => return,
+            }
+        };
+        let back = exchange.map_or(0.0, |index| rate_of(&movable[&cold][index]));
+        // What is left of the gap after moving a partition (and the exchange back).
+        let left = |partition: &(Uuid, i32, PartitionLeader)| {
+            (gap - 2.0 * (rate_of(partition) - back)).abs()
+        };
+        let best = movable.get(&hot).and_then(|partitions| {
+            (0..partitions.len())
+                .min_by(|&a, &b| left(&partitions[a]).total_cmp(&left(&partitions[b])))
+        });
+        let Some(index) = best.filter(|&index| left(&movable[&hot][index]) <= 0.9 * gap) else {
+            return;
+        };
+        let moves = 1 + usize::from(exchange.is_some());
+        if !handovers.has_room(moves, &[cold, hot][..moves]) {
+            return;
+        }
+        tracing::info!(
+            from = hot,
+            to = cold,
+            exchange = exchange.is_some(),
+            bytes_in_gap = gap,
+            "moving a partition to even out bytes-in"
+        );
+        let mut start = |from: i32, to: i32, index: usize| {
+            let partition = movable.get_mut(&from).expect("movable").swap_remove(index);
+            let (topic_id, partition_id, leader) = partition;
+            assert!(
+                handovers.start(topic_id, partition_id, leader, to),
+                "room checked"
+            );
+            let moved = Load {
+                partitions: 1,
+                bytes_in: rate(topic_id, partition_id),
+            };
+            move_load(load, from, to, moved);
+        };
+        start(hot, cold, index);
+        if let Some(index) = exchange {
+            start(cold, hot, index);
+        }
+    }
+}
+
+/// What a live broker leads, counting the partitions moving to it and not those moving away.
+#[derive(Debug, Default, Clone, Copy)]
+struct Load {
+    partitions: usize,
+    /// Bytes per second.
+    bytes_in: f64,
+}
+
+impl Load {
+    fn add(&mut self, other: Load) {
+        self.partitions += other.partitions;
+        self.bytes_in += other.bytes_in;
+    }
+}
+
+fn move_load(load: &mut BTreeMap<i32, Load>, from: i32, to: i32, moved: Load) {
+    let from = load.get_mut(&from).expect("live");
+    from.partitions -= moved.partitions;
+    from.bytes_in -= moved.bytes_in;
+    load.get_mut(&to).expect("live").add(moved);
 }
 
 /// The partitions assigned to one live broker (its preferred ones).
@@ -497,6 +644,23 @@ struct Handovers {
 }
 
 impl Handovers {
+    /// Whether `moves` more handovers to `targets` fit.
+    fn has_room(&self, moves: usize, targets: &[i32]) -> bool {
+        let new_targets = targets
+            .iter()
+            .filter(|target| !self.targets.contains(target))
+            .count();
+        // A put and a guard each, and a guard on each target's registration new here.
+        let operations = self.changes.puts.len()
+            + self.changes.guards.len()
+            + self.targets.len()
+            + 2 * moves
+            + new_targets;
+        self.room >= moves
+            && self.changes.puts.len() + moves <= MOVES_PER_TXN
+            && operations <= MAX_TXN_OPERATIONS
+    }
+
     /// Marks the partition to move to `target`; false when there is no room left.
     fn start(
         &mut self,
@@ -505,16 +669,7 @@ impl Handovers {
         leader: PartitionLeader,
         target: i32,
     ) -> bool {
-        // A put and a guard, and a guard on the target's registration if it is new here.
-        let operations = self.changes.puts.len()
-            + self.changes.guards.len()
-            + self.targets.len()
-            + 2
-            + usize::from(!self.targets.contains(&target));
-        if self.room == 0
-            || self.changes.puts.len() >= MOVES_PER_TXN
-            || operations > MAX_TXN_OPERATIONS
-        {
+        if !self.has_room(1, &[target]) {
             return false;
         }
         self.changes
@@ -577,9 +732,13 @@ mod tests {
     use super::super::test_support::{
         broker, caught_up, chunk, commit, expire_session, open, TestStore,
     };
+    use uuid::Uuid;
+
+    use super::super::Coordinator;
     use super::LeaderBalance;
     use crate::error::CoordinatorError;
     use crate::PartitionLeader;
+    use crate::PartitionRates;
 
     fn leader(broker_id: i32, leader_epoch: i32) -> Option<PartitionLeader> {
         Some(PartitionLeader {
@@ -634,7 +793,7 @@ mod tests {
         let mut started = 0;
         while started < 118 {
             let now = first
-                .balance_leaders(LeaderBalance::default())
+                .balance_leaders(LeaderBalance::default(), None)
                 .await
                 .unwrap();
             assert!(now > 0, "balancing stopped after {started} handovers");
@@ -862,11 +1021,15 @@ mod tests {
 
         // Two of broker 1's four partitions are marked to move; the rest stays.
         assert_eq!(
-            one.balance_leaders(LeaderBalance::default()).await.unwrap(),
+            one.balance_leaders(LeaderBalance::default(), None)
+                .await
+                .unwrap(),
             2
         );
         assert_eq!(
-            one.balance_leaders(LeaderBalance::default()).await.unwrap(),
+            one.balance_leaders(LeaderBalance::default(), None)
+                .await
+                .unwrap(),
             0
         );
         let moving: Vec<_> = one
@@ -906,9 +1069,115 @@ mod tests {
             "{called_off:?}"
         );
         one.assign_leaders().await.unwrap();
-        one.balance_leaders(LeaderBalance::default()).await.unwrap();
+        one.balance_leaders(LeaderBalance::default(), None)
+            .await
+            .unwrap();
         assert_eq!(one.leader(t, 2), leader(1, 0));
         assert_eq!(one.leader(t, 3), leader(1, 2));
         assert!(one.handovers().is_empty());
+    }
+
+    const MIB: f64 = 1024.0 * 1024.0;
+
+    /// Partition leaders and where they are moving, by partition.
+    fn moves(coordinator: &Coordinator, t: Uuid, partitions: i32) -> Vec<(i32, Option<i32>)> {
+        (0..partitions)
+            .map(|p| {
+                let leader = coordinator.leader(t, p).unwrap();
+                (leader.broker_id, leader.moving_to)
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn hot_partitions_spread_by_bytes_in_and_counts_stay_even() {
+        let store = TestStore::new();
+        let one = open(&store).await;
+        one.register_broker(broker(1)).await.unwrap();
+        let two = open(&store).await;
+        two.register_broker(broker(2)).await.unwrap();
+        caught_up(&one, &store).await;
+        let t = one
+            .create_topic("a", 4, BTreeMap::new(), false)
+            .await
+            .unwrap()
+            .topic_id;
+        assert_eq!(
+            moves(&one, t, 4),
+            [(1, None), (2, None), (1, None), (2, None)]
+        );
+        // Broker 1 takes 14 MiB/s, broker 2 0.6 MiB/s.
+        let rates: PartitionRates = [(0, 8.0), (1, 0.5), (2, 6.0), (3, 0.1)]
+            .into_iter()
+            .map(|(p, rate)| ((t, p), rate * MIB))
+            .collect();
+        let balance = LeaderBalance::default();
+
+        // Without rates, or below the thresholds, or with balancing off, nothing moves.
+        assert_eq!(one.balance_leaders(balance, None).await.unwrap(), 0);
+        let slow: PartitionRates = rates.iter().map(|(k, r)| (*k, r / 100.0)).collect();
+        assert_eq!(one.balance_leaders(balance, Some(&slow)).await.unwrap(), 0);
+        let tolerant = LeaderBalance {
+            bytes_in_imbalance_percentage: 200,
+            ..balance
+        };
+        assert_eq!(
+            one.balance_leaders(tolerant, Some(&rates)).await.unwrap(),
+            0
+        );
+        let off = LeaderBalance {
+            auto_rebalance: false,
+            ..balance
+        };
+        assert_eq!(one.balance_leaders(off, Some(&rates)).await.unwrap(), 0);
+
+        // The partition of 6 MiB/s goes to broker 2 (8.1 against 6.5 MiB/s is within 20% of
+        // the mean), and broker 2's idlest comes back in exchange: two partitions each still.
+        assert_eq!(one.balance_leaders(balance, Some(&rates)).await.unwrap(), 2);
+        assert_eq!(
+            moves(&one, t, 4),
+            [(1, None), (2, None), (1, Some(2)), (2, Some(1))]
+        );
+        // Nothing more while those are under way.
+        assert_eq!(one.balance_leaders(balance, Some(&rates)).await.unwrap(), 0);
+        one.release_leadership(t, 2, 0).await.unwrap();
+        caught_up(&two, &store).await;
+        two.release_leadership(t, 3, 0).await.unwrap();
+        caught_up(&one, &store).await;
+        assert_eq!(
+            moves(&one, t, 4),
+            [(1, None), (2, None), (2, None), (1, None)]
+        );
+        // Balanced: the same rates move nothing back.
+        assert_eq!(one.balance_leaders(balance, Some(&rates)).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_hot_broker_leading_more_partitions_gives_one_away() {
+        let store = TestStore::new();
+        let one = open(&store).await;
+        one.register_broker(broker(1)).await.unwrap();
+        let two = open(&store).await;
+        two.register_broker(broker(2)).await.unwrap();
+        caught_up(&one, &store).await;
+        let t = one
+            .create_topic("a", 5, BTreeMap::new(), false)
+            .await
+            .unwrap()
+            .topic_id;
+        // Broker 1 leads 0, 2 and 4, each 4 MiB/s; broker 2 leads 1 and 3, idle.
+        let rates: PartitionRates = [0, 2, 4].map(|p| ((t, p), 4.0 * MIB)).into();
+        assert_eq!(
+            one.balance_leaders(LeaderBalance::default(), Some(&rates))
+                .await
+                .unwrap(),
+            1
+        );
+        // One move leaves 8 against 4 MiB/s, and three partitions to two: moving another
+        // (with an idle one back) would only swap the two.
+        assert_eq!(
+            moves(&one, t, 5),
+            [(1, Some(2)), (2, None), (1, None), (2, None), (1, None)]
+        );
     }
 }

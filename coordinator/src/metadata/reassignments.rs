@@ -280,7 +280,10 @@ mod tests {
 
         // Broker 2 leads both now: balancing by count moves the other one, not the one
         // reassigned by hand.
-        let started = one.balance_leaders(LeaderBalance::default()).await.unwrap();
+        let started = one
+            .balance_leaders(LeaderBalance::default(), None)
+            .await
+            .unwrap();
         assert_eq!(started, 1);
         assert_eq!(leadership(&one, t, 0), (2, 1, None, Some(2)));
         assert_eq!(leadership(&one, t, 1), (2, 0, Some(1), None));
@@ -331,14 +334,14 @@ mod tests {
             auto_rebalance: false,
             ..LeaderBalance::default()
         };
-        assert_eq!(two.balance_leaders(no_rebalance).await.unwrap(), 0);
+        assert_eq!(two.balance_leaders(no_rebalance, None).await.unwrap(), 0);
         // Both of its two partitions are led elsewhere: 100%, not above a 100% threshold.
         // Balancing by count moves the two assigned to no broker instead.
         let tolerant = LeaderBalance {
             imbalance_per_broker_percentage: 100,
             ..LeaderBalance::default()
         };
-        assert_eq!(two.balance_leaders(tolerant).await.unwrap(), 2);
+        assert_eq!(two.balance_leaders(tolerant, None).await.unwrap(), 2);
         let moving = |p| leadership(&two, t, p).2;
         assert_eq!([0, 1, 2, 3].map(moving), [None, Some(1), None, Some(1)]);
 
@@ -346,7 +349,9 @@ mod tests {
         assert_eq!(two.elect_preferred_leader(t, 0).await.unwrap(), 1);
         assert_eq!(leadership(&two, t, 0), (2, 1, Some(1), Some(1)));
         assert_eq!(
-            two.balance_leaders(LeaderBalance::default()).await.unwrap(),
+            two.balance_leaders(LeaderBalance::default(), None)
+                .await
+                .unwrap(),
             1
         );
         assert_eq!(leadership(&two, t, 2), (2, 1, Some(1), Some(1)));

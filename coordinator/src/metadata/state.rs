@@ -39,6 +39,10 @@ pub(super) struct State {
     /// Every stored flush record with how many of its chunks are still part of a log: those
     /// at zero are deleted by [`Coordinator::delete_dead_flush_records`].
     pub(super) flushes: HashMap<String, usize>,
+    /// Bytes committed to each partition since this process began watching: the sum of the
+    /// chunks of every flush record it watched arrive (a load counts none). The controller's
+    /// bytes-in rates are taken from it.
+    pub(super) bytes_in: HashMap<(Uuid, i32), u64>,
 }
 
 pub(super) type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;
@@ -251,6 +255,10 @@ impl State {
         let chunks = flush.chunks()?;
         self.flushes.insert(flush.object_key, 0);
         for chunk in chunks {
+            *self
+                .bytes_in
+                .entry((chunk.topic_id, chunk.partition))
+                .or_insert(0) += chunk.chunk.size;
             self.add_chunk(chunk);
         }
         Ok(())
@@ -315,6 +323,7 @@ impl State {
         match key {
             Key::Topic(name) => {
                 if let Some(topic_id) = self.topic_ids.remove(&name) {
+                    self.bytes_in.retain(|(t, _), _| *t != topic_id);
                     if let Some(topic) = self.topics.remove(&topic_id) {
                         for partition in topic.partitions {
                             for chunk in partition.chunks.values() {
