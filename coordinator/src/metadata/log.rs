@@ -75,12 +75,12 @@ impl Coordinator {
         Some(self.read().partition(topic_id, partition)?.to_log())
     }
 
-    /// Compaction: replaces the chunks covering exactly the offsets of `segments` (contiguous,
-    /// oldest first) with them, atomically; NonContiguousCommit if the segments do not follow
-    /// each other or the chunks are no longer exactly those (contiguous, the first starting
-    /// with the first segment and the last ending with the last one). The partition's
-    /// producer states are stored with them, so the flush records of the replaced chunks can
-    /// go.
+    /// Compaction: replaces what covers exactly the offsets of `segments` (contiguous,
+    /// oldest first) with them, atomically: the stored segments starting in their range (small
+    /// ones merged into a new one, contiguous from its base offset), then the chunks up to
+    /// their end (at least one). NonContiguousCommit if the segments do not follow each other
+    /// or the log no longer holds exactly those. The partition's producer states are stored
+    /// with them, so the flush records of the replaced chunks can go.
     pub async fn commit_segments(
         &self,
         topic_id: Uuid,
@@ -111,10 +111,24 @@ impl Coordinator {
                 .partition(t, p)
                 .ok_or_else(|| unknown_partition(t, p))?;
             check_leader(log, t, p, broker_id, leader_epoch)?;
+            let overlapped = log
+                .segments
+                .range(..base)
+                .next_back()
+                .is_some_and(|(_, s)| s.last_offset >= base);
             let mut next = base;
+            let mut merged = Vec::new();
             let mut replaced = 0;
-            if last >= base {
-                for chunk in log.chunks.range(base..=last).map(|(_, chunk)| chunk) {
+            if last >= base && !overlapped {
+                for segment in log.segments.range(base..=last).map(|(_, s)| s) {
+                    if segment.base_offset != next {
+                        break;
+                    }
+                    next = segment.last_offset + 1;
+                    merged.push(segment.base_offset);
+                }
+                let chunks = log.chunks.range(next..).map(|(_, chunk)| chunk);
+                for chunk in chunks.take_while(|chunk| chunk.last_offset <= last) {
                     if chunk.base_offset != next {
                         break;
                     }
@@ -127,6 +141,12 @@ impl Coordinator {
                     "the chunks of {t}-{p} do not tile the segments' offsets {base}..={last}"
                 )));
             }
+            // A merged segment's key that a new segment takes over is put, not deleted.
+            let deletes = merged
+                .into_iter()
+                .filter(|base| !segments.iter().any(|s| s.base_offset == *base))
+                .map(|base| Key::Segment(t, p, base))
+                .collect();
             let mut puts: Vec<Record> = segments
                 .into_iter()
                 .map(|segment| Record::Segment(t, p, segment))
@@ -135,6 +155,7 @@ impl Coordinator {
             Changes {
                 guards: vec![registered],
                 puts,
+                deletes,
                 ..Changes::default()
             }
         };
@@ -561,6 +582,56 @@ mod tests {
         assert_eq!(log.segments, vec![segment(0, 4), segment(5, 19)]);
         assert!(log.chunks.is_empty());
         assert_eq!(log.high_watermark, 20);
+    }
+
+    #[tokio::test]
+    async fn a_segment_takes_in_the_small_segments_before_its_chunks() {
+        let (store, coordinator, t) = setup(1).await;
+        flush_chunks(&coordinator, t, &[(0, 9), (10, 19), (20, 29), (30, 39)]).await;
+        for (base, last) in [(0, 9), (10, 19)] {
+            coordinator
+                .commit_segments(t, 0, 0, vec![segment(base, last)])
+                .await
+                .unwrap();
+        }
+        let before = snapshot(&coordinator);
+        // Starts inside a segment; takes in segments but no chunk.
+        for (base, last) in [(5, 29), (0, 19)] {
+            let result = coordinator
+                .commit_segments(t, 0, 0, vec![segment(base, last)])
+                .await;
+            assert!(
+                matches!(result, Err(CoordinatorError::NonContiguousCommit(_))),
+                "{base}..={last}: {result:?}"
+            );
+        }
+        assert_eq!(snapshot(&coordinator), before);
+
+        // The last segment and a chunk, then both segments and the last chunk.
+        let segment_keys = || {
+            let keys = store.keys();
+            keys.iter().filter(|k| k.contains("/segments/")).count()
+        };
+        coordinator
+            .commit_segments(t, 0, 0, vec![segment(10, 29)])
+            .await
+            .unwrap();
+        let log = coordinator.partition_log(t, 0).unwrap();
+        assert_eq!(log.segments, vec![segment(0, 9), segment(10, 29)]);
+        assert_eq!(log.chunks, vec![chunk(30, 39)]);
+        assert_eq!(segment_keys(), 2);
+        coordinator
+            .commit_segments(t, 0, 0, vec![segment(0, 39)])
+            .await
+            .unwrap();
+        let log = coordinator.partition_log(t, 0).unwrap();
+        assert_eq!(log.segments, vec![segment(0, 39)]);
+        assert!(log.chunks.is_empty());
+        assert_eq!(log.high_watermark, 40);
+        assert_eq!(segment_keys(), 1, "{:?}", store.keys());
+        // What the store holds is what the watch applied.
+        let reopened = open(&store).await;
+        assert_eq!(snapshot(&reopened), snapshot(&coordinator));
     }
 
     #[tokio::test]

@@ -3,11 +3,21 @@
 //! replacement to the coordinator. Afterwards the flush objects are unreferenced once every
 //! partition in them is compacted, and the garbage collector deletes them.
 //!
-//! What it read is checked before anything is committed, because the flush objects go once
-//! the segments replace them: every chunk must be exactly its bytes, whole batches with valid
-//! CRCs covering exactly its offsets. A segment rolls before an offset relative to its base
-//! or a position in it would pass Kafka's 32-bit index fields, so one compaction may write
-//! several segments, committed together.
+//! A partition with little traffic gets a small segment each time its chunks are due. So that
+//! its segments (a metadata key each, and three objects) do not pile up, a new segment takes
+//! in the small segments before it, as a binary counter carries: the last segment while it
+//! is no bigger than what the new one holds so far, and so on back, up to the compaction
+//! size, taking in no segment sealed `segment.ms` ago (Kafka rolls its segments then) nor
+//! one retention would delete, so retention stays about as fine-grained as Kafka's with
+//! rolled segments. A byte is then rewritten
+//! only when the segment it is in at least doubles: at most log2(compaction size / smallest
+//! segment) times, and a partition keeps few segments below the compaction size.
+//!
+//! What it read is checked before anything is committed, because the flush objects and
+//! merged segments go once the new segments replace them: every chunk and segment must be
+//! exactly its bytes, whole batches with valid CRCs covering exactly its offsets. A segment
+//! rolls before an offset relative to its base or a position in it would pass Kafka's 32-bit
+//! index fields, so one compaction may write several segments, committed together.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,7 +31,7 @@ use uuid::Uuid;
 use crate::background::{isolated, next_pass};
 use crate::broker::Broker;
 use crate::clock::now_ms;
-use crate::partition::log_reader::{chunk_batches, ReadError};
+use crate::partition::log_reader::{chunk_batches, segment_batches, ReadError};
 use crate::partition::Partition;
 
 #[derive(Debug, thiserror::Error)]
@@ -116,33 +126,69 @@ async fn compact_if_due(
             take
         })
         .collect();
-    compact(broker, partition, &chunks).await?;
+    let now = now_ms();
+    let retained = |ms: i64| config.retention_ms < 0 || now - ms <= config.retention_ms;
+    // Kafka rolls a segment once it is segment.ms old; one retention is about to delete is
+    // left for it.
+    let mergeable = |s: &SegmentMeta| {
+        now - s.created_ms < config.segment_ms
+            && retained(s.created_ms)
+            && retained(s.max_timestamp)
+    };
+    let merged = segments_to_merge(&log.segments, &chunks, limit, mergeable);
+    compact(broker, partition, merged, &chunks).await?;
     Ok(true)
 }
 
-/// Writes `chunks` (contiguous, oldest first) as segments and commits them.
+/// The trailing segments a new segment of `chunks` takes in (see the module's comment):
+/// each no bigger than what the new one holds so far, all together within `limit` bytes,
+/// all `mergeable`.
+fn segments_to_merge<'a>(
+    segments: &'a [SegmentMeta],
+    chunks: &[&ChunkMeta],
+    limit: u64,
+    mergeable: impl Fn(&SegmentMeta) -> bool,
+) -> &'a [SegmentMeta] {
+    let Some(first) = chunks.first() else {
+        return &[];
+    };
+    let mut size: u64 = chunks.iter().map(|c| c.size).sum();
+    let mut start = segments.len();
+    let mut next = first.base_offset;
+    while let Some(segment) = start.checked_sub(1).map(|i| &segments[i]) {
+        let fits = segment.size <= size && size + segment.size <= limit;
+        if !fits || segment.last_offset + 1 != next || !mergeable(segment) {
+            break;
+        }
+        size += segment.size;
+        next = segment.base_offset;
+        start -= 1;
+    }
+    &segments[start..]
+}
+
+/// Writes `merged` (the partition's last segments) and `chunks` (contiguous with them,
+/// oldest first) as segments and commits them in their place.
 pub async fn compact(
     broker: &Broker,
     partition: &Partition,
+    merged: &[SegmentMeta],
     chunks: &[&ChunkMeta],
 ) -> Result<(), CompactionError> {
     let Some(first) = chunks.first() else {
         return Ok(());
     };
+    let base_offset = merged.first().map_or(first.base_offset, |s| s.base_offset);
     let interval = broker.config.index_interval_bytes;
     let mut segments: Vec<SegmentData> = Vec::new();
-    let mut writer = SegmentWriter::new(first.base_offset, interval);
-    for chunk in chunks {
-        // Around the read cache: consumers do not read these bytes again from the chunk.
-        let bytes = broker
-            .store
-            .get_range(&chunk.object_key, chunk.byte_range.clone())
-            .await?;
-        for batch in chunk_batches(chunk, &bytes)? {
+    let mut writer = SegmentWriter::new(base_offset, interval);
+    let mut append = |key: &str, batches: Vec<_>| {
+        for batch in batches {
+            let batch: proto_compat::batch::RecordBatch = batch;
             batch
                 .verify_crc()
                 .map_err(|e| CompactionError::CorruptBatch {
-                    key: chunk.object_key.clone(),
+                    key: key.to_string(),
                     offset: batch.base_offset(),
                     reason: e.to_string(),
                 })?;
@@ -152,8 +198,27 @@ pub async fn compact(
             }
             writer.append(&batch)?;
         }
+        Ok::<_, CompactionError>(())
+    };
+    // Around the read cache: consumers do not read these bytes again from where they were.
+    for segment in merged {
+        let bytes = broker.store.get(&segment.log_key).await?;
+        append(&segment.log_key, segment_batches(segment, &bytes)?)?;
+    }
+    for chunk in chunks {
+        let bytes = broker
+            .store
+            .get_range(&chunk.object_key, chunk.byte_range.clone())
+            .await?;
+        append(&chunk.object_key, chunk_batches(chunk, &bytes)?)?;
     }
     segments.push(writer.finish());
+    // The age of a segment is that of its oldest part: merging does not make it young.
+    let created_ms = merged
+        .iter()
+        .map(|s| s.created_ms)
+        .min()
+        .unwrap_or_else(now_ms);
     let keys: Vec<_> = segments
         .iter()
         .map(|data| segment_keys(partition.topic_id, partition.index, data.base_offset))
@@ -185,10 +250,10 @@ pub async fn compact(
             log_key: keys.log,
             offset_index_key: keys.offset_index,
             time_index_key: keys.time_index,
-            created_ms: now_ms(),
+            created_ms,
         });
     }
-    let (base_offset, last_offset) = (first.base_offset, metas[metas.len() - 1].last_offset);
+    let last_offset = metas[metas.len() - 1].last_offset;
     let segments = metas.len();
     broker
         .coordinator
@@ -205,6 +270,7 @@ pub async fn compact(
         base_offset,
         last_offset,
         chunks = chunks.len(),
+        merged = merged.len(),
         segments,
         "compacted chunks into segments"
     );
@@ -286,7 +352,7 @@ mod tests {
     ) {
         let before = chunks(broker, partition);
         let refs: Vec<&ChunkMeta> = before.iter().collect();
-        let result = compact(broker, partition, &refs).await;
+        let result = compact(broker, partition, &[], &refs).await;
         assert!(result.as_ref().is_err_and(expected), "{result:?}");
         let log = broker
             .coordinator
@@ -320,7 +386,7 @@ mod tests {
         })
         .await;
         let all = chunks(&broker, &partition);
-        compact(&broker, &partition, &all.iter().collect::<Vec<_>>())
+        compact(&broker, &partition, &[], &all.iter().collect::<Vec<_>>())
             .await
             .unwrap();
         let log = broker
@@ -391,7 +457,7 @@ mod tests {
             .await
             .unwrap();
 
-        compact(&broker, &partition, &[&chunk]).await.unwrap();
+        compact(&broker, &partition, &[], &[&chunk]).await.unwrap();
         assert_eq!(
             segment_ranges(&broker, &partition),
             [(0, max - 1), (max, max + 1)]
@@ -444,7 +510,7 @@ mod tests {
         let chunks: Vec<&ChunkMeta> = log.chunks.iter().collect();
 
         faulty.set_outage(true);
-        assert!(compact(&broker, &partition, &chunks).await.is_err());
+        assert!(compact(&broker, &partition, &[], &chunks).await.is_err());
         let unchanged = broker
             .coordinator
             .partition_log(partition.topic_id, 0)
@@ -452,12 +518,99 @@ mod tests {
         assert_eq!((unchanged.segments.len(), unchanged.chunks.len()), (0, 2));
 
         faulty.set_outage(false);
-        compact(&broker, &partition, &chunks).await.unwrap();
+        compact(&broker, &partition, &[], &chunks).await.unwrap();
         let compacted = broker
             .coordinator
             .partition_log(partition.topic_id, 0)
             .unwrap();
         assert_eq!((compacted.segments.len(), compacted.chunks.len()), (1, 0));
         assert_eq!(compacted.high_watermark, 20);
+    }
+
+    fn sealed(base_offset: i64, last_offset: i64, size: u64, created_ms: i64) -> SegmentMeta {
+        SegmentMeta {
+            base_offset,
+            last_offset,
+            max_timestamp: 0,
+            size,
+            log_key: String::new(),
+            offset_index_key: String::new(),
+            time_index_key: String::new(),
+            created_ms,
+        }
+    }
+
+    fn pending(base_offset: i64, last_offset: i64, size: u64) -> ChunkMeta {
+        ChunkMeta {
+            base_offset,
+            last_offset,
+            max_timestamp: 0,
+            size,
+            object_key: String::new(),
+            byte_range: 0..size,
+        }
+    }
+
+    #[test]
+    fn a_new_segment_takes_in_the_smaller_ones_before_it_within_size_and_age() {
+        let segments = [
+            sealed(0, 9, 800, 100),
+            sealed(10, 19, 200, 100),
+            sealed(20, 29, 100, 200),
+        ];
+        let chunk = pending(30, 39, 100);
+        let merged = |chunk: &ChunkMeta, limit, sealed_since: i64| {
+            let mergeable = |s: &SegmentMeta| s.created_ms >= sealed_since;
+            let taken = segments_to_merge(&segments, &[chunk], limit, mergeable);
+            taken.iter().map(|s| s.base_offset).collect::<Vec<_>>()
+        };
+        // 100 takes in 100, then 200 (no bigger than 200), but not 800.
+        assert_eq!(merged(&chunk, 10_000, 0), [10, 20]);
+        // Within the limit only.
+        assert_eq!(merged(&chunk, 399, 0), [20]);
+        assert_eq!(merged(&chunk, 199, 0), Vec::<i64>::new());
+        // Only those it may take in.
+        assert_eq!(merged(&chunk, 10_000, 150), [20]);
+        // A bigger segment behind stops it; so does a gap (the log start moved past them).
+        assert_eq!(merged(&pending(30, 39, 99), 10_000, 0), Vec::<i64>::new());
+        assert_eq!(merged(&pending(31, 39, 100), 10_000, 0), Vec::<i64>::new());
+    }
+
+    #[tokio::test]
+    async fn small_segments_merge_like_a_binary_counter_and_read_back() {
+        let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+        let config = BrokerConfig {
+            compaction_max_lag: Duration::ZERO,
+            ..BrokerConfig::default()
+        };
+        let (broker, _dir) = broker(store.clone(), config).await;
+        let topic = topic(&broker, "quiet", 1).await;
+        let partition = broker.partition(&topic, 0).unwrap();
+        let mut first_seen = HashMap::new();
+        let mut counts = Vec::new();
+        for _ in 0..8 {
+            // Records of now: a segment retention would delete is never taken in.
+            let batch = record_batch(-1, -1, -1, 10, now_ms());
+            append_and_flush(&broker, &partition, &batch).await;
+            assert!(compact_if_due(&broker, &partition, &mut first_seen)
+                .await
+                .unwrap());
+            counts.push(segment_ranges(&broker, &partition).len());
+        }
+        // One chunk each time: the segments hold 8, 4 + 2 + 1, ... chunks, as binary digits.
+        assert_eq!(counts, [1, 1, 2, 1, 2, 2, 3, 1]);
+        assert_eq!(segment_ranges(&broker, &partition), [(0, 79)]);
+        let reader = broker.log_reader();
+        let batches = reader
+            .read(&partition, 0, 80, usize::MAX, true)
+            .await
+            .unwrap();
+        let bases: Vec<i64> = batches.iter().map(|b| b.base_offset()).collect();
+        assert_eq!(bases, (0..8).map(|i| i * 10).collect::<Vec<_>>());
+        assert!(batches.iter().all(|b| b.verify_crc().is_ok()));
+        // Only the last segment's objects are referenced: the collector removes the others.
+        let referenced = broker.coordinator.referenced_objects();
+        let segment_objects = referenced.iter().filter(|k| k.starts_with("topics/"));
+        assert_eq!(segment_objects.count(), 3, "its log and two indexes");
     }
 }

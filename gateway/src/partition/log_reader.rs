@@ -510,29 +510,55 @@ fn check_length(key: &str, range: &std::ops::Range<u64>, data: &Bytes) -> Result
 /// the chunk's metadata: exactly its bytes, whole batches only, offsets following each other
 /// from its base offset to its last.
 pub fn chunk_batches(chunk: &ChunkMeta, bytes: &Bytes) -> Result<Vec<RecordBatch>, ReadError> {
-    let key = &chunk.object_key;
-    check_length(key, &chunk.byte_range, bytes)?;
+    check_length(&chunk.object_key, &chunk.byte_range, bytes)?;
+    covering(
+        &chunk.object_key,
+        "chunk",
+        chunk.base_offset..=chunk.last_offset,
+        bytes,
+    )
+}
+
+/// The batches of a segment read whole from its log object, checked as a chunk's are.
+pub fn segment_batches(
+    segment: &SegmentMeta,
+    bytes: &Bytes,
+) -> Result<Vec<RecordBatch>, ReadError> {
+    check_length(&segment.log_key, &(0..segment.size), bytes)?;
+    covering(
+        &segment.log_key,
+        "segment",
+        segment.base_offset..=segment.last_offset,
+        bytes,
+    )
+}
+
+/// `bytes` as whole batches whose offsets follow each other over exactly `offsets`.
+fn covering(
+    key: &str,
+    what: &str,
+    offsets: std::ops::RangeInclusive<i64>,
+    bytes: &Bytes,
+) -> Result<Vec<RecordBatch>, ReadError> {
+    let (base, last) = (*offsets.start(), *offsets.end());
     let batches: Vec<RecordBatch> = read_batches(bytes).collect();
     let whole: usize = batches.iter().map(RecordBatch::len).sum();
     if whole != bytes.len() {
         return Err(ReadError::integrity(
             key,
             format!(
-                "bytes {:?} end with {} bytes that are not a whole batch",
-                chunk.byte_range,
+                "the {what} of offsets {base}..={last} ends with {} bytes that are not a whole batch",
                 bytes.len() - whole
             ),
         ));
     }
-    let mut next = chunk.base_offset;
+    let mut next = base;
     for batch in &batches {
         if batch.base_offset() != next || batch.last_offset() < batch.base_offset() {
             return Err(ReadError::integrity(
                 key,
                 format!(
-                    "the chunk of offsets {}..={} has a batch at {}..={} where offset {next} should be",
-                    chunk.base_offset,
-                    chunk.last_offset,
+                    "the {what} of offsets {base}..={last} has a batch at {}..={} where offset {next} should be",
                     batch.base_offset(),
                     batch.last_offset()
                 ),
@@ -540,13 +566,11 @@ pub fn chunk_batches(chunk: &ChunkMeta, bytes: &Bytes) -> Result<Vec<RecordBatch
         }
         next = batch.last_offset() + 1;
     }
-    if next != chunk.last_offset + 1 {
+    if next != last + 1 {
         return Err(ReadError::integrity(
             key,
             format!(
-                "the chunk of offsets {}..={} ends at offset {}",
-                chunk.base_offset,
-                chunk.last_offset,
+                "the {what} of offsets {base}..={last} ends at offset {}",
                 next - 1
             ),
         ));
@@ -648,7 +672,7 @@ mod tests {
         }
         let log = writer.coordinator.partition_log(topic.topic_id, 0).unwrap();
         let first_two: Vec<_> = log.chunks.iter().take(2).collect();
-        compact(&writer, &partition, &first_two).await.unwrap();
+        compact(&writer, &partition, &[], &first_two).await.unwrap();
         let log = writer.coordinator.partition_log(topic.topic_id, 0).unwrap();
         assert_eq!((log.segments.len(), log.chunks.len()), (1, 2));
         let reader = Broker::new(
