@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::metadata_store::{Change, Event, Guard, MetaStoreError, MetadataStore, Snapshot, Txn};
+use crate::retry_log::RetryLog;
 
 /// etcd's default `--max-txn-ops`.
 pub const MAX_TXN_OPERATIONS: usize = 128;
@@ -357,6 +358,7 @@ async fn keep_session_alive(
     let interval = session_timeout / 3;
     let mut stream = None;
     let (mut generation, mut client) = endpoints.current();
+    let mut failures = RetryLog::default();
     loop {
         let renewal = async {
             if stream.is_none() {
@@ -371,12 +373,17 @@ async fn keep_session_alive(
             Ok::<i64, etcd_client::Error>(ttl)
         };
         match tokio::time::timeout(interval, renewal).await {
-            Ok(Ok(ttl)) if ttl > 0 => tokio::time::sleep(interval).await,
+            Ok(Ok(ttl)) if ttl > 0 => {
+                failures.succeeded();
+                tokio::time::sleep(interval).await
+            }
             // etcd says the lease is gone.
             Ok(Ok(_)) => break,
             Ok(Err(e)) if e.to_string().contains("lease not found") => break,
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "cannot renew the etcd session; retrying");
+                if let Some(unlogged) = failures.failed(Instant::now()) {
+                    tracing::warn!(error = %e, unlogged, "cannot renew the etcd session; retrying");
+                }
                 stream = None;
                 endpoints.failed(generation).await;
                 (generation, client) = endpoints.current();

@@ -11,6 +11,7 @@ pub mod error;
 pub mod etcd;
 mod metadata;
 pub mod metadata_store;
+mod retry_log;
 pub mod topic_config;
 
 use std::collections::BTreeMap;

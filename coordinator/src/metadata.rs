@@ -34,6 +34,7 @@ use self::records::{Changes, Record};
 use self::state::State;
 use crate::error::CoordinatorError;
 use crate::metadata_store::{Guard, MetaStoreError, MetadataStore};
+use crate::retry_log::RetryLog;
 use crate::topic_config::BrokerDefaults;
 
 /// Producer ids are reserved durably in blocks, so that InitProducerId rarely writes and a
@@ -311,6 +312,7 @@ async fn sync(
             }
         };
         tracing::warn!(error, "metadata watch broke; loading the state again");
+        let mut failures = RetryLog::default();
         changes = loop {
             tokio::time::sleep(RELOAD_BACKOFF).await;
             let Some(store) = store.upgrade() else {
@@ -342,7 +344,11 @@ async fn sync(
                     applied.send_replace(revision.max(current));
                     break watch;
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot load the metadata state; retrying"),
+                Err(e) => {
+                    if let Some(unlogged) = failures.failed(std::time::Instant::now()) {
+                        tracing::warn!(error = %e, unlogged, "cannot load the metadata state; retrying");
+                    }
+                }
             }
         };
     }

@@ -35,6 +35,8 @@ use crate::{connection, http};
 
 /// How long open connections get to finish their requests at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a final flush that does not complete says so.
+const FINAL_FLUSH_REPORT: Duration = Duration::from_secs(5);
 /// Files the broker keeps open besides its connections (stores, caches, listeners).
 const RESERVED_FILES: u64 = 256;
 /// The wait after a failed accept (e.g. no file descriptor left).
@@ -271,25 +273,54 @@ pub async fn run(server: Server) -> anyhow::Result<()> {
             }
         }
     }
+    // The drain waits for clients, the store and the metadata store: an operator who would
+    // rather not wait signals again.
+    let again = shutdown_signal();
+    tokio::pin!(again);
+    let exit_now = |signal: &str| {
+        anyhow::anyhow!(
+            "{signal} during the drain: exiting with {} bytes not committed (acks=0/1 batches \
+             among them are lost; acks=all ones were never acknowledged)",
+            broker.flush_queue.buffered_bytes()
+        )
+    };
     drop(listener);
     readiness.set_accepting(false);
     let _ = stop_connections.send(true);
     broker.groups.shutdown();
-    if tokio::time::timeout(DRAIN_TIMEOUT, async {
+    let finished = tokio::time::timeout(DRAIN_TIMEOUT, async {
         while connections.join_next().await.is_some() {}
-    })
-    .await
-    .is_err()
-    {
-        tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
-        connections.shutdown().await;
+    });
+    tokio::select! {
+        finished = finished => if finished.is_err() {
+            tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
+            connections.shutdown().await;
+        },
+        signal = &mut again => return Err(exit_now(signal)),
     }
     tracing::info!(
         buffered_bytes = broker.flush_queue.buffered_bytes(),
         "flushing buffered batches"
     );
     let _ = stop_flusher.send(true);
-    flusher.await.context("the flusher failed")?;
+    let mut report = tokio::time::interval_at(
+        tokio::time::Instant::now() + FINAL_FLUSH_REPORT,
+        FINAL_FLUSH_REPORT,
+    );
+    loop {
+        tokio::select! {
+            stopped = &mut flusher => {
+                stopped.context("the flusher failed")?;
+                break;
+            }
+            _ = report.tick() => tracing::warn!(
+                buffered_bytes = broker.flush_queue.buffered_bytes(),
+                "still flushing: the object store or the metadata store does not take the \
+                 final flush; signal again to exit without it"
+            ),
+            signal = &mut again => return Err(exit_now(signal)),
+        }
+    }
     let _ = stop_background.send(true);
     background.join().await;
     if let Err(e) = broker.coordinator.unregister_broker().await {

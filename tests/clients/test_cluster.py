@@ -6,6 +6,7 @@ partitions moved by hand and preferred leader elections with Kafka's admin clien
 kafkajs and kcat routed through any gateway."""
 
 import json
+import signal
 import subprocess
 import threading
 import time
@@ -19,7 +20,7 @@ from confluent_kafka.admin import AdminClient
 from cluster_harness import Cluster, failover_time, led_by, leaders
 from group_helpers import GROUP_BROKER_CONFIG, Ledger, Member, poll_until, produce
 from strata_harness import (TIMEOUT, assert_acked_present, consume_all, create_topic,
-                            unique_topic, wait_until)
+                            produce_all, unique_topic, wait_until)
 
 PARTITIONS = 6
 DRIVER = Path(__file__).resolve().parent / "js" / "driver.js"
@@ -623,3 +624,27 @@ def test_hot_partitions_spread_by_bytes_in(tmp_path):
     finally:
         c.stop()
         print(c.logs())
+
+
+def test_a_second_sigterm_ends_a_drain_that_cannot_commit(tmp_path):
+    """With etcd gone, a gateway's final flush cannot be committed and its drain waits for
+    etcd, saying so; a second SIGTERM ends it at once, naming what was not committed."""
+    c = Cluster(tmp_path, etcd_members=1, coordinators=1, gateways=1)
+    try:
+        c.start()
+        topic = unique_topic("drain")
+        create_topic(c.bootstrap(), topic, partitions=1)
+        c.etcd.kill_member(0)
+        # acks=1 is answered from the buffer; the flush of it is never committed.
+        produce_all(c.bootstrap(), topic, [f"buffered-{i}".encode() for i in range(100)],
+                    acks="1")
+        gateway = c.gateways[0]
+        gateway.signal(signal.SIGTERM)
+        wait_until(lambda: "still flushing" in gateway.text(),
+                   "the gateway to say its final flush waits", timeout=15)
+        assert gateway.alive(), "the drain gave up with etcd gone"
+        gateway.signal(signal.SIGTERM)
+        assert gateway.wait_exit(10) != 0
+        assert "SIGTERM during the drain: exiting with" in gateway.text(), gateway.log()
+    finally:
+        c.stop()
