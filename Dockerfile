@@ -1,7 +1,7 @@
 # The Strata image: `docker build -t strata .` builds `strata` from this source tree and
 # runs it as an unprivileged user on Debian slim (docs/operations.md, "Container image").
 
-FROM rust:1-bookworm AS builder
+FROM docker.io/library/rust:1-bookworm AS builder
 # protoc and its standard includes, to build the etcd client's protobuf code.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev \
@@ -15,7 +15,7 @@ RUN CARGO_PROFILE_RELEASE_DEBUG=0 cargo build --release -p gateway --locked \
 # The builder's Debian release, for the glibc the binary was linked against.
 # tests/deploy/test_image.py builds this stage offline with its RUN and COPY results stood
 # in for: it expects the binary, the user and the data directory where they are here.
-FROM debian:bookworm-slim
+FROM docker.io/library/debian:bookworm-slim
 # CA certificates for object stores over HTTPS; a fixed uid/gid so volumes and
 # Kubernetes' securityContext can name them.
 RUN apt-get update \
