@@ -236,7 +236,7 @@ def get(address: str, path: str) -> tuple:
 def test_default_command_serves_kafka_and_exits_cleanly_on_sigterm(container, tmp_path):
     """The image's default command, moved to loopback ports, runs a standalone broker as the
     image's user in its data directory, that takes and serves records and exits 0 on the
-    image's stop signal, leaving its metadata in the data directory."""
+    image's stop signal, leaving its files, owned by that user, in the data directory."""
     kafka_port, http_port = free_ports(2)
     bootstrap, http_address = f"127.0.0.1:{kafka_port}", f"127.0.0.1:{http_port}"
     cmd = with_flags(container.config["Cmd"], {"--listen": bootstrap, "--http": http_address})
