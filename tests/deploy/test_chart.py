@@ -178,6 +178,10 @@ def container(workload: dict) -> dict:
     return containers[0]
 
 
+def port_of(container_spec: dict, name: str) -> int:
+    return next(p["containerPort"] for p in container_spec["ports"] if p["name"] == name)
+
+
 def selects(selector: dict, labels: dict) -> bool:
     return all(labels.get(key) == value for key, value in selector.items())
 
@@ -420,7 +424,8 @@ def test_gateways_and_coordinators_reach_every_bundled_etcd_member():
 
 
 def test_etcd_members_form_one_cluster():
-    statefulset = one(render({}), "StatefulSet", ETCD)
+    objects = render({})
+    statefulset = one(objects, "StatefulSet", ETCD)
     etcd = container(statefulset)
     flags = dict(arg.removeprefix("--").split("=", 1) for arg in etcd["args"])
     peers = dict(member.split("=", 1) for member in flags["initial-cluster"].split(","))
@@ -439,7 +444,7 @@ def test_etcd_members_form_one_cluster():
     claim = statefulset["spec"]["volumeClaimTemplates"][0]
     mount = next(m for m in etcd["volumeMounts"] if m["name"] == claim["metadata"]["name"])
     assert flags["data-dir"].startswith(mount["mountPath"] + "/")
-    pdb = one(render({}), "PodDisruptionBudget", ETCD)
+    pdb = one(objects, "PodDisruptionBudget", ETCD)
     assert pdb["spec"]["maxUnavailable"] == 1
 
 
@@ -449,20 +454,13 @@ def test_an_external_etcd_replaces_the_bundled_one():
     assert [o for o in objects if "etcd" in o["metadata"]["name"]] == []
 
 
-def port_of(container_spec: dict, name: str) -> int:
-    return next(p["containerPort"] for p in container_spec["ports"] if p["name"] == name)
-
-
-@pytest.mark.parametrize("kind,name,variable", [
-    ("StatefulSet", GATEWAY, "STRATA_HTTP"),
-    ("Deployment", f"{FULLNAME}-coordinator", "STRATA_HTTP"),
-])
-def test_probes_ask_readyz_and_healthz_on_the_http_port(kind, name, variable):
+@pytest.mark.parametrize("kind,name", [("StatefulSet", GATEWAY), ("Deployment", f"{FULLNAME}-coordinator")])
+def test_probes_ask_readyz_and_healthz_on_the_http_port(kind, name):
     workload = one(render({}), kind, name)
     spec = container(workload)
     http_port = port_of(spec, "http")
     env = {v["name"]: v.get("value") for v in spec["env"]}
-    assert env[variable] == f"0.0.0.0:{http_port}"
+    assert env["STRATA_HTTP"] == f"0.0.0.0:{http_port}"
     assert spec["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert spec["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert spec["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
@@ -712,11 +710,17 @@ def rendered_config(objects: list) -> str:
     return one(objects, "ConfigMap", f"{FULLNAME}-config")["data"]["strata.toml"]
 
 
+def typed(settings: dict) -> dict:
+    """Values with their types: 67108864.0 == 67108864 in Python, not for Strata."""
+    return {key: (type(value), value) for key, value in settings.items()}
+
+
 def test_the_config_map_is_the_toml_of_the_config_values():
-    assert tomllib.loads(rendered_config(render({"config": CONFIG}))) == CONFIG
+    assert typed(tomllib.loads(rendered_config(render({"config": CONFIG})))) == typed(CONFIG)
     odd = {"quoted": 'say "hi" \\ <there> & ünïcode', "big": 9007199254740992, "zero": 0}
     # The chart's default setting stays unless overridden.
-    assert tomllib.loads(rendered_config(render({"config": odd}))) == {"broker.session.timeout.ms": 3000, **odd}
+    assert typed(tomllib.loads(rendered_config(render({"config": odd})))) == typed(
+        {"broker.session.timeout.ms": 3000, **odd})
 
 
 def strata_bin() -> Path:
@@ -797,7 +801,8 @@ def started():
 
 @pytest.fixture
 def etcd(started, tmp_path):
-    """A one-member etcd on loopback; yields its client URL."""
+    """A one-member etcd on loopback; returns its client URL."""
+    assert shutil.which("etcd"), "etcd not found: apt-get install etcd-server"
     client, peer = free_ports(2)
     url = f"http://127.0.0.1:{client}"
     process = Process(started, [
@@ -830,6 +835,7 @@ def run_rendered(started: list, workload: dict, config: Path, etcd_url: str, tmp
     changing only what points into the cluster: its listeners go to free loopback ports,
     etcd to the test's, the config file to `config`, and what `overrides` says. Returns
     the process and its HTTP address."""
+    assert strata_bin().exists(), f"{strata_bin()} not found: run `cargo build -p gateway` or set STRATA_BIN"
     http_port, kafka_port = free_ports(2)
     env = pod_env(workload, 0) if workload["kind"] == "StatefulSet" else {
         v["name"]: v["value"] for v in container(workload)["env"]}
@@ -843,7 +849,6 @@ def run_rendered(started: list, workload: dict, config: Path, etcd_url: str, tmp
 
 
 def test_the_rendered_config_and_environment_start_a_coordinator_and_a_gateway(started, etcd, tmp_path):
-    assert strata_bin().exists(), f"{strata_bin()} not found: run `cargo build -p gateway` or set STRATA_BIN"
     objects = render({"config": CONFIG})
     config = tmp_path / "strata.toml"
     config.write_text(rendered_config(objects))
