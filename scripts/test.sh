@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README): installs what the tests need, builds the workspace and runs
-# every test: Rust unit and cross-process tests, then the real Kafka clients in tests/clients.
+# every test: Rust unit and cross-process tests, the real Kafka clients in tests/clients, then
+# the deployment in tests/deploy (the container image, the Helm chart, dashboards and alerts).
 # Installs are skipped when already done, so repeat runs only build and test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,10 @@ command -v etcdctl >/dev/null || missing+=(etcd-client)
 command -v protoc >/dev/null || missing+=(protobuf-compiler)
 [ -e /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
 command -v npm >/dev/null || missing+=(npm)
+# podman builds the container image offline; Prometheus and promtool check the dashboards
+# and alert rules.
+command -v podman >/dev/null || missing+=(podman)
+command -v prometheus >/dev/null || missing+=(prometheus)
 if ((${#missing[@]})); then
   step "Installing ${missing[*]} with apt-get"
   bash scripts/apt-install.sh "${missing[@]}"
@@ -55,7 +60,10 @@ step "Rust tests"
 cargo test --workspace --no-fail-fast || failed+=("cargo test")
 
 step "Kafka client tests (tests/clients)"
-STRATA_BIN="$CARGO_TARGET_DIR/debug/strata" .venv/bin/python -m pytest tests/clients || failed+=("pytest")
+STRATA_BIN="$CARGO_TARGET_DIR/debug/strata" .venv/bin/python -m pytest tests/clients || failed+=("pytest tests/clients")
+
+step "Deployment tests (tests/deploy)"
+STRATA_BIN="$CARGO_TARGET_DIR/debug/strata" .venv/bin/python -m pytest tests/deploy || failed+=("pytest tests/deploy")
 
 if ((${#failed[@]})); then
   printf '\nFAILED: %s\n' "${failed[*]}" >&2
