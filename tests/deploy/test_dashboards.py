@@ -115,7 +115,7 @@ class Prometheus:
 
 
 def produce(bootstrap: str, stop: threading.Event, failures: list):
-    """acks=all records at PRODUCE_RATE until `stop`."""
+    """acks=all records at PRODUCE_RATE until `stop`; delivery failures go to `failures`."""
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
 
     def delivered(err, _msg):
@@ -134,7 +134,9 @@ def produce(bootstrap: str, stop: threading.Event, failures: list):
                     producer.produce(topic, value=value, on_delivery=delivered)
         sent = max(sent, due)
         producer.poll(0.05)
-    assert producer.flush(TIMEOUT) == 0, "records still undelivered"
+    undelivered = producer.flush(TIMEOUT)
+    if undelivered:
+        failures.append(f"{undelivered} records undelivered")
 
 
 def consume(bootstrap: str, group: str, topics: list, stop: threading.Event, counts: dict,
@@ -170,6 +172,7 @@ def provoke_partition_errors(bootstrap: str) -> list:
     producer.flush(TIMEOUT)
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "strata-out-of-range",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+
     def record():
         msg = consumer.poll(0.5)
         return msg is not None and msg.error() is None
@@ -347,7 +350,7 @@ def test_alert_rules_evaluate_on_the_real_series(run):
         return rules if all(r["health"] == "ok" for r in rules) else None
 
     rules = wait_until(evaluated, "every rule evaluated without error")
-    assert [r["name"] for r in rules] == alert_names()
+    assert sorted(r["name"] for r in rules) == sorted(alert_names())
     active = {(a["labels"]["alertname"], a["labels"].get("group"), a["state"])
               for a in prom.alerts()}
     # The lagging group is over the threshold and growing: pending (for: 15m), the rest quiet.
