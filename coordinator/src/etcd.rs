@@ -39,6 +39,8 @@ const LOAD_PAGE: i64 = 500;
 #[derive(Clone, Debug)]
 pub struct StoreMetrics {
     pub transactions: Counter,
+    /// Transactions etcd did not answer, or answered with an error.
+    pub errors: Counter,
     /// Request bytes: the transactions' keys and values, as checked against etcd's limit.
     pub transaction_bytes: Counter,
     pub transaction_duration: Histogram,
@@ -49,6 +51,7 @@ impl StoreMetrics {
     pub fn new() -> Self {
         StoreMetrics {
             transactions: Counter::default(),
+            errors: Counter::default(),
             transaction_bytes: Counter::default(),
             // 100 µs .. ~26 s
             transaction_duration: Histogram::new(exponential_buckets(0.000_1, 2.0, 19)),
@@ -59,8 +62,11 @@ impl StoreMetrics {
         }
     }
 
-    fn observe(&self, bytes: usize, duration: Duration) {
+    fn observe(&self, bytes: usize, duration: Duration, failed: bool) {
         self.transactions.inc();
+        if failed {
+            self.errors.inc();
+        }
         self.transaction_bytes.inc_by(bytes as u64);
         self.transaction_duration.observe(duration.as_secs_f64());
         self.transaction_size.observe(bytes as f64);
@@ -257,7 +263,8 @@ impl MetadataStore for EtcdStore {
             .endpoints
             .call(|mut client| async move { client.txn(request).await })
             .await;
-        self.metrics.observe(bytes, started.elapsed());
+        self.metrics
+            .observe(bytes, started.elapsed(), response.is_err());
         let response = response.map_err(|e| match e {
             MetaStoreError::Unavailable(why)
                 if !txn.session_puts.is_empty() && why.contains("lease not found") =>

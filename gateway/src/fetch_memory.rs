@@ -13,6 +13,8 @@ use tokio::time::Instant;
 /// Room reserved for record bytes; given back when dropped.
 pub type Reservation = OwnedSemaphorePermit;
 
+/// Clones share the bound.
+#[derive(Clone, Debug)]
 pub struct FetchMemory {
     /// One permit per byte.
     room: Arc<Semaphore>,
@@ -52,6 +54,15 @@ impl FetchMemory {
             .ok()
     }
 
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Bytes reserved now.
+    pub fn in_use(&self) -> usize {
+        self.limit - self.room.available_permits()
+    }
+
     fn permits(&self, bytes: usize) -> u32 {
         bytes.min(self.limit).min(u32::MAX as usize) as u32
     }
@@ -75,6 +86,7 @@ mod tests {
         let memory = FetchMemory::new(100, exhausted.clone());
         let soon = || Instant::now() + Duration::from_millis(50);
         let mut held = memory.reserve(80, soon()).await.expect("room is free");
+        assert_eq!(memory.clone().in_use(), 80, "clones share the bound");
         assert!(memory.reserve(30, soon()).await.is_none(), "only 20 free");
         assert_eq!(exhausted.get(), 1, "the wait in vain is counted");
         assert!(memory.try_reserve(30).is_none(), "only 20 free");

@@ -1,7 +1,8 @@
 //! Prometheus metrics. Label children are looked up once and cached in the structs below
 //! (per API key, per topic, per store operation), never on the hot path. The read caches
-//! count for themselves; their counters are read at scrape time, as is consumer lag. So do
-//! the etcd store's transactions, in cluster mode.
+//! count for themselves; their counters are read at scrape time, as are consumer lag, the
+//! partitions led and the memory in use. So do the etcd store's transactions, in cluster
+//! mode.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -17,12 +18,14 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use proto_compat::api_versions::SUPPORTED;
+use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::ApiKey;
 use segment_store::caches::disk_cache::DiskCache;
 use segment_store::caches::read_cache::ReadCache;
 use segment_store::retry::RetryObserver;
 use segment_store::StoreError;
 
+use crate::fetch_memory::FetchMemory;
 use crate::partition::flush_queue::UnflushedAge;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -62,12 +65,24 @@ struct TaskLabels {
     task: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionErrorLabels {
+    api: &'static str,
+    error: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
 /// Counters of one topic, shared by its partitions.
 #[derive(Clone, Debug, Default)]
 pub struct TopicMetrics {
     pub bytes_in: Counter,
     pub messages_in: Counter,
     pub bytes_out: Counter,
+    pub messages_out: Counter,
 }
 
 /// Counters of one API.
@@ -86,12 +101,30 @@ pub struct BackgroundTaskMetrics {
     pub restarts: Counter,
 }
 
-/// Counters of one object-store operation.
+/// Partition leaders the controller changed.
 #[derive(Clone, Debug, Default)]
+pub struct LeaderChangeMetrics {
+    /// Partitions without a live leader given one.
+    pub failover: Counter,
+    /// Handovers started to balance leadership.
+    pub balance: Counter,
+}
+
+/// The gateway's memory bounds, and the fetch memory whose use is read at each scrape.
+#[derive(Debug)]
+pub struct MemoryBounds {
+    pub buffer_max_bytes: usize,
+    pub queued_max_request_bytes: usize,
+    pub fetch: FetchMemory,
+}
+
+/// Counters of one object-store operation.
+#[derive(Clone, Debug)]
 pub struct StoreOperationMetrics {
     pub requests: Counter,
     pub errors: Counter,
     pub retries: Counter,
+    pub latency: Histogram,
 }
 
 pub struct Metrics {
@@ -99,12 +132,15 @@ pub struct Metrics {
     topic_bytes_in: Family<TopicLabels, Counter>,
     topic_messages_in: Family<TopicLabels, Counter>,
     topic_bytes_out: Family<TopicLabels, Counter>,
+    topic_messages_out: Family<TopicLabels, Counter>,
     topics: Mutex<HashMap<String, TopicMetrics>>,
     apis: HashMap<i16, ApiMetrics>,
     store_operations: HashMap<&'static str, StoreOperationMetrics>,
+    partition_errors: Family<PartitionErrorLabels, Counter>,
     read_caches: Arc<ReadCacheCollector>,
-    consumer_lag: Arc<ConsumerLagCollector>,
+    cluster: Arc<ClusterCollector>,
     metadata_store: Arc<MetadataStoreCollector>,
+    memory: Arc<MemoryCollector>,
     pub flushes: Counter,
     pub flush_bytes: Counter,
     pub flush_errors: Counter,
@@ -123,6 +159,9 @@ pub struct Metrics {
     pub offset_expiration: BackgroundTaskMetrics,
     pub controller: BackgroundTaskMetrics,
     pub leadership: BackgroundTaskMetrics,
+    pub coordinator_active: Gauge,
+    pub coordinator_elections: Counter,
+    pub leader_changes: LeaderChangeMetrics,
 }
 
 /// The operations of `segment_store::store::ObjectStore`.
@@ -139,6 +178,7 @@ impl Metrics {
         let topic_bytes_in = Family::<TopicLabels, Counter>::default();
         let topic_messages_in = Family::<TopicLabels, Counter>::default();
         let topic_bytes_out = Family::<TopicLabels, Counter>::default();
+        let topic_messages_out = Family::<TopicLabels, Counter>::default();
         registry.register(
             "topic_bytes_in",
             "Record batch bytes produced to the topic",
@@ -153,6 +193,11 @@ impl Metrics {
             "topic_bytes_out",
             "Record batch bytes fetched from the topic",
             topic_bytes_out.clone(),
+        );
+        registry.register(
+            "topic_messages_out",
+            "Records fetched from the topic (in whole batches, as sent)",
+            topic_messages_out.clone(),
         );
 
         let requests = Family::<ApiLabels, Counter>::default();
@@ -182,10 +227,19 @@ impl Metrics {
                 (range.api_key as i16, metrics)
             })
             .collect();
+        let partition_errors = Family::<PartitionErrorLabels, Counter>::default();
+        registry.register(
+            "partition_errors",
+            "Partitions of Produce and Fetch responses answered with an error, per API and error",
+            partition_errors.clone(),
+        );
 
         let store_requests = Family::<OperationLabels, Counter>::default();
         let store_errors = Family::<OperationLabels, Counter>::default();
         let store_retries = Family::<OperationLabels, Counter>::default();
+        let store_latency = Family::<OperationLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         registry.register(
             "object_store_requests",
             "Object store requests, per operation",
@@ -201,6 +255,11 @@ impl Metrics {
             "Object store calls retried after a transient failure, per operation",
             store_retries.clone(),
         );
+        registry.register(
+            "object_store_request_duration_seconds",
+            "Time an object store request took, its retries included, per operation",
+            store_latency.clone(),
+        );
         let store_operations = STORE_OPERATIONS
             .iter()
             .map(|&operation| {
@@ -211,6 +270,7 @@ impl Metrics {
                     requests: store_requests.get_or_create(&labels).clone(),
                     errors: store_errors.get_or_create(&labels).clone(),
                     retries: store_retries.get_or_create(&labels).clone(),
+                    latency: store_latency.get_or_create(&labels).clone(),
                 };
                 (operation, metrics)
             })
@@ -218,10 +278,12 @@ impl Metrics {
 
         let read_caches = Arc::new(ReadCacheCollector::default());
         registry.register_collector(Box::new(read_caches.clone()));
-        let consumer_lag = Arc::new(ConsumerLagCollector::default());
-        registry.register_collector(Box::new(consumer_lag.clone()));
+        let cluster = Arc::new(ClusterCollector::default());
+        registry.register_collector(Box::new(cluster.clone()));
         let metadata_store = Arc::new(MetadataStoreCollector::default());
         registry.register_collector(Box::new(metadata_store.clone()));
+        let memory = Arc::new(MemoryCollector::default());
+        registry.register_collector(Box::new(memory.clone()));
 
         let flushes = Counter::default();
         let flush_bytes = Counter::default();
@@ -308,6 +370,31 @@ impl Metrics {
             "Background tasks that stopped unexpectedly and were started again, per task",
             background_restarts.clone(),
         );
+        let coordinator_active = Gauge::default();
+        let coordinator_elections = Counter::default();
+        let leader_changes = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "coordinator_active",
+            "1 while this process is the active coordinator (runs the controller), else 0",
+            coordinator_active.clone(),
+        );
+        registry.register(
+            "coordinator_elections",
+            "Times this process won the coordinator election and became active",
+            coordinator_elections.clone(),
+        );
+        registry.register(
+            "leader_changes",
+            "Partition leaders the controller changed, per reason: failover (a partition \
+             without a live leader, as its gateway left or died or it is new, got one) or \
+             balance (a handover started to even out leadership)",
+            leader_changes.clone(),
+        );
+        let reason = |reason: &'static str| {
+            leader_changes
+                .get_or_create(&ReasonLabels { reason })
+                .clone()
+        };
         let task = |task: &'static str| BackgroundTaskMetrics {
             errors: background_errors
                 .get_or_create(&TaskLabels { task })
@@ -322,12 +409,15 @@ impl Metrics {
             topic_bytes_in,
             topic_messages_in,
             topic_bytes_out,
+            topic_messages_out,
             topics: Mutex::new(HashMap::new()),
             apis,
             store_operations,
+            partition_errors,
             read_caches,
-            consumer_lag,
+            cluster,
             metadata_store,
+            memory,
             flushes,
             flush_bytes,
             flush_errors,
@@ -346,6 +436,12 @@ impl Metrics {
             offset_expiration: task("offset_expiration"),
             controller: task("controller"),
             leadership: task("leadership"),
+            coordinator_active,
+            coordinator_elections,
+            leader_changes: LeaderChangeMetrics {
+                failover: reason("failover"),
+                balance: reason("balance"),
+            },
         }
     }
 
@@ -362,6 +458,7 @@ impl Metrics {
                     bytes_in: self.topic_bytes_in.get_or_create(&labels).clone(),
                     messages_in: self.topic_messages_in.get_or_create(&labels).clone(),
                     bytes_out: self.topic_bytes_out.get_or_create(&labels).clone(),
+                    messages_out: self.topic_messages_out.get_or_create(&labels).clone(),
                 }
             })
             .clone()
@@ -376,6 +473,7 @@ impl Metrics {
         self.topic_bytes_in.remove(&labels);
         self.topic_messages_in.remove(&labels);
         self.topic_bytes_out.remove(&labels);
+        self.topic_messages_out.remove(&labels);
     }
 
     pub fn api(&self, api_key: ApiKey) -> Option<&ApiMetrics> {
@@ -391,9 +489,26 @@ impl Metrics {
         let _ = self.read_caches.caches.set((memory, disk));
     }
 
-    /// Reports the consumer lag of the groups' committed offsets from now on.
-    pub fn observe_consumer_lag(&self, coordinator: Arc<Coordinator>) {
-        let _ = self.consumer_lag.coordinator.set(coordinator);
+    /// Counts a partition of a Produce or Fetch response answered with `code`. Errors are
+    /// off the hot path, so their series are looked up here and made on first use.
+    pub fn partition_error(&self, api: &'static str, code: i16) {
+        // A code Kafka does not define reads Unknown(code).
+        let error = ResponseError::try_from_code(code).unwrap_or(ResponseError::Unknown(code));
+        let error = format!("{error:?}");
+        self.partition_errors
+            .get_or_create(&PartitionErrorLabels { api, error })
+            .inc();
+    }
+
+    /// Reports the consumer lag of the groups' committed offsets and the partitions this
+    /// broker leads from now on.
+    pub fn observe_cluster(&self, coordinator: Arc<Coordinator>) {
+        let _ = self.cluster.coordinator.set(coordinator);
+    }
+
+    /// Reports the gateway's memory bounds and its fetch memory in use from now on.
+    pub fn observe_memory(&self, bounds: MemoryBounds) {
+        let _ = self.memory.bounds.set(bounds);
     }
 
     /// Reports the etcd store's transactions from now on.
@@ -480,25 +595,34 @@ impl Collector for ReadCacheCollector {
     }
 }
 
-/// Consumer lag, computed from the coordinator at each scrape: series exist only for groups
-/// and partitions that do, so a deleted group or topic disappears.
+/// Consumer lag and the partitions this broker leads, computed from the coordinator at each
+/// scrape: lag series exist only for groups and partitions that do, so a deleted group or
+/// topic disappears.
 #[derive(Default)]
-struct ConsumerLagCollector {
+struct ClusterCollector {
     coordinator: OnceLock<Arc<Coordinator>>,
 }
 
-impl std::fmt::Debug for ConsumerLagCollector {
+impl std::fmt::Debug for ClusterCollector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConsumerLagCollector")
-            .finish_non_exhaustive()
+        f.debug_struct("ClusterCollector").finish_non_exhaustive()
     }
 }
 
-impl Collector for ConsumerLagCollector {
+impl Collector for ClusterCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let Some(coordinator) = self.coordinator.get() else {
             return Ok(());
         };
+        if let Some(broker_id) = coordinator.broker_id() {
+            let metric = encoder.encode_descriptor(
+                "partitions_led",
+                "Partitions this broker leads",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(coordinator.partitions_led(broker_id) as i64).encode(metric)?;
+        }
         let lags = coordinator.consumer_lag();
         let mut metric = encoder.encode_descriptor(
             "consumer_group_lag",
@@ -540,11 +664,17 @@ impl Collector for MetadataStoreCollector {
         let Some(store) = self.metrics.get() else {
             return Ok(());
         };
-        let metrics: [(&str, &str, &dyn EncodeMetric); 4] = [
+        let metrics: [(&str, &str, &dyn EncodeMetric); 5] = [
             (
                 "metadata_store_transactions",
                 "Transactions sent to the metadata store (etcd), applied or not",
                 &store.transactions,
+            ),
+            (
+                "metadata_store_transaction_errors",
+                "Transactions the metadata store did not answer, or answered with an error (a \
+                 guard that did not hold is an answer)",
+                &store.errors,
             ),
             (
                 "metadata_store_transaction_bytes",
@@ -568,6 +698,65 @@ impl Collector for MetadataStoreCollector {
         }
         Ok(())
     }
+}
+
+/// The process's resident memory and, on a gateway, its memory bounds and fetch memory in
+/// use, read at each scrape.
+#[derive(Debug, Default)]
+struct MemoryCollector {
+    bounds: OnceLock<MemoryBounds>,
+}
+
+impl Collector for MemoryCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        if let Some(bytes) = resident_memory_bytes() {
+            let metric = encoder.encode_descriptor(
+                "process_resident_memory_bytes",
+                "Resident memory of the process (VmRSS)",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(bytes as i64).encode(metric)?;
+        }
+        let Some(bounds) = self.bounds.get() else {
+            return Ok(());
+        };
+        let gauges = [
+            (
+                "buffer_max_bytes",
+                "The bound on produced bytes waiting for a flush (buffer.max.bytes)",
+                bounds.buffer_max_bytes,
+            ),
+            (
+                "fetch_buffer_max_bytes",
+                "The bound on fetch responses held in memory (fetch.buffer.max.bytes)",
+                bounds.fetch.limit(),
+            ),
+            (
+                "fetch_memory_bytes",
+                "Bytes of fetch responses held in memory until written",
+                bounds.fetch.in_use(),
+            ),
+            (
+                "queued_max_request_bytes",
+                "The bound on request bytes being read or handled (queued.max.request.bytes)",
+                bounds.queued_max_request_bytes,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            ConstGauge::new(value as i64).encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
+/// VmRSS from /proc/self/status; None where there is no such file (not Linux).
+fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// The age of the oldest byte not yet flushed, read at each scrape.
@@ -609,9 +798,14 @@ mod tests {
     fn topic_series_appear_and_disappear_with_the_topic() {
         let metrics = Metrics::new();
         metrics.topic("orders").bytes_in.inc_by(42);
+        metrics.topic("orders").messages_out.inc_by(3);
         let text = metrics.encode();
         assert!(
             text.contains("strata_topic_bytes_in_total{topic=\"orders\"} 42"),
+            "{text}"
+        );
+        assert!(
+            text.contains("strata_topic_messages_out_total{topic=\"orders\"} 3"),
             "{text}"
         );
         metrics.remove_topic("orders");
@@ -673,7 +867,7 @@ mod tests {
         }
     }
     #[tokio::test]
-    async fn consumer_lag_follows_groups_and_topics() {
+    async fn consumer_lag_and_partitions_led_follow_the_metadata() {
         use coordinator::{BrokerInfo, ChunkCommit, ChunkMeta, CommittedOffset};
 
         let dir = tempfile::tempdir().unwrap();
@@ -717,9 +911,10 @@ mod tests {
         coordinator.commit_offsets("g", offsets).await.unwrap();
 
         let metrics = Metrics::new();
-        metrics.observe_consumer_lag(coordinator.clone());
+        metrics.observe_cluster(coordinator.clone());
         let text = metrics.encode();
         for line in [
+            "strata_partitions_led 2",
             "strata_consumer_group_lag{group=\"g\",topic=\"t\",partition=\"0\"} 7",
             "strata_consumer_group_lag{group=\"g\",topic=\"t\",partition=\"1\"} 0",
             "strata_consumer_group_lag_sum{group=\"g\"} 7",
@@ -727,7 +922,71 @@ mod tests {
             assert!(text.contains(line), "{line} in {text}");
         }
         coordinator.delete_topic("t").await.unwrap();
-        assert!(!metrics.encode().contains("group=\"g\""));
+        let text = metrics.encode();
+        assert!(!text.contains("group=\"g\""), "{text}");
+        assert!(text.contains("strata_partitions_led 0"), "{text}");
+    }
+
+    #[test]
+    fn partition_errors_are_counted_per_api_and_error() {
+        let metrics = Metrics::new();
+        assert!(!metrics.encode().contains("strata_partition_errors_total{"));
+        let not_leader = ResponseError::NotLeaderOrFollower.code();
+        metrics.partition_error("Produce", not_leader);
+        metrics.partition_error("Produce", not_leader);
+        metrics.partition_error("Fetch", ResponseError::OffsetOutOfRange.code());
+        metrics.partition_error("Fetch", 9999);
+        let text = metrics.encode();
+        for line in [
+            "strata_partition_errors_total{api=\"Produce\",error=\"NotLeaderOrFollower\"} 2",
+            "strata_partition_errors_total{api=\"Fetch\",error=\"OffsetOutOfRange\"} 1",
+            "strata_partition_errors_total{api=\"Fetch\",error=\"Unknown(9999)\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn memory_bounds_and_use_are_exposed_once_observed() {
+        let metrics = Metrics::new();
+        let text = metrics.encode();
+        assert!(
+            text.contains("strata_process_resident_memory_bytes "),
+            "{text}"
+        );
+        assert!(!text.contains("buffer_max_bytes"), "{text}");
+        let fetch = FetchMemory::new(1000, Counter::default());
+        let deadline = tokio::time::Instant::now();
+        let _held = fetch.reserve(300, deadline).await.unwrap();
+        metrics.observe_memory(MemoryBounds {
+            buffer_max_bytes: 2000,
+            queued_max_request_bytes: 3000,
+            fetch,
+        });
+        let text = metrics.encode();
+        for line in [
+            "strata_buffer_max_bytes 2000",
+            "strata_fetch_buffer_max_bytes 1000",
+            "strata_fetch_memory_bytes 300",
+            "strata_queued_max_request_bytes 3000",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+    }
+
+    #[test]
+    fn coordinator_series_start_at_zero() {
+        let metrics = Metrics::new();
+        metrics.leader_changes.balance.inc_by(2);
+        let text = metrics.encode();
+        for line in [
+            "strata_coordinator_active 0",
+            "strata_coordinator_elections_total 0",
+            "strata_leader_changes_total{reason=\"failover\"} 0",
+            "strata_leader_changes_total{reason=\"balance\"} 2",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 
     #[test]
@@ -737,11 +996,13 @@ mod tests {
         let store = StoreMetrics::new();
         metrics.observe_metadata_store(store.clone());
         store.transactions.inc_by(3);
+        store.errors.inc();
         store.transaction_bytes.inc_by(1500);
         store.transaction_size.observe(1000.0);
         let text = metrics.encode();
         for line in [
             "strata_metadata_store_transactions_total 3",
+            "strata_metadata_store_transaction_errors_total 1",
             "strata_metadata_store_transaction_bytes_total 1500",
             "strata_metadata_store_transaction_size_bytes_count 1",
             "strata_metadata_store_transaction_size_bytes_sum 1000.0",

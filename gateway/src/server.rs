@@ -30,7 +30,7 @@ use crate::config::{BrokerConfig, ServerArgs};
 use crate::http::Readiness;
 use crate::limits::{self, Connection, ConnectionLimits};
 use crate::metered_store::MeteredStore;
-use crate::metrics::Metrics;
+use crate::metrics::{MemoryBounds, Metrics};
 use crate::{connection, http};
 
 /// How long open connections get to finish their requests at shutdown.
@@ -145,7 +145,12 @@ pub async fn run(server: Server) -> anyhow::Result<()> {
         metrics.clone(),
     ));
     metrics.observe_read_caches(broker.read_cache.clone(), disk_cache);
-    metrics.observe_consumer_lag(broker.coordinator.clone());
+    metrics.observe_cluster(broker.coordinator.clone());
+    metrics.observe_memory(MemoryBounds {
+        buffer_max_bytes: broker.config.buffer_max_bytes,
+        queued_max_request_bytes: broker.config.queued_max_request_bytes,
+        fetch: broker.fetch_memory.clone(),
+    });
     let removed = garbage_collector::remove_uncommitted_flushes(&broker)
         .await
         .context("cannot clean up uncommitted flush objects")?;
@@ -192,7 +197,9 @@ pub async fn run(server: Server) -> anyhow::Result<()> {
         leadership::run,
     );
     if runs_controller {
+        task_metrics.coordinator_active.set(1);
         let metrics = task_metrics.controller.clone();
+        let leader_changes = task_metrics.leader_changes.clone();
         background.spawn(
             "controller",
             task_metrics.controller.clone(),
@@ -202,6 +209,7 @@ pub async fn run(server: Server) -> anyhow::Result<()> {
                     broker.coordinator.clone(),
                     leader_balance,
                     metrics.clone(),
+                    leader_changes.clone(),
                     stop,
                 )
             },

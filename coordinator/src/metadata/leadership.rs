@@ -291,6 +291,14 @@ impl Coordinator {
             .collect()
     }
 
+    /// How many partitions `broker_id` leads.
+    pub fn partitions_led(&self, broker_id: i32) -> usize {
+        self.read()
+            .leaders()
+            .filter(|(_, _, leader)| leader.is_some_and(|l| l.broker_id == broker_id))
+            .count()
+    }
+
     /// The lowest live broker id, -1 if none.
     pub fn controller_id(&self) -> i32 {
         self.read().brokers.keys().next().copied().unwrap_or(-1)

@@ -15,7 +15,7 @@ use coordinator::{BytesInRates, Coordinator, LeaderBalance};
 use tokio::sync::watch;
 
 use crate::background::isolated;
-use crate::metrics::BackgroundTaskMetrics;
+use crate::metrics::{BackgroundTaskMetrics, LeaderChangeMetrics};
 
 /// The longest the controller sleeps when nothing changes.
 const IDLE_PASS: Duration = Duration::from_secs(1);
@@ -29,6 +29,7 @@ pub async fn run(
     coordinator: Arc<Coordinator>,
     leader_balance: LeaderBalance,
     metrics: BackgroundTaskMetrics,
+    leader_changes: LeaderChangeMetrics,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut changes = coordinator.changes();
@@ -36,18 +37,20 @@ pub async fn run(
     let mut bytes_in = BytesInRates::new();
     let mut settled_at = Instant::now();
     loop {
-        isolated(
+        let assigned = isolated(
             "controller",
             &metrics,
             "leaders",
             coordinator.assign_leaders(),
         )
         .await;
+        leader_changes.failover.inc_by(assigned.unwrap_or(0) as u64);
         let now = Instant::now();
         bytes_in.sample(&coordinator, now);
         let rates = bytes_in.rates().filter(|_| now >= settled_at);
         let balance = coordinator.balance_leaders(leader_balance, rates);
         let started = isolated("controller", &metrics, "balance", balance).await;
+        leader_changes.balance.inc_by(started.unwrap_or(0) as u64);
         if rates.is_some() && started.is_some_and(|started| started > 0) {
             settled_at = now + BYTES_IN_SETTLE;
         }

@@ -69,10 +69,13 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
     };
     if outcome? {
         tracing::info!(%name, "elected: this coordinator is active");
+        metrics.coordinator_active.set(1);
+        metrics.coordinator_elections.inc();
         let control = controller::run(
             coordinator.clone(),
             config.leader_balance,
             metrics.controller.clone(),
+            metrics.leader_changes.clone(),
             stopped.clone(),
         );
         tokio::select! {

@@ -131,6 +131,8 @@ async fn read_all(
             match result {
                 Ok(bytes) => total += bytes,
                 Err(code) => {
+                    // An error ends the long poll, so each is answered, and counted, once.
+                    broker.metrics.partition_error("Fetch", code);
                     data.error_code = code;
                     any_error = true;
                 }
@@ -212,6 +214,8 @@ async fn read_partition(
         }
         data.records = Some(records.freeze());
         partition.metrics.bytes_out.inc_by(bytes as u64);
+        let messages: u64 = batches.iter().map(|b| b.record_count().max(0) as u64).sum();
+        partition.metrics.messages_out.inc_by(messages);
     }
     Ok(bytes)
 }

@@ -21,6 +21,7 @@ use proto_compat::records::validate_records;
 use super::{str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::clock::now_ms;
+use crate::metrics::Metrics;
 use crate::partition::{AppendOutcome, Partition};
 
 /// Produce v13 (KIP-516) names topics by id.
@@ -33,6 +34,7 @@ pub struct PendingProduce {
     responses: Vec<TopicProduceResponse>,
     /// acks=all: (topic position, partition position, partition, last offset) to wait for.
     waits: Vec<(usize, usize, Arc<Partition>, i64)>,
+    metrics: Arc<Metrics>,
 }
 
 impl PendingProduce {
@@ -46,6 +48,7 @@ impl PendingProduce {
             if let Err(code) = wait_committed(&partition, last_offset, self.deadline).await {
                 let response = &mut self.responses[topic].partition_responses[partition_position];
                 response.error_code = code;
+                self.metrics.partition_error("Produce", code);
             }
         }
         let mut response = ProduceResponse::default();
@@ -119,6 +122,7 @@ pub async fn append_all(
                     }
                 }
                 Err((code, message)) => {
+                    broker.metrics.partition_error("Produce", code);
                     response.error_code = code;
                     // v8+ (KIP-467)
                     if version >= 8 {
@@ -135,6 +139,7 @@ pub async fn append_all(
         deadline,
         responses,
         waits,
+        metrics: broker.metrics.clone(),
     }
 }
 
