@@ -285,7 +285,11 @@ CUSTOM_SCHEMAS = {
                         "type": "object", "additionalProperties": False, "required": ["port"],
                         "properties": {"port": {"type": "string"}, "path": {"type": "string"},
                                        "interval": {"type": "string", "pattern": DURATION},
-                                       "scrapeTimeout": {"type": "string", "pattern": DURATION}}}},
+                                       "scrapeTimeout": {"type": "string", "pattern": DURATION},
+                                       "relabelings": {"type": "array", "items": {
+                                           "type": "object", "additionalProperties": False,
+                                           "properties": {"targetLabel": {"type": "string"},
+                                                          "replacement": {"type": "string"}}}}}}},
                 },
             },
         },
@@ -612,8 +616,13 @@ def test_service_monitors_scrape_metrics_of_gateways_coordinators_and_etcd(chart
         [workload] = [w for w in workloads
                       if selects(service["spec"]["selector"], w["spec"]["template"]["metadata"]["labels"])]
         assert port_of(container(workload), port["targetPort"]) == port["port"]
-        scraped.add(workload["metadata"]["name"])
-    assert scraped == {GATEWAY, f"{FULLNAME}-coordinator", ETCD}
+        [job] = [r["replacement"] for r in endpoint["relabelings"] if r["targetLabel"] == "job"]
+        scraped.add((workload["metadata"]["name"], job))
+    assert scraped == {(GATEWAY, "strata-gateway"), (f"{FULLNAME}-coordinator", "strata-coordinator"),
+                       (ETCD, "strata-etcd")}
+    # The alert rules select the processes by those job names.
+    rules = (CHART / "alerts" / "strata-alerts.yaml").read_text()
+    assert set(re.findall(r'job="([^"]+)"', rules)) == {"strata-gateway", "strata-coordinator"}
 
 
 def test_the_prometheus_rule_is_the_rules_file(chart_copy):
