@@ -163,13 +163,25 @@ pub enum AlterConfigOp {
     Subtract(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigEntry {
     pub name: String,
     pub value: Option<String>,
     pub source: ConfigSource,
     pub read_only: bool,
     pub sensitive: bool,
+    /// Kafka's ConfigType code.
+    pub config_type: i8,
+    pub documentation: &'static str,
+    /// Where the value could come from, the one in effect first (Kafka's synonyms).
+    pub synonyms: Vec<ConfigSynonym>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigSynonym {
+    pub name: String,
+    pub value: Option<String>,
+    pub source: ConfigSource,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,5 +1,8 @@
-//! Topic configs: the typed effective values of the topic-level configs Strata supports, the
-//! broker-level defaults they fall back to, and their validation, with Kafka's names and limits.
+//! Topic configs: every topic-level config Kafka has (the catalogue), the typed effective
+//! values of those Strata acts on, the broker-level defaults they fall back to, and their
+//! validation, with Kafka's names and limits.
+
+pub mod catalog;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
@@ -7,8 +10,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use self::catalog::{ConfigDef, ConfigKind, CONFIGS};
 use crate::error::CoordinatorError;
-use crate::{AlterConfigOp, ConfigAlteration, ConfigEntry, ConfigSource};
+use crate::{AlterConfigOp, ConfigAlteration, ConfigEntry, ConfigSource, ConfigSynonym};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TimestampType {
@@ -50,18 +54,6 @@ impl Default for TopicConfig {
 }
 
 const CLEANUP_POLICY: &str = "cleanup.policy";
-
-/// Every supported topic config: (topic-level name, broker-level name of its default).
-const TOPIC_CONFIGS: [(&str, &str); 7] = [
-    (CLEANUP_POLICY, "log.cleanup.policy"),
-    ("max.message.bytes", "message.max.bytes"),
-    ("message.timestamp.type", "log.message.timestamp.type"),
-    ("retention.bytes", "log.retention.bytes"),
-    ("retention.ms", "log.retention.ms"),
-    ("segment.bytes", "log.segment.bytes"),
-    ("segment.ms", "log.roll.ms"),
-];
-
 const NUM_PARTITIONS: &str = "num.partitions";
 
 impl TopicConfig {
@@ -82,7 +74,8 @@ impl TopicConfig {
         self.set_as(name, value, name)
     }
 
-    /// The value of a config by its topic-level name, as Kafka prints it.
+    /// The value of a config Strata acts on, by its topic-level name, as Kafka prints it;
+    /// None for the others.
     pub fn value(&self, name: &str) -> Option<String> {
         Some(match name {
             CLEANUP_POLICY => "delete".to_string(),
@@ -96,8 +89,12 @@ impl TopicConfig {
         })
     }
 
-    /// Sets `name` (topic-level); errors call it `shown_as` (the broker-level name for defaults).
+    /// Validates `name` (topic-level) and sets it if Strata acts on it; errors call it
+    /// `shown_as` (the broker-level name for defaults).
     fn set_as(&mut self, name: &str, value: &str, shown_as: &str) -> Result<(), CoordinatorError> {
+        let def = catalog::find(name).ok_or_else(|| unknown_config(shown_as))?;
+        let value = catalog::validate(def, shown_as, value)?;
+        let value = value.as_str();
         match name {
             CLEANUP_POLICY => self.cleanup_policy = parse_cleanup_policy(shown_as, value)?,
             "max.message.bytes" => self.max_message_bytes = parse_number(shown_as, value, 0)?,
@@ -121,14 +118,15 @@ impl TopicConfig {
                 self.segment_bytes = parse_number::<i32>(shown_as, value, 14)?.into()
             }
             "segment.ms" => self.segment_ms = parse_number(shown_as, value, 1)?,
-            _ => {
-                return Err(CoordinatorError::InvalidConfig(format!(
-                    "Unknown config name: {shown_as}"
-                )))
-            }
+            // Validated, and stored as the topic's override; nothing here acts on it.
+            _ => {}
         }
         Ok(())
     }
+}
+
+fn unknown_config(name: &str) -> CoordinatorError {
+    CoordinatorError::InvalidConfig(format!("Unknown config name: {name}"))
 }
 
 /// The broker-level defaults of topic configs, from the broker's config file.
@@ -140,6 +138,8 @@ pub struct BrokerDefaults {
     pub topic: TopicConfig,
     /// The broker-level names set through [`BrokerDefaults::set`].
     set_names: BTreeSet<String>,
+    /// The defaults set of the configs nothing acts on, by topic-level name, as given.
+    others: BTreeMap<&'static str, String>,
 }
 
 impl Default for BrokerDefaults {
@@ -148,6 +148,7 @@ impl Default for BrokerDefaults {
             num_partitions: 1,
             topic: TopicConfig::default(),
             set_names: BTreeSet::new(),
+            others: BTreeMap::new(),
         }
     }
 }
@@ -158,55 +159,123 @@ impl BrokerDefaults {
         if key == NUM_PARTITIONS {
             self.num_partitions = parse_number(key, value, 1)?;
         } else {
-            let (topic_name, _) = TOPIC_CONFIGS
-                .iter()
-                .find(|(_, broker_name)| *broker_name == key)
-                .ok_or_else(|| {
-                    CoordinatorError::InvalidConfig(format!("Unknown config name: {key}"))
-                })?;
-            self.topic.set_as(topic_name, value, key)?;
+            let def = catalog::find_by_broker_name(key).ok_or_else(|| unknown_config(key))?;
+            self.topic.set_as(def.name, value, key)?;
+            if self.topic.value(def.name).is_none() {
+                self.others
+                    .insert(def.name, catalog::validate(def, key, value)?);
+            }
         }
         self.set_names.insert(key.to_string());
         Ok(())
     }
 
+    /// The default of a topic-level config: the broker's, else Kafka's.
+    fn default_value(&self, def: &ConfigDef) -> String {
+        self.topic
+            .value(def.name)
+            .or_else(|| self.others.get(def.name).cloned())
+            .unwrap_or_else(|| def.default.to_string())
+    }
+
+    /// Where a topic-level config's default comes from.
+    fn default_source(&self, def: &ConfigDef) -> ConfigSource {
+        match def.broker_name {
+            Some(broker_name) if self.set_names.contains(broker_name) => {
+                ConfigSource::BrokerDefault
+            }
+            _ => ConfigSource::Default,
+        }
+    }
+
     /// Every broker-level config, for DescribeConfigs on a broker.
     pub(crate) fn describe(&self) -> Vec<ConfigEntry> {
-        let mut entries: Vec<ConfigEntry> = TOPIC_CONFIGS
+        let partitions = ConfigEntry {
+            name: NUM_PARTITIONS.to_string(),
+            value: Some(self.num_partitions.to_string()),
+            source: self.source(NUM_PARTITIONS),
+            // Static: set in the config file.
+            read_only: true,
+            sensitive: false,
+            config_type: ConfigKind::Int {
+                min: 1,
+                max: i64::from(i32::MAX),
+            }
+            .code(),
+            documentation: "The partitions of topics created without a count.",
+            synonyms: Vec::new(),
+        };
+        let mut entries: Vec<ConfigEntry> = CONFIGS
             .iter()
-            .map(|(topic_name, broker_name)| (*broker_name, self.topic.value(topic_name)))
-            .chain([(NUM_PARTITIONS, Some(self.num_partitions.to_string()))])
-            .map(|(name, value)| ConfigEntry {
-                name: name.to_string(),
-                value,
-                source: self.source(name),
-                // Static: set in the config file.
-                read_only: true,
-                sensitive: false,
+            .filter_map(|def| {
+                let broker_name = def.broker_name?;
+                Some(ConfigEntry {
+                    name: broker_name.to_string(),
+                    value: Some(self.default_value(def)),
+                    source: self.default_source(def),
+                    read_only: true,
+                    sensitive: false,
+                    config_type: def.kind.code(),
+                    documentation: def.documentation,
+                    synonyms: Vec::new(),
+                })
             })
+            .chain([partitions])
             .collect();
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         entries
     }
 
-    /// Every topic-level config of a topic with these overrides, for DescribeConfigs.
+    /// Every topic-level config of a topic with these overrides, for DescribeConfigs, with
+    /// Kafka's synonyms: the override, the broker's default, Kafka's default.
     pub(crate) fn describe_topic(
         &self,
         overrides: &BTreeMap<String, String>,
     ) -> Result<Vec<ConfigEntry>, CoordinatorError> {
         let effective = TopicConfig::resolve(self, overrides)?;
-        Ok(TOPIC_CONFIGS
+        Ok(CONFIGS
             .iter()
-            .map(|(topic_name, broker_name)| ConfigEntry {
-                name: topic_name.to_string(),
-                value: effective.value(topic_name),
-                source: if overrides.contains_key(*topic_name) {
-                    ConfigSource::TopicOverride
-                } else {
-                    self.source(broker_name)
-                },
-                read_only: false,
-                sensitive: false,
+            .map(|def| {
+                let overridden = overrides.get(def.name).map(|value| {
+                    effective
+                        .value(def.name)
+                        .unwrap_or_else(|| value.trim().to_string())
+                });
+                let mut synonyms = Vec::new();
+                if let Some(value) = &overridden {
+                    synonyms.push(ConfigSynonym {
+                        name: def.name.to_string(),
+                        value: Some(value.clone()),
+                        source: ConfigSource::TopicOverride,
+                    });
+                }
+                if let Some(broker_name) = def.broker_name {
+                    if self.set_names.contains(broker_name) {
+                        synonyms.push(ConfigSynonym {
+                            name: broker_name.to_string(),
+                            value: Some(self.default_value(def)),
+                            source: ConfigSource::BrokerDefault,
+                        });
+                    }
+                    synonyms.push(ConfigSynonym {
+                        name: broker_name.to_string(),
+                        value: Some(def.default.to_string()),
+                        source: ConfigSource::Default,
+                    });
+                }
+                ConfigEntry {
+                    name: def.name.to_string(),
+                    source: match overridden {
+                        Some(_) => ConfigSource::TopicOverride,
+                        None => self.default_source(def),
+                    },
+                    value: Some(overridden.unwrap_or_else(|| self.default_value(def))),
+                    read_only: false,
+                    sensitive: false,
+                    config_type: def.kind.code(),
+                    documentation: def.documentation,
+                    synonyms,
+                }
             })
             .collect())
     }
@@ -222,14 +291,8 @@ impl BrokerDefaults {
             ConfigAlteration::Incremental(ops) => {
                 let mut altered = overrides.clone();
                 for (name, op) in ops {
-                    if !TOPIC_CONFIGS
-                        .iter()
-                        .any(|(topic_name, _)| *topic_name == name)
-                    {
-                        return Err(CoordinatorError::InvalidConfig(format!(
-                            "Unknown config name: {name}"
-                        )));
-                    }
+                    let def = catalog::find(&name).ok_or_else(|| unknown_config(&name))?;
+                    let is_list = matches!(def.kind, ConfigKind::List(_));
                     match op {
                         AlterConfigOp::Set(value) => {
                             altered.insert(name, value);
@@ -238,7 +301,7 @@ impl BrokerDefaults {
                             altered.remove(&name);
                         }
                         AlterConfigOp::Append(items) | AlterConfigOp::Subtract(items)
-                            if name != CLEANUP_POLICY =>
+                            if !is_list =>
                         {
                             return Err(CoordinatorError::InvalidConfig(format!(
                                 "Config value append/subtract is not allowed for config key {name}: \
@@ -269,19 +332,16 @@ impl BrokerDefaults {
         Ok(altered)
     }
 
-    /// The items of a list-valued config: its override, else its effective default.
+    /// The items of a list-valued config: its override, else its default.
     fn list_value(
         &self,
         overrides: &BTreeMap<String, String>,
         name: &str,
     ) -> Result<Vec<String>, CoordinatorError> {
+        let def = catalog::find(name).ok_or_else(|| unknown_config(name))?;
         match overrides.get(name) {
             Some(value) => Ok(split_list(value)),
-            None => Ok(split_list(
-                &TopicConfig::resolve(self, overrides)?
-                    .value(name)
-                    .unwrap_or_default(),
-            )),
+            None => Ok(split_list(&self.default_value(def))),
         }
     }
 
@@ -406,9 +466,17 @@ mod tests {
         assert_invalid(config.set("cleanup.policy", "compact"), "compaction");
         assert_invalid(config.set("cleanup.policy", "compact,delete"), "compaction");
         assert_invalid(config.set("cleanup.policy", "shred"), "cleanup.policy");
-        assert_invalid(config.set("flush.ms", "1"), "flush.ms");
+        assert_invalid(
+            config.set("bogus.config", "1"),
+            "Unknown config name: bogus.config",
+        );
+        assert_invalid(config.set("compression.type", "lz4"), "does not recompress");
         // Nothing invalid was applied.
         assert_eq!(config, TopicConfig::default());
+        // Kafka configs nothing here acts on are validated and stored, not refused.
+        config.set("flush.ms", "1").unwrap();
+        config.set("min.insync.replicas", "2").unwrap();
+        assert_invalid(config.set("min.insync.replicas", "0"), "at least 1");
         config.set("retention.ms", "-1").unwrap();
         config.set("cleanup.policy", " delete ").unwrap();
         assert_eq!(config.retention_ms, -1);
@@ -434,23 +502,52 @@ mod tests {
     fn describe_reports_sources() {
         let mut defaults = BrokerDefaults::default();
         defaults.set("log.retention.bytes", "1000").unwrap();
+        defaults.set("min.insync.replicas", "2").unwrap();
         let entries = defaults
-            .describe_topic(&overrides(&[("retention.ms", "5")]))
+            .describe_topic(&overrides(&[
+                ("retention.ms", "5"),
+                ("preallocate", " true"),
+            ]))
             .unwrap();
         let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        let every: Vec<&str> = CONFIGS.iter().map(|def| def.name).collect();
+        assert_eq!(names, every);
+        let entry = |name: &str| entries.iter().find(|e| e.name == name).unwrap().clone();
+        // Configs nothing acts on: override, broker default, Kafka's default.
         assert_eq!(
-            names,
+            (
+                entry("preallocate").value.as_deref(),
+                entry("preallocate").source
+            ),
+            (Some("true"), ConfigSource::TopicOverride)
+        );
+        let replicas = entry("min.insync.replicas");
+        assert_eq!(
+            (replicas.value.as_deref(), replicas.source),
+            (Some("2"), ConfigSource::BrokerDefault)
+        );
+        assert_eq!(replicas.config_type, 3, "INT");
+        let sources: Vec<(&str, Option<&str>, ConfigSource)> = replicas
+            .synonyms
+            .iter()
+            .map(|s| (s.name.as_str(), s.value.as_deref(), s.source))
+            .collect();
+        assert_eq!(
+            sources,
             [
-                "cleanup.policy",
-                "max.message.bytes",
-                "message.timestamp.type",
-                "retention.bytes",
-                "retention.ms",
-                "segment.bytes",
-                "segment.ms"
+                (
+                    "min.insync.replicas",
+                    Some("2"),
+                    ConfigSource::BrokerDefault
+                ),
+                ("min.insync.replicas", Some("1"), ConfigSource::Default)
             ]
         );
-        let entry = |name: &str| entries.iter().find(|e| e.name == name).unwrap().clone();
+        let retention = entry("retention.ms").synonyms;
+        assert_eq!(retention[0].source, ConfigSource::TopicOverride);
+        assert_eq!(retention[1].name, "log.retention.ms");
+        assert_eq!(entry("compression.type").value.as_deref(), Some("producer"));
+        assert_eq!(entry("compression.type").source, ConfigSource::Default);
         assert_eq!(entry("retention.ms").value.as_deref(), Some("5"));
         assert_eq!(entry("retention.ms").source, ConfigSource::TopicOverride);
         assert_eq!(entry("retention.bytes").value.as_deref(), Some("1000"));
@@ -463,7 +560,8 @@ mod tests {
         assert!(entries.iter().all(|e| !e.read_only && !e.sensitive));
 
         let broker = defaults.describe();
-        assert_eq!(broker.len(), 8);
+        let with_broker_names = CONFIGS.iter().filter(|d| d.broker_name.is_some()).count();
+        assert_eq!(broker.len(), with_broker_names + 1, "and num.partitions");
         let retention = broker
             .iter()
             .find(|e| e.name == "log.retention.bytes")

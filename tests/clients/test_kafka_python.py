@@ -15,8 +15,11 @@ def test_admin_create_describe_delete_topics(strata):
     admin = KafkaAdminClient(bootstrap_servers=strata.bootstrap, request_timeout_ms=TIMEOUT_MS)
     try:
         topic = unique_topic("kp-admin")
+        # Standard Kafka configs Strata has no use for are accepted like the others.
         admin.create_topics({topic: {"num_partitions": 3, "replication_factor": 1,
-                                     "configs": {"retention.ms": "123456789"}}})
+                                     "configs": {"retention.ms": "123456789",
+                                                 "min.insync.replicas": "2",
+                                                 "unclean.leader.election.enable": "false"}}})
         wait_until(lambda: topic in admin.list_topics(), f"{topic} listed")
 
         [described] = admin.describe_topics([topic])
@@ -28,6 +31,7 @@ def test_admin_create_describe_delete_topics(strata):
         topic_configs = configs["topic"][topic]
         assert topic_configs["retention.ms"]["value"] == "123456789", topic_configs
         assert topic_configs["retention.ms"]["config_source"] == "DYNAMIC_TOPIC_CONFIG", topic_configs
+        assert topic_configs["min.insync.replicas"]["value"] == "2", topic_configs
 
         admin.delete_topics([topic])
         wait_until(lambda: topic not in admin.list_topics(), f"{topic} gone")

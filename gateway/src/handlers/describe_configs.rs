@@ -1,10 +1,10 @@
-//! DescribeConfigs for topics (effective values with their source) and for the broker (its
-//! topic defaults).
+//! DescribeConfigs for topics (every Kafka topic config: effective value, source, synonyms,
+//! type and documentation) and for the broker (its topic defaults).
 
 use coordinator::{ConfigEntry, ConfigSource};
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use proto_compat::kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
@@ -24,26 +24,14 @@ pub fn config_source(source: &ConfigSource) -> i8 {
     }
 }
 
-/// Kafka's ConfigType codes (DescribeConfigs v3+).
-fn config_type(name: &str) -> i8 {
-    const STRING: i8 = 2;
-    const INT: i8 = 3;
-    const LONG: i8 = 5;
-    const LIST: i8 = 7;
-    match name {
-        "segment.bytes" | "max.message.bytes" | "message.max.bytes" | "num.partitions" => INT,
-        "cleanup.policy" | "log.cleanup.policy" => LIST,
-        "message.timestamp.type" | "log.message.timestamp.type" => STRING,
-        _ => LONG,
-    }
-}
-
 pub fn handle(
     broker: &Broker,
     version: i16,
     request: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
     let mut response = DescribeConfigsResponse::default();
+    let synonyms = version >= 1 && request.include_synonyms;
+    let documentation = version >= 3 && request.include_documentation;
     for resource in request.resources {
         let mut result = DescribeConfigsResult::default();
         result.resource_type = resource.resource_type;
@@ -65,7 +53,7 @@ pub fn handle(
                 result.configs = entries
                     .into_iter()
                     .filter(|e| wanted.is_none_or(|keys| keys.iter().any(|k| k.as_str() == e.name)))
-                    .map(|entry| describe_entry(entry, version))
+                    .map(|entry| describe_entry(entry, version, synonyms, documentation))
                     .collect();
             }
             Err((code, message)) => {
@@ -78,10 +66,31 @@ pub fn handle(
     response
 }
 
-fn describe_entry(entry: ConfigEntry, version: i16) -> DescribeConfigsResourceResult {
+fn describe_entry(
+    entry: ConfigEntry,
+    version: i16,
+    synonyms: bool,
+    documentation: bool,
+) -> DescribeConfigsResourceResult {
     let mut out = DescribeConfigsResourceResult::default();
     if version >= 3 {
-        out.config_type = config_type(&entry.name);
+        out.config_type = entry.config_type;
+    }
+    if documentation {
+        out.documentation = Some(str_bytes(entry.documentation.to_string()));
+    }
+    if synonyms {
+        out.synonyms = entry
+            .synonyms
+            .into_iter()
+            .map(|synonym| {
+                let mut out = DescribeConfigsSynonym::default();
+                out.name = str_bytes(synonym.name);
+                out.value = synonym.value.map(str_bytes);
+                out.source = config_source(&synonym.source);
+                out
+            })
+            .collect();
     }
     out.name = str_bytes(entry.name);
     out.value = entry.value.map(str_bytes);
