@@ -35,6 +35,11 @@ pub struct TopicConfig {
     pub segment_ms: i64,
     pub max_message_bytes: i32,
     pub message_timestamp_type: TimestampType,
+    /// How far in the past and in the future a CreateTime timestamp may be.
+    pub message_timestamp_before_max_ms: i64,
+    pub message_timestamp_after_max_ms: i64,
+    /// Kafka 3.x's single bound for both, applied as well.
+    pub message_timestamp_difference_max_ms: i64,
     pub cleanup_policy: CleanupPolicy,
 }
 
@@ -48,6 +53,9 @@ impl Default for TopicConfig {
             segment_ms: 604_800_000,
             max_message_bytes: 1_048_588,
             message_timestamp_type: TimestampType::CreateTime,
+            message_timestamp_before_max_ms: i64::MAX,
+            message_timestamp_after_max_ms: i64::MAX,
+            message_timestamp_difference_max_ms: i64::MAX,
             cleanup_policy: CleanupPolicy::Delete,
         }
     }
@@ -69,6 +77,22 @@ impl TopicConfig {
         Ok(config)
     }
 
+    /// The timestamps a CreateTime record produced at `now_ms` may carry; None when any goes
+    /// (LogAppendTime topics, or no bound set).
+    pub fn timestamp_window(&self, now_ms: i64) -> Option<std::ops::RangeInclusive<i64>> {
+        let before = self
+            .message_timestamp_before_max_ms
+            .min(self.message_timestamp_difference_max_ms);
+        let after = self
+            .message_timestamp_after_max_ms
+            .min(self.message_timestamp_difference_max_ms);
+        let unbounded = before == i64::MAX && after == i64::MAX;
+        if unbounded || self.message_timestamp_type == TimestampType::LogAppendTime {
+            return None;
+        }
+        Some(now_ms.saturating_sub(before)..=now_ms.saturating_add(after))
+    }
+
     /// Sets one config by its topic-level name, validated.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), CoordinatorError> {
         self.set_as(name, value, name)
@@ -81,6 +105,11 @@ impl TopicConfig {
             CLEANUP_POLICY => "delete".to_string(),
             "max.message.bytes" => self.max_message_bytes.to_string(),
             "message.timestamp.type" => format!("{:?}", self.message_timestamp_type),
+            "message.timestamp.before.max.ms" => self.message_timestamp_before_max_ms.to_string(),
+            "message.timestamp.after.max.ms" => self.message_timestamp_after_max_ms.to_string(),
+            "message.timestamp.difference.max.ms" => {
+                self.message_timestamp_difference_max_ms.to_string()
+            }
             "retention.bytes" => self.retention_bytes.to_string(),
             "retention.ms" => self.retention_ms.to_string(),
             "segment.bytes" => self.segment_bytes.to_string(),
@@ -110,6 +139,15 @@ impl TopicConfig {
                         ))
                     }
                 }
+            }
+            "message.timestamp.before.max.ms" => {
+                self.message_timestamp_before_max_ms = parse_number(shown_as, value, 0)?
+            }
+            "message.timestamp.after.max.ms" => {
+                self.message_timestamp_after_max_ms = parse_number(shown_as, value, 0)?
+            }
+            "message.timestamp.difference.max.ms" => {
+                self.message_timestamp_difference_max_ms = parse_number(shown_as, value, 0)?
             }
             "retention.bytes" => self.retention_bytes = parse_number(shown_as, value, -1)?,
             "retention.ms" => self.retention_ms = parse_number(shown_as, value, -1)?,
@@ -480,6 +518,36 @@ mod tests {
         config.set("retention.ms", "-1").unwrap();
         config.set("cleanup.policy", " delete ").unwrap();
         assert_eq!(config.retention_ms, -1);
+    }
+
+    #[test]
+    fn the_timestamp_window_follows_the_bounds_and_the_timestamp_type() {
+        let mut config = TopicConfig::default();
+        assert_eq!(
+            config.timestamp_window(1_000_000),
+            None,
+            "unbounded by default"
+        );
+        config
+            .set("message.timestamp.before.max.ms", "1000")
+            .unwrap();
+        assert_eq!(config.timestamp_window(1_000_000), Some(999_000..=i64::MAX));
+        // Kafka 3.x's single bound tightens both sides.
+        config
+            .set("message.timestamp.difference.max.ms", "500")
+            .unwrap();
+        assert_eq!(
+            config.timestamp_window(1_000_000),
+            Some(999_500..=1_000_500)
+        );
+        config
+            .set("message.timestamp.type", "LogAppendTime")
+            .unwrap();
+        assert_eq!(
+            config.timestamp_window(1_000_000),
+            None,
+            "the broker sets it"
+        );
     }
 
     #[test]

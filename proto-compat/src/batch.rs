@@ -79,6 +79,8 @@ pub enum BatchError {
     Corrupt(String),
     #[error("invalid record batch: {0}")]
     InvalidRecord(String),
+    #[error("invalid timestamp: {0}")]
+    InvalidTimestamp(String),
 }
 
 impl BatchError {
@@ -87,6 +89,7 @@ impl BatchError {
         match self {
             Self::Corrupt(_) => ResponseError::CorruptMessage.code(),
             Self::InvalidRecord(_) => ResponseError::InvalidRecord.code(),
+            Self::InvalidTimestamp(_) => ResponseError::InvalidTimestamp.code(),
         }
     }
 }

@@ -21,6 +21,7 @@
 //! limits.
 
 use std::io::{self, BufRead, BufReader, Read};
+use std::ops::RangeInclusive;
 
 use flate2::bufread::MultiGzDecoder;
 
@@ -46,15 +47,35 @@ const SNAPPY_HEADER_LEN: usize = 16;
 /// zstd frames start with 0xFD2FB528, little-endian.
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
+/// A record's timestamp when its producer gave none.
+const NO_TIMESTAMP: i64 = -1;
+
 /// Checks the records of `batch` the way Kafka's broker does on produce: exactly
 /// `record_count()` records, the i-th with offset delta i, each well-formed, nothing left
-/// after the last one; inflating at most `max_inflated_bytes`.
-pub fn validate_records(batch: &RecordBatch, max_inflated_bytes: u64) -> Result<(), BatchError> {
+/// after the last one; inflating at most `max_inflated_bytes`. With `timestamps`, each
+/// record's timestamp (unless it has none) must lie in it (Kafka's
+/// `message.timestamp.before.max.ms` and `after.max.ms`).
+pub fn validate_records(
+    batch: &RecordBatch,
+    max_inflated_bytes: u64,
+    timestamps: Option<&RangeInclusive<i64>>,
+) -> Result<(), BatchError> {
     let mut records = Records::open(batch, max_inflated_bytes)?;
     // Past the claimed count too: whole records there mean the count lies, anything else is
     // trailing garbage.
     let mut found = 0;
-    while records.next(found)?.is_some() {
+    while let Some(record) = records.next(found)? {
+        let timestamp = batch.base_timestamp().wrapping_add(record.timestamp_delta);
+        if let Some(window) = timestamps.filter(|_| timestamp != NO_TIMESTAMP) {
+            if !window.contains(&timestamp) {
+                return Err(BatchError::InvalidTimestamp(format!(
+                    "timestamp {timestamp} of record {found} of the batch is out of range: it \
+                     should be within [{}, {}]",
+                    window.start(),
+                    window.end()
+                )));
+            }
+        }
         found += 1;
     }
     let claimed = batch.record_count();
@@ -168,6 +189,8 @@ impl<'a> Records<'a> {
             BatchError::Corrupt(m) | BatchError::InvalidRecord(m) => {
                 BatchError::InvalidRecord(format!("record {index}: {m}"))
             }
+            // Not made by reading a record.
+            timestamp @ BatchError::InvalidTimestamp(_) => timestamp,
         })
     }
 
@@ -708,7 +731,30 @@ mod tests {
             for n in [1, 2, 500] {
                 let batch = encode(&records(n), codec);
                 assert_eq!(batch.record_count() as i64, n);
-                validate_records(&batch, NO_LIMIT).unwrap_or_else(|e| panic!("{codec:?}: {e}"));
+                validate_records(&batch, NO_LIMIT, None)
+                    .unwrap_or_else(|e| panic!("{codec:?}: {e}"));
+            }
+        }
+    }
+
+    #[test]
+    fn every_record_timestamp_must_lie_in_the_window_for_every_codec() {
+        // Timestamps 1_000_000, 1_000_010, ..., 1_000_040.
+        let last = BASE_TIMESTAMP + 40;
+        for codec in CODECS {
+            let batch = encode(&records(5), codec);
+            let check = |window: std::ops::RangeInclusive<i64>| {
+                validate_records(&batch, NO_LIMIT, Some(&window))
+            };
+            check(BASE_TIMESTAMP..=last).unwrap_or_else(|e| panic!("{codec:?}: {e}"));
+            // The last record too late, the first too early.
+            for window in [BASE_TIMESTAMP..=last - 1, BASE_TIMESTAMP + 1..=last] {
+                match check(window.clone()) {
+                    Err(e @ BatchError::InvalidTimestamp(_)) => {
+                        assert_eq!(e.error_code(), 32, "INVALID_TIMESTAMP");
+                    }
+                    other => panic!("{codec:?} {window:?}: {other:?}"),
+                }
             }
         }
     }
@@ -767,7 +813,7 @@ mod tests {
                 at_least(BASE_TIMESTAMP + 1),
                 NO_LIMIT,
             ));
-            invalid(validate_records(&batch, NO_LIMIT));
+            invalid(validate_records(&batch, NO_LIMIT, None));
         }
     }
 
@@ -776,7 +822,7 @@ mod tests {
         // The test encoder agrees with the reader, so the lies below are the only change.
         for codec in CODECS {
             let batch = craft(codec, &raw_records(0..10), 10);
-            validate_records(&batch, NO_LIMIT).unwrap_or_else(|e| panic!("{codec:?}: {e}"));
+            validate_records(&batch, NO_LIMIT, None).unwrap_or_else(|e| panic!("{codec:?}: {e}"));
             assert_eq!(
                 find_record(&batch, 0, at_least(BASE_TIMESTAMP + 45), NO_LIMIT),
                 Ok(Some((BASE_OFFSET + 5, BASE_TIMESTAMP + 50)))
@@ -788,7 +834,7 @@ mod tests {
     fn a_count_above_the_records_is_invalid() {
         for codec in COMPRESSED {
             let batch = craft(codec, &raw_records(0..3), i32::MAX);
-            let msg = invalid(validate_records(&batch, NO_LIMIT));
+            let msg = invalid(validate_records(&batch, NO_LIMIT, None));
             assert!(
                 msg.contains("batch claims 2147483647 records, found 3"),
                 "{msg}"
@@ -801,7 +847,7 @@ mod tests {
         }
         // Uncompressed, only as many as the payload could hold get past validate_batches.
         let batch = craft(kp::Compression::None, &raw_records(0..3), 4);
-        let msg = invalid(validate_records(&batch, NO_LIMIT));
+        let msg = invalid(validate_records(&batch, NO_LIMIT, None));
         assert!(msg.contains("batch claims 4 records, found 3"), "{msg}");
     }
 
@@ -809,7 +855,7 @@ mod tests {
     fn a_count_below_the_records_is_invalid() {
         for codec in CODECS {
             let batch = craft(codec, &raw_records(0..5), 3);
-            let msg = invalid(validate_records(&batch, NO_LIMIT));
+            let msg = invalid(validate_records(&batch, NO_LIMIT, None));
             assert!(
                 msg.contains("batch claims 3 records, found 5"),
                 "{codec:?}: {msg}"
@@ -827,12 +873,12 @@ mod tests {
         for codec in CODECS {
             for deltas in [[0, 2, 1], [1, 2, 3], [0, 0, 1], [0, 1, -1]] {
                 let batch = craft(codec, &raw_records(deltas), 3);
-                let msg = invalid(validate_records(&batch, NO_LIMIT));
+                let msg = invalid(validate_records(&batch, NO_LIMIT, None));
                 assert!(msg.contains("offset delta"), "{codec:?} {deltas:?}: {msg}");
                 invalid(find_record(&batch, 0, |_| false, NO_LIMIT));
             }
             let batch = craft(codec, &raw_records([0, 2, 1]), 3);
-            let msg = invalid(validate_records(&batch, NO_LIMIT));
+            let msg = invalid(validate_records(&batch, NO_LIMIT, None));
             assert!(
                 msg.contains("record 1: offset delta 2, expected 1"),
                 "{msg}"
@@ -845,10 +891,10 @@ mod tests {
         let raw = raw_records(0..50);
         for codec in COMPRESSED {
             let whole = compress(codec, &raw);
-            validate_records(&frame(codec, &whole, 50), NO_LIMIT).unwrap();
+            validate_records(&frame(codec, &whole, 50), NO_LIMIT, None).unwrap();
             for cut in [1, 2, 4, 9, whole.len() / 2] {
                 let batch = frame(codec, &whole[..whole.len() - cut], 50);
-                invalid(validate_records(&batch, NO_LIMIT));
+                invalid(validate_records(&batch, NO_LIMIT, None));
             }
         }
     }
@@ -860,7 +906,7 @@ mod tests {
             // Uncompressed, validate_batches needs room for the 3 records the header claims.
             for len in [raw.len() - 1, raw.len() - 5, 23] {
                 let batch = craft(codec, &raw[..len], 3);
-                let msg = invalid(validate_records(&batch, NO_LIMIT));
+                let msg = invalid(validate_records(&batch, NO_LIMIT, None));
                 assert!(msg.contains("truncated"), "{codec:?} {len}: {msg}");
             }
         }
@@ -873,7 +919,7 @@ mod tests {
                 let mut raw = raw_records(0..3);
                 raw.extend_from_slice(garbage);
                 let batch = craft(codec, &raw, 3);
-                let msg = invalid(validate_records(&batch, NO_LIMIT));
+                let msg = invalid(validate_records(&batch, NO_LIMIT, None));
                 assert!(msg.contains("record 3:"), "{codec:?} {garbage:?}: {msg}");
             }
         }
@@ -885,7 +931,7 @@ mod tests {
         for codec in COMPRESSED {
             let mut payload = compress(codec, &raw).to_vec();
             payload.extend_from_slice(b"\x00\x00\x00\x07 extra");
-            invalid(validate_records(&frame(codec, &payload, 3), NO_LIMIT));
+            invalid(validate_records(&frame(codec, &payload, 3), NO_LIMIT, None));
         }
         // A second zstd frame, valid but unread by validation, is refused too.
         let mut two = compress(kp::Compression::Zstd, &raw).to_vec();
@@ -893,6 +939,7 @@ mod tests {
         let msg = invalid(validate_records(
             &frame(kp::Compression::Zstd, &two, 6),
             NO_LIMIT,
+            None,
         ));
         assert!(msg.contains("after the end of the frame"), "{msg}");
     }
@@ -904,7 +951,7 @@ mod tests {
         for codec in CODECS {
             // One byte short: the last field runs past it.
             let batch = craft(codec, &with_length(len - 1, &f), 1);
-            let msg = invalid(validate_records(&batch, NO_LIMIT));
+            let msg = invalid(validate_records(&batch, NO_LIMIT, None));
             assert!(
                 msg.contains("run past the record length"),
                 "{codec:?}: {msg}"
@@ -913,14 +960,14 @@ mod tests {
             let mut raw = with_length(len + 1, &f);
             raw.push(0);
             let batch = craft(codec, &raw, 1);
-            let msg = invalid(validate_records(&batch, NO_LIMIT));
+            let msg = invalid(validate_records(&batch, NO_LIMIT, None));
             assert!(
                 msg.contains("1 bytes more than its fields"),
                 "{codec:?}: {msg}"
             );
             // Negative.
             let batch = craft(codec, &with_length(-2, &f), 1);
-            let msg = invalid(validate_records(&batch, NO_LIMIT));
+            let msg = invalid(validate_records(&batch, NO_LIMIT, None));
             assert!(msg.contains("negative length -2"), "{codec:?}: {msg}");
         }
     }
@@ -934,7 +981,7 @@ mod tests {
         put_varint(&mut f, i32::MAX);
         f.extend_from_slice(&[0; 4]);
         let batch = craft(kp::Compression::Zstd, &with_length(f.len() as i32, &f), 1);
-        let msg = invalid(validate_records(&batch, NO_LIMIT));
+        let msg = invalid(validate_records(&batch, NO_LIMIT, None));
         assert!(msg.contains("run past the record length"), "{msg}");
     }
 
@@ -948,7 +995,7 @@ mod tests {
         put_field(&mut f, None);
         for codec in CODECS {
             let batch = craft(codec, &with_length(f.len() as i32, &f), 1);
-            let msg = invalid(validate_records(&batch, NO_LIMIT));
+            let msg = invalid(validate_records(&batch, NO_LIMIT, None));
             assert!(msg.contains("negative header key length -1"), "{msg}");
         }
 
@@ -957,7 +1004,7 @@ mod tests {
         put_field(&mut f, None);
         put_varint(&mut f, -1);
         let batch = craft(kp::Compression::Lz4, &with_length(f.len() as i32, &f), 1);
-        let msg = invalid(validate_records(&batch, NO_LIMIT));
+        let msg = invalid(validate_records(&batch, NO_LIMIT, None));
         assert!(msg.contains("negative header count -1"), "{msg}");
     }
 
@@ -970,7 +1017,7 @@ mod tests {
         put_field(&mut f, Some(b"k"));
         put_varint(&mut f, -3);
         let batch = craft(kp::Compression::None, &with_length(f.len() as i32, &f), 1);
-        validate_records(&batch, NO_LIMIT).unwrap();
+        validate_records(&batch, NO_LIMIT, None).unwrap();
     }
 
     #[test]
@@ -1012,7 +1059,7 @@ mod tests {
             &[0x80, 0x80, 0x80, 0x80, 0x80, 0x00, 0],
             1,
         );
-        let msg = invalid(validate_records(&batch, NO_LIMIT));
+        let msg = invalid(validate_records(&batch, NO_LIMIT, None));
         assert!(msg.contains("longer than 5 bytes"), "{msg}");
     }
 
@@ -1022,8 +1069,8 @@ mod tests {
         let size = raw.len() as u64;
         for codec in CODECS {
             let batch = craft(codec, &raw, 20);
-            validate_records(&batch, size).unwrap_or_else(|e| panic!("{codec:?}: {e}"));
-            let msg = invalid(validate_records(&batch, size - 1));
+            validate_records(&batch, size, None).unwrap_or_else(|e| panic!("{codec:?}: {e}"));
+            let msg = invalid(validate_records(&batch, size - 1, None));
             assert!(
                 msg.contains(&format!("more than the {}-byte limit", size - 1)),
                 "{codec:?}: {msg}"
@@ -1038,7 +1085,7 @@ mod tests {
         let raw = raw_records(0..40);
         let block = snap::raw::Encoder::new().compress_vec(&raw).unwrap();
         let batch = frame(kp::Compression::Snappy, &block, 40);
-        validate_records(&batch, NO_LIMIT).unwrap();
+        validate_records(&batch, NO_LIMIT, None).unwrap();
         assert_eq!(
             find_record(&batch, 0, at_least(BASE_TIMESTAMP + 300), NO_LIMIT),
             Ok(Some((BASE_OFFSET + 30, BASE_TIMESTAMP + 300)))
@@ -1046,6 +1093,7 @@ mod tests {
         invalid(validate_records(
             &frame(kp::Compression::Snappy, &block[..block.len() - 3], 40),
             NO_LIMIT,
+            None,
         ));
     }
 
@@ -1060,14 +1108,14 @@ mod tests {
             count += 1;
         }
         assert!(count > 10, "{count} blocks");
-        validate_records(&batch, NO_LIMIT).unwrap();
+        validate_records(&batch, NO_LIMIT, None).unwrap();
         // The header alone: no blocks, no records.
         let batch = frame(
             kp::Compression::Snappy,
             &compress(kp::Compression::Snappy, b""),
             1,
         );
-        let msg = invalid(validate_records(&batch, NO_LIMIT));
+        let msg = invalid(validate_records(&batch, NO_LIMIT, None));
         assert!(msg.contains("batch claims 1 records, found 0"), "{msg}");
     }
 
@@ -1083,7 +1131,7 @@ mod tests {
         framed.extend_from_slice(&[0; 17]);
         for payload in [raw, framed] {
             let batch = frame(kp::Compression::Snappy, &payload, 1);
-            let msg = invalid(validate_records(&batch, NO_LIMIT));
+            let msg = invalid(validate_records(&batch, NO_LIMIT, None));
             assert!(msg.contains("more than the 16777216-byte limit"), "{msg}");
         }
     }
@@ -1099,10 +1147,11 @@ mod tests {
             encoder.write_all(&raw).unwrap();
             frame(kp::Compression::Zstd, &encoder.finish().unwrap(), 3)
         };
-        validate_records(&streamed(ZSTD_WINDOW_LOG_MAX), NO_LIMIT).unwrap();
+        validate_records(&streamed(ZSTD_WINDOW_LOG_MAX), NO_LIMIT, None).unwrap();
         let msg = invalid(validate_records(
             &streamed(ZSTD_WINDOW_LOG_MAX + 1),
             NO_LIMIT,
+            None,
         ));
         assert!(msg.contains("memory"), "{msg}");
     }
@@ -1116,6 +1165,7 @@ mod tests {
             let msg = invalid(validate_records(
                 &frame(kp::Compression::Zstd, &payload, 1),
                 NO_LIMIT,
+                None,
             ));
             assert!(msg.contains("not a zstd frame"), "{msg}");
         }
@@ -1167,7 +1217,7 @@ mod tests {
         for (name, bomb) in [("zstd", zstd_bomb()), ("gzip", gzip_bomb())] {
             assert!(bomb.len() < 2 * MIB, "{name}: {} bytes", bomb.len());
             let started = Instant::now();
-            let msg = invalid(validate_records(&bomb, 64 << 20));
+            let msg = invalid(validate_records(&bomb, 64 << 20, None));
             assert!(
                 msg.contains("more than the 67108864-byte limit"),
                 "{name}: {msg}"

@@ -1,8 +1,12 @@
 """confluent-kafka (bundled librdkafka 2.16): produce with every codec, idempotence, offsets by
-time, watermarks, admin operations, leader elections and DeleteRecords."""
+time, watermarks, admin operations, every Kafka topic config and timestamp bounds, leader
+elections and DeleteRecords."""
+
+import time
 
 import pytest
-from confluent_kafka import Consumer, ElectionType, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (Consumer, ElectionType, KafkaError, KafkaException, Producer,
+                             TopicPartition)
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -218,6 +222,31 @@ def test_every_kafka_topic_config_is_accepted_and_described(strata):
         ResourceType.TOPIC, topic, incremental_configs=[
             ConfigEntry("min.insync.replicas", "3", incremental_operation=AlterConfigOpType.SET)])]))
     assert result(client.describe_configs([resource]))[resource]["min.insync.replicas"].value == "3"
+
+
+def test_timestamps_outside_the_topics_bounds_are_refused(strata):
+    """message.timestamp.before.max.ms and after.max.ms: a record stamped too far in the past
+    or the future is refused with INVALID_TIMESTAMP; one within the bounds is stored."""
+    client = AdminClient({"bootstrap.servers": strata.bootstrap})
+    topic = unique_topic("timestamp-bounds")
+    result(client.create_topics([NewTopic(topic, 1, 1, config={
+        "message.timestamp.before.max.ms": "3600000",
+        "message.timestamp.after.max.ms": "60000"})]))
+    now = int(time.time() * 1000)
+    outcomes = {}
+
+    def delivered(err, msg):
+        outcomes[msg.value()] = err
+
+    producer = Producer({"bootstrap.servers": strata.bootstrap, "acks": "all", "retries": 0})
+    for value, timestamp in [(b"two-hours-ago", now - 7_200_000), (b"in-ten-minutes", now + 600_000),
+                             (b"now", now)]:
+        producer.produce(topic, value=value, timestamp=timestamp, on_delivery=delivered)
+        producer.flush(TIMEOUT)
+    assert outcomes[b"now"] is None, outcomes
+    for late in (b"two-hours-ago", b"in-ten-minutes"):
+        assert outcomes[late] is not None and outcomes[late].code() == KafkaError.INVALID_TIMESTAMP, outcomes
+    assert [m.value() for m in consume_all(strata.bootstrap, topic)] == [b"now"]
 
 
 def test_leader_elections_on_a_single_broker_are_not_needed(strata):

@@ -191,8 +191,13 @@ async fn append(broker: &Broker, topic: &TopicMeta, data: PartitionProduceData) 
     // The records themselves, as Kafka checks them (after the cheap checks, so a refused
     // batch is never inflated): a count or offsets that lie would move the partition's
     // offsets, and malformed records would break every consumer of it.
-    validate_records(&batch, broker.config.message_max_uncompressed_bytes)
-        .map_err(|e| (e.error_code(), Some(e.to_string())))?;
+    let timestamps = config.timestamp_window(now_ms());
+    validate_records(
+        &batch,
+        broker.config.message_max_uncompressed_bytes,
+        timestamps.as_ref(),
+    )
+    .map_err(|e| (e.error_code(), Some(e.to_string())))?;
     // Backpressure: wait for room in the append buffer. Exactly the batch's bytes: the
     // flusher gives back what it flushes, so the bound holds.
     broker
