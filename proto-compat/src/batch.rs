@@ -65,6 +65,16 @@ impl Compression {
             _ => None,
         }
     }
+
+    fn attribute_bits(self) -> i16 {
+        match self {
+            Self::None => 0,
+            Self::Gzip => 1,
+            Self::Snappy => 2,
+            Self::Lz4 => 3,
+            Self::Zstd => 4,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,6 +274,24 @@ pub fn set_log_append_time(batch: &mut [u8], timestamp: i64) {
     batch[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&timestamp.to_be_bytes());
     let crc = crc32c(&batch[ATTRIBUTES..]);
     batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// A copy of `batch`'s header over other `records` bytes compressed with `codec`: the codec
+/// bits, the batch length and the CRC follow; everything else (offsets, timestamps,
+/// producer, count) stays.
+pub fn with_records(batch: &RecordBatch, codec: Compression, records: &[u8]) -> RecordBatch {
+    let mut bytes = Vec::with_capacity(RECORD_BATCH_OVERHEAD + records.len());
+    bytes.extend_from_slice(&batch.as_bytes()[..RECORD_BATCH_OVERHEAD]);
+    bytes.extend_from_slice(records);
+    let attributes = (read_i16(&bytes, ATTRIBUTES) & !COMPRESSION_MASK) | codec.attribute_bits();
+    bytes[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    let length = (bytes.len() - LOG_OVERHEAD) as i32;
+    bytes[BATCH_LENGTH..BATCH_LENGTH + 4].copy_from_slice(&length.to_be_bytes());
+    let crc = crc32c(&bytes[ATTRIBUTES..]);
+    bytes[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    RecordBatch {
+        bytes: Bytes::from(bytes),
+    }
 }
 
 /// CRC-32C (Castagnoli), as Kafka uses for v2 batches; crc-fast's hardware-accelerated

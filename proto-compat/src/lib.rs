@@ -7,6 +7,7 @@
 pub mod api_versions;
 pub mod batch;
 pub mod frame;
+pub mod recompress;
 pub mod records;
 pub mod request;
 pub mod response;

@@ -87,6 +87,24 @@ pub fn validate_records(
     Ok(())
 }
 
+/// The records section of `batch`, inflated (at most `max_inflated_bytes`).
+pub(crate) fn inflate_records(
+    batch: &RecordBatch,
+    max_inflated_bytes: u64,
+) -> Result<Vec<u8>, BatchError> {
+    let records = Records::open(batch, max_inflated_bytes)?;
+    match records.input {
+        Input::Plain(payload) => Ok(payload.to_vec()),
+        Input::Inflating(mut reader) => {
+            let mut inflated = Vec::new();
+            reader
+                .read_to_end(&mut inflated)
+                .map_err(|e| inflate_error(records.codec, e))?;
+            Ok(inflated)
+        }
+    }
+}
+
 /// The first record at or after `from_offset` whose timestamp satisfies `matches`, as
 /// (offset, timestamp), reading only as far as that record; `None` if no record qualifies.
 ///

@@ -18,6 +18,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
+from emulator import metrics
 from strata_harness import (
     TIMEOUT,
     assert_acked_present,
@@ -222,6 +223,29 @@ def test_every_kafka_topic_config_is_accepted_and_described(strata):
         ResourceType.TOPIC, topic, incremental_configs=[
             ConfigEntry("min.insync.replicas", "3", incremental_operation=AlterConfigOpType.SET)])]))
     assert result(client.describe_configs([resource]))[resource]["min.insync.replicas"].value == "3"
+
+
+@pytest.mark.parametrize("codec,producer_codec", [
+    ("zstd", "none"), ("gzip", "none"), ("lz4", "snappy"), ("snappy", "gzip"), ("uncompressed", "zstd")])
+def test_the_broker_recompresses_with_the_topics_compression_type(strata, codec, producer_codec):
+    """compression.type naming a codec: every batch is stored compressed with it, whatever the
+    producer used (seen in the bytes stored, as the topic's bytes-in), and consumers read
+    the same records."""
+    client = AdminClient({"bootstrap.servers": strata.bootstrap})
+    values = [f"{i:05d}-".encode() + bytes([97 + i % 26]) * 1000 for i in range(200)]
+    stored = {}
+    for compression in (codec, "producer"):
+        topic = unique_topic(f"recompress-{compression}")
+        result(client.create_topics([NewTopic(topic, 1, 1, config={"compression.type": compression})]))
+        produce_all(strata.bootstrap, topic, values, **{"compression.type": producer_codec})
+        assert [m.value() for m in consume_all(strata.bootstrap, topic)] == values
+        stored[compression] = metrics(strata.http)[f'strata_topic_bytes_in_total{{topic="{topic}"}}']
+    if codec == "uncompressed":
+        assert stored[codec] > 5 * stored["producer"], stored
+    elif producer_codec == "none":
+        assert stored[codec] * 5 < stored["producer"], stored
+    else:
+        assert stored[codec] != stored["producer"], stored
 
 
 def test_timestamps_outside_the_topics_bounds_are_refused(strata):

@@ -1,8 +1,9 @@
 """kafka-python 3.0 (pure Python; insists on ApiVersions v3): admin and a produce/consume
-round trip without consumer groups."""
+round trip without consumer groups, also through the broker's recompression."""
 
 import time
 
+import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 
@@ -39,11 +40,15 @@ def test_admin_create_describe_delete_topics(strata):
         admin.close()
 
 
-def test_produce_and_consume_with_assign(strata):
+@pytest.mark.parametrize("compression", ["producer", "gzip"])
+def test_produce_and_consume_with_assign(strata, compression):
+    """With compression.type=gzip the broker stores the uncompressed batches gzipped, and
+    kafka-python reads them back as it sent them."""
     topic = unique_topic("kp-data")
     admin = KafkaAdminClient(bootstrap_servers=strata.bootstrap, request_timeout_ms=TIMEOUT_MS)
     try:
-        admin.create_topics({topic: {"num_partitions": 1, "replication_factor": 1}})
+        admin.create_topics({topic: {"num_partitions": 1, "replication_factor": 1,
+                                     "configs": {"compression.type": compression}}})
     finally:
         admin.close()
 

@@ -1,8 +1,7 @@
 //! Every topic config Kafka knows (4.x, and the 3.x ones clients still send), with Kafka's
 //! types, defaults, limits and the broker config that sets its default, so that tools that
 //! create topics with standard configs (Terraform, operators, Kafka Connect) are answered as
-//! Kafka answers them. A few values ask for behaviour Strata does not have yet; those are
-//! refused by name rather than accepted and ignored.
+//! Kafka answers them.
 
 use crate::error::CoordinatorError;
 
@@ -52,8 +51,6 @@ pub struct ConfigDef {
     /// Kafka's default, as DescribeConfigs prints it (Strata's where they differ).
     pub default: &'static str,
     pub documentation: &'static str,
-    /// The only value Strata takes, and why, where other values need what it lacks.
-    pub only: Option<(&'static str, &'static str)>,
 }
 
 const MAX_LONG: &str = "9223372036854775807";
@@ -71,7 +68,6 @@ const fn def(
         kind,
         default,
         documentation,
-        only: None,
     }
 }
 
@@ -90,17 +86,14 @@ pub const CONFIGS: [ConfigDef; 36] = [
     def("cleanup.policy", Some("log.cleanup.policy"), ConfigKind::List(&["compact", "delete"]), "delete",
         "delete: old segments are deleted by retention.ms and retention.bytes. compact is not supported yet."),
     def("compression.gzip.level", Some("compression.gzip.level"), int(-1, 9), "-1",
-        "The gzip level when compression.type is gzip."),
+        "The gzip level when the broker recompresses with gzip (-1: gzip's default)."),
     def("compression.lz4.level", Some("compression.lz4.level"), int(1, 17), "9",
-        "The lz4 level when compression.type is lz4."),
-    ConfigDef {
-        only: Some(("producer", "the broker does not recompress batches yet")),
-        ..def("compression.type", Some("compression.type"),
-              ConfigKind::Choice(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]), "producer",
-              "producer: batches are stored as the producer compressed them.")
-    },
+        "The lz4 level when the broker recompresses with lz4."),
+    def("compression.type", Some("compression.type"),
+        ConfigKind::Choice(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]), "producer",
+        "producer keeps the producer's compression; a codec has the broker recompress every batch with it."),
     def("compression.zstd.level", Some("compression.zstd.level"), int(-131_072, 22), "3",
-        "The zstd level when compression.type is zstd."),
+        "The zstd level when the broker recompresses with zstd."),
     def("delete.retention.ms", Some("log.cleaner.delete.retention.ms"), long(0), "86400000",
         "How long tombstones are kept on compacted topics."),
     def("file.delete.delay.ms", Some("log.segment.delete.delay.ms"), long(0), "60000",
@@ -233,13 +226,6 @@ pub fn validate(def: &ConfigDef, shown_as: &str, value: &str) -> Result<String, 
         }
         ConfigKind::Text => {}
     }
-    if let Some((only, why)) = def.only {
-        if value != only {
-            return Err(CoordinatorError::InvalidConfig(format!(
-                "{shown_as}={value} is not supported: {why} (only {shown_as}={only})"
-            )));
-        }
-    }
     Ok(value.to_string())
 }
 
@@ -288,13 +274,11 @@ mod tests {
     }
 
     #[test]
-    fn values_that_need_what_strata_lacks_are_refused_by_name() {
-        let check = |name: &str, value: &str| validate(find(name).unwrap(), name, value);
-        assert!(check("compression.type", "producer").is_ok());
-        let refused = check("compression.type", "zstd").unwrap_err().to_string();
-        assert!(refused.contains("does not recompress"), "{refused}");
-        // An unknown codec is a plain invalid value.
-        let invalid = check("compression.type", "brotli").unwrap_err().to_string();
+    fn an_unknown_codec_is_an_invalid_value() {
+        let codec =
+            |value: &str| validate(find("compression.type").unwrap(), "compression.type", value);
+        assert!(codec("zstd").is_ok());
+        let invalid = codec("brotli").unwrap_err().to_string();
         assert!(invalid.contains("must be one of"), "{invalid}");
     }
 }

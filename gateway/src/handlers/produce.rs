@@ -8,14 +8,16 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use coordinator::topic_config::CompressionType;
 use coordinator::TopicMeta;
-use proto_compat::batch::validate_batches;
+use proto_compat::batch::{validate_batches, Compression, RecordBatch};
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::produce_request::PartitionProduceData;
 use proto_compat::kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, TopicProduceResponse,
 };
 use proto_compat::kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use proto_compat::recompress::{recompress, Levels};
 use proto_compat::records::validate_records;
 
 use super::{str_bytes, topic_name};
@@ -160,7 +162,7 @@ async fn append(broker: &Broker, topic: &TopicMeta, data: PartitionProduceData) 
             batches.len()
         )));
     }
-    let batch = batches.remove(0);
+    let mut batch = batches.remove(0);
     if batch.is_transactional() || batch.is_control() {
         return Err(invalid("transactions are not supported".to_string()));
     }
@@ -168,26 +170,24 @@ async fn append(broker: &Broker, topic: &TopicMeta, data: PartitionProduceData) 
         .coordinator
         .topic_config(&topic.name)
         .map_err(|e| (e.error_code(), None))?;
-    if batch.len() > config.max_message_bytes.max(0) as usize {
-        return Err((
-            ResponseError::MessageTooLarge.code(),
-            Some(format!(
-                "batch of {} bytes exceeds max.message.bytes {}",
-                batch.len(),
+    let too_large = |batch: &RecordBatch| {
+        let bytes = batch.len();
+        let message = if bytes > config.max_message_bytes.max(0) as usize {
+            format!(
+                "batch of {bytes} bytes exceeds max.message.bytes {}",
                 config.max_message_bytes
-            )),
-        ));
-    }
-    let bytes = batch.len();
-    if bytes > broker.config.buffer_max_bytes {
-        return Err((
-            ResponseError::MessageTooLarge.code(),
-            Some(format!(
+            )
+        } else if bytes > broker.config.buffer_max_bytes {
+            format!(
                 "batch of {bytes} bytes exceeds the broker's append buffer (buffer.max.bytes {})",
                 broker.config.buffer_max_bytes
-            )),
-        ));
-    }
+            )
+        } else {
+            return Ok(());
+        };
+        Err((ResponseError::MessageTooLarge.code(), Some(message)))
+    };
+    too_large(&batch)?;
     // The records themselves, as Kafka checks them (after the cheap checks, so a refused
     // batch is never inflated): a count or offsets that lie would move the partition's
     // offsets, and malformed records would break every consumer of it.
@@ -198,6 +198,19 @@ async fn append(broker: &Broker, topic: &TopicMeta, data: PartitionProduceData) 
         timestamps.as_ref(),
     )
     .map_err(|e| (e.error_code(), Some(e.to_string())))?;
+    if let Some(codec) = recompress_with(config.compression_type) {
+        let levels = Levels {
+            gzip: config.compression_gzip_level,
+            lz4: config.compression_lz4_level,
+            zstd: config.compression_zstd_level,
+        };
+        let max_inflated = broker.config.message_max_uncompressed_bytes;
+        batch = recompress(batch, codec, levels, max_inflated)
+            .map_err(|e| (e.error_code(), Some(e.to_string())))?;
+        // As Kafka: the batch as stored must fit too.
+        too_large(&batch)?;
+    }
+    let bytes = batch.len();
     // Backpressure: wait for room in the append buffer. Exactly the batch's bytes: the
     // flusher gives back what it flushes, so the bound holds.
     broker
@@ -225,6 +238,18 @@ async fn append(broker: &Broker, topic: &TopicMeta, data: PartitionProduceData) 
             Err((e.error_code(), Some(e.to_string())))
         }
     }
+}
+
+/// The codec the broker stores batches with, if the topic names one.
+fn recompress_with(compression: CompressionType) -> Option<Compression> {
+    Some(match compression {
+        CompressionType::Producer => return None,
+        CompressionType::Uncompressed => Compression::None,
+        CompressionType::Gzip => Compression::Gzip,
+        CompressionType::Snappy => Compression::Snappy,
+        CompressionType::Lz4 => Compression::Lz4,
+        CompressionType::Zstd => Compression::Zstd,
+    })
 }
 
 /// Waits until `last_offset` is committed (acks=all), at most until `deadline`.
