@@ -1,11 +1,12 @@
 //! Recompression on the broker, for topics whose `compression.type` names a codec: the
-//! records of a producer's batch are inflated (within the same bound as validation) and
-//! compressed again with the topic's codec and level, in the framings Kafka's own broker
-//! writes (xerial's stream for snappy, an LZ4 frame, one zstd frame, one gzip member).
+//! records of a producer's batch are inflated (within the same bound as validation) into an
+//! uncompressed batch, which the broker validates, then compressed again with the topic's
+//! codec and level, in the framings Kafka's own broker writes (xerial's stream for snappy,
+//! an LZ4 frame, one zstd frame, one gzip member).
 
 use std::io::Write;
 
-use crate::batch::{with_records, BatchError, Compression, RecordBatch};
+use crate::batch::{with_records, BatchError, Compression, RecordBatch, RECORD_BATCH_OVERHEAD};
 use crate::records::inflate_records;
 
 /// Uncompressed bytes per xerial snappy block, as Kafka's snappy stream writes them.
@@ -22,23 +23,29 @@ pub struct Levels {
     pub zstd: i32,
 }
 
-/// `batch` with its records compressed with `codec`; the batch itself when it already is.
-pub fn recompress(
-    batch: RecordBatch,
-    codec: Compression,
-    levels: Levels,
-    max_inflated_bytes: u64,
-) -> Result<RecordBatch, BatchError> {
-    if batch.compression() == codec {
+/// `batch` with its records uncompressed (inflating at most `max_inflated_bytes`); the batch
+/// itself when they are.
+pub fn inflate(batch: RecordBatch, max_inflated_bytes: u64) -> Result<RecordBatch, BatchError> {
+    if batch.compression() == Compression::None {
         return Ok(batch);
     }
     let records = inflate_records(&batch, max_inflated_bytes)?;
-    let compressed = compress(codec, levels, &records)
-        .map_err(|e| BatchError::InvalidRecord(format!("cannot compress with {codec:?}: {e}")))?;
-    Ok(with_records(&batch, codec, &compressed))
+    Ok(with_records(&batch, Compression::None, &records))
 }
 
-fn compress(codec: Compression, levels: Levels, records: &[u8]) -> std::io::Result<Vec<u8>> {
+/// The uncompressed `batch` with its records compressed with `codec`.
+pub fn compress(
+    batch: &RecordBatch,
+    codec: Compression,
+    levels: Levels,
+) -> Result<RecordBatch, BatchError> {
+    let records = &batch.as_bytes()[RECORD_BATCH_OVERHEAD..];
+    let compressed = encode(codec, levels, records)
+        .map_err(|e| BatchError::InvalidRecord(format!("cannot compress with {codec:?}: {e}")))?;
+    Ok(with_records(batch, codec, &compressed))
+}
+
+fn encode(codec: Compression, levels: Levels, records: &[u8]) -> std::io::Result<Vec<u8>> {
     Ok(match codec {
         Compression::None => records.to_vec(),
         Compression::Gzip => {
@@ -130,6 +137,10 @@ mod tests {
         validate_batches(&Bytes::from(bytes)).unwrap().remove(0)
     }
 
+    fn recompress(batch: &RecordBatch, codec: Compression) -> RecordBatch {
+        compress(&inflate(batch.clone(), u64::MAX).unwrap(), codec, LEVELS).unwrap()
+    }
+
     fn put_varint(b: &mut BytesMut, n: i64) {
         let mut z = ((n << 1) ^ (n >> 63)) as u64;
         while z >= 0x80 {
@@ -144,9 +155,9 @@ mod tests {
         // More than one snappy block.
         let original = batch(40, 2_000);
         for from in CODECS {
-            let source = recompress(original.clone(), from, LEVELS, u64::MAX).unwrap();
+            let source = recompress(&original, from);
             for to in CODECS {
-                let out = recompress(source.clone(), to, LEVELS, u64::MAX).unwrap();
+                let out = recompress(&source, to);
                 assert_eq!(out.compression(), to, "{from:?} -> {to:?}");
                 out.verify_crc().unwrap();
                 validate_records(&out, u64::MAX, None)
@@ -167,7 +178,7 @@ mod tests {
             }
         }
         // Compressing repetitive values makes the batch smaller.
-        let zstd = recompress(original.clone(), Compression::Zstd, LEVELS, u64::MAX).unwrap();
+        let zstd = recompress(&original, Compression::Zstd);
         assert!(
             zstd.len() < original.len() / 10,
             "{} of {}",
@@ -178,8 +189,8 @@ mod tests {
 
     #[test]
     fn inflating_stays_within_the_bound() {
-        let compressed = recompress(batch(40, 2_000), Compression::Gzip, LEVELS, u64::MAX).unwrap();
-        let refused = recompress(compressed, Compression::Zstd, LEVELS, 10_000);
+        let compressed = recompress(&batch(40, 2_000), Compression::Gzip);
+        let refused = inflate(compressed, 10_000);
         assert!(
             matches!(refused, Err(BatchError::InvalidRecord(_))),
             "{refused:?}"

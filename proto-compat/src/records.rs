@@ -65,9 +65,9 @@ pub fn validate_records(
     // trailing garbage.
     let mut found = 0;
     while let Some(record) = records.next(found)? {
-        let timestamp = batch.base_timestamp().wrapping_add(record.timestamp_delta);
-        if let Some(window) = timestamps.filter(|_| timestamp != NO_TIMESTAMP) {
-            if !window.contains(&timestamp) {
+        if let Some(window) = timestamps {
+            let timestamp = batch.base_timestamp().wrapping_add(record.timestamp_delta);
+            if timestamp != NO_TIMESTAMP && !window.contains(&timestamp) {
                 return Err(BatchError::InvalidTimestamp(format!(
                     "timestamp {timestamp} of record {found} of the batch is out of range: it \
                      should be within [{}, {}]",

@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import tomllib
@@ -29,6 +28,9 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+
+from cluster_harness import http_status
+from strata_harness import TIMEOUT, free_ports, strata_bin, wait_until
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "strata"
 RELEASE = "demo"
@@ -47,7 +49,6 @@ KUBE_VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
 CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule"}
 # A gateway drains on SIGTERM: open requests get up to 30 s, then it flushes and commits.
 DRAIN_SECONDS = 30
-TIMEOUT = 30
 
 NODE_PORTS = [31090, 31091, 31092]
 EXTERNAL_ETCD = ["http://etcd-a.infra:2379", "http://etcd-b.infra:2379", "http://etcd-c.infra:2379"]
@@ -730,43 +731,6 @@ def test_the_config_map_is_the_toml_of_the_config_values():
     # The chart's default setting stays unless overridden.
     assert typed(tomllib.loads(rendered_config(render({"config": odd})))) == typed(
         {"broker.session.timeout.ms": 3000, **odd})
-
-
-def strata_bin() -> Path:
-    if os.environ.get("STRATA_BIN"):
-        return Path(os.environ["STRATA_BIN"])
-    target = os.environ.get("CARGO_TARGET_DIR") or Path.home() / ".cache" / "strata-target"
-    return Path(target) / "debug" / "strata"
-
-
-def free_ports(n: int) -> list:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def wait_until(condition, what: str):
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {TIMEOUT} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def http_status(address: str, path: str) -> int | None:
-    conn = http.client.HTTPConnection(address, timeout=1)
-    try:
-        conn.request("GET", path)
-        return conn.getresponse().status
-    except OSError:
-        return None
-    finally:
-        conn.close()
 
 
 class Process:

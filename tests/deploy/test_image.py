@@ -17,7 +17,6 @@ import json
 import shutil
 import signal
 import subprocess
-import sys
 import tarfile
 import uuid
 from pathlib import Path
@@ -26,7 +25,6 @@ from types import SimpleNamespace
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "clients"))
 
 from strata_harness import (  # noqa: E402
     TIMEOUT,

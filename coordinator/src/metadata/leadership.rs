@@ -738,7 +738,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::super::test_support::{
-        broker, caught_up, chunk, commit, expire_session, open, TestStore,
+        broker, caught_up, chunk, commit, expire_session, open, two_brokers, TestStore,
     };
     use uuid::Uuid;
 
@@ -1099,17 +1099,7 @@ mod tests {
 
     #[tokio::test]
     async fn hot_partitions_spread_by_bytes_in_and_counts_stay_even() {
-        let store = TestStore::new();
-        let one = open(&store).await;
-        one.register_broker(broker(1)).await.unwrap();
-        let two = open(&store).await;
-        two.register_broker(broker(2)).await.unwrap();
-        caught_up(&one, &store).await;
-        let t = one
-            .create_topic("a", 4, BTreeMap::new(), false)
-            .await
-            .unwrap()
-            .topic_id;
+        let (store, one, two, t) = two_brokers(4).await;
         assert_eq!(
             moves(&one, t, 4),
             [(1, None), (2, None), (1, None), (2, None)]
@@ -1162,17 +1152,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hot_broker_leading_more_partitions_gives_one_away() {
-        let store = TestStore::new();
-        let one = open(&store).await;
-        one.register_broker(broker(1)).await.unwrap();
-        let two = open(&store).await;
-        two.register_broker(broker(2)).await.unwrap();
-        caught_up(&one, &store).await;
-        let t = one
-            .create_topic("a", 5, BTreeMap::new(), false)
-            .await
-            .unwrap()
-            .topic_id;
+        let (_store, one, _two, t) = two_brokers(5).await;
         // Broker 1 leads 0, 2 and 4, each 4 MiB/s; broker 2 leads 1 and 3, idle.
         let rates: PartitionRates = [0, 2, 4].map(|p| ((t, p), 4.0 * MIB)).into();
         assert_eq!(

@@ -221,34 +221,12 @@ fn preferred_election(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-    use std::sync::Arc;
-
     use uuid::Uuid;
 
-    use super::super::test_support::{broker, caught_up, expire_session, open, TestStore};
+    use super::super::test_support::{broker, caught_up, expire_session, open, two_brokers};
     use super::Reassignment;
     use crate::error::CoordinatorError;
     use crate::metadata::{Coordinator, LeaderBalance};
-
-    /// Brokers 1 and 2, a process each, and topic "a" whose partitions alternate between
-    /// them (0 on 1, 1 on 2, ...).
-    async fn two_brokers(
-        partitions: i32,
-    ) -> (Arc<TestStore>, Arc<Coordinator>, Arc<Coordinator>, Uuid) {
-        let store = TestStore::new();
-        let one = open(&store).await;
-        one.register_broker(broker(1)).await.unwrap();
-        let two = open(&store).await;
-        two.register_broker(broker(2)).await.unwrap();
-        caught_up(&one, &store).await;
-        let topic = one
-            .create_topic("a", partitions, BTreeMap::new(), false)
-            .await
-            .unwrap();
-        caught_up(&two, &store).await;
-        (store, one, two, topic.topic_id)
-    }
 
     /// (leader, epoch, moving to, preferred) of a partition.
     fn leadership(

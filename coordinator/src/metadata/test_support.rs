@@ -145,6 +145,25 @@ pub(super) async fn open(store: &Arc<TestStore>) -> Arc<Coordinator> {
     .unwrap()
 }
 
+/// Brokers 1 and 2, a process each, and topic "a" whose partitions alternate between
+/// them (0 on 1, 1 on 2, ...).
+pub(super) async fn two_brokers(
+    partitions: i32,
+) -> (Arc<TestStore>, Arc<Coordinator>, Arc<Coordinator>, Uuid) {
+    let store = TestStore::new();
+    let one = open(&store).await;
+    one.register_broker(broker(1)).await.unwrap();
+    let two = open(&store).await;
+    two.register_broker(broker(2)).await.unwrap();
+    caught_up(&one, &store).await;
+    let topic = one
+        .create_topic("a", partitions, BTreeMap::new(), false)
+        .await
+        .unwrap();
+    caught_up(&two, &store).await;
+    (store, one, two, topic.topic_id)
+}
+
 pub(super) fn broker(broker_id: i32) -> BrokerInfo {
     BrokerInfo {
         broker_id,

@@ -10,14 +10,14 @@ use tokio::time::Instant;
 
 use coordinator::topic_config::CompressionType;
 use coordinator::TopicMeta;
-use proto_compat::batch::{validate_batches, Compression, RecordBatch};
+use proto_compat::batch::{validate_batches, BatchError, Compression, RecordBatch};
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::produce_request::PartitionProduceData;
 use proto_compat::kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, TopicProduceResponse,
 };
 use proto_compat::kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use proto_compat::recompress::{recompress, Levels};
+use proto_compat::recompress::{compress, inflate, Levels};
 use proto_compat::records::validate_records;
 
 use super::{str_bytes, topic_name};
@@ -191,22 +191,24 @@ async fn append(broker: &Broker, topic: &TopicMeta, data: PartitionProduceData) 
     // The records themselves, as Kafka checks them (after the cheap checks, so a refused
     // batch is never inflated): a count or offsets that lie would move the partition's
     // offsets, and malformed records would break every consumer of it.
-    let timestamps = config.timestamp_window(now_ms());
-    validate_records(
-        &batch,
-        broker.config.message_max_uncompressed_bytes,
-        timestamps.as_ref(),
-    )
-    .map_err(|e| (e.error_code(), Some(e.to_string())))?;
-    if let Some(codec) = recompress_with(config.compression_type) {
+    let now = now_ms();
+    let max_inflated = broker.config.message_max_uncompressed_bytes;
+    let refused = |e: BatchError| (e.error_code(), Some(e.to_string()));
+    let recompress_with =
+        recompress_with(config.compression_type).filter(|codec| *codec != batch.compression());
+    // A batch to recompress is validated once inflated, so it is inflated once.
+    if recompress_with.is_some() {
+        batch = inflate(batch, max_inflated).map_err(refused)?;
+    }
+    let timestamps = config.timestamp_window(now);
+    validate_records(&batch, max_inflated, timestamps.as_ref()).map_err(refused)?;
+    if let Some(codec) = recompress_with {
         let levels = Levels {
             gzip: config.compression_gzip_level,
             lz4: config.compression_lz4_level,
             zstd: config.compression_zstd_level,
         };
-        let max_inflated = broker.config.message_max_uncompressed_bytes;
-        batch = recompress(batch, codec, levels, max_inflated)
-            .map_err(|e| (e.error_code(), Some(e.to_string())))?;
+        batch = compress(&batch, codec, levels).map_err(refused)?;
         // As Kafka: the batch as stored must fit too.
         too_large(&batch)?;
     }
@@ -219,7 +221,7 @@ async fn append(broker: &Broker, topic: &TopicMeta, data: PartitionProduceData) 
         .await
         .expect("the buffer semaphore is never closed")
         .forget();
-    match partition.append(&batch, config.message_timestamp_type, now_ms()) {
+    match partition.append(&batch, config.message_timestamp_type, now) {
         Ok((outcome, newly_dirty)) => {
             if let AppendOutcome::Appended { .. } = outcome {
                 partition.metrics.bytes_in.inc_by(batch.len() as u64);
