@@ -70,7 +70,7 @@ impl Default for TopicConfig {
             max_message_bytes: 1_048_588,
             message_timestamp_type: TimestampType::CreateTime,
             message_timestamp_before_max_ms: i64::MAX,
-            message_timestamp_after_max_ms: i64::MAX,
+            message_timestamp_after_max_ms: 3_600_000,
             message_timestamp_difference_max_ms: i64::MAX,
             cleanup_policy: CleanupPolicy::Delete,
             compression_type: CompressionType::Producer,
@@ -560,11 +560,16 @@ mod tests {
     #[test]
     fn the_timestamp_window_follows_the_bounds_and_the_timestamp_type() {
         let mut config = TopicConfig::default();
+        let window = config.timestamp_window(1_000_000).unwrap();
         assert_eq!(
-            config.timestamp_window(1_000_000),
-            None,
-            "unbounded by default"
+            (*window.start() < -1 << 62, *window.end()),
+            (true, 4_600_000),
+            "Kafka 4 bounds the future at an hour by default, the past not at all"
         );
+        config
+            .set("message.timestamp.after.max.ms", &i64::MAX.to_string())
+            .unwrap();
+        assert_eq!(config.timestamp_window(1_000_000), None, "unbounded");
         config
             .set("message.timestamp.before.max.ms", "1000")
             .unwrap();

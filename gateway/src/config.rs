@@ -1,12 +1,18 @@
 //! Broker settings: command-line flags (each also `STRATA_<FLAG>` in the environment) and
 //! the optional TOML file with Kafka-style keys.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use coordinator::broker_settings::{
+    self, parse_bool, parse_bytes, parse_count, parse_millis, set_to, show_millis, Setting,
+};
+use coordinator::topic_config::catalog::ConfigKind;
 use coordinator::topic_config::BrokerDefaults;
+use coordinator::ConfigEntry;
 use coordinator::LeaderBalance;
 use group_coordinator::config::GroupConfig;
 use segment_store::simulate_failures::LogNormalLatency;
@@ -169,8 +175,6 @@ pub struct BrokerConfig {
     /// The effective value: the config file's, else the store's default (see
     /// [`BrokerConfig::use_store_defaults`]).
     pub flush_interval: Duration,
-    /// Whether the config file set `flush.interval.ms`.
-    pub(crate) flush_interval_set: bool,
     /// `/readyz` reports not ready while the oldest unflushed byte is older than this.
     pub flush_stall_timeout: Duration,
     /// Bound on produced bytes not yet flushed; producers wait beyond it.
@@ -223,6 +227,8 @@ pub struct BrokerConfig {
     pub leader_balance: LeaderBalance,
     /// The `group.*` and `offsets.*` keys.
     pub group: GroupConfig,
+    /// The settings the config file set, which DescribeConfigs reports as static.
+    pub(crate) set_in_file: BTreeSet<&'static str>,
 }
 
 /// `flush.interval.ms` on a local directory (or memory): each flush costs one fsync, so
@@ -237,7 +243,7 @@ impl BrokerConfig {
     /// is low on a local directory and cost-aware on a remote store. Returns where the
     /// effective value came from, for the start-up log.
     pub fn use_store_defaults(&mut self, storage_url: &str) -> &'static str {
-        if self.flush_interval_set {
+        if self.set_in_file.contains("flush.interval.ms") {
             return "config file";
         }
         let local = ["file://", "memory://"]
@@ -259,7 +265,6 @@ impl Default for BrokerConfig {
             auto_create_topics_enable: true,
             flush_bytes: 8 * 1024 * 1024,
             flush_interval: LOCAL_FLUSH_INTERVAL,
-            flush_interval_set: false,
             flush_stall_timeout: Duration::from_secs(60),
             // etcd leases count whole seconds; 3 s keeps failover well under 5 s.
             session_timeout: Duration::from_secs(3),
@@ -286,6 +291,7 @@ impl Default for BrokerConfig {
             retention_check_interval: Duration::from_secs(300),
             object_delete_grace: Duration::from_secs(60),
             group: GroupConfig::default(),
+            set_in_file: BTreeSet::new(),
         }
     }
 }
@@ -352,125 +358,408 @@ fn apply(
     key: &str,
     value: &str,
 ) -> Result<(), ConfigError> {
-    let invalid = |reason: &str| ConfigError::Invalid {
+    let invalid = |reason: String| ConfigError::Invalid {
         key: key.to_string(),
         value: value.to_string(),
-        reason: reason.to_string(),
+        reason,
     };
-    let bytes = || {
-        value
-            .parse::<u64>()
-            .map_err(|_| invalid("expected a byte count"))
-    };
-    let millis = || {
-        value
-            .parse::<u64>()
-            .map(Duration::from_millis)
-            .map_err(|_| invalid("expected milliseconds"))
-    };
-    let count = || {
-        value
-            .parse::<usize>()
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| invalid("expected a positive count"))
-    };
-    let boolean = || {
-        value
-            .parse::<bool>()
-            .map_err(|_| invalid("expected true or false"))
-    };
-    match key {
-        "auto.create.topics.enable" => broker.auto_create_topics_enable = boolean()?,
-        "flush.bytes" => broker.flush_bytes = bytes()? as usize,
-        "flush.interval.ms" => {
-            broker.flush_interval = millis()?;
-            broker.flush_interval_set = true;
+    if let Some(setting) = broker_settings::find(SETTINGS, key) {
+        (setting.set)(broker, value).map_err(invalid)?;
+        broker.set_in_file.insert(setting.name);
+    } else if GroupConfig::owns(key) {
+        broker.group.set(key, value).map_err(invalid)?;
+        if let Some(setting) = broker_settings::find(group_coordinator::config::SETTINGS, key) {
+            broker.set_in_file.insert(setting.name);
         }
-        "flush.stall.timeout.ms" => broker.flush_stall_timeout = millis()?,
-        "queued.max.request.bytes" => {
-            // Kafka's -1: no bound.
-            broker.queued_max_request_bytes = match value {
-                "-1" => tokio::sync::Semaphore::MAX_PERMITS,
-                _ => bytes()? as usize,
-            }
-        }
-        "socket.stall.timeout.ms" => broker.socket_stall_timeout = millis()?,
-        "connections.max.idle.ms" => broker.connections_max_idle = millis()?,
-        "max.connections" => broker.max_connections = count()?,
-        "max.connections.per.ip" => broker.max_connections_per_ip = count()?,
-        "message.max.uncompressed.bytes" => broker.message_max_uncompressed_bytes = bytes()?,
-        "storage.request.timeout.ms" => broker.storage.request_timeout = millis()?,
-        "storage.connect.timeout.ms" => broker.storage.connect_timeout = millis()?,
-        "simulate.put.latency.p50.ms" | "simulate.put.latency.p99.ms" => {
-            let latency = broker
-                .simulated_put_latency
-                .get_or_insert(LogNormalLatency {
-                    p50: Duration::ZERO,
-                    p99: Duration::ZERO,
-                });
-            if key.ends_with("p50.ms") {
-                latency.p50 = millis()?;
-            } else {
-                latency.p99 = millis()?;
-            }
-        }
-        "buffer.max.bytes" => broker.buffer_max_bytes = bytes()? as usize,
-        "fetch.buffer.max.bytes" => broker.fetch_buffer_max_bytes = bytes()? as usize,
-        "tail.cache.bytes" => broker.tail_cache_bytes = bytes()? as usize,
-        "read.cache.bytes" => broker.read_cache_bytes = bytes()?,
-        "read.cache.dir" => broker.read_cache_dir = Some(PathBuf::from(value)),
-        "read.cache.disk.bytes" => broker.read_cache_disk_bytes = bytes()?,
-        "s3.endpoint" => broker.storage.s3_endpoint = Some(value.to_string()),
-        "s3.region" => broker.storage.s3_region = Some(value.to_string()),
-        "s3.path.style" => broker.storage.s3_path_style = boolean()?,
-        "s3.allow.http" => broker.storage.s3_allow_http = boolean()?,
-        "socket.request.max.bytes" => broker.socket_request_max_bytes = bytes()? as usize,
-        "index.interval.bytes" => broker.index_interval_bytes = bytes()?.max(1) as usize,
-        "compaction.interval.ms" => broker.compaction_interval = millis()?,
-        "compaction.bytes" => broker.compaction_bytes = bytes()?,
-        "compaction.max.lag.ms" => broker.compaction_max_lag = millis()?,
-        "log.retention.check.interval.ms" => broker.retention_check_interval = millis()?,
-        "object.delete.grace.ms" => broker.object_delete_grace = millis()?,
-        "broker.session.timeout.ms" => broker.session_timeout = millis()?,
-        "auto.leader.rebalance.enable" => broker.leader_balance.auto_rebalance = boolean()?,
-        "leader.imbalance.per.broker.percentage" => {
-            broker.leader_balance.imbalance_per_broker_percentage = value
-                .parse::<u32>()
-                .ok()
-                .filter(|&percent| percent <= 100)
-                .ok_or_else(|| invalid("expected a percentage from 0 to 100"))?
-        }
-        "leader.imbalance.bytes.in.percentage" => {
-            broker.leader_balance.bytes_in_imbalance_percentage = value
-                .parse::<u32>()
-                .map_err(|_| invalid("expected a percentage (0 or more)"))?
-        }
-        "leader.imbalance.bytes.in.min.bytes.per.second" => {
-            broker.leader_balance.bytes_in_imbalance_min_rate = bytes()?
-        }
-        key if GroupConfig::owns(key) => broker.group.set(key, value).map_err(|e| invalid(&e))?,
-        _ => defaults
+    } else {
+        defaults
             .set(key, value)
-            .map_err(|e| invalid(&e.to_string()))?,
-    }
-    let buffer = match key {
-        "buffer.max.bytes" => Some(broker.buffer_max_bytes),
-        "fetch.buffer.max.bytes" => Some(broker.fetch_buffer_max_bytes),
-        "queued.max.request.bytes" => Some(broker.queued_max_request_bytes),
-        "max.connections" => Some(broker.max_connections),
-        _ => None,
-    };
-    match buffer {
-        Some(0) => return Err(invalid("must be positive")),
-        // Each byte (or connection) is a semaphore permit.
-        Some(bytes) if bytes > tokio::sync::Semaphore::MAX_PERMITS => {
-            return Err(invalid("too large"))
-        }
-        _ => {}
+            .map_err(|e| invalid(e.to_string()))?;
     }
     Ok(())
 }
+
+impl BrokerConfig {
+    /// Every broker setting with its value, for DescribeConfigs on this broker.
+    pub fn describe(&self) -> Vec<ConfigEntry> {
+        let broker = SETTINGS
+            .iter()
+            .map(|setting| setting.entry(self, self.set_in_file.contains(setting.name)));
+        let group = group_coordinator::config::SETTINGS
+            .iter()
+            .map(|setting| setting.entry(&self.group, self.set_in_file.contains(setting.name)));
+        broker.chain(group).collect()
+    }
+}
+
+/// A semaphore's permits (bytes or connections): at least 1, at most what it can hold.
+fn parse_permits(value: usize) -> Result<usize, String> {
+    match value {
+        0 => Err("must be positive".to_string()),
+        n if n > tokio::sync::Semaphore::MAX_PERMITS => Err("too large".to_string()),
+        n => Ok(n),
+    }
+}
+
+fn parse_buffer_bytes(value: &str) -> Result<usize, String> {
+    parse_permits(usize::try_from(parse_bytes(value)?).unwrap_or(usize::MAX))
+}
+
+fn parse_percentage(value: &str) -> Result<u32, String> {
+    value
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|&percent| percent <= 100)
+        .ok_or_else(|| "expected a percentage from 0 to 100".to_string())
+}
+
+/// `simulate.put.latency.p50.ms` or `.p99.ms`: each sets one percentile.
+fn simulated_latency(broker: &mut BrokerConfig) -> &mut LogNormalLatency {
+    broker
+        .simulated_put_latency
+        .get_or_insert(LogNormalLatency {
+            p50: Duration::ZERO,
+            p99: Duration::ZERO,
+        })
+}
+
+fn show<T: ToString>(value: T) -> Option<String> {
+    Some(value.to_string())
+}
+
+const BOOLEAN: ConfigKind = ConfigKind::Boolean;
+const LONG: ConfigKind = ConfigKind::Long { min: 0 };
+const INT: ConfigKind = ConfigKind::Int {
+    min: 1,
+    max: i32::MAX as i64,
+};
+const TEXT: ConfigKind = ConfigKind::Text;
+
+/// Every setting of the broker process, with Kafka's names where Kafka has the setting.
+static SETTINGS: &[Setting<BrokerConfig>] = &[
+    Setting {
+        name: "auto.create.topics.enable",
+        kind: BOOLEAN,
+        documentation: "Whether a Metadata or Produce request for an unknown topic creates it.",
+        set: |b, v| set_to(&mut b.auto_create_topics_enable, parse_bool(v)),
+        get: |b| show(b.auto_create_topics_enable),
+    },
+    Setting {
+        name: "flush.bytes",
+        kind: LONG,
+        documentation: "Under load, a flush to the store starts once this much is buffered.",
+        set: |b, v| set_to(&mut b.flush_bytes, parse_bytes(v).map(|n| n as usize)),
+        get: |b| show(b.flush_bytes),
+    },
+    Setting {
+        name: "flush.interval.ms",
+        kind: LONG,
+        documentation: "The longest a buffered byte waits for its flush: low on a local store, \
+                        cost-aware (fewer PUTs) on a remote one unless set.",
+        set: |b, v| set_to(&mut b.flush_interval, parse_millis(v)),
+        get: |b| show_millis(b.flush_interval),
+    },
+    Setting {
+        name: "flush.stall.timeout.ms",
+        kind: LONG,
+        documentation:
+            "/readyz reports not ready while the oldest unflushed byte is older than this.",
+        set: |b, v| set_to(&mut b.flush_stall_timeout, parse_millis(v)),
+        get: |b| show_millis(b.flush_stall_timeout),
+    },
+    Setting {
+        name: "buffer.max.bytes",
+        kind: LONG,
+        documentation:
+            "Produced bytes not yet flushed, over all partitions; producers wait beyond it.",
+        set: |b, v| set_to(&mut b.buffer_max_bytes, parse_buffer_bytes(v)),
+        get: |b| show(b.buffer_max_bytes),
+    },
+    Setting {
+        name: "fetch.buffer.max.bytes",
+        kind: LONG,
+        documentation:
+            "Fetch response record bytes in memory over all connections; fetches wait beyond it.",
+        set: |b, v| set_to(&mut b.fetch_buffer_max_bytes, parse_buffer_bytes(v)),
+        get: |b| show(b.fetch_buffer_max_bytes),
+    },
+    Setting {
+        name: "tail.cache.bytes",
+        kind: LONG,
+        documentation:
+            "Committed recent batches kept in memory for tail consumers, over all partitions.",
+        set: |b, v| set_to(&mut b.tail_cache_bytes, parse_bytes(v).map(|n| n as usize)),
+        get: |b| show(b.tail_cache_bytes),
+    },
+    Setting {
+        name: "read.cache.bytes",
+        kind: LONG,
+        documentation: "Memory for byte ranges read from the store.",
+        set: |b, v| set_to(&mut b.read_cache_bytes, parse_bytes(v)),
+        get: |b| show(b.read_cache_bytes),
+    },
+    Setting {
+        name: "read.cache.dir",
+        kind: TEXT,
+        documentation: "A directory for a disk tier under the read cache; none when unset.",
+        set: |b, v| {
+            b.read_cache_dir = Some(PathBuf::from(v));
+            Ok(())
+        },
+        get: |b| {
+            b.read_cache_dir
+                .as_ref()
+                .map(|dir| dir.display().to_string())
+        },
+    },
+    Setting {
+        name: "read.cache.disk.bytes",
+        kind: LONG,
+        documentation: "The size of the read cache's disk tier.",
+        set: |b, v| set_to(&mut b.read_cache_disk_bytes, parse_bytes(v)),
+        get: |b| show(b.read_cache_disk_bytes),
+    },
+    Setting {
+        name: "socket.request.max.bytes",
+        kind: INT,
+        documentation: "The largest request frame a client may send.",
+        set: |b, v| {
+            set_to(
+                &mut b.socket_request_max_bytes,
+                parse_bytes(v).map(|n| n as usize),
+            )
+        },
+        get: |b| show(b.socket_request_max_bytes),
+    },
+    Setting {
+        name: "queued.max.request.bytes",
+        kind: LONG,
+        documentation: "Request bytes being read or handled over all connections (-1: no bound); \
+                        connections wait before reading a frame beyond it.",
+        set: |b, v| {
+            // Kafka's -1: no bound.
+            let bytes = match v.trim() {
+                "-1" => Ok(tokio::sync::Semaphore::MAX_PERMITS),
+                _ => parse_buffer_bytes(v),
+            };
+            set_to(&mut b.queued_max_request_bytes, bytes)
+        },
+        get: |b| show(b.queued_max_request_bytes),
+    },
+    Setting {
+        name: "socket.stall.timeout.ms",
+        kind: LONG,
+        documentation: "A connection that stops mid-request, or takes no byte of its responses, \
+                        for this long is closed.",
+        set: |b, v| set_to(&mut b.socket_stall_timeout, parse_millis(v)),
+        get: |b| show_millis(b.socket_stall_timeout),
+    },
+    Setting {
+        name: "connections.max.idle.ms",
+        kind: LONG,
+        documentation: "A connection that sends no request for this long is closed.",
+        set: |b, v| set_to(&mut b.connections_max_idle, parse_millis(v)),
+        get: |b| show_millis(b.connections_max_idle),
+    },
+    Setting {
+        name: "max.connections",
+        kind: INT,
+        documentation: "The most client connections the broker accepts.",
+        set: |b, v| {
+            set_to(
+                &mut b.max_connections,
+                parse_count(v).and_then(parse_permits),
+            )
+        },
+        get: |b| show(b.max_connections),
+    },
+    Setting {
+        name: "max.connections.per.ip",
+        kind: INT,
+        documentation: "The most client connections from one address.",
+        set: |b, v| set_to(&mut b.max_connections_per_ip, parse_count(v)),
+        get: |b| show(b.max_connections_per_ip),
+    },
+    Setting {
+        name: "message.max.uncompressed.bytes",
+        kind: LONG,
+        documentation: "The most bytes a compressed batch may inflate to, checked on produce.",
+        set: |b, v| set_to(&mut b.message_max_uncompressed_bytes, parse_bytes(v)),
+        get: |b| show(b.message_max_uncompressed_bytes),
+    },
+    Setting {
+        name: "storage.request.timeout.ms",
+        kind: LONG,
+        documentation: "How long one request to the store may take before it fails and is retried.",
+        set: |b, v| set_to(&mut b.storage.request_timeout, parse_millis(v)),
+        get: |b| show_millis(b.storage.request_timeout),
+    },
+    Setting {
+        name: "storage.connect.timeout.ms",
+        kind: LONG,
+        documentation: "How long connecting to a remote store may take.",
+        set: |b, v| set_to(&mut b.storage.connect_timeout, parse_millis(v)),
+        get: |b| show_millis(b.storage.connect_timeout),
+    },
+    Setting {
+        name: "s3.endpoint",
+        kind: TEXT,
+        documentation:
+            "The S3 endpoint URL, for S3-compatible servers; AWS for the region when unset.",
+        set: |b, v| {
+            b.storage.s3_endpoint = Some(v.to_string());
+            Ok(())
+        },
+        get: |b| b.storage.s3_endpoint.clone(),
+    },
+    Setting {
+        name: "s3.region",
+        kind: TEXT,
+        documentation: "The S3 region.",
+        set: |b, v| {
+            b.storage.s3_region = Some(v.to_string());
+            Ok(())
+        },
+        get: |b| b.storage.s3_region.clone(),
+    },
+    Setting {
+        name: "s3.path.style",
+        kind: BOOLEAN,
+        documentation:
+            "Whether the bucket goes in the path (http://endpoint/bucket/key), not the host name.",
+        set: |b, v| set_to(&mut b.storage.s3_path_style, parse_bool(v)),
+        get: |b| show(b.storage.s3_path_style),
+    },
+    Setting {
+        name: "s3.allow.http",
+        kind: BOOLEAN,
+        documentation: "Whether an http:// S3 endpoint is allowed.",
+        set: |b, v| set_to(&mut b.storage.s3_allow_http, parse_bool(v)),
+        get: |b| show(b.storage.s3_allow_http),
+    },
+    Setting {
+        name: "simulate.put.latency.p50.ms",
+        kind: LONG,
+        documentation:
+            "For benchmarks: PUTs to the store are delayed with this median (with the p99).",
+        set: |b, v| set_to(&mut simulated_latency(b).p50, parse_millis(v)),
+        get: |b| b.simulated_put_latency.and_then(|l| show_millis(l.p50)),
+    },
+    Setting {
+        name: "simulate.put.latency.p99.ms",
+        kind: LONG,
+        documentation:
+            "For benchmarks: PUTs to the store are delayed with this p99 (with the median).",
+        set: |b, v| set_to(&mut simulated_latency(b).p99, parse_millis(v)),
+        get: |b| b.simulated_put_latency.and_then(|l| show_millis(l.p99)),
+    },
+    Setting {
+        name: "index.interval.bytes",
+        kind: INT,
+        documentation: "The bytes between entries of a segment's offset and time indexes.",
+        set: |b, v| {
+            set_to(
+                &mut b.index_interval_bytes,
+                parse_bytes(v).map(|n| n.max(1) as usize),
+            )
+        },
+        get: |b| show(b.index_interval_bytes),
+    },
+    Setting {
+        name: "compaction.interval.ms",
+        kind: LONG,
+        documentation: "How often partitions are checked for chunks to compact into segments.",
+        set: |b, v| set_to(&mut b.compaction_interval, parse_millis(v)),
+        get: |b| show_millis(b.compaction_interval),
+    },
+    Setting {
+        name: "compaction.bytes",
+        kind: LONG,
+        documentation: "A partition's chunks are compacted into a segment at this many bytes.",
+        set: |b, v| set_to(&mut b.compaction_bytes, parse_bytes(v)),
+        get: |b| show(b.compaction_bytes),
+    },
+    Setting {
+        name: "compaction.max.lag.ms",
+        kind: LONG,
+        documentation: "...or once the oldest chunk has waited this long.",
+        set: |b, v| set_to(&mut b.compaction_max_lag, parse_millis(v)),
+        get: |b| show_millis(b.compaction_max_lag),
+    },
+    Setting {
+        name: "log.retention.check.interval.ms",
+        kind: LONG,
+        documentation: "How often segments are checked for deletion by retention.",
+        set: |b, v| set_to(&mut b.retention_check_interval, parse_millis(v)),
+        get: |b| show_millis(b.retention_check_interval),
+    },
+    Setting {
+        name: "object.delete.grace.ms",
+        kind: LONG,
+        documentation: "How long an object stays in the store after nothing references it.",
+        set: |b, v| set_to(&mut b.object_delete_grace, parse_millis(v)),
+        get: |b| show_millis(b.object_delete_grace),
+    },
+    Setting {
+        name: "broker.session.timeout.ms",
+        kind: LONG,
+        documentation: "In a cluster: a broker whose session is not renewed for this long is dead \
+                        and its partitions move.",
+        set: |b, v| set_to(&mut b.session_timeout, parse_millis(v)),
+        get: |b| show_millis(b.session_timeout),
+    },
+    Setting {
+        name: "auto.leader.rebalance.enable",
+        kind: BOOLEAN,
+        documentation: "Whether the controller balances leadership; when false it moves only when \
+                        a broker leaves or dies, or by hand.",
+        set: |b, v| set_to(&mut b.leader_balance.auto_rebalance, parse_bool(v)),
+        get: |b| show(b.leader_balance.auto_rebalance),
+    },
+    Setting {
+        name: "leader.imbalance.per.broker.percentage",
+        kind: INT,
+        documentation: "A broker takes back its preferred partitions once more than this share \
+                        of them is led elsewhere.",
+        set: |b, v| {
+            set_to(
+                &mut b.leader_balance.imbalance_per_broker_percentage,
+                parse_percentage(v),
+            )
+        },
+        get: |b| show(b.leader_balance.imbalance_per_broker_percentage),
+    },
+    Setting {
+        name: "leader.imbalance.bytes.in.percentage",
+        kind: INT,
+        documentation: "Partitions move to even out bytes-in once the busiest broker takes more \
+                        than this share above the mean...",
+        set: |b, v| {
+            let percentage = v
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| "expected a percentage (0 or more)".to_string());
+            set_to(
+                &mut b.leader_balance.bytes_in_imbalance_percentage,
+                percentage,
+            )
+        },
+        get: |b| show(b.leader_balance.bytes_in_imbalance_percentage),
+    },
+    Setting {
+        name: "leader.imbalance.bytes.in.min.bytes.per.second",
+        kind: LONG,
+        documentation: "...and at least this many bytes per second more than the idlest.",
+        set: |b, v| {
+            set_to(
+                &mut b.leader_balance.bytes_in_imbalance_min_rate,
+                parse_bytes(v),
+            )
+        },
+        get: |b| show(b.leader_balance.bytes_in_imbalance_min_rate),
+    },
+];
 
 #[cfg(test)]
 mod tests {

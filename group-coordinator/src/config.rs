@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use coordinator::broker_settings::{self, set_to, show_millis, Setting};
+use coordinator::topic_config::catalog::ConfigKind;
+
 use super::assignor::Assignor;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,48 +57,141 @@ impl GroupConfig {
 
     /// Sets one setting by its Kafka name; Err says why the value or the key is wrong.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
-        let number = || {
-            value
-                .trim()
-                .parse::<u64>()
-                .map_err(|_| "expected a non-negative integer".to_string())
-        };
-        let millis = || number().map(Duration::from_millis);
-        let size = || match number()? {
-            0 => Err("must be at least 1".to_string()),
-            n => Ok(n as usize),
-        };
-        match key {
-            "group.min.session.timeout.ms" => self.min_session_timeout = millis()?,
-            "group.max.session.timeout.ms" => self.max_session_timeout = millis()?,
-            "group.initial.rebalance.delay.ms" => self.initial_rebalance_delay = millis()?,
-            "group.max.size" => self.max_size = size()?,
-            "group.consumer.session.timeout.ms" => self.consumer_session_timeout = millis()?,
-            "group.consumer.heartbeat.interval.ms" => self.consumer_heartbeat_interval = millis()?,
-            "group.consumer.max.size" => self.consumer_max_size = size()?,
-            "group.consumer.assignors" => {
-                self.consumer_assignors = value
-                    .split(',')
-                    .map(|name| {
-                        Assignor::from_name(name.trim())
-                            .ok_or_else(|| format!("unknown assignor {name:?}: uniform or range"))
-                    })
-                    .collect::<Result<_, _>>()?;
-                if self.consumer_assignors.is_empty() {
-                    return Err("at least one assignor is needed".into());
-                }
-            }
-            "offsets.retention.minutes" => {
-                self.offsets_retention = Duration::from_secs(number()?.saturating_mul(60))
-            }
-            "offsets.retention.check.interval.ms" => {
-                self.offsets_retention_check_interval = millis()?
-            }
-            _ => return Err(format!("Unknown config name: {key}")),
-        }
-        Ok(())
+        let setting = broker_settings::find(SETTINGS, key)
+            .ok_or_else(|| format!("Unknown config name: {key}"))?;
+        (setting.set)(self, value)
     }
 }
+
+/// Kafka's size limits (`group.max.size`, `group.consumer.max.size`): at least 1.
+fn parse_size(value: &str) -> Result<usize, String> {
+    match parse_number(value)? {
+        0 => Err("must be at least 1".to_string()),
+        n => Ok(n as usize),
+    }
+}
+
+fn parse_number(value: &str) -> Result<u64, String> {
+    value
+        .trim()
+        .parse::<u64>()
+        .map_err(|_| "expected a non-negative integer".to_string())
+}
+
+fn parse_group_millis(value: &str) -> Result<Duration, String> {
+    parse_number(value).map(Duration::from_millis)
+}
+
+const fn long() -> ConfigKind {
+    ConfigKind::Long { min: 0 }
+}
+
+const fn int() -> ConfigKind {
+    ConfigKind::Int {
+        min: 1,
+        max: i32::MAX as i64,
+    }
+}
+
+/// Every group setting, with Kafka's names.
+pub static SETTINGS: &[Setting<GroupConfig>] = &[
+    Setting {
+        name: "group.min.session.timeout.ms",
+        kind: long(),
+        documentation: "The shortest session timeout a classic group member may ask for.",
+        set: |c, v| set_to(&mut c.min_session_timeout, parse_group_millis(v)),
+        get: |c| show_millis(c.min_session_timeout),
+    },
+    Setting {
+        name: "group.max.session.timeout.ms",
+        kind: long(),
+        documentation: "The longest session timeout a classic group member may ask for.",
+        set: |c, v| set_to(&mut c.max_session_timeout, parse_group_millis(v)),
+        get: |c| show_millis(c.max_session_timeout),
+    },
+    Setting {
+        name: "group.initial.rebalance.delay.ms",
+        kind: long(),
+        documentation:
+            "How long the first rebalance of an empty classic group waits for more members.",
+        set: |c, v| set_to(&mut c.initial_rebalance_delay, parse_group_millis(v)),
+        get: |c| show_millis(c.initial_rebalance_delay),
+    },
+    Setting {
+        name: "group.max.size",
+        kind: int(),
+        documentation: "The most members a classic group may have.",
+        set: |c, v| set_to(&mut c.max_size, parse_size(v)),
+        get: |c| Some(c.max_size.to_string()),
+    },
+    Setting {
+        name: "group.consumer.session.timeout.ms",
+        kind: long(),
+        documentation: "The session timeout of consumer protocol members, set by the broker.",
+        set: |c, v| set_to(&mut c.consumer_session_timeout, parse_group_millis(v)),
+        get: |c| show_millis(c.consumer_session_timeout),
+    },
+    Setting {
+        name: "group.consumer.heartbeat.interval.ms",
+        kind: long(),
+        documentation: "How often consumer protocol members heartbeat.",
+        set: |c, v| set_to(&mut c.consumer_heartbeat_interval, parse_group_millis(v)),
+        get: |c| show_millis(c.consumer_heartbeat_interval),
+    },
+    Setting {
+        name: "group.consumer.max.size",
+        kind: int(),
+        documentation: "The most members a consumer protocol group may have.",
+        set: |c, v| set_to(&mut c.consumer_max_size, parse_size(v)),
+        get: |c| Some(c.consumer_max_size.to_string()),
+    },
+    Setting {
+        name: "group.consumer.assignors",
+        kind: ConfigKind::List(&["uniform", "range"]),
+        documentation:
+            "The server-side assignors of the consumer protocol, the first one the default.",
+        set: |c, v| {
+            let assignors = v
+                .split(',')
+                .map(|name| {
+                    Assignor::from_name(name.trim())
+                        .ok_or_else(|| format!("unknown assignor {name:?}: uniform or range"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if assignors.is_empty() {
+                return Err("at least one assignor is needed".into());
+            }
+            c.consumer_assignors = assignors;
+            Ok(())
+        },
+        get: |c| {
+            let names: Vec<_> = c.consumer_assignors.iter().map(|a| a.name()).collect();
+            Some(names.join(","))
+        },
+    },
+    Setting {
+        name: "offsets.retention.minutes",
+        kind: int(),
+        documentation: "How long an empty group keeps its committed offsets.",
+        set: |c, v| {
+            c.offsets_retention = Duration::from_secs(parse_number(v)?.saturating_mul(60));
+            Ok(())
+        },
+        get: |c| Some((c.offsets_retention.as_secs() / 60).to_string()),
+    },
+    Setting {
+        name: "offsets.retention.check.interval.ms",
+        kind: long(),
+        documentation: "How often expired committed offsets are looked for.",
+        set: |c, v| {
+            set_to(
+                &mut c.offsets_retention_check_interval,
+                parse_group_millis(v),
+            )
+        },
+        get: |c| show_millis(c.offsets_retention_check_interval),
+    },
+];
 
 #[cfg(test)]
 mod tests {
@@ -123,5 +219,15 @@ mod tests {
             .contains("group.nope"));
         assert!(GroupConfig::owns("offsets.retention.minutes"));
         assert!(!GroupConfig::owns("num.partitions"));
+        for setting in SETTINGS {
+            assert!(GroupConfig::owns(setting.name), "{}", setting.name);
+        }
+        let described = SETTINGS
+            .iter()
+            .map(|setting| (setting.name, (setting.get)(&config).unwrap()))
+            .collect::<std::collections::BTreeMap<_, _>>();
+        assert_eq!(described["group.consumer.assignors"], "range,uniform");
+        assert_eq!(described["offsets.retention.minutes"], "2");
+        assert_eq!(described["group.min.session.timeout.ms"], "500");
     }
 }

@@ -224,6 +224,34 @@ def test_every_kafka_topic_config_is_accepted_and_described(strata):
     assert result(client.describe_configs([resource]))[resource]["min.insync.replicas"].value == "3"
 
 
+@pytest.mark.strata_config({"flush.bytes": 1048576, "group.max.size": 50,
+                             "log.retention.ms": 3600000})
+def test_describe_configs_for_a_broker_lists_its_settings(strata):
+    """DescribeConfigs on the broker resource lists the broker's own settings (the config
+    file's as static broker configs, the rest as defaults, all read-only) beside the topic
+    defaults."""
+    client = AdminClient({"bootstrap.servers": strata.bootstrap})
+    [broker_id] = client.list_topics(timeout=TIMEOUT).brokers
+    resource = ConfigResource(ResourceType.BROKER, str(broker_id))
+    configs = result(client.describe_configs([resource]))[resource]
+    static, default = ConfigSource.STATIC_BROKER_CONFIG.value, ConfigSource.DEFAULT_CONFIG.value
+    expected = {
+        "flush.bytes": ("1048576", static),
+        "group.max.size": ("50", static),
+        "log.retention.ms": ("3600000", static),
+        "broker.id": (str(broker_id), static),
+        "flush.interval.ms": ("10", default),  # the default for a local store
+        "socket.request.max.bytes": ("104857600", default),
+        "group.consumer.assignors": ("uniform,range", default),
+        "offsets.retention.minutes": ("10080", default),
+        "auto.leader.rebalance.enable": ("true", default),
+    }
+    for name, (value, source) in expected.items():
+        assert (configs[name].value, configs[name].source) == (value, source), configs[name]
+    assert all(entry.is_read_only for entry in configs.values())
+    assert len(configs) >= 60, sorted(configs)
+
+
 @pytest.mark.parametrize("codec,producer_codec", [
     ("zstd", "none"), ("gzip", "none"), ("lz4", "snappy"), ("snappy", "gzip"), ("uncompressed", "zstd")])
 def test_the_broker_recompresses_with_the_topics_compression_type(strata, codec, producer_codec):
@@ -270,6 +298,16 @@ def test_timestamps_outside_the_topics_bounds_are_refused(strata):
     for late in (b"two-hours-ago", b"in-ten-minutes"):
         assert outcomes[late] is not None and outcomes[late].code() == KafkaError.INVALID_TIMESTAMP, outcomes
     assert [m.value() for m in consume_all(strata.bootstrap, topic)] == [b"now"]
+
+    # Kafka 4's default bounds the future at one hour, the past not at all.
+    topic = unique_topic("timestamp-defaults")
+    create_topic(strata.bootstrap, topic)
+    outcomes.clear()
+    for value, timestamp in [(b"in-two-hours", now + 7_200_000), (b"a-year-ago", now - 31_536_000_000)]:
+        producer.produce(topic, value=value, timestamp=timestamp, on_delivery=delivered)
+        producer.flush(TIMEOUT)
+    assert outcomes[b"a-year-ago"] is None, outcomes
+    assert outcomes[b"in-two-hours"].code() == KafkaError.INVALID_TIMESTAMP, outcomes
 
 
 def test_leader_elections_on_a_single_broker_are_not_needed(strata):

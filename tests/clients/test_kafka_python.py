@@ -40,6 +40,25 @@ def test_admin_create_describe_delete_topics(strata):
         admin.close()
 
 
+@pytest.mark.strata_config({"max.connections": 500})
+def test_describe_configs_for_a_broker(strata):
+    """The broker resource lists the broker's settings, the config file's as static."""
+    admin = KafkaAdminClient(bootstrap_servers=strata.bootstrap, request_timeout_ms=TIMEOUT_MS)
+    try:
+        [broker] = admin.describe_cluster()["brokers"]
+        broker_id = str(broker["broker_id"])
+        configs = admin.describe_configs([ConfigResource(ConfigResourceType.BROKER, broker_id)],
+                                         config_filter="all")
+        broker_configs = configs["broker"][broker_id]
+        assert broker_configs["max.connections"]["value"] == "500", broker_configs
+        assert broker_configs["max.connections"]["config_source"] == "STATIC_BROKER_CONFIG"
+        assert broker_configs["buffer.max.bytes"]["value"] == str(64 << 20), broker_configs
+        assert broker_configs["buffer.max.bytes"]["config_source"] == "DEFAULT_CONFIG"
+        assert broker_configs["log.retention.ms"]["value"] == "604800000", broker_configs
+    finally:
+        admin.close()
+
+
 @pytest.mark.parametrize("compression", ["producer", "gzip"])
 def test_produce_and_consume_with_assign(strata, compression):
     """With compression.type=gzip the broker stores the uncompressed batches gzipped, and

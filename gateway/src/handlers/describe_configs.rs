@@ -1,6 +1,7 @@
 //! DescribeConfigs for topics (every Kafka topic config: effective value, source, synonyms,
-//! type and documentation) and for the broker (its topic defaults).
+//! type and documentation) and for a broker (its own settings and the topic defaults).
 
+use coordinator::topic_config::catalog::ConfigKind;
 use coordinator::{ConfigEntry, ConfigSource};
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::describe_configs_response::{
@@ -41,7 +42,7 @@ pub fn handle(
                 .coordinator
                 .describe_topic_config(resource.resource_name.as_str())
                 .map_err(|e| (e.error_code(), e.to_string())),
-            RESOURCE_BROKER => Ok(broker.coordinator.describe_broker_config()),
+            RESOURCE_BROKER => describe_broker(broker, resource.resource_name.as_str()),
             other => Err((
                 ResponseError::InvalidRequest.code(),
                 format!("config resource type {other} is not supported"),
@@ -64,6 +65,42 @@ pub fn handle(
         response.results.push(result);
     }
     response
+}
+
+/// This broker's settings and topic defaults. An empty name asks for the cluster-wide
+/// dynamic defaults, which Strata does not have; another broker's id is a misrouted request.
+fn describe_broker(broker: &Broker, name: &str) -> Result<Vec<ConfigEntry>, (i16, String)> {
+    if name.is_empty() {
+        return Ok(Vec::new());
+    }
+    if name != broker.broker_id.to_string() {
+        return Err((
+            ResponseError::InvalidRequest.code(),
+            format!(
+                "Unexpected broker id, expected {} or empty string, but received {name}",
+                broker.broker_id
+            ),
+        ));
+    }
+    let id = ConfigEntry {
+        name: "broker.id".to_string(),
+        value: Some(broker.broker_id.to_string()),
+        source: ConfigSource::BrokerDefault,
+        read_only: true,
+        sensitive: false,
+        config_type: ConfigKind::Int {
+            min: 0,
+            max: i64::from(i32::MAX),
+        }
+        .code(),
+        documentation: "The broker's id, from --broker-id or allocated by the coordinator.",
+        synonyms: Vec::new(),
+    };
+    let mut entries = broker.config.describe();
+    entries.extend(broker.coordinator.describe_broker_config());
+    entries.push(id);
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(entries)
 }
 
 fn describe_entry(
@@ -98,4 +135,53 @@ fn describe_entry(
     out.config_source = config_source(&entry.source);
     out.is_sensitive = entry.sensitive;
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use proto_compat::kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use segment_store::backends::memory::MemoryStore;
+
+    use super::*;
+    use crate::config::BrokerConfig;
+    use crate::test_support::broker;
+
+    fn describe(broker: &Broker, name: &str) -> DescribeConfigsResult {
+        let mut resource = DescribeConfigsResource::default();
+        resource.resource_type = RESOURCE_BROKER;
+        resource.resource_name = str_bytes(name.to_string());
+        resource.configuration_keys = None;
+        let mut request = DescribeConfigsRequest::default();
+        request.resources.push(resource);
+        handle(broker, 4, request).results.remove(0)
+    }
+
+    /// Clients route a broker's DescribeConfigs to that broker, so another id is a misrouted
+    /// request, and an empty name asks for cluster-wide dynamic defaults (none here).
+    #[tokio::test]
+    async fn a_broker_describes_itself_only() {
+        let (broker, _dir) = broker(Arc::new(MemoryStore::new()), BrokerConfig::default()).await;
+        let own = describe(&broker, "0");
+        assert_eq!(own.error_code, 0);
+        let names: Vec<_> = own.configs.iter().map(|c| c.name.as_str()).collect();
+        let mut unique = names.clone();
+        unique.dedup();
+        assert_eq!(names, unique, "sorted, each name once");
+        for name in [
+            "broker.id",
+            "flush.bytes",
+            "group.max.size",
+            "log.retention.ms",
+        ] {
+            assert!(names.contains(&name), "{name} in {names:?}");
+        }
+
+        let other = describe(&broker, "7");
+        assert_eq!(other.error_code, ResponseError::InvalidRequest.code());
+        assert!(other.error_message.unwrap().contains("expected 0"));
+        let cluster = describe(&broker, "");
+        assert_eq!((cluster.error_code, cluster.configs.len()), (0, 0));
+    }
 }
