@@ -32,9 +32,35 @@ pub use crate::topic_config::{BrokerDefaults, CleanupPolicy, TimestampType, Topi
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerInfo {
     pub broker_id: i32,
+    /// The first listener's advertised address.
     pub host: String,
     pub port: i32,
     pub rack: Option<String>,
+    /// Every listener's advertised address; empty for a broker with the one listener above.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<Endpoint>,
+}
+
+impl BrokerInfo {
+    /// Where a client connected to `listener` reaches this broker; None when the broker has
+    /// no listener of that name (Kafka then leaves the broker out).
+    pub fn endpoint(&self, listener: &str) -> Option<(&str, i32)> {
+        if self.endpoints.is_empty() {
+            return Some((&self.host, self.port));
+        }
+        self.endpoints
+            .iter()
+            .find(|endpoint| endpoint.listener == listener)
+            .map(|endpoint| (endpoint.host.as_str(), endpoint.port))
+    }
+}
+
+/// One listener of a broker, as clients of that listener are told to reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub listener: String,
+    pub host: String,
+    pub port: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

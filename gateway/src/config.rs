@@ -12,11 +12,14 @@ use coordinator::broker_settings::{
 };
 use coordinator::topic_config::catalog::ConfigKind;
 use coordinator::topic_config::BrokerDefaults;
-use coordinator::ConfigEntry;
 use coordinator::LeaderBalance;
+use coordinator::{ConfigEntry, Endpoint};
 use group_coordinator::config::GroupConfig;
 use segment_store::simulate_failures::LogNormalLatency;
 use segment_store::StorageOptions;
+
+use crate::listeners::{self, Listener, ListenerSettings, SecurityProtocol};
+use crate::tls::{ClientAuth, PrincipalMapping, TlsSettings};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -91,9 +94,10 @@ pub struct StandaloneArgs {
 /// What every broker process takes: its listeners, its object store, its settings.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
-    /// Address the Kafka listener binds to.
-    #[arg(long, env = "STRATA_LISTEN", default_value = "127.0.0.1:9092")]
-    pub listen: SocketAddr,
+    /// Address the Kafka listener (PLAINTEXT) binds to [default: 127.0.0.1:9092]; the config
+    /// file's `listeners` replaces it.
+    #[arg(long, env = "STRATA_LISTEN")]
+    pub listen: Option<SocketAddr>,
     /// HOST:PORT that clients are told to connect to (default: the listen address).
     #[arg(long, env = "STRATA_ADVERTISED_LISTENER")]
     pub advertised_listener: Option<String>,
@@ -149,10 +153,36 @@ impl ServerArgs {
         }
     }
 
-    /// The advertised (host, port).
-    pub fn advertised(&self) -> anyhow::Result<(String, i32)> {
+    /// The broker's listeners: the config file's `listeners`, else one PLAINTEXT listener
+    /// from `--listen` and `--advertised-listener`.
+    pub fn listeners(&self, file: &ListenerSettings) -> anyhow::Result<Vec<Listener>> {
+        if let Some(listeners) = listeners::resolve(file).map_err(|e| anyhow::anyhow!(e))? {
+            if self.listen.is_some() || self.advertised_listener.is_some() {
+                anyhow::bail!(
+                    "the config file sets listeners: --listen and --advertised-listener would \
+                     be ignored, so leave them out"
+                );
+            }
+            return Ok(listeners);
+        }
+        let bind = self.listen.unwrap_or(DEFAULT_LISTEN);
+        let (host, port) = self.advertised(bind)?;
+        Ok(vec![Listener {
+            name: "PLAINTEXT".to_string(),
+            protocol: SecurityProtocol::Plaintext,
+            bind,
+            advertised: Endpoint {
+                listener: "PLAINTEXT".to_string(),
+                host,
+                port,
+            },
+        }])
+    }
+
+    /// The advertised (host, port) of the `--listen` listener.
+    fn advertised(&self, listen: SocketAddr) -> anyhow::Result<(String, i32)> {
         let Some(listener) = &self.advertised_listener else {
-            return Ok((self.listen.ip().to_string(), i32::from(self.listen.port())));
+            return Ok((listen.ip().to_string(), i32::from(listen.port())));
         };
         let (host, port) = listener.rsplit_once(':').ok_or_else(|| {
             anyhow::anyhow!("--advertised-listener {listener:?} is not HOST:PORT")
@@ -163,6 +193,9 @@ impl ServerArgs {
         Ok((host.to_string(), i32::from(port)))
     }
 }
+
+const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9092);
 
 /// Settings of the broker process itself; topic defaults live in [`BrokerDefaults`].
 #[derive(Debug, Clone)]
@@ -225,6 +258,10 @@ pub struct BrokerConfig {
     /// `leader.imbalance.per.broker.percentage`, `leader.imbalance.bytes.in.percentage`,
     /// `leader.imbalance.bytes.in.min.bytes.per.second`).
     pub leader_balance: LeaderBalance,
+    /// `listeners`, `advertised.listeners`, `listener.security.protocol.map`.
+    pub listeners: ListenerSettings,
+    /// The `ssl.*` keys of SSL listeners.
+    pub tls: TlsSettings,
     /// The `group.*` and `offsets.*` keys.
     pub group: GroupConfig,
     /// The settings the config file set, which DescribeConfigs reports as static.
@@ -290,6 +327,8 @@ impl Default for BrokerConfig {
             compaction_max_lag: Duration::from_secs(60),
             retention_check_interval: Duration::from_secs(300),
             object_delete_grace: Duration::from_secs(60),
+            listeners: ListenerSettings::default(),
+            tls: TlsSettings::default(),
             group: GroupConfig::default(),
             set_in_file: BTreeSet::new(),
         }
@@ -708,6 +747,96 @@ static SETTINGS: &[Setting<BrokerConfig>] = &[
                         and its partitions move.",
         set: |b, v| set_to(&mut b.session_timeout, parse_millis(v)),
         get: |b| show_millis(b.session_timeout),
+    },
+    Setting {
+        name: "listeners",
+        kind: TEXT,
+        documentation: "The listeners, NAME://HOST:PORT each; when unset, one PLAINTEXT listener \
+                        from --listen.",
+        set: |b, v| {
+            b.listeners.listeners = Some(v.to_string());
+            Ok(())
+        },
+        get: |b| b.listeners.listeners.clone(),
+    },
+    Setting {
+        name: "advertised.listeners",
+        kind: TEXT,
+        documentation: "The addresses clients of each listener are told, NAME://HOST:PORT each; \
+                        a listener left out advertises the address it binds.",
+        set: |b, v| {
+            b.listeners.advertised_listeners = Some(v.to_string());
+            Ok(())
+        },
+        get: |b| b.listeners.advertised_listeners.clone(),
+    },
+    Setting {
+        name: "listener.security.protocol.map",
+        kind: TEXT,
+        documentation: "Each listener's security protocol, NAME:PROTOCOL each (PLAINTEXT or SSL).",
+        set: |b, v| {
+            b.listeners.security_protocol_map = Some(v.to_string());
+            Ok(())
+        },
+        get: |b| b.listeners.security_protocol_map.clone(),
+    },
+    Setting {
+        name: "ssl.keystore.type",
+        kind: TEXT,
+        documentation: "PEM: the keystore is a PEM file.",
+        set: |_, v| match v.trim() {
+            "PEM" => Ok(()),
+            _ => Err("only PEM keystores are supported".to_string()),
+        },
+        get: |_| show("PEM"),
+    },
+    Setting {
+        name: "ssl.keystore.location",
+        kind: TEXT,
+        documentation: "A PEM file with the certificate chain and the unencrypted private key of \
+                        SSL listeners; reloaded when it changes.",
+        set: |b, v| {
+            b.tls.keystore = Some(PathBuf::from(v));
+            Ok(())
+        },
+        get: |b| b.tls.keystore.as_ref().map(|p| p.display().to_string()),
+    },
+    Setting {
+        name: "ssl.truststore.type",
+        kind: TEXT,
+        documentation: "PEM: the truststore is a PEM file.",
+        set: |_, v| match v.trim() {
+            "PEM" => Ok(()),
+            _ => Err("only PEM truststores are supported".to_string()),
+        },
+        get: |_| show("PEM"),
+    },
+    Setting {
+        name: "ssl.truststore.location",
+        kind: TEXT,
+        documentation: "A PEM bundle of the CAs client certificates must chain to; reloaded when \
+                        it changes.",
+        set: |b, v| {
+            b.tls.truststore = Some(PathBuf::from(v));
+            Ok(())
+        },
+        get: |b| b.tls.truststore.as_ref().map(|p| p.display().to_string()),
+    },
+    Setting {
+        name: "ssl.client.auth",
+        kind: ConfigKind::Choice(&["required", "requested", "none"]),
+        documentation: "Whether SSL clients must (required) or may (requested) present a \
+                        certificate the truststore's CAs signed.",
+        set: |b, v| set_to(&mut b.tls.client_auth, ClientAuth::parse(v)),
+        get: |b| show(b.tls.client_auth.name()),
+    },
+    Setting {
+        name: "ssl.principal.mapping.rules",
+        kind: TEXT,
+        documentation: "How a client certificate's subject becomes the principal's name: \
+                        RULE:pattern/replacement/[LU] items and DEFAULT, the first match wins.",
+        set: |b, v| set_to(&mut b.tls.principal_mapping, PrincipalMapping::parse(v)),
+        get: |b| show(&b.tls.principal_mapping.text),
     },
     Setting {
         name: "auto.leader.rebalance.enable",

@@ -20,8 +20,7 @@ use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::{ApiKey, ResponseKind};
 use proto_compat::request::{decode_request, RequestError};
 use proto_compat::response::{encode_response, EncodeError};
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -30,6 +29,8 @@ use crate::broker::Broker;
 use crate::fetch_memory::Reservation;
 use crate::handlers;
 use crate::limits::{Connection, RequestRoom};
+use crate::server::ListenerRuntime;
+use crate::tls;
 
 /// Requests a client may have in flight on one connection before we stop reading; bounds
 /// what one connection holds (produced bytes are bounded by the append buffer, fetched ones
@@ -58,15 +59,84 @@ enum ResponseFailure {
     Unhandled(ApiKey),
 }
 
-pub async fn serve(
+/// What requests on a connection may depend on: the listener it came in on (whose
+/// addresses Metadata and FindCoordinator answer with) and who the client is.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub listener: Arc<str>,
+    pub peer: SocketAddr,
+    /// Kafka's principal: `User:ANONYMOUS`, or the name a client certificate maps to.
+    pub principal: String,
+}
+
+/// Serves a connection accepted on `listener`: a TLS handshake first on an SSL listener
+/// (within `socket.stall.timeout.ms`), then its requests.
+pub async fn accept(
     broker: Arc<Broker>,
     socket: TcpStream,
     peer: SocketAddr,
-    mut stop: watch::Receiver<bool>,
-    _admitted: Connection,
+    listener: Arc<ListenerRuntime>,
+    stop: watch::Receiver<bool>,
+    admitted: Connection,
 ) {
     let _ = socket.set_nodelay(true);
-    let (mut reader, writer) = socket.into_split();
+    let mut session = Session {
+        listener: listener.name.clone(),
+        peer,
+        principal: ANONYMOUS.to_string(),
+    };
+    let Some(tls) = &listener.tls else {
+        let (reader, writer) = socket.into_split();
+        return serve(broker, reader, writer, session, stop, admitted).await;
+    };
+    let handshake = tls.acceptor().accept(socket);
+    let stream = match tokio::time::timeout(broker.config.socket_stall_timeout, handshake).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            broker.metrics.authentication_failures.inc();
+            tracing::info!(%peer, listener = %session.listener, error = %e, "closing connection: TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            broker.metrics.authentication_failures.inc();
+            tracing::info!(%peer, listener = %session.listener, "closing connection: TLS handshake timed out");
+            return;
+        }
+    };
+    if let Some(certificate) = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+    {
+        let subject = tls::subject_name(certificate).unwrap_or_default();
+        let Some(name) = tls.principal_mapping().map(&subject) else {
+            broker.metrics.authentication_failures.inc();
+            tracing::info!(%peer, %subject, "closing connection: no ssl.principal.mapping.rules rule matches the client certificate");
+            return;
+        };
+        session.principal = format!("User:{name}");
+    }
+    tracing::debug!(%peer, listener = %session.listener, principal = %session.principal, "TLS connection");
+    let (reader, writer) = tokio::io::split(stream);
+    serve(broker, reader, writer, session, stop, admitted).await
+}
+
+/// Kafka's principal for a client that did not authenticate.
+const ANONYMOUS: &str = "User:ANONYMOUS";
+
+async fn serve<R, W>(
+    broker: Arc<Broker>,
+    mut reader: R,
+    writer: W,
+    session: Session,
+    mut stop: watch::Receiver<bool>,
+    _admitted: Connection,
+) where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = session.peer;
     let (responses, pending) = mpsc::channel::<JoinHandle<Response>>(MAX_IN_FLIGHT);
     let stall = broker.config.socket_stall_timeout;
     let mut writer = tokio::spawn(write_responses(writer, pending, peer, stall));
@@ -97,7 +167,7 @@ pub async fn serve(
                 let api_key = request.api_key;
                 let version = request.header.request_api_version;
                 let correlation_id = request.header.correlation_id;
-                let rest = handlers::prepare(&broker, request).await;
+                let rest = handlers::prepare(&broker, &session, request).await;
                 tokio::spawn(finish(
                     broker.clone(),
                     api_key,
@@ -142,9 +212,9 @@ pub async fn serve(
 /// The next frame, read once there is room for it in `queued.max.request.bytes`; the room
 /// comes with it. None at a clean end of the connection, or after `connections.max.idle.ms`
 /// without a request.
-async fn read_request(
+async fn read_request<R: AsyncRead + Unpin>(
     broker: &Broker,
-    reader: &mut OwnedReadHalf,
+    reader: &mut R,
     max_frame: usize,
 ) -> Result<Option<(Bytes, RequestRoom)>, FrameError> {
     let idle = broker.config.connections_max_idle;
@@ -188,8 +258,8 @@ fn encode(api_key: ApiKey, version: i16, correlation_id: i32, reply: handlers::R
     }))
 }
 
-async fn write_responses(
-    mut writer: OwnedWriteHalf,
+async fn write_responses<W: AsyncWrite + Unpin>(
+    mut writer: W,
     mut pending: mpsc::Receiver<JoinHandle<Response>>,
     peer: SocketAddr,
     timeout: Duration,
@@ -219,9 +289,10 @@ async fn write_responses(
     }
 }
 
-/// Writes `bytes`, failing if the client takes none of them for `timeout`.
-async fn write_all(
-    writer: &mut OwnedWriteHalf,
+/// Writes `bytes` (and flushes them, for TLS), failing if the client takes none of them
+/// for `timeout`.
+async fn write_all<W: AsyncWrite + Unpin>(
+    writer: &mut W,
     bytes: &[u8],
     timeout: Duration,
 ) -> std::io::Result<()> {
@@ -231,13 +302,18 @@ async fn write_all(
             Ok(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(Ok(n)) => written += n,
             Ok(Err(e)) => return Err(e),
-            Err(_) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("the client read nothing for {timeout:?}"),
-                ))
-            }
+            Err(_) => return Err(stalled(timeout)),
         }
     }
-    Ok(())
+    match tokio::time::timeout(timeout, writer.flush()).await {
+        Ok(flushed) => flushed,
+        Err(_) => Err(stalled(timeout)),
+    }
+}
+
+fn stalled(timeout: Duration) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("the client read nothing for {timeout:?}"),
+    )
 }

@@ -11,12 +11,14 @@ mod handlers;
 mod http;
 mod in_flight_objects;
 mod limits;
+mod listeners;
 mod metered_store;
 mod metrics;
 mod partition;
 mod server;
 #[cfg(test)]
 mod test_support;
+mod tls;
 
 use std::io::IsTerminal;
 

@@ -151,6 +151,7 @@ pub struct Metrics {
     pub read_integrity_errors: Counter,
     pub connections: Gauge,
     pub connections_rejected: Counter,
+    pub authentication_failures: Counter,
     pub request_bytes_queued: Gauge,
     pub request_memory_waits: Counter,
     pub compaction: BackgroundTaskMetrics,
@@ -333,6 +334,7 @@ impl Metrics {
         );
         let connections = Gauge::default();
         let connections_rejected = Counter::default();
+        let authentication_failures = Counter::default();
         let request_bytes_queued = Gauge::default();
         let request_memory_waits = Counter::default();
         registry.register(
@@ -345,6 +347,13 @@ impl Metrics {
             "Connections closed at once because their address already had \
              max.connections.per.ip open",
             connections_rejected.clone(),
+        );
+        registry.register(
+            "authentication_failures",
+            "Connections closed because the client did not authenticate: a failed or timed-out \
+             TLS handshake (a certificate no trusted CA signed, none where one is required, \
+             plaintext to an SSL listener) or a subject no principal mapping rule matches",
+            authentication_failures.clone(),
         );
         registry.register(
             "request_bytes_queued",
@@ -428,6 +437,7 @@ impl Metrics {
             read_integrity_errors,
             connections,
             connections_rejected,
+            authentication_failures,
             request_bytes_queued,
             request_memory_waits,
             compaction: task("compaction"),
@@ -879,6 +889,7 @@ mod tests {
             host: "localhost".into(),
             port: 9092,
             rack: None,
+            endpoints: Vec::new(),
         };
         coordinator.register_broker(broker).await.unwrap();
         let topic = coordinator

@@ -29,8 +29,10 @@ use crate::broker::Broker;
 use crate::config::{BrokerConfig, ServerArgs};
 use crate::http::Readiness;
 use crate::limits::{self, Connection, ConnectionLimits};
+use crate::listeners::SecurityProtocol;
 use crate::metered_store::MeteredStore;
 use crate::metrics::{MemoryBounds, Metrics};
+use crate::tls::ReloadingAcceptor;
 use crate::{connection, http};
 
 /// How long open connections get to finish their requests at shutdown.
@@ -122,18 +124,35 @@ pub async fn run(server: Server) -> anyhow::Result<()> {
              connections beyond it will be refused by the system"
         );
     }
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listeners = args.listeners(&broker_config.listeners)?;
+    let mut bound = Vec::new();
+    for listener in &listeners {
+        let socket = TcpListener::bind(listener.bind)
+            .await
+            .with_context(|| format!("cannot listen on {} ({})", listener.bind, listener.name))?;
+        let tls = match listener.protocol {
+            SecurityProtocol::Plaintext => None,
+            SecurityProtocol::Ssl => Some(
+                ReloadingAcceptor::new(broker_config.tls.clone())
+                    .with_context(|| format!("cannot set up TLS for listener {}", listener.name))?,
+            ),
+        };
+        let runtime = ListenerRuntime {
+            name: listener.name.as_str().into(),
+            tls,
+        };
+        bound.push((socket, Arc::new(runtime)));
+    }
     let http_listener = http::bind(args.http)
         .await
         .with_context(|| format!("cannot serve HTTP on {}", args.http))?;
-    let (host, port) = args.advertised()?;
+    let first = &listeners[0].advertised;
     let info = BrokerInfo {
         broker_id,
-        host: host.clone(),
-        port,
+        host: first.host.clone(),
+        port: first.port,
         rack: None,
+        endpoints: listeners.iter().map(|l| l.advertised.clone()).collect(),
     };
     register(&coordinator, info, broker_config.session_timeout).await?;
 
@@ -224,9 +243,18 @@ pub async fn run(server: Server) -> anyhow::Result<()> {
     });
 
     readiness.set_accepting(true);
+    let described: Vec<String> = listeners
+        .iter()
+        .map(|l| {
+            let advertised = &l.advertised;
+            format!(
+                "{}://{} ({:?}, advertised {}:{})",
+                l.name, l.bind, l.protocol, advertised.host, advertised.port
+            )
+        })
+        .collect();
     tracing::info!(
-        listen = %args.listen,
-        advertised = %format!("{host}:{port}"),
+        listeners = %described.join(", "),
         http = %args.http,
         storage = %storage_url,
         broker_id,
@@ -235,12 +263,12 @@ pub async fn run(server: Server) -> anyhow::Result<()> {
         "strata is ready"
     );
 
-    let limits = ConnectionLimits::new(
+    let limits = Arc::new(ConnectionLimits::new(
         broker.config.max_connections,
         broker.config.max_connections_per_ip,
         broker.metrics.connections.clone(),
         broker.metrics.connections_rejected.clone(),
-    );
+    ));
     let (stop_connections, connections_stop) = watch::channel(false);
     let mut connections = JoinSet::new();
     let shutdown = shutdown_signal();
@@ -252,10 +280,30 @@ pub async fn run(server: Server) -> anyhow::Result<()> {
         }
     };
     tokio::pin!(session_expired);
+    // One accepting task per listener hands its connections to this loop.
+    let (accepted_tx, mut accepted) = tokio::sync::mpsc::channel(1);
+    let mut acceptors = JoinSet::new();
+    for (socket, runtime) in bound {
+        let limits = limits.clone();
+        let accepted_tx = accepted_tx.clone();
+        acceptors.spawn(async move {
+            loop {
+                if let Some((stream, peer, admitted)) = accept(&socket, &limits).await {
+                    if accepted_tx
+                        .send((stream, peer, runtime.clone(), admitted))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        });
+    }
     loop {
         tokio::select! {
-            accepted = accept(&listener, &limits) => if let Some((socket, peer, admitted)) = accepted {
-                connections.spawn(connection::serve(broker.clone(), socket, peer, connections_stop.clone(), admitted));
+            Some((socket, peer, runtime, admitted)) = accepted.recv() => {
+                connections.spawn(connection::accept(broker.clone(), socket, peer, runtime, connections_stop.clone(), admitted));
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             signal = &mut shutdown => {
@@ -292,7 +340,7 @@ pub async fn run(server: Server) -> anyhow::Result<()> {
             broker.flush_queue.buffered_bytes()
         )
     };
-    drop(listener);
+    acceptors.shutdown().await;
     readiness.set_accepting(false);
     let _ = stop_connections.send(true);
     broker.groups.shutdown();
@@ -342,6 +390,12 @@ pub async fn run(server: Server) -> anyhow::Result<()> {
     let _ = http_server.await;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// A bound listener: its name, and its TLS acceptor when its protocol is SSL.
+pub struct ListenerRuntime {
+    pub name: Arc<str>,
+    pub tls: Option<ReloadingAcceptor>,
 }
 
 /// The next connection once `max.connections` allows one, admitted if its address is under

@@ -97,6 +97,7 @@ pub async fn broker(
             host: "127.0.0.1".to_string(),
             port: 9092,
             rack: None,
+            endpoints: Vec::new(),
         })
         .await
         .unwrap();

@@ -728,6 +728,7 @@ mod tests {
                 host: "127.0.0.1".into(),
                 port: 9092,
                 rack: None,
+                endpoints: Vec::new(),
             })
             .await
             .unwrap();
@@ -1002,6 +1003,7 @@ mod tests {
                 host: "127.0.0.1".into(),
                 port: 9093,
                 rack: None,
+                endpoints: Vec::new(),
             })
             .await
             .unwrap();

@@ -69,20 +69,27 @@ class Strata:
         self.bootstrap = f"127.0.0.1:{kafka_port}"
         self.http = f"127.0.0.1:{http_port}"
         self.config_file = None
+        self.listeners_in_config = False
         if config:
-            self.config_file = workdir / "strata.toml"
-            self.config_file.write_text(
-                "".join(f"{json.dumps(k)} = {toml_value(v)}\n" for k, v in config.items())
-            )
+            self.write_config(config)
         self.log_file = workdir / "broker.log"
         self.proc = None
         self.starts = 0
 
+    def write_config(self, config: dict):
+        """The config file of the next start. One that sets `listeners` replaces --listen."""
+        self.config_file = self.workdir / "strata.toml"
+        self.config_file.write_text(
+            "".join(f"{json.dumps(k)} = {toml_value(v)}\n" for k, v in config.items())
+        )
+        self.listeners_in_config = "listeners" in config
+
     def start(self):
         bin_path = strata_bin()
         assert bin_path.exists(), f"{bin_path} not found: run `cargo build -p gateway` or set STRATA_BIN"
-        cmd = [str(bin_path), "standalone", "--data-dir", str(self.data_dir),
-               "--listen", self.bootstrap, "--http", self.http]
+        cmd = [str(bin_path), "standalone", "--data-dir", str(self.data_dir), "--http", self.http]
+        if not self.listeners_in_config:
+            cmd += ["--listen", self.bootstrap]
         if self.config_file:
             cmd += ["--config", str(self.config_file)]
         self.starts += 1

@@ -170,6 +170,7 @@ pub(super) fn broker(broker_id: i32) -> BrokerInfo {
         host: "localhost".into(),
         port: 9092 + broker_id,
         rack: None,
+        endpoints: Vec::new(),
     }
 }
 

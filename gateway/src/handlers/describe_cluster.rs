@@ -12,7 +12,12 @@ use crate::broker::Broker;
 /// DescribeCluster v1+ endpoint types.
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
 
-pub fn handle(broker: &Broker, request: DescribeClusterRequest) -> DescribeClusterResponse {
+/// The brokers as clients of `listener` reach them.
+pub fn handle(
+    broker: &Broker,
+    listener: &str,
+    request: DescribeClusterRequest,
+) -> DescribeClusterResponse {
     let mut response = DescribeClusterResponse::default();
     response.endpoint_type = ENDPOINT_TYPE_BROKERS;
     if request.endpoint_type != ENDPOINT_TYPE_BROKERS {
@@ -28,13 +33,14 @@ pub fn handle(broker: &Broker, request: DescribeClusterRequest) -> DescribeClust
     response.brokers = coordinator
         .brokers()
         .into_iter()
-        .map(|b| {
+        .filter_map(|b| {
+            let (host, port) = b.endpoint(listener)?;
             let mut out = DescribeClusterBroker::default();
             out.broker_id = BrokerId(b.broker_id);
-            out.host = str_bytes(b.host);
-            out.port = b.port;
-            out.rack = b.rack.map(str_bytes);
-            out
+            out.host = str_bytes(host.to_string());
+            out.port = port;
+            out.rack = b.rack.clone().map(str_bytes);
+            Some(out)
         })
         .collect();
     response

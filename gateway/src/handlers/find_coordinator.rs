@@ -2,7 +2,6 @@
 //! batch of keys (v4+). Strata coordinates consumer groups only: it has no transaction or
 //! share-group coordinator.
 
-use coordinator::BrokerInfo;
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::find_coordinator_response::Coordinator;
 use proto_compat::kafka_protocol::messages::{
@@ -15,8 +14,10 @@ use crate::broker::Broker;
 /// The key type of consumer groups.
 const GROUP: i8 = 0;
 
+/// The coordinator's address as clients of `listener` reach it.
 pub fn handle(
     broker: &Broker,
+    listener: &str,
     version: i16,
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
@@ -28,11 +29,11 @@ pub fn handle(
             .map(|key| {
                 let mut out = Coordinator::default();
                 out.key = key.clone();
-                match find(broker, request.key_type, key) {
-                    Ok(coordinator) => {
-                        out.node_id = BrokerId(coordinator.broker_id);
-                        out.host = str_bytes(coordinator.host);
-                        out.port = coordinator.port;
+                match find(broker, listener, request.key_type, key) {
+                    Ok((node_id, host, port)) => {
+                        out.node_id = BrokerId(node_id);
+                        out.host = str_bytes(host);
+                        out.port = port;
                     }
                     Err((error, message)) => {
                         out.node_id = BrokerId(-1);
@@ -46,11 +47,11 @@ pub fn handle(
             .collect();
         return response;
     }
-    match find(broker, request.key_type, &request.key) {
-        Ok(coordinator) => {
-            response.node_id = BrokerId(coordinator.broker_id);
-            response.host = str_bytes(coordinator.host);
-            response.port = coordinator.port;
+    match find(broker, listener, request.key_type, &request.key) {
+        Ok((node_id, host, port)) => {
+            response.node_id = BrokerId(node_id);
+            response.host = str_bytes(host);
+            response.port = port;
         }
         Err((error, message)) => {
             response.node_id = BrokerId(-1);
@@ -64,15 +65,26 @@ pub fn handle(
     response
 }
 
-fn find(broker: &Broker, key_type: i8, key: &str) -> Result<BrokerInfo, (ResponseError, String)> {
+/// The coordinator's id, host and port.
+fn find(
+    broker: &Broker,
+    listener: &str,
+    key_type: i8,
+    key: &str,
+) -> Result<(i32, String, i32), (ResponseError, String)> {
     if key_type != GROUP {
         return Err((
             ResponseError::InvalidRequest,
             format!("Strata coordinates consumer groups only, not key type {key_type}."),
         ));
     }
-    broker.coordinator.group_coordinator(key).ok_or((
-        ResponseError::CoordinatorNotAvailable,
-        "No live broker can coordinate the group.".to_string(),
-    ))
+    let unavailable = |why: &str| (ResponseError::CoordinatorNotAvailable, why.to_string());
+    let coordinator = broker
+        .coordinator
+        .group_coordinator(key)
+        .ok_or_else(|| unavailable("No live broker can coordinate the group."))?;
+    let (host, port) = coordinator.endpoint(listener).ok_or_else(|| {
+        unavailable("The group's coordinator has no listener of the name this connection uses.")
+    })?;
+    Ok((coordinator.broker_id, host.to_string(), port))
 }

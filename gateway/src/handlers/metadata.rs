@@ -12,7 +12,13 @@ use uuid::Uuid;
 use super::{str_bytes, topic_name};
 use crate::broker::Broker;
 
-pub async fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> MetadataResponse {
+/// Topics and partitions, and the brokers as clients of `listener` reach them.
+pub async fn handle(
+    broker: &Broker,
+    listener: &str,
+    version: i16,
+    request: MetadataRequest,
+) -> MetadataResponse {
     let coordinator = &broker.coordinator;
     // v0: an empty list means all topics; v1+: null means all, empty means none.
     let all_topics = match &request.topics {
@@ -58,16 +64,18 @@ pub async fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> 
     };
 
     let mut response = MetadataResponse::default();
+    // Each broker as clients of this listener reach it.
     response.brokers = coordinator
         .brokers()
         .into_iter()
-        .map(|b| {
+        .filter_map(|b| {
+            let (host, port) = b.endpoint(listener)?;
             let mut out = MetadataResponseBroker::default();
             out.node_id = BrokerId(b.broker_id);
-            out.host = str_bytes(b.host);
-            out.port = b.port;
-            out.rack = b.rack.map(str_bytes);
-            out
+            out.host = str_bytes(host.to_string());
+            out.port = port;
+            out.rack = b.rack.clone().map(str_bytes);
+            Some(out)
         })
         .collect();
     if version >= 2 {

@@ -40,6 +40,7 @@ use proto_compat::kafka_protocol::protocol::StrBytes;
 use proto_compat::request::Request;
 
 use crate::broker::Broker;
+use crate::connection::Session;
 use crate::fetch_memory::Reservation;
 
 /// The response to a request, or what is left to compute it: `Some(None)` when the API sends
@@ -63,7 +64,7 @@ impl From<ResponseKind> for Reply {
 /// the rest, which may overlap later requests. Kafka handles a connection's requests one at
 /// a time, so state changes happen in the order sent (pipelined produces append in order);
 /// only waiting for acks=all commits and fetches (read-only, long-polling) run alongside.
-pub async fn prepare(broker: &Arc<Broker>, request: Request) -> Deferred {
+pub async fn prepare(broker: &Arc<Broker>, session: &Session, request: Request) -> Deferred {
     let Request {
         header,
         api_key,
@@ -94,19 +95,23 @@ pub async fn prepare(broker: &Arc<Broker>, request: Request) -> Deferred {
                 api_key,
                 body,
             };
-            let reply = dispatch(broker, request).await;
+            let reply = dispatch(broker, session, request).await;
             Box::pin(std::future::ready(reply.map(|r| r.map(Reply::from))))
         }
     }
 }
 
 /// The response to a request that is handled entirely in request order.
-async fn dispatch(broker: &Arc<Broker>, request: Request) -> Option<Option<ResponseKind>> {
+async fn dispatch(
+    broker: &Arc<Broker>,
+    session: &Session,
+    request: Request,
+) -> Option<Option<ResponseKind>> {
     let version = request.header.request_api_version;
     let response = match request.body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
         RequestKind::Metadata(r) => {
-            ResponseKind::Metadata(metadata::handle(broker, version, r).await)
+            ResponseKind::Metadata(metadata::handle(broker, &session.listener, version, r).await)
         }
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(broker, version, r).await)
@@ -139,7 +144,7 @@ async fn dispatch(broker: &Arc<Broker>, request: Request) -> Option<Option<Respo
             list_partition_reassignments::handle(broker, r),
         ),
         RequestKind::DescribeCluster(r) => {
-            ResponseKind::DescribeCluster(describe_cluster::handle(broker, r))
+            ResponseKind::DescribeCluster(describe_cluster::handle(broker, &session.listener, r))
         }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(init_producer_id::handle(broker, r).await)
@@ -147,9 +152,12 @@ async fn dispatch(broker: &Arc<Broker>, request: Request) -> Option<Option<Respo
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(delete_records::handle(broker, r).await)
         }
-        RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(find_coordinator::handle(broker, version, r))
-        }
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(find_coordinator::handle(
+            broker,
+            &session.listener,
+            version,
+            r,
+        )),
         RequestKind::JoinGroup(r) => {
             let response = join_group::handle(broker, version, client_id(&request.header), r);
             ResponseKind::JoinGroup(response.await)
