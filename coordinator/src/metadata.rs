@@ -14,6 +14,7 @@ mod log;
 mod offsets;
 mod reassignments;
 mod records;
+mod scram_credentials;
 mod state;
 mod topics;
 

@@ -19,6 +19,7 @@ use segment_store::simulate_failures::LogNormalLatency;
 use segment_store::StorageOptions;
 
 use crate::listeners::{self, Listener, ListenerSettings, SecurityProtocol};
+use crate::sasl::{Mechanism, SaslSettings};
 use crate::tls::{ClientAuth, PrincipalMapping, TlsSettings};
 
 #[derive(Debug, Parser)]
@@ -262,6 +263,8 @@ pub struct BrokerConfig {
     pub listeners: ListenerSettings,
     /// The `ssl.*` keys of SSL listeners.
     pub tls: TlsSettings,
+    /// The `sasl.*` keys and the session settings of SASL listeners.
+    pub sasl: SaslSettings,
     /// The `group.*` and `offsets.*` keys.
     pub group: GroupConfig,
     /// The settings the config file set, which DescribeConfigs reports as static.
@@ -329,6 +332,7 @@ impl Default for BrokerConfig {
             object_delete_grace: Duration::from_secs(60),
             listeners: ListenerSettings::default(),
             tls: TlsSettings::default(),
+            sasl: SaslSettings::default(),
             group: GroupConfig::default(),
             set_in_file: BTreeSet::new(),
         }
@@ -442,6 +446,25 @@ fn parse_permits(value: usize) -> Result<usize, String> {
 
 fn parse_buffer_bytes(value: &str) -> Result<usize, String> {
     parse_permits(usize::try_from(parse_bytes(value)?).unwrap_or(usize::MAX))
+}
+
+fn parse_mechanisms(value: &str) -> Result<Vec<Mechanism>, String> {
+    let mechanisms = value
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(|name| {
+            Mechanism::parse(name).ok_or_else(|| {
+                format!(
+                    "SASL mechanism {name} is not supported (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)"
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if mechanisms.is_empty() {
+        return Err("at least one mechanism is needed".to_string());
+    }
+    Ok(mechanisms)
 }
 
 fn parse_percentage(value: &str) -> Result<u32, String> {
@@ -837,6 +860,44 @@ static SETTINGS: &[Setting<BrokerConfig>] = &[
                         RULE:pattern/replacement/[LU] items and DEFAULT, the first match wins.",
         set: |b, v| set_to(&mut b.tls.principal_mapping, PrincipalMapping::parse(v)),
         get: |b| show(&b.tls.principal_mapping.text),
+    },
+    Setting {
+        name: "sasl.enabled.mechanisms",
+        kind: ConfigKind::List(&["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]),
+        documentation: "The SASL mechanisms SASL listeners offer. PLAIN checks passwords against \
+                        the users' SCRAM credentials; enable it only with TLS.",
+        set: |b, v| set_to(&mut b.sasl.enabled_mechanisms, parse_mechanisms(v)),
+        get: |b| {
+            let names: Vec<_> = b.sasl.enabled_mechanisms.iter().map(|m| m.name()).collect();
+            show(names.join(","))
+        },
+    },
+    Setting {
+        name: "sasl.server.max.receive.size",
+        kind: INT,
+        documentation: "The largest request a client may send before it has authenticated.",
+        set: |b, v| set_to(&mut b.sasl.max_receive_size, parse_count(v)),
+        get: |b| show(b.sasl.max_receive_size),
+    },
+    Setting {
+        name: "connections.max.reauth.ms",
+        kind: LONG,
+        documentation: "The lifetime of a SASL session: a client re-authenticates before it \
+                        ends or its connection is closed (0: sessions last as long as their \
+                        connection).",
+        set: |b, v| {
+            let lifetime = parse_millis(v).map(|d| (!d.is_zero()).then_some(d));
+            set_to(&mut b.sasl.max_reauth, lifetime)
+        },
+        get: |b| show(b.sasl.max_reauth.map_or(0, |d| d.as_millis())),
+    },
+    Setting {
+        name: "connection.failed.authentication.delay.ms",
+        kind: INT,
+        documentation: "How long the answer to a failed authentication waits, to slow down \
+                        password guessing.",
+        set: |b, v| set_to(&mut b.sasl.failed_authentication_delay, parse_millis(v)),
+        get: |b| show_millis(b.sasl.failed_authentication_delay),
     },
     Setting {
         name: "auto.leader.rebalance.enable",

@@ -27,8 +27,9 @@ use tokio::task::JoinHandle;
 
 use crate::broker::Broker;
 use crate::fetch_memory::Reservation;
-use crate::handlers;
+use crate::handlers::{self, SaslGate};
 use crate::limits::{Connection, RequestRoom};
+use crate::sasl::Authenticator;
 use crate::server::ListenerRuntime;
 use crate::tls;
 
@@ -65,12 +66,14 @@ enum ResponseFailure {
 pub struct Session {
     pub listener: Arc<str>,
     pub peer: SocketAddr,
-    /// Kafka's principal: `User:ANONYMOUS`, or the name a client certificate maps to.
+    /// Kafka's principal: `User:ANONYMOUS`, the name a client certificate maps to, or the
+    /// SASL user.
     pub principal: String,
 }
 
-/// Serves a connection accepted on `listener`: a TLS handshake first on an SSL listener
-/// (within `socket.stall.timeout.ms`), then its requests.
+/// Serves a connection accepted on `listener`: a TLS handshake first on an SSL or SASL_SSL
+/// listener (within `socket.stall.timeout.ms`), then its requests, which on a SASL listener
+/// must begin with authentication.
 pub async fn accept(
     broker: Arc<Broker>,
     socket: TcpStream,
@@ -80,6 +83,7 @@ pub async fn accept(
     admitted: Connection,
 ) {
     let _ = socket.set_nodelay(true);
+    let authenticator = listener.sasl.then(Authenticator::new);
     let mut session = Session {
         listener: listener.name.clone(),
         peer,
@@ -87,7 +91,16 @@ pub async fn accept(
     };
     let Some(tls) = &listener.tls else {
         let (reader, writer) = socket.into_split();
-        return serve(broker, reader, writer, session, stop, admitted).await;
+        return serve(
+            broker,
+            reader,
+            writer,
+            session,
+            authenticator,
+            stop,
+            admitted,
+        )
+        .await;
     };
     let handshake = tls.acceptor().accept(socket);
     let stream = match tokio::time::timeout(broker.config.socket_stall_timeout, handshake).await {
@@ -119,7 +132,16 @@ pub async fn accept(
     }
     tracing::debug!(%peer, listener = %session.listener, principal = %session.principal, "TLS connection");
     let (reader, writer) = tokio::io::split(stream);
-    serve(broker, reader, writer, session, stop, admitted).await
+    serve(
+        broker,
+        reader,
+        writer,
+        session,
+        authenticator,
+        stop,
+        admitted,
+    )
+    .await
 }
 
 /// Kafka's principal for a client that did not authenticate.
@@ -129,7 +151,8 @@ async fn serve<R, W>(
     broker: Arc<Broker>,
     mut reader: R,
     writer: W,
-    session: Session,
+    mut session: Session,
+    mut authenticator: Option<Authenticator>,
     mut stop: watch::Receiver<bool>,
     _admitted: Connection,
 ) where
@@ -140,10 +163,18 @@ async fn serve<R, W>(
     let (responses, pending) = mpsc::channel::<JoinHandle<Response>>(MAX_IN_FLIGHT);
     let stall = broker.config.socket_stall_timeout;
     let mut writer = tokio::spawn(write_responses(writer, pending, peer, stall));
-    let max_frame = broker.config.socket_request_max_bytes;
     // Every wait below also ends when the writer gives up on the client, or at shutdown.
     let mut writer_done = false;
     loop {
+        // A client that has not authenticated may send only small frames.
+        let max_frame = match &authenticator {
+            Some(a) if a.user(Instant::now()).is_none() => broker
+                .config
+                .sasl
+                .max_receive_size
+                .min(broker.config.socket_request_max_bytes),
+            _ => broker.config.socket_request_max_bytes,
+        };
         let frame = tokio::select! {
             frame = read_request(&broker, &mut reader, max_frame) => frame,
             _ = &mut writer => { writer_done = true; break }
@@ -161,21 +192,44 @@ async fn serve<R, W>(
                 break;
             }
         };
+        let mut close = false;
         let task = match decode_request(frame) {
             Ok(request) => {
                 let started = Instant::now();
                 let api_key = request.api_key;
                 let version = request.header.request_api_version;
                 let correlation_id = request.header.correlation_id;
-                let rest = handlers::prepare(&broker, &session, request).await;
-                tokio::spawn(finish(
-                    broker.clone(),
-                    api_key,
-                    version,
-                    correlation_id,
-                    started,
-                    rest,
-                ))
+                let gate = match authenticator.as_mut() {
+                    Some(authenticator) => {
+                        handlers::sasl_gate(&broker, authenticator, &mut session, request).await
+                    }
+                    None => SaslGate::Pass(request),
+                };
+                match gate {
+                    SaslGate::Pass(request) => {
+                        let rest = handlers::prepare(&broker, &session, request).await;
+                        tokio::spawn(finish(
+                            broker.clone(),
+                            api_key,
+                            version,
+                            correlation_id,
+                            started,
+                            rest,
+                        ))
+                    }
+                    SaslGate::Answered {
+                        response,
+                        close: then_close,
+                    } => {
+                        close = then_close;
+                        let encoded = encode(api_key, version, correlation_id, response.into());
+                        tokio::spawn(async move { encoded })
+                    }
+                    SaslGate::Refused(reason) => {
+                        tracing::info!(%peer, %reason, "closing connection");
+                        break;
+                    }
+                }
             }
             Err(RequestError::UnsupportedVersion {
                 api_key: ApiKey::ApiVersions,
@@ -201,6 +255,9 @@ async fn serve<R, W>(
             sent = responses.send(task) => if sent.is_err() { break },
             _ = &mut writer => { writer_done = true; break }
             _ = stop.changed() => break,
+        }
+        if close {
+            break;
         }
     }
     drop(responses);

@@ -13,6 +13,8 @@ use coordinator::Endpoint;
 pub enum SecurityProtocol {
     Plaintext,
     Ssl,
+    SaslPlaintext,
+    SaslSsl,
 }
 
 impl SecurityProtocol {
@@ -20,13 +22,23 @@ impl SecurityProtocol {
         match name {
             "PLAINTEXT" => Ok(SecurityProtocol::Plaintext),
             "SSL" => Ok(SecurityProtocol::Ssl),
-            "SASL_PLAINTEXT" | "SASL_SSL" => Err(format!(
-                "security protocol {name} is not supported: SASL is not built yet (PLAINTEXT or SSL)"
-            )),
+            "SASL_PLAINTEXT" => Ok(SecurityProtocol::SaslPlaintext),
+            "SASL_SSL" => Ok(SecurityProtocol::SaslSsl),
             other => Err(format!(
-                "unknown security protocol {other:?} (PLAINTEXT or SSL)"
+                "unknown security protocol {other:?} (PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL)"
             )),
         }
+    }
+
+    pub fn tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+
+    pub fn sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
     }
 }
 
@@ -188,10 +200,15 @@ mod tests {
             }
         );
         // The default map names listeners after their protocols.
-        let resolved = resolve(&settings("SSL://127.0.0.1:9093", None, None))
-            .unwrap()
-            .unwrap();
+        let resolved = resolve(&settings(
+            "SSL://127.0.0.1:9093,SASL_SSL://127.0.0.1:9094",
+            None,
+            None,
+        ))
+        .unwrap()
+        .unwrap();
         assert_eq!(resolved[0].protocol, SecurityProtocol::Ssl);
+        assert_eq!(resolved[1].protocol, SecurityProtocol::SaslSsl);
         assert_eq!(resolve(&ListenerSettings::default()).unwrap(), None);
     }
 
@@ -205,10 +222,6 @@ mod tests {
             (
                 settings("FOO://127.0.0.1:1", None, None),
                 "no security protocol",
-            ),
-            (
-                settings("SASL_SSL://127.0.0.1:1", None, None),
-                "SASL is not built",
             ),
             (settings("PLAINTEXT://127.0.0.1", None, None), "no port"),
             (settings("127.0.0.1:9092", None, None), "NAME://HOST:PORT"),

@@ -15,6 +15,7 @@ mod listeners;
 mod metered_store;
 mod metrics;
 mod partition;
+mod sasl;
 mod server;
 #[cfg(test)]
 mod test_support;

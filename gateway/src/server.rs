@@ -29,7 +29,6 @@ use crate::broker::Broker;
 use crate::config::{BrokerConfig, ServerArgs};
 use crate::http::Readiness;
 use crate::limits::{self, Connection, ConnectionLimits};
-use crate::listeners::SecurityProtocol;
 use crate::metered_store::MeteredStore;
 use crate::metrics::{MemoryBounds, Metrics};
 use crate::tls::ReloadingAcceptor;
@@ -130,9 +129,9 @@ pub async fn run(server: Server) -> anyhow::Result<()> {
         let socket = TcpListener::bind(listener.bind)
             .await
             .with_context(|| format!("cannot listen on {} ({})", listener.bind, listener.name))?;
-        let tls = match listener.protocol {
-            SecurityProtocol::Plaintext => None,
-            SecurityProtocol::Ssl => Some(
+        let tls = match listener.protocol.tls() {
+            false => None,
+            true => Some(
                 ReloadingAcceptor::new(broker_config.tls.clone())
                     .with_context(|| format!("cannot set up TLS for listener {}", listener.name))?,
             ),
@@ -140,6 +139,7 @@ pub async fn run(server: Server) -> anyhow::Result<()> {
         let runtime = ListenerRuntime {
             name: listener.name.as_str().into(),
             tls,
+            sasl: listener.protocol.sasl(),
         };
         bound.push((socket, Arc::new(runtime)));
     }
@@ -392,10 +392,12 @@ pub async fn run(server: Server) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A bound listener: its name, and its TLS acceptor when its protocol is SSL.
+/// A bound listener: its name, its TLS acceptor when its protocol is SSL or SASL_SSL, and
+/// whether clients must authenticate with SASL.
 pub struct ListenerRuntime {
     pub name: Arc<str>,
     pub tls: Option<ReloadingAcceptor>,
+    pub sasl: bool,
 }
 
 /// The next connection once `max.connections` allows one, admitted if its address is under

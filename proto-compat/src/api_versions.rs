@@ -3,14 +3,15 @@
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
-    AlterConfigsRequest, AlterPartitionReassignmentsRequest, ApiKey, ApiVersionsResponse,
-    ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest, CreatePartitionsRequest,
-    CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
-    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, ElectLeadersRequest,
-    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
-    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
-    ListOffsetsRequest, ListPartitionReassignmentsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
+    AlterConfigsRequest, AlterPartitionReassignmentsRequest, AlterUserScramCredentialsRequest,
+    ApiKey, ApiVersionsResponse, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    DescribeUserScramCredentialsRequest, ElectLeadersRequest, FetchRequest, FindCoordinatorRequest,
+    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
+    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, ListPartitionReassignmentsRequest,
+    MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest,
+    SaslAuthenticateRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::Message;
 
@@ -78,6 +79,15 @@ pub const SUPPORTED: &[ApiRange] = &[
     full::<OffsetFetchRequest>(ApiKey::OffsetFetch),
     full::<ListGroupsRequest>(ApiKey::ListGroups),
     full::<DescribeGroupsRequest>(ApiKey::DescribeGroups),
+    // v0 would be followed by bare SASL tokens rather than SaslAuthenticate requests.
+    ApiRange {
+        api_key: ApiKey::SaslHandshake,
+        min: 1,
+        max: 1,
+    },
+    full::<SaslAuthenticateRequest>(ApiKey::SaslAuthenticate),
+    full::<DescribeUserScramCredentialsRequest>(ApiKey::DescribeUserScramCredentials),
+    full::<AlterUserScramCredentialsRequest>(ApiKey::AlterUserScramCredentials),
     full::<DeleteGroupsRequest>(ApiKey::DeleteGroups),
     full::<OffsetDeleteRequest>(ApiKey::OffsetDelete),
     full::<ConsumerGroupHeartbeatRequest>(ApiKey::ConsumerGroupHeartbeat),
@@ -131,8 +141,12 @@ mod tests {
         }
         // Pinned on purpose: a kafka-protocol upgrade that widens a range should be a
         // deliberate change here, not a silent one.
-        assert_eq!(SUPPORTED.len(), 30);
+        assert_eq!(SUPPORTED.len(), 34);
         let range = |key| supported_range(key).map(|r| (r.min, r.max));
+        assert_eq!(range(ApiKey::SaslHandshake), Some((1, 1)));
+        assert_eq!(range(ApiKey::SaslAuthenticate), Some((0, 2)));
+        assert_eq!(range(ApiKey::DescribeUserScramCredentials), Some((0, 0)));
+        assert_eq!(range(ApiKey::AlterUserScramCredentials), Some((0, 0)));
         assert_eq!(range(ApiKey::ApiVersions), Some((0, 4)));
         assert_eq!(range(ApiKey::Produce), Some((3, 13)));
         assert_eq!(range(ApiKey::Fetch), Some((4, 18)));

@@ -242,6 +242,20 @@ mod tests {
             ApiKey::ListPartitionReassignments => RequestKind::ListPartitionReassignments(
                 ListPartitionReassignmentsRequest::default().with_timeout_ms(1000),
             ),
+            ApiKey::SaslHandshake => RequestKind::SaslHandshake(
+                SaslHandshakeRequest::default()
+                    .with_mechanism(StrBytes::from_static_str("SCRAM-SHA-256")),
+            ),
+            ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(
+                SaslAuthenticateRequest::default()
+                    .with_auth_bytes(Bytes::from_static(b"n,,n=a,r=b")),
+            ),
+            ApiKey::DescribeUserScramCredentials => {
+                RequestKind::DescribeUserScramCredentials(Default::default())
+            }
+            ApiKey::AlterUserScramCredentials => {
+                RequestKind::AlterUserScramCredentials(Default::default())
+            }
             other => panic!("no sample for {other:?}"),
         }
     }

@@ -252,3 +252,25 @@ def assert_acked_present(acked: dict, messages: list):
         f"{[(v, pos, at.get(pos)) for v, pos in missing[:5]]}")
     duplicated = [v for v in acked if seen.get(v, 0) != 1]
     assert not duplicated, f"acknowledged records stored more than once: {duplicated[:5]}"
+
+
+def produce_and_read_back(client_config, topic, values, earlier: int = 0):
+    """Produces `values` with acks=all, then reads the topic from the start until it has the
+    `earlier` records it held before and these; returns what was read."""
+    from confluent_kafka import Consumer, Producer
+
+    errors = []
+    producer = Producer({**client_config, "acks": "all", "message.timeout.ms": int(TIMEOUT * 1000)})
+    for value in values:
+        producer.produce(topic, value=value, on_delivery=lambda err, _: err and errors.append(err))
+    assert producer.flush(TIMEOUT) == 0 and not errors, errors
+    consumer = Consumer({**client_config, "group.id": unique_topic("g"),
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    read = []
+    try:
+        wait_until(lambda: read.extend(m.value() for m in consumer.consume(100, 0.5) if not m.error())
+                   or len(read) >= earlier + len(values), f"{earlier + len(values)} records read back")
+    finally:
+        consumer.close()
+    return read

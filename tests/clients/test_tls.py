@@ -3,80 +3,21 @@ certificates (mTLS) and principal mapping rules; certificates rotated without a 
 and every way a client can fail the handshake closes its connection and leaves the broker
 serving."""
 
-import datetime
-import ipaddress
 import socket
 import ssl
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from emulator import metrics
-from strata_harness import TIMEOUT, Strata, free_ports, unique_topic, wait_until
+from pki import Authority, name
+from strata_harness import (TIMEOUT, Strata, free_ports, produce_and_read_back, unique_topic,
+                            wait_until)
 
 AUTH_FAILURES = "strata_authentication_failures_total"
-
-
-class Authority:
-    """A CA that signs server and client certificates, written as PEM files."""
-
-    def __init__(self, directory, name):
-        self.directory = directory
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        now = datetime.datetime.now(datetime.timezone.utc)
-        self.cert = (x509.CertificateBuilder()
-                     .subject_name(subject).issuer_name(subject)
-                     .public_key(self.key.public_key())
-                     .serial_number(x509.random_serial_number())
-                     .not_valid_before(now - datetime.timedelta(days=1))
-                     .not_valid_after(now + datetime.timedelta(days=30))
-                     .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                     .add_extension(x509.KeyUsage(True, False, False, False, False, True, True,
-                                                  False, False), critical=True)
-                     .sign(self.key, hashes.SHA256()))
-        self.path = directory / f"{name}.pem"
-        self.path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
-
-    def issue(self, file_name, subject, server=False, expired=False):
-        """A key and certificate (chain first, then the key) in one PEM file; returns its path."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
-        start, end = now - datetime.timedelta(days=1), now + datetime.timedelta(days=30)
-        if expired:
-            start, end = now - datetime.timedelta(days=30), now - datetime.timedelta(days=1)
-        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-        builder = (x509.CertificateBuilder()
-                   .subject_name(subject).issuer_name(self.cert.subject)
-                   .public_key(key.public_key())
-                   .serial_number(x509.random_serial_number())
-                   .not_valid_before(start).not_valid_after(end)
-                   .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
-        if server:
-            builder = builder.add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
-                critical=False)
-        cert = builder.sign(self.key, hashes.SHA256())
-        path = self.directory / file_name
-        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()))
-        return path
-
-
-def name(common_name, unit=None):
-    attributes = [x509.NameAttribute(NameOID.COUNTRY_NAME, "GB"),
-                  x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example")]
-    if unit:
-        attributes.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit))
-    attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
-    return x509.Name(attributes)
 
 
 @pytest.fixture
@@ -121,25 +62,6 @@ def ssl_client(broker, ca, keystore=None):
     return config
 
 
-def round_trip(client_config, topic, values):
-    """Produces `values` with acks=all and reads them back; returns what was read."""
-    errors = []
-    producer = Producer({**client_config, "acks": "all", "message.timeout.ms": int(TIMEOUT * 1000)})
-    for value in values:
-        producer.produce(topic, value=value, on_delivery=lambda err, _: err and errors.append(err))
-    assert producer.flush(TIMEOUT) == 0 and not errors, errors
-    consumer = Consumer({**client_config, "group.id": unique_topic("g"),
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    consumer.subscribe([topic])
-    read = []
-    try:
-        wait_until(lambda: read.extend(m.value() for m in consumer.consume(100, 0.5) if not m.error())
-                   or len(read) >= len(values), f"{len(values)} records read back")
-    finally:
-        consumer.close()
-    return read
-
-
 def handshake_fails(address, ca, keystore=None):
     """Whether a TLS handshake (with `keystore` as the client certificate) to `address`
     fails, or the server closes the connection at once after it (TLS 1.3 reports a refused
@@ -166,7 +88,7 @@ def test_produce_and_consume_over_ssl_beside_plaintext(tmp_path, pki, brokers):
     brokers.append(broker)
     topic = unique_topic("tls")
     values = [f"tls-{i}".encode() for i in range(50)]
-    assert sorted(round_trip(ssl_client(broker, ca), topic, values)) == sorted(values)
+    assert sorted(produce_and_read_back(ssl_client(broker, ca), topic, values)) == sorted(values)
 
     for bootstrap, extra in [(broker.ssl_bootstrap, ssl_client(broker, ca)),
                              (broker.bootstrap, {"bootstrap.servers": broker.bootstrap})]:
@@ -177,7 +99,7 @@ def test_produce_and_consume_over_ssl_beside_plaintext(tmp_path, pki, brokers):
     # The records written over TLS are there for a PLAINTEXT client, and the other way.
     plain = {"bootstrap.servers": broker.bootstrap}
     more = [f"plain-{i}".encode() for i in range(10)]
-    assert sorted(round_trip(plain, topic, more)) == sorted(values + more)
+    assert sorted(produce_and_read_back(plain, topic, more, earlier=len(values))) == sorted(values + more)
 
     producer = KafkaProducer(bootstrap_servers=broker.ssl_bootstrap, security_protocol="SSL",
                              ssl_cafile=str(ca.path), acks="all")
@@ -208,7 +130,7 @@ def test_client_certificates_are_required_and_mapped_to_principals(tmp_path, pki
     good = ca.issue("app.pem", name("app-Payments", unit="services"))
     topic = unique_topic("mtls")
     values = [f"m-{i}".encode() for i in range(20)]
-    assert sorted(round_trip(ssl_client(broker, ca, good), topic, values)) == sorted(values)
+    assert sorted(produce_and_read_back(ssl_client(broker, ca, good), topic, values)) == sorted(values)
 
     other_ca = Authority(ca.directory, "other-ca")
     refused = {
@@ -228,7 +150,8 @@ def test_client_certificates_are_required_and_mapped_to_principals(tmp_path, pki
     admin = AdminClient(ssl_client(broker, ca, refused["unknown CA"]))
     with pytest.raises(Exception):
         admin.list_topics(timeout=3)
-    assert sorted(round_trip(ssl_client(broker, ca, good), topic, [b"after"])) == sorted(values + [b"after"])
+    read = produce_and_read_back(ssl_client(broker, ca, good), topic, [b"after"], earlier=len(values))
+    assert sorted(read) == sorted(values + [b"after"])
 
 
 def test_plaintext_and_garbage_to_an_ssl_listener_close_the_connection(tmp_path, pki, brokers):
@@ -288,7 +211,8 @@ def test_certificates_rotate_without_a_restart(tmp_path, pki, brokers):
 
 @pytest.mark.parametrize("config,reason", [
     ({"listeners": "SSL://127.0.0.1:0"}, "ssl.keystore.location"),
-    ({"listeners": "SASL_SSL://127.0.0.1:0"}, "SASL is not built"),
+    ({"listeners": "SASL_SSL://127.0.0.1:0"}, "ssl.keystore.location"),
+    ({"sasl.enabled.mechanisms": "GSSAPI"}, "GSSAPI is not supported"),
     ({"listeners": "PLAINTEXT://0.0.0.0:0"}, "advertised.listeners must"),
     ({"listeners": "SSL://127.0.0.1:0", "ssl.keystore.location": "/nonexistent.pem"}, "/nonexistent.pem"),
     ({"ssl.keystore.type": "JKS"}, "only PEM keystores"),

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::metadata_store::{Guard, Txn};
 use crate::{
     BrokerInfo, ChunkCommit, ChunkMeta, CommittedOffset, PartitionLeader, ProducerBatch,
-    ProducerState, SegmentMeta, TopicMeta,
+    ProducerState, ScramCredential, ScramMechanism, SegmentMeta, TopicMeta,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +41,8 @@ pub(super) enum Key {
     Controller,
     /// `groups/{group}/offsets/{topic}/{p}`, the group id escaped (it may contain `/`).
     Offset(String, String, i32),
+    /// `users/{user}/scram/{mechanism}`, the user name escaped as group ids are.
+    ScramCredential(String, ScramMechanism),
 }
 
 impl fmt::Display for Key {
@@ -59,6 +61,9 @@ impl fmt::Display for Key {
             Key::Controller => f.write_str("controller"),
             Key::Offset(group, topic, p) => {
                 write!(f, "groups/{}/offsets/{topic}/{p}", escape(group))
+            }
+            Key::ScramCredential(user, mechanism) => {
+                write!(f, "users/{}/scram/{}", escape(user), mechanism.name())
             }
         }
     }
@@ -79,6 +84,9 @@ impl Key {
             ["topics", name] => Key::Topic(name.to_string()),
             ["groups", group, "offsets", topic, p] => {
                 Key::Offset(unescape(group)?, topic.to_string(), p.parse().ok()?)
+            }
+            ["users", user, "scram", mechanism] => {
+                Key::ScramCredential(unescape(user)?, ScramMechanism::from_name(mechanism)?)
             }
             ["partitions", t, p, ref rest @ ..] => {
                 let (t, p) = (t.parse().ok()?, p.parse().ok()?);
@@ -123,6 +131,7 @@ pub(super) enum Record {
     Controller(String),
     /// Group, topic, partition.
     Offset(String, String, i32, CommittedOffset),
+    ScramCredential(ScramCredential),
 }
 
 impl Record {
@@ -140,6 +149,9 @@ impl Record {
             Record::NextBrokerId(_) => Key::NextBrokerId,
             Record::Controller(_) => Key::Controller,
             Record::Offset(group, topic, p, _) => Key::Offset(group.clone(), topic.clone(), *p),
+            Record::ScramCredential(credential) => {
+                Key::ScramCredential(credential.user.clone(), credential.mechanism)
+            }
         }
     }
 
@@ -162,6 +174,7 @@ impl Record {
             Record::NextBrokerId(id) => json(id),
             Record::Controller(name) => json(name),
             Record::Offset(_, _, _, offset) => json(offset),
+            Record::ScramCredential(credential) => json(credential),
         }
     }
 
@@ -191,6 +204,9 @@ impl Record {
             Key::Controller => Record::Controller(serde_json::from_slice(value).map_err(bad)?),
             Key::Offset(group, topic, p) => {
                 Record::Offset(group, topic, p, serde_json::from_slice(value).map_err(bad)?)
+            }
+            Key::ScramCredential(..) => {
+                Record::ScramCredential(serde_json::from_slice(value).map_err(bad)?)
             }
         };
         // The key repeats part of the value (a name, an offset, an id): they must agree.
@@ -404,6 +420,7 @@ mod tests {
             Key::Offset("payments".into(), "orders.v1".into(), 3),
             Key::Offset("a/b%2F%/".into(), "t".into(), 0),
             Key::Offset(String::new(), "t".into(), 0),
+            Key::ScramCredential("alice/x%".into(), ScramMechanism::Sha512),
         ] {
             assert_eq!(Key::parse(&key.to_string()), Some(key));
         }

@@ -11,8 +11,8 @@ use super::records::{
 };
 use crate::metadata_store::Event;
 use crate::{
-    ChunkMeta, CommittedOffset, PartitionLeader, PartitionLog, ProducerState, SegmentMeta,
-    TopicMeta,
+    ChunkMeta, CommittedOffset, PartitionLeader, PartitionLog, ProducerState, ScramCredential,
+    ScramMechanism, SegmentMeta, TopicMeta,
 };
 
 /// Batches remembered per producer: Kafka's idempotence window (max.in.flight of 5).
@@ -36,6 +36,8 @@ pub(super) struct State {
     pub(super) topics: HashMap<Uuid, TopicState>,
     /// Committed offsets by group, then by (topic, partition).
     pub(super) offsets: BTreeMap<String, GroupOffsets>,
+    /// SCRAM credentials by user and mechanism.
+    pub(super) scram_credentials: BTreeMap<(String, ScramMechanism), ScramCredential>,
     /// Every stored flush record with how many of its chunks are still part of a log: those
     /// at zero are deleted by [`Coordinator::delete_dead_flush_records`].
     pub(super) flushes: HashMap<String, usize>,
@@ -243,6 +245,10 @@ impl State {
                     .or_default()
                     .insert((topic, p), offset);
             }
+            Record::ScramCredential(credential) => {
+                let key = (credential.user.clone(), credential.mechanism);
+                self.scram_credentials.insert(key, credential);
+            }
         }
         Ok(())
     }
@@ -368,6 +374,9 @@ impl State {
                         self.offsets.remove(&group);
                     }
                 }
+            }
+            Key::ScramCredential(user, mechanism) => {
+                self.scram_credentials.remove(&(user, mechanism));
             }
             // Never deleted: the cluster id and the id counters live forever.
             Key::ClusterId | Key::NextProducerId | Key::NextBrokerId => {}

@@ -2,6 +2,7 @@
 
 mod alter_configs;
 mod alter_partition_reassignments;
+mod alter_user_scram_credentials;
 mod api_versions;
 mod consumer_group_describe;
 mod consumer_group_heartbeat;
@@ -13,6 +14,7 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod describe_user_scram_credentials;
 mod elect_leaders;
 mod fetch;
 mod find_coordinator;
@@ -28,6 +30,8 @@ mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
 mod produce;
+mod sasl_authenticate;
+mod sasl_handshake;
 mod sync_group;
 
 use std::sync::Arc;
@@ -42,6 +46,7 @@ use proto_compat::request::Request;
 use crate::broker::Broker;
 use crate::connection::Session;
 use crate::fetch_memory::Reservation;
+use crate::sasl::Authenticator;
 
 /// The response to a request, or what is left to compute it: `Some(None)` when the API sends
 /// none (acks=0 produce), `None` when no handler serves it (decode_request only lets
@@ -195,9 +200,71 @@ async fn dispatch(
         RequestKind::ConsumerGroupDescribe(r) => {
             ResponseKind::ConsumerGroupDescribe(consumer_group_describe::handle(broker, version, r))
         }
+        RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
+            describe_user_scram_credentials::handle(broker, r),
+        ),
+        RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
+            alter_user_scram_credentials::handle(broker, r).await,
+        ),
         _ => return None,
     };
     Some(Some(response))
+}
+
+/// What a SASL listener's connection does with a request.
+pub enum SaslGate {
+    /// SaslHandshake or SaslAuthenticate, answered; `close` after the answer is written.
+    Answered { response: ResponseKind, close: bool },
+    /// A request the connection may make now, to be handled as usual.
+    Pass(Request),
+    /// A request a connection that has not authenticated (or whose session expired) may not
+    /// make: Kafka closes the connection without an answer.
+    Refused(String),
+}
+
+/// Runs the SASL APIs, and keeps every other API but ApiVersions from a connection until
+/// it has authenticated and while its session lasts.
+pub async fn sasl_gate(
+    broker: &Broker,
+    authenticator: &mut Authenticator,
+    session: &mut Session,
+    request: Request,
+) -> SaslGate {
+    let version = request.header.request_api_version;
+    match request.body {
+        RequestKind::SaslHandshake(r) => {
+            let (response, close) = sasl_handshake::handle(authenticator, &broker.config.sasl, r);
+            SaslGate::Answered {
+                response: ResponseKind::SaslHandshake(response),
+                close,
+            }
+        }
+        RequestKind::SaslAuthenticate(r) => {
+            let (response, close) =
+                sasl_authenticate::handle(broker, authenticator, session, version, r).await;
+            SaslGate::Answered {
+                response: ResponseKind::SaslAuthenticate(response),
+                close,
+            }
+        }
+        RequestKind::ApiVersions(_) => SaslGate::Pass(request),
+        _ => {
+            let now = std::time::Instant::now();
+            if authenticator.user(now).is_some() {
+                SaslGate::Pass(request)
+            } else if authenticator.expired(now) {
+                SaslGate::Refused(format!(
+                    "{:?} after the SASL session expired (connections.max.reauth.ms) without re-authentication",
+                    request.api_key
+                ))
+            } else {
+                SaslGate::Refused(format!(
+                    "unexpected {:?} request before SASL authentication",
+                    request.api_key
+                ))
+            }
+        }
+    }
 }
 
 /// The ACL operations a group allows when asked (READ, DELETE, DESCRIBE): all of them, as a
