@@ -4,6 +4,7 @@
 //! wrong password, so a client learns nothing about which user names exist.
 
 use std::num::NonZeroU32;
+use std::sync::OnceLock;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -99,6 +100,15 @@ fn random_bytes(len: usize) -> Vec<u8> {
     bytes
 }
 
+/// The made-up credential of a user without one: the same salt every time it is asked for
+/// (from a key this process picks), so that asking twice does not tell it from a real one.
+fn decoy(user: &str, mechanism: ScramMechanism) -> ScramCredential {
+    static KEY: OnceLock<Vec<u8>> = OnceLock::new();
+    let key = KEY.get_or_init(|| random_bytes(32));
+    let salt = hmac(mechanism, key, user.as_bytes())[..16].to_vec();
+    credential(user, mechanism, &random_bytes(32), &salt, MIN_ITERATIONS)
+}
+
 /// Why an exchange failed; the client is told only that authentication failed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ScramError {
@@ -175,8 +185,7 @@ impl ScramExchange {
             }
         }
         let credential = lookup(&user);
-        let salted = random_bytes(32);
-        let decoy = self::credential(&user, mechanism, &salted, &random_bytes(16), MIN_ITERATIONS);
+        let decoy = decoy(&user, mechanism);
         let shown = credential.as_ref().unwrap_or(&decoy);
         let nonce = format!("{client_nonce}{}", BASE64.encode(random_bytes(18)));
         let server_first = format!(
@@ -325,6 +334,17 @@ mod tests {
             assert_eq!(
                 wrong.finish(&final_message).unwrap_err(),
                 ScramError::InvalidCredentials
+            );
+            let first = |exchange: ScramExchange| {
+                exchange
+                    .server_first
+                    .split_once(",s=")
+                    .map(|(_, rest)| rest.to_string())
+            };
+            assert_eq!(
+                first(start(b"n,,n=mallory,r=abc")),
+                first(start(b"n,,n=mallory,r=xyz")),
+                "an unknown user's salt and iterations stay the same"
             );
             let unknown = start(b"n,,n=mallory,r=abc");
             let final_message = client_final(&unknown, b"secret", &salt);
