@@ -99,6 +99,10 @@ pub struct SegmentMeta {
     pub offset_index_key: String,
     pub time_index_key: String,
     pub created_ms: i64,
+    /// Written by the LogCleaner: records were removed, so its batches may skip offsets
+    /// (its range still covers them). Cleaned segments are always a prefix of the log.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cleaned: bool,
 }
 
 /// One partition's share of a flush.
