@@ -212,6 +212,12 @@ pub struct BrokerConfig {
     pub compaction_bytes: u64,
     pub compaction_max_lag: Duration,
     pub retention_check_interval: Duration,
+    /// How long the LogCleaner waits between passes over the compacted partitions (Kafka's
+    /// `log.cleaner.backoff.ms`).
+    pub cleaner_backoff: Duration,
+    /// The memory of one clean's OffsetMap (Kafka's `log.cleaner.dedupe.buffer.size`): a
+    /// clean takes in the dirty segments whose keys fit.
+    pub cleaner_dedupe_buffer_size: usize,
     /// How long an object stays after nothing references it (readers may still be on it).
     pub object_delete_grace: Duration,
     /// In a cluster: a broker whose etcd session is not renewed for this long is dead, and
@@ -284,6 +290,8 @@ impl Default for BrokerConfig {
             compaction_bytes: 64 * 1024 * 1024,
             compaction_max_lag: Duration::from_secs(60),
             retention_check_interval: Duration::from_secs(300),
+            cleaner_backoff: Duration::from_secs(15),
+            cleaner_dedupe_buffer_size: 128 * 1024 * 1024,
             object_delete_grace: Duration::from_secs(60),
             group: GroupConfig::default(),
         }
@@ -431,6 +439,8 @@ fn apply(
         "compaction.bytes" => broker.compaction_bytes = bytes()?,
         "compaction.max.lag.ms" => broker.compaction_max_lag = millis()?,
         "log.retention.check.interval.ms" => broker.retention_check_interval = millis()?,
+        "log.cleaner.backoff.ms" => broker.cleaner_backoff = millis()?,
+        "log.cleaner.dedupe.buffer.size" => broker.cleaner_dedupe_buffer_size = bytes()? as usize,
         "object.delete.grace.ms" => broker.object_delete_grace = millis()?,
         "broker.session.timeout.ms" => broker.session_timeout = millis()?,
         "auto.leader.rebalance.enable" => broker.leader_balance.auto_rebalance = boolean()?,

@@ -196,6 +196,7 @@ pub(super) fn segment(base_offset: i64, last_offset: i64) -> SegmentMeta {
         time_index_key: format!("{key}.timeindex"),
         created_ms: 1_700_000_000_000,
         cleaned: false,
+        delete_horizon_ms: None,
     }
 }
 
