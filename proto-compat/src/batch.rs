@@ -304,8 +304,8 @@ pub fn with_records(batch: &RecordBatch, codec: Compression, records: &[u8]) -> 
 /// What the LogCleaner keeps of `batch`: its header (offsets, last offset delta, producer
 /// id, epoch and base sequence, max timestamp) over `records`, uncompressed, `record_count`
 /// of them, whose timestamp deltas count from `base_timestamp`; with `delete_horizon` that
-/// base timestamp is the batch's delete horizon. Kafka keeps the last offset delta so that
-/// the batch's last sequence stays what the producer sent.
+/// base timestamp is the batch's delete horizon, else the batch has none. Kafka keeps the
+/// last offset delta so that the batch's last sequence stays what the producer sent.
 pub fn with_retained_records(
     batch: &RecordBatch,
     record_count: i32,
@@ -316,10 +316,11 @@ pub fn with_retained_records(
     let mut header = batch.bytes[..RECORD_BATCH_OVERHEAD].to_vec();
     header[RECORDS_COUNT..RECORDS_COUNT + 4].copy_from_slice(&record_count.to_be_bytes());
     header[BASE_TIMESTAMP..BASE_TIMESTAMP + 8].copy_from_slice(&base_timestamp.to_be_bytes());
+    let mut attributes = read_i16(&header, ATTRIBUTES) & !DELETE_HORIZON_BIT;
     if delete_horizon {
-        let attributes = read_i16(&header, ATTRIBUTES) | DELETE_HORIZON_BIT;
-        header[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+        attributes |= DELETE_HORIZON_BIT;
     }
+    header[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
     let header = RecordBatch {
         bytes: Bytes::from(header),
     };

@@ -60,10 +60,11 @@ pub fn for_each_record(
     Ok(())
 }
 
-/// `batch` with only the records `retain` keeps. With `delete_horizon_ms`, a batch that has
-/// no delete horizon yet and keeps a tombstone gets this one (KIP-534): its base timestamp
-/// becomes the horizon and the records' timestamp deltas count from it, so every record's
-/// timestamp stays what it was.
+/// `batch` with only the records `retain` keeps. A batch that keeps a tombstone has a
+/// delete horizon (KIP-534): the one it had, else `delete_horizon_ms` (the clean that first
+/// keeps a tombstone sets it); its base timestamp is the horizon and the records' timestamp
+/// deltas count from it, so every record's timestamp stays what it was. A batch that keeps
+/// no tombstone has no horizon.
 pub fn filter_batch(
     batch: &RecordBatch,
     max_inflated_bytes: u64,
@@ -82,29 +83,34 @@ pub fn filter_batch(
             dropped = true;
         }
     }
-    let horizon = delete_horizon_ms
-        .filter(|_| batch.delete_horizon_ms().is_none())
-        .filter(|_| kept.iter().any(|r| r.info.is_tombstone));
-    if kept.is_empty() {
+    let Some(first) = kept.first() else {
         return Ok(Filtered::Empty);
-    }
-    if !dropped && horizon.is_none() {
+    };
+    let horizon = match kept.iter().any(|r| r.info.is_tombstone) {
+        true => batch.delete_horizon_ms().or(delete_horizon_ms),
+        false => None,
+    };
+    if !dropped && horizon == batch.delete_horizon_ms() {
         return Ok(Filtered::Unchanged);
     }
-    let base_timestamp = horizon.unwrap_or(batch.base_timestamp());
+    let base_timestamp = match (horizon, batch.delete_horizon_ms()) {
+        (Some(horizon), _) => horizon,
+        // The horizon goes: the first record's timestamp is the base again, as Kafka writes.
+        (None, Some(_)) => batch.base_timestamp().wrapping_add(first.timestamp_delta),
+        (None, None) => batch.base_timestamp(),
+    };
     let mut records = Vec::new();
     for record in &kept {
-        match horizon {
-            None => records.extend_from_slice(record.bytes),
-            Some(horizon) => {
-                let timestamp = batch.base_timestamp().wrapping_add(record.timestamp_delta);
-                let mut fields = vec![record.bytes[record_start(record.bytes)]];
-                put_varlong(&mut fields, timestamp.wrapping_sub(horizon));
-                fields.extend_from_slice(record.after_timestamp);
-                put_varlong(&mut records, fields.len() as i64);
-                records.extend_from_slice(&fields);
-            }
+        if base_timestamp == batch.base_timestamp() {
+            records.extend_from_slice(record.bytes);
+            continue;
         }
+        let timestamp = batch.base_timestamp().wrapping_add(record.timestamp_delta);
+        let mut fields = vec![record.bytes[record_start(record.bytes)]];
+        put_varlong(&mut fields, timestamp.wrapping_sub(base_timestamp));
+        fields.extend_from_slice(record.after_timestamp);
+        put_varlong(&mut records, fields.len() as i64);
+        records.extend_from_slice(&fields);
     }
     let count = kept.len() as i32;
     let plain = with_retained_records(batch, count, base_timestamp, horizon.is_some(), &records);
@@ -114,10 +120,11 @@ pub fn filter_batch(
     }))
 }
 
-/// An empty batch in `batch`'s place (no records, uncompressed), which Kafka keeps for the
-/// last batch of an idempotent producer so that its last sequence stays in the log.
+/// An empty batch in `batch`'s place (no records, uncompressed, no delete horizon), which
+/// Kafka keeps for the last batch of an idempotent producer so that its last sequence stays
+/// in the log.
 pub fn empty_batch(batch: &RecordBatch) -> RecordBatch {
-    with_retained_records(batch, 0, batch.base_timestamp(), false, &[])
+    with_retained_records(batch, 0, batch.max_timestamp(), false, &[])
 }
 
 /// Where a record's attributes byte lies: after its length varint.
@@ -306,6 +313,28 @@ mod tests {
                     .unwrap(),
                 true
             );
+        }
+    }
+
+    #[test]
+    fn a_batch_whose_tombstones_went_has_no_delete_horizon_and_keeps_its_timestamps() {
+        for codec in CODECS {
+            let Filtered::Rewritten(marked) =
+                filter_batch(&batch(8, codec), u64::MAX, Some(1_000_000), |_| true).unwrap()
+            else {
+                panic!("{codec:?}: the horizon was not set");
+            };
+            let Filtered::Rewritten(cleaned) =
+                filter_batch(&marked, u64::MAX, Some(2_000_000), |r| !r.is_tombstone).unwrap()
+            else {
+                panic!("{codec:?}: the tombstones did not go");
+            };
+            assert_eq!(cleaned.delete_horizon_ms(), None);
+            assert_eq!(cleaned.base_timestamp(), 5_000);
+            let timestamps: Vec<i64> = decode(&cleaned).iter().map(|r| r.timestamp).collect();
+            assert_eq!(timestamps, [5_000, 5_001, 5_002, 5_004, 5_005, 5_006]);
+            let empty = empty_batch(&marked);
+            assert_eq!((empty.delete_horizon_ms(), empty.record_count()), (None, 0));
         }
     }
 

@@ -14,7 +14,8 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KpTopicPartition
 from kafka.errors import InvalidRecordError
 
-from strata_harness import TIMEOUT, consumer_config, create_topic, unique_topic, wait_until
+from strata_harness import (TIMEOUT, Strata, consumer_config, create_topic, unique_topic,
+                            wait_until)
 
 TIMEOUT_MS = TIMEOUT * 1000
 
@@ -255,3 +256,64 @@ def test_altering_a_topic_from_delete_to_compact_cleans_it(strata):
             kp.send(topic, value=b"no key", partition=0).get(timeout=TIMEOUT)
     finally:
         kp.close(timeout=TIMEOUT)
+
+
+def mid_clean(strata, cleans_before: int) -> bool:
+    """A clean started after the first `cleans_before` ones and has not finished (the broker
+    logs both at debug level)."""
+    text = strata.log_file.read_text(errors="replace")
+    started = text.count("cleaning the log")
+    return started > cleans_before and text.rfind("cleaning the log") > text.rfind("cleaned the log")
+
+
+def test_a_compacted_topic_survives_sigkill_mid_clean(tmp_path, monkeypatch):
+    monkeypatch.setenv("RUST_LOG", "info,strata::background::log_cleaner=debug")
+    strata = Strata(tmp_path, {
+        **FAST_CLEANING,
+        # Every PUT takes a few hundred milliseconds, as on a slow remote store: a clean
+        # (three objects per segment) lasts long enough to be killed in the middle.
+        "simulate.put.latency.p50.ms": 200,
+        "simulate.put.latency.p99.ms": 400,
+        "object.delete.grace.ms": 1000,
+    })
+    strata.start()
+    try:
+        topic = unique_topic("crash-compact")
+        create_topic(strata.bootstrap, topic,
+                     config={**COMPACTED, "delete.retention.ms": "1000"})
+        produced, offsets = [], []
+        for kill in range(4):
+            batch = [(f"k{k}".encode(),
+                      None if (k + kill) % 9 == 0 else f"{k}-{kill}".encode())
+                     for k in range(40)]
+            batch.append((b"end", f"round-{kill}".encode()))
+            text = strata.log_file.read_text(errors="replace")
+            cleans_before = text.count("cleaning the log")
+            offsets += produce_keyed(strata.bootstrap, topic, batch)
+            produced += batch
+            wait_until(lambda: mid_clean(strata, cleans_before), f"a clean to start ({kill})",
+                       timeout=TIMEOUT * 2, interval=0.01)
+            assert strata.restart(kill=True) == -9, f"kill {kill}"
+
+            # Whatever the clean was doing, the log reads back whole: each record at the
+            # offset it was produced at, and folding it gives the table of all produced.
+            at = {offset: record for offset, record in zip(offsets, produced)}
+            records = read_log(strata.bootstrap, topic)
+            wrong = [(o, k, v) for o, k, v in records if at.get(o) != (k, v)]
+            assert not wrong, f"kill {kill}: records not as produced at their offsets: {wrong[:5]}"
+            assert fold(records) == fold([(None, k, v) for k, v in produced]), f"kill {kill}"
+
+        # After the kills a clean completes, and what the killed cleans wrote is collected:
+        # one cleaned segment is left, its three objects.
+        expected = [r for r in latest_per_key(produced, offsets) if r[2] is not None]
+        wait_until(lambda: [r for r in read_log(strata.bootstrap, topic) if r[2] is not None]
+                   == expected, "a clean to complete after the restarts", timeout=TIMEOUT * 3)
+        segments = strata.data_dir / "objects" / "topics"
+        wait_until(lambda: len(list(segments.glob("*/0/*"))) == 3,
+                   "the objects of killed and replaced cleans to be collected",
+                   timeout=TIMEOUT * 3)
+    except BaseException:
+        print(strata.log())
+        raise
+    finally:
+        strata.stop(kill=True)

@@ -196,6 +196,13 @@ async fn clean(
         .config
         .compaction_bytes
         .min(config.segment_bytes.max(1) as u64);
+    tracing::debug!(
+        topic = %partition.topic,
+        partition = partition.index,
+        dirty_segments = mapped,
+        keys = map.len(),
+        "cleaning the log"
+    );
     let mut out = CleanedSegments::new(broker, partition, first, limit);
     let mut stats = CleanStats::default();
     for segment in replaced {
@@ -615,6 +622,11 @@ mod tests {
         let log = log(&broker, &partition);
         assert_eq!(log.segments[0].delete_horizon_ms, None);
         assert_eq!(log.high_watermark, 3, "offsets do not move");
+        // Nothing left to remove: not due again.
+        clean_if_due(&broker, &partition, now + 2 * DAY)
+            .await
+            .unwrap();
+        assert_eq!(broker.metrics.cleaner.runs.get(), 2);
     }
 
     fn meta(base: i64, last: i64, size: u64, max_timestamp: i64, cleaned: bool) -> SegmentMeta {

@@ -278,6 +278,23 @@ mod tests {
             .map(|b| (b.base_offset(), b.record_count(), b.last_sequence()))
             .collect();
         assert_eq!(kept, [(0, 0, 0), (2, 1, 2)]);
+
+        // An emptied batch whose tombstone went keeps no delete horizon: nothing is due.
+        let tombstone = batch(0, &[("a", None)], 5, false);
+        let (marked, _) = clean(vec![tombstone], &rules);
+        assert_eq!(marked[0].delete_horizon_ms(), Some(100));
+        let (emptied, stats) = clean(
+            marked,
+            &CleanRules {
+                now_ms: 100,
+                ..rules.clone()
+            },
+        );
+        assert_eq!(stats.tombstones_removed, 1);
+        assert_eq!(
+            (emptied[0].record_count(), emptied[0].delete_horizon_ms()),
+            (0, None)
+        );
     }
 
     #[test]
