@@ -87,7 +87,8 @@ pub fn clean_batches(
                 // Kafka's cleaner drops records without key from a compacted log.
                 None => true,
             };
-            let keep = !superseded && !(record.is_tombstone && expired);
+            let expired_tombstone = record.is_tombstone && expired;
+            let keep = !(superseded || expired_tombstone);
             if !keep {
                 removed += 1;
                 tombstones += u64::from(record.is_tombstone);
