@@ -119,6 +119,9 @@ pub(crate) fn inflate_records(
 /// A record's timestamp is base_timestamp + its delta. In a LogAppendTime batch that is not
 /// the timestamp consumers see (every record has the batch's max timestamp): callers use
 /// `max_timestamp()` for those batches instead of calling this.
+///
+/// The batch may come from the LogCleaner, whose batches skip the offsets of records it
+/// removed: offset deltas need only increase.
 pub fn find_record(
     batch: &RecordBatch,
     from_offset: i64,
@@ -129,6 +132,7 @@ pub fn find_record(
         return Ok(None);
     }
     let mut records = Records::open(batch, max_inflated_bytes)?;
+    records.offsets_may_skip = true;
     let claimed = batch.record_count();
     for index in 0..i64::from(claimed) {
         let Some(record) = records.next(index)? else {
@@ -136,8 +140,9 @@ pub fn find_record(
                 "batch claims {claimed} records, found {index}"
             )));
         };
-        // next() checked that the offset delta is the index.
-        let offset = batch.base_offset().wrapping_add(index);
+        let offset = batch
+            .base_offset()
+            .wrapping_add(i64::from(record.offset_delta));
         let timestamp = batch.base_timestamp().wrapping_add(record.timestamp_delta);
         if offset >= from_offset && matches(timestamp) {
             return Ok(Some((offset, timestamp)));
@@ -149,6 +154,7 @@ pub fn find_record(
 /// What callers need of a record; the rest is checked and skipped.
 struct Record {
     timestamp_delta: i64,
+    offset_delta: i32,
     has_key: bool,
 }
 
@@ -156,6 +162,11 @@ struct Record {
 struct Records<'a> {
     input: Input<'a>,
     codec: Compression,
+    /// Offset deltas need only increase up to the batch's last offset delta (a cleaned
+    /// batch), rather than count from 0.
+    offsets_may_skip: bool,
+    previous_delta: i64,
+    last_offset_delta: i64,
 }
 
 /// Where the records' bytes come from: the payload itself when it is not compressed (read in
@@ -200,7 +211,13 @@ impl<'a> Records<'a> {
             };
             Input::Inflating(BufReader::with_capacity(SCRATCH, limited))
         };
-        Ok(Self { input, codec })
+        Ok(Self {
+            input,
+            codec,
+            offsets_may_skip: false,
+            previous_delta: -1,
+            last_offset_delta: i64::from(batch.last_offset_delta()),
+        })
     }
 
     /// Reads record `index` (counting from 0), or `None` at the clean end of the records.
@@ -259,13 +276,20 @@ impl<'a> Records<'a> {
                 body.left
             )));
         }
-        if i64::from(offset_delta) != index {
+        let delta = i64::from(offset_delta);
+        let expected = match self.offsets_may_skip {
+            true => delta > self.previous_delta && delta <= self.last_offset_delta,
+            false => delta == index,
+        };
+        if !expected {
             return Err(BatchError::InvalidRecord(format!(
                 "offset delta {offset_delta}, expected {index}"
             )));
         }
+        self.previous_delta = delta;
         Ok(Record {
             timestamp_delta,
+            offset_delta,
             has_key,
         })
     }

@@ -552,6 +552,13 @@ mod tests {
             read_table(&broker, &partition, 5).await[0],
             row(5, "a", Some("a2"))
         );
+        // ListOffsets by timestamp reads records of batches whose offsets skip.
+        let by_time = broker
+            .log_reader()
+            .offset_for_timestamp(partition.topic_id, 0, 1_000)
+            .await
+            .unwrap();
+        assert_eq!(by_time, Some((3, 1_000)));
         let metrics = &broker.metrics.cleaner;
         assert_eq!(metrics.runs.get(), 1);
         assert_eq!(metrics.records_removed.get(), 3);
