@@ -317,3 +317,38 @@ def test_a_compacted_topic_survives_sigkill_mid_clean(tmp_path, monkeypatch):
         raise
     finally:
         strata.stop(kill=True)
+
+
+def test_a_new_leader_goes_on_cleaning_after_the_old_one_is_killed(tmp_path):
+    """Cluster mode: the cleaned segments are swapped in through etcd, fenced by the leader
+    epoch; after kill -9 of the leader the partition's new leader reads the cleaned log and
+    cleans what is produced next."""
+    from cluster_harness import Cluster, leaders
+
+    c = Cluster(tmp_path, etcd_members=1, coordinators=1, gateways=2,
+                config={**FAST_CLEANING, "auto.leader.rebalance.enable": False})
+    try:
+        c.start()
+        topic = unique_topic("cluster-compact")
+        create_topic(c.bootstrap(), topic, config=COMPACTED)
+        first = [(f"k{i % 10}".encode(), f"first-{i}".encode()) for i in range(50)]
+        offsets = produce_keyed(c.bootstrap(), topic, first)
+        wait_until(lambda: read_log(c.bootstrap(), topic) == latest_per_key(first, offsets),
+                   "the first leader's clean", timeout=TIMEOUT * 2)
+
+        victim = c.gateway_of_broker(leaders(c.bootstrap(), topic)[0])
+        assert c.kill_gateway(victim) == -9
+        survivor = next(i for i in c.live_gateways() if i != victim)
+        wait_until(lambda: leaders(c.bootstrap([survivor]), topic).get(0)
+                   == c.gateways[survivor].broker_id, "the partition's new leader",
+                   timeout=TIMEOUT)
+        second = [(f"k{i % 10}".encode(), f"second-{i}".encode()) for i in range(30)]
+        offsets += produce_keyed(c.bootstrap([survivor]), topic, second)
+        expected = latest_per_key(first + second, offsets)
+        wait_until(lambda: read_log(c.bootstrap([survivor]), topic) == expected,
+                   "the new leader's clean", timeout=TIMEOUT * 2)
+    except BaseException:
+        print(c.logs())
+        raise
+    finally:
+        c.stop()
