@@ -8,7 +8,8 @@ import re
 import time
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer,
+                             TopicPartition)
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KpTopicPartition
@@ -223,6 +224,18 @@ def test_records_without_key_are_refused_with_invalid_record(strata):
     finally:
         kp.close(timeout=TIMEOUT)
     assert [(o, k, v) for o, k, v in read_log(strata.bootstrap, topic)] == [(0, b"k", b"keyed")]
+
+
+def test_delete_records_is_refused_on_a_compact_only_topic(strata):
+    """Kafka: the records of a topic without the delete policy cannot be deleted."""
+    topic = unique_topic("no-delete")
+    create_topic(strata.bootstrap, topic, config=COMPACTED)
+    produce_keyed(strata.bootstrap, topic, [(b"k", b"v1"), (b"k", b"v2")])
+    admin = AdminClient({"bootstrap.servers": strata.bootstrap})
+    [future] = admin.delete_records([TopicPartition(topic, 0, 1)]).values()
+    with pytest.raises(KafkaException) as refused:
+        future.result(timeout=TIMEOUT)
+    assert refused.value.args[0].code() == KafkaError.POLICY_VIOLATION
 
 
 def test_altering_a_topic_from_delete_to_compact_cleans_it(strata):
