@@ -121,7 +121,9 @@ impl Coordinator {
             let mut replaced = 0;
             if last >= base && !overlapped {
                 for segment in log.segments.range(base..=last).map(|(_, s)| s) {
-                    if segment.base_offset != next {
+                    // The LogCleaner rewrites its segments itself: compaction never
+                    // takes one in (it may have read it before the cleaner replaced it).
+                    if segment.base_offset != next || segment.cleaned {
                         break;
                     }
                     next = segment.last_offset + 1;
@@ -692,6 +694,14 @@ mod tests {
         assert_eq!(log.segments, [cleaned(0, 4), cleaned(5, 19)]);
         assert_eq!(log.chunks, [chunk(20, 29)]);
         assert_eq!(log.high_watermark, 30);
+        // Compaction never merges a cleaned segment.
+        let merge = coordinator
+            .commit_segments(t, 0, 0, vec![segment(5, 29)])
+            .await;
+        assert!(matches!(
+            merge,
+            Err(CoordinatorError::NonContiguousCommit(_))
+        ));
         // What the clean read is gone: the same commit again is stale.
         let again = coordinator
             .replace_segments(t, 0, 0, &read, vec![cleaned(0, 19)])
