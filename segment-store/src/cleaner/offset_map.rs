@@ -10,12 +10,13 @@ const HASH_BYTES: usize = 16;
 /// A slot: the hash and the offset.
 pub const BYTES_PER_ENTRY: usize = HASH_BYTES + 8;
 
+/// A slot's words: the hash's two halves, then the offset + 1 (0: a free slot, so a zeroed
+/// table is an empty one). Hash and offset side by side: a lookup touches one place.
+const WORDS: usize = 3;
+
 #[derive(Debug)]
 pub struct OffsetMap {
-    /// `slots` hashes back to back.
-    hashes: Vec<u8>,
-    /// offset + 1 per slot; 0 marks a free slot (so a zeroed table is an empty one).
-    offsets: Vec<u64>,
+    slots: Vec<u64>,
     entries: usize,
     max_entries: usize,
     latest_offset: Option<i64>,
@@ -26,9 +27,8 @@ impl OffsetMap {
     pub fn new(memory: usize) -> Self {
         let slots = (memory / BYTES_PER_ENTRY).max(2);
         Self {
-            // Zeroed allocations: pages are touched only as keys land in them.
-            hashes: vec![0; slots * HASH_BYTES],
-            offsets: vec![0; slots],
+            // A zeroed allocation: pages are touched only as keys land in them.
+            slots: vec![0; slots * WORDS],
             entries: 0,
             // 90%, and always one free slot.
             max_entries: (slots * 9 / 10).max(1),
@@ -40,23 +40,23 @@ impl OffsetMap {
     /// and the map is full.
     pub fn put(&mut self, key: &[u8], offset: i64) -> bool {
         let hash = hash(key);
-        let slot = self.slot_of(&hash);
-        if self.offsets[slot] == 0 {
+        let at = self.slot_of(hash) * WORDS;
+        if self.slots[at + 2] == 0 {
             if self.is_full() {
                 return false;
             }
-            self.hashes[slot * HASH_BYTES..(slot + 1) * HASH_BYTES].copy_from_slice(&hash);
+            self.slots[at..at + 2].copy_from_slice(&hash);
             self.entries += 1;
         }
-        self.offsets[slot] = offset as u64 + 1;
+        self.slots[at + 2] = offset as u64 + 1;
         self.latest_offset = Some(self.latest_offset.map_or(offset, |o| o.max(offset)));
         true
     }
 
     /// The offset of the latest record of `key` seen, if any.
     pub fn get(&self, key: &[u8]) -> Option<i64> {
-        let slot = self.slot_of(&hash(key));
-        match self.offsets[slot] {
+        let at = self.slot_of(hash(key)) * WORDS;
+        match self.slots[at + 2] {
             0 => None,
             stored => Some((stored - 1) as i64),
         }
@@ -82,14 +82,12 @@ impl OffsetMap {
 
     /// The slot holding `hash`, or the free slot where it would go. The table is never
     /// entirely full (at most 90% of it, and one slot always stays free), so this ends.
-    fn slot_of(&self, hash: &[u8; HASH_BYTES]) -> usize {
-        let slots = self.offsets.len();
-        let start = u64::from_be_bytes(hash[..8].try_into().expect("8 bytes")) % slots as u64;
-        let mut slot = start as usize;
+    fn slot_of(&self, hash: [u64; 2]) -> usize {
+        let slots = self.slots.len() / WORDS;
+        let mut slot = (hash[0] % slots as u64) as usize;
         loop {
-            if self.offsets[slot] == 0
-                || self.hashes[slot * HASH_BYTES..(slot + 1) * HASH_BYTES] == hash[..]
-            {
+            let at = slot * WORDS;
+            if self.slots[at + 2] == 0 || self.slots[at..at + 2] == hash {
                 return slot;
             }
             slot = (slot + 1) % slots;
@@ -97,8 +95,11 @@ impl OffsetMap {
     }
 }
 
-fn hash(key: &[u8]) -> [u8; HASH_BYTES] {
-    Md5::digest(key).into()
+/// The key's MD5, as two words.
+fn hash(key: &[u8]) -> [u64; 2] {
+    let digest: [u8; HASH_BYTES] = Md5::digest(key).into();
+    let word = |i: usize| u64::from_le_bytes(digest[i..i + 8].try_into().expect("8 bytes"));
+    [word(0), word(8)]
 }
 
 #[cfg(test)]
