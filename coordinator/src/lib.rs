@@ -170,6 +170,14 @@ pub struct SegmentMeta {
     pub offset_index_key: String,
     pub time_index_key: String,
     pub created_ms: i64,
+    /// Written by the LogCleaner: records were removed, so its batches may skip offsets
+    /// (its range still covers them). Cleaned segments are always a prefix of the log.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cleaned: bool,
+    /// The earliest delete horizon of its batches holding tombstones (KIP-534): from then on
+    /// a clean has tombstones to remove.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_horizon_ms: Option<i64>,
 }
 
 /// One partition's share of a flush.

@@ -31,14 +31,27 @@ pub enum CompressionType {
     Zstd,
 }
 
-/// Only `delete`: log compaction is not supported yet.
+/// `cleanup.policy`: retention deletes old segments (`delete`), the LogCleaner keeps the
+/// latest record of each key (`compact`), or both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CleanupPolicy {
     Delete,
+    Compact,
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    pub fn compacts(self) -> bool {
+        matches!(self, CleanupPolicy::Compact | CleanupPolicy::CompactDelete)
+    }
+
+    pub fn deletes(self) -> bool {
+        matches!(self, CleanupPolicy::Delete | CleanupPolicy::CompactDelete)
+    }
 }
 
 /// The effective configs of a topic.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TopicConfig {
     pub retention_ms: i64,
     pub retention_bytes: i64,
@@ -52,6 +65,11 @@ pub struct TopicConfig {
     /// Kafka 3.x's single bound for both, applied as well.
     pub message_timestamp_difference_max_ms: i64,
     pub cleanup_policy: CleanupPolicy,
+    /// The LogCleaner's settings, for compacted topics.
+    pub delete_retention_ms: i64,
+    pub min_cleanable_dirty_ratio: f64,
+    pub min_compaction_lag_ms: i64,
+    pub max_compaction_lag_ms: i64,
     pub compression_type: CompressionType,
     /// `compression.gzip.level` (-1: the codec's default), `.lz4.level`, `.zstd.level`.
     pub compression_gzip_level: i32,
@@ -73,6 +91,10 @@ impl Default for TopicConfig {
             message_timestamp_after_max_ms: 3_600_000,
             message_timestamp_difference_max_ms: i64::MAX,
             cleanup_policy: CleanupPolicy::Delete,
+            delete_retention_ms: 86_400_000,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
             compression_type: CompressionType::Producer,
             compression_gzip_level: -1,
             compression_lz4_level: 9,
@@ -122,7 +144,12 @@ impl TopicConfig {
     /// None for the others.
     pub fn value(&self, name: &str) -> Option<String> {
         Some(match name {
-            CLEANUP_POLICY => "delete".to_string(),
+            CLEANUP_POLICY => match self.cleanup_policy {
+                CleanupPolicy::Delete => "delete",
+                CleanupPolicy::Compact => "compact",
+                CleanupPolicy::CompactDelete => "compact,delete",
+            }
+            .to_string(),
             "compression.type" => format!("{:?}", self.compression_type).to_lowercase(),
             "compression.gzip.level" => self.compression_gzip_level.to_string(),
             "compression.lz4.level" => self.compression_lz4_level.to_string(),
@@ -156,7 +183,11 @@ impl TopicConfig {
         let value = checked.as_str();
         // The catalogue checked the type, names and ranges: what is left is to take them.
         match name {
-            CLEANUP_POLICY => self.cleanup_policy = parse_cleanup_policy(shown_as, value)?,
+            CLEANUP_POLICY => self.cleanup_policy = parse_cleanup_policy(value),
+            "delete.retention.ms" => self.delete_retention_ms = checked_number(value),
+            "min.cleanable.dirty.ratio" => self.min_cleanable_dirty_ratio = checked_number(value),
+            "min.compaction.lag.ms" => self.min_compaction_lag_ms = checked_number(value),
+            "max.compaction.lag.ms" => self.max_compaction_lag_ms = checked_number(value),
             "compression.type" => {
                 self.compression_type = match value {
                     "uncompressed" => CompressionType::Uncompressed,
@@ -209,7 +240,7 @@ fn unknown_config(name: &str) -> CoordinatorError {
 }
 
 /// The broker-level defaults of topic configs, from the broker's config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BrokerDefaults {
     /// `num.partitions`: for topics created without a partition count (and auto-created ones).
     pub num_partitions: i32,
@@ -441,15 +472,15 @@ fn split_list(value: &str) -> Vec<String> {
         .collect()
 }
 
-fn parse_cleanup_policy(name: &str, value: &str) -> Result<CleanupPolicy, CoordinatorError> {
+/// A list the catalogue checked: items among `compact` and `delete`.
+fn parse_cleanup_policy(value: &str) -> CleanupPolicy {
     let items = split_list(value);
-    if items.iter().any(|item| item == "compact") {
-        return Err(CoordinatorError::InvalidConfig(format!(
-            "{name}={value} is not supported: Strata does not implement log compaction yet \
-             (only cleanup.policy=delete)"
-        )));
+    let has = |policy: &str| items.iter().any(|item| item == policy);
+    match (has("compact"), has("delete")) {
+        (true, true) => CleanupPolicy::CompactDelete,
+        (true, false) => CleanupPolicy::Compact,
+        (false, _) => CleanupPolicy::Delete,
     }
-    Ok(CleanupPolicy::Delete)
 }
 
 fn parse_number<T: FromStr + PartialOrd + Display>(
@@ -526,6 +557,30 @@ mod tests {
     }
 
     #[test]
+    fn compaction_policies_and_the_cleaner_settings_are_taken() {
+        let mut config = TopicConfig::default();
+        assert!(config.cleanup_policy.deletes() && !config.cleanup_policy.compacts());
+        config.set("cleanup.policy", "compact").unwrap();
+        assert!(config.cleanup_policy.compacts() && !config.cleanup_policy.deletes());
+        config.set("cleanup.policy", "delete, compact").unwrap();
+        assert_eq!(config.cleanup_policy, CleanupPolicy::CompactDelete);
+        config.set("delete.retention.ms", "10").unwrap();
+        config.set("min.cleanable.dirty.ratio", "0.01").unwrap();
+        config.set("min.compaction.lag.ms", "20").unwrap();
+        config.set("max.compaction.lag.ms", "30").unwrap();
+        assert_eq!(
+            (
+                config.delete_retention_ms,
+                config.min_cleanable_dirty_ratio,
+                config.min_compaction_lag_ms,
+                config.max_compaction_lag_ms
+            ),
+            (10, 0.01, 20, 30)
+        );
+        assert_invalid(config.set("min.cleanable.dirty.ratio", "1.5"), "dirty");
+    }
+
+    #[test]
     fn validation_follows_kafka_limits() {
         let mut config = TopicConfig::default();
         assert_invalid(config.set("segment.bytes", "13"), "at least 14");
@@ -538,8 +593,6 @@ mod tests {
             config.set("message.timestamp.type", "createtime"),
             "CreateTime",
         );
-        assert_invalid(config.set("cleanup.policy", "compact"), "compaction");
-        assert_invalid(config.set("cleanup.policy", "compact,delete"), "compaction");
         assert_invalid(config.set("cleanup.policy", "shred"), "cleanup.policy");
         assert_invalid(
             config.set("bogus.config", "1"),
@@ -605,7 +658,8 @@ mod tests {
         );
         assert_invalid(defaults.set("num.partitions", "0"), "num.partitions");
         assert_invalid(defaults.set("log.segment.bytes", "1"), "log.segment.bytes");
-        assert_invalid(defaults.set("log.cleanup.policy", "compact"), "compaction");
+        defaults.set("log.cleanup.policy", "compact").unwrap();
+        assert_eq!(defaults.topic.cleanup_policy, CleanupPolicy::Compact);
     }
 
     #[test]
@@ -713,10 +767,13 @@ mod tests {
             ])
         );
         let append = |op| ConfigAlteration::Incremental(vec![("cleanup.policy".into(), op)]);
-        assert_invalid(
-            defaults.alter_overrides(&current, append(AlterConfigOp::Append("compact".into()))),
-            "compaction",
-        );
+        let compacted = defaults
+            .alter_overrides(&current, append(AlterConfigOp::Append("compact".into())))
+            .unwrap();
+        assert_eq!(compacted["cleanup.policy"], "delete,compact");
+        let effective = TopicConfig::resolve(&defaults, &compacted).unwrap();
+        assert_eq!(effective.cleanup_policy, CleanupPolicy::CompactDelete);
+        assert_eq!(effective.value("cleanup.policy").unwrap(), "compact,delete");
         assert_invalid(
             defaults.alter_overrides(&current, append(AlterConfigOp::Subtract("delete".into()))),
             "cleanup.policy",

@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
         // Valid input is read back as exactly the same batches.
         assert_eq!(read, valid);
         for batch in &valid {
-            let _ = validate_records(batch, MAX_INFLATED_BYTES, None);
+            let _ = validate_records(batch, MAX_INFLATED_BYTES, None, false);
         }
     }
 });

@@ -250,6 +250,12 @@ pub struct BrokerConfig {
     pub compaction_bytes: u64,
     pub compaction_max_lag: Duration,
     pub retention_check_interval: Duration,
+    /// How long the LogCleaner waits between passes over the compacted partitions (Kafka's
+    /// `log.cleaner.backoff.ms`).
+    pub cleaner_backoff: Duration,
+    /// The memory of one clean's OffsetMap (Kafka's `log.cleaner.dedupe.buffer.size`): a
+    /// clean takes in the dirty segments whose keys fit.
+    pub cleaner_dedupe_buffer_size: usize,
     /// How long an object stays after nothing references it (readers may still be on it).
     pub object_delete_grace: Duration,
     /// In a cluster: a broker whose etcd session is not renewed for this long is dead, and
@@ -329,6 +335,8 @@ impl Default for BrokerConfig {
             compaction_bytes: 64 * 1024 * 1024,
             compaction_max_lag: Duration::from_secs(60),
             retention_check_interval: Duration::from_secs(300),
+            cleaner_backoff: Duration::from_secs(15),
+            cleaner_dedupe_buffer_size: 128 * 1024 * 1024,
             object_delete_grace: Duration::from_secs(60),
             listeners: ListenerSettings::default(),
             tls: TlsSettings::default(),
@@ -755,6 +763,21 @@ static SETTINGS: &[Setting<BrokerConfig>] = &[
         documentation: "How often segments are checked for deletion by retention.",
         set: |b, v| set_to(&mut b.retention_check_interval, parse_millis(v)),
         get: |b| show_millis(b.retention_check_interval),
+    },
+    Setting {
+        name: "log.cleaner.backoff.ms",
+        kind: LONG,
+        documentation: "How long the LogCleaner waits between passes over the compacted partitions.",
+        set: |b, v| set_to(&mut b.cleaner_backoff, parse_millis(v)),
+        get: |b| show_millis(b.cleaner_backoff),
+    },
+    Setting {
+        name: "log.cleaner.dedupe.buffer.size",
+        kind: LONG,
+        documentation: "The memory of one clean's OffsetMap: a clean takes in the dirty segments \
+                        whose keys fit.",
+        set: |b, v| set_to(&mut b.cleaner_dedupe_buffer_size, parse_bytes(v).map(|n| n as usize)),
+        get: |b| show(b.cleaner_dedupe_buffer_size),
     },
     Setting {
         name: "object.delete.grace.ms",

@@ -101,6 +101,24 @@ pub struct BackgroundTaskMetrics {
     pub restarts: Counter,
 }
 
+/// The LogCleaner's work over this broker's compacted partitions (Kafka's LogCleaner
+/// metrics).
+#[derive(Clone, Debug, Default)]
+pub struct LogCleanerMetrics {
+    /// Cleans committed.
+    pub runs: Counter,
+    /// Bytes of batches read and written by cleans (their ratio is the cleaner's write
+    /// amplification).
+    pub bytes_read: Counter,
+    pub bytes_written: Counter,
+    /// Records removed: superseded by a later record of their key, tombstones past their
+    /// delete horizon, records without key.
+    pub records_removed: Counter,
+    /// The highest dirty ratio of a compacted partition at the last pass, in percent
+    /// (Kafka's max-dirty-percent).
+    pub max_dirty_percent: Gauge,
+}
+
 /// Partition leaders the controller changed.
 #[derive(Clone, Debug, Default)]
 pub struct LeaderChangeMetrics {
@@ -160,6 +178,8 @@ pub struct Metrics {
     pub offset_expiration: BackgroundTaskMetrics,
     pub controller: BackgroundTaskMetrics,
     pub leadership: BackgroundTaskMetrics,
+    pub log_cleaner: BackgroundTaskMetrics,
+    pub cleaner: LogCleanerMetrics,
     pub coordinator_active: Gauge,
     pub coordinator_elections: Counter,
     pub leader_changes: LeaderChangeMetrics,
@@ -379,6 +399,34 @@ impl Metrics {
             "Background tasks that stopped unexpectedly and were started again, per task",
             background_restarts.clone(),
         );
+        let cleaner = LogCleanerMetrics::default();
+        registry.register(
+            "log_cleaner_runs",
+            "Cleans of compacted partitions committed",
+            cleaner.runs.clone(),
+        );
+        registry.register(
+            "log_cleaner_bytes_read",
+            "Bytes of batches the log cleaner read",
+            cleaner.bytes_read.clone(),
+        );
+        registry.register(
+            "log_cleaner_bytes_written",
+            "Bytes of batches the log cleaner wrote",
+            cleaner.bytes_written.clone(),
+        );
+        registry.register(
+            "log_cleaner_records_removed",
+            "Records the log cleaner removed: superseded by a later record of their key, \
+             tombstones past their delete horizon, records without key",
+            cleaner.records_removed.clone(),
+        );
+        registry.register(
+            "log_cleaner_max_dirty_percent",
+            "The highest dirty ratio (uncleaned bytes over all segment bytes) of a compacted \
+             partition led here, at the cleaner's last pass, in percent",
+            cleaner.max_dirty_percent.clone(),
+        );
         let coordinator_active = Gauge::default();
         let coordinator_elections = Counter::default();
         let leader_changes = Family::<ReasonLabels, Counter>::default();
@@ -446,6 +494,8 @@ impl Metrics {
             offset_expiration: task("offset_expiration"),
             controller: task("controller"),
             leadership: task("leadership"),
+            log_cleaner: task("log_cleaner"),
+            cleaner,
             coordinator_active,
             coordinator_elections,
             leader_changes: LeaderChangeMetrics {

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::background::{
-    compaction, controller, flusher, garbage_collector, leadership, retention,
+    compaction, controller, flusher, garbage_collector, leadership, log_cleaner, retention,
 };
 use crate::background::{isolated, Supervisor};
 use crate::broker::Broker;
@@ -192,6 +192,11 @@ pub async fn run(server: Server) -> anyhow::Result<()> {
         compaction::run,
     );
     background.spawn("retention", task_metrics.retention.clone(), retention::run);
+    background.spawn(
+        "log_cleaner",
+        task_metrics.log_cleaner.clone(),
+        log_cleaner::run,
+    );
     let expiration = |broker: Arc<Broker>, stop| async move {
         let metrics = &broker.metrics.offset_expiration;
         group_coordinator::expiration::run(&broker.groups, stop, |pass| {

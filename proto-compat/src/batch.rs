@@ -37,6 +37,9 @@ const COMPRESSION_MASK: i16 = 0b111;
 const TIMESTAMP_TYPE_BIT: i16 = 1 << 3;
 const TRANSACTIONAL_BIT: i16 = 1 << 4;
 const CONTROL_BIT: i16 = 1 << 5;
+/// KIP-534: the base timestamp holds the batch's delete horizon, the time after which the
+/// LogCleaner may remove its tombstones (record timestamps stay base + delta).
+const DELETE_HORIZON_BIT: i16 = 1 << 6;
 
 /// base_sequence of a producer that is not idempotent.
 const NO_SEQUENCE: i32 = -1;
@@ -150,6 +153,10 @@ impl RecordBatch {
     }
     pub fn is_control(&self) -> bool {
         self.attributes() & CONTROL_BIT != 0
+    }
+    /// KIP-534's delete horizon, set by the LogCleaner on batches holding tombstones.
+    pub fn delete_horizon_ms(&self) -> Option<i64> {
+        (self.attributes() & DELETE_HORIZON_BIT != 0).then(|| self.base_timestamp())
     }
     pub fn last_offset_delta(&self) -> i32 {
         read_i32(&self.bytes, LAST_OFFSET_DELTA)
@@ -292,6 +299,32 @@ pub fn with_records(batch: &RecordBatch, codec: Compression, records: &[u8]) -> 
     RecordBatch {
         bytes: Bytes::from(bytes),
     }
+}
+
+/// What the LogCleaner keeps of `batch`: its header (offsets, last offset delta, producer
+/// id, epoch and base sequence, max timestamp) over `records`, uncompressed, `record_count`
+/// of them, whose timestamp deltas count from `base_timestamp`; with `delete_horizon` that
+/// base timestamp is the batch's delete horizon, else the batch has none. Kafka keeps the
+/// last offset delta so that the batch's last sequence stays what the producer sent.
+pub fn with_retained_records(
+    batch: &RecordBatch,
+    record_count: i32,
+    base_timestamp: i64,
+    delete_horizon: bool,
+    records: &[u8],
+) -> RecordBatch {
+    let mut header = batch.bytes[..RECORD_BATCH_OVERHEAD].to_vec();
+    header[RECORDS_COUNT..RECORDS_COUNT + 4].copy_from_slice(&record_count.to_be_bytes());
+    header[BASE_TIMESTAMP..BASE_TIMESTAMP + 8].copy_from_slice(&base_timestamp.to_be_bytes());
+    let mut attributes = read_i16(&header, ATTRIBUTES) & !DELETE_HORIZON_BIT;
+    if delete_horizon {
+        attributes |= DELETE_HORIZON_BIT;
+    }
+    header[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    let header = RecordBatch {
+        bytes: Bytes::from(header),
+    };
+    with_records(&header, Compression::None, records)
 }
 
 /// CRC-32C (Castagnoli), as Kafka uses for v2 batches; crc-fast's hardware-accelerated

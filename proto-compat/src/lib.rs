@@ -6,6 +6,7 @@
 
 pub mod api_versions;
 pub mod batch;
+pub mod filter;
 pub mod frame;
 pub mod recompress;
 pub mod records;

@@ -160,7 +160,7 @@ mod tests {
                 let out = recompress(&source, to);
                 assert_eq!(out.compression(), to, "{from:?} -> {to:?}");
                 out.verify_crc().unwrap();
-                validate_records(&out, u64::MAX, None)
+                validate_records(&out, u64::MAX, None, false)
                     .unwrap_or_else(|e| panic!("{from:?} -> {to:?}: {e}"));
                 assert_eq!(
                     inflate_records(&out, u64::MAX).unwrap(),

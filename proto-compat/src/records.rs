@@ -54,17 +54,25 @@ const NO_TIMESTAMP: i64 = -1;
 /// `record_count()` records, the i-th with offset delta i, each well-formed, nothing left
 /// after the last one; inflating at most `max_inflated_bytes`. With `timestamps`, each
 /// record's timestamp (unless it has none) must lie in it (Kafka's
-/// `message.timestamp.before.max.ms` and `after.max.ms`).
+/// `message.timestamp.before.max.ms` and `after.max.ms`). With `keys_required` (compacted
+/// topics) every record must have a key.
 pub fn validate_records(
     batch: &RecordBatch,
     max_inflated_bytes: u64,
     timestamps: Option<&RangeInclusive<i64>>,
+    keys_required: bool,
 ) -> Result<(), BatchError> {
     let mut records = Records::open(batch, max_inflated_bytes)?;
     // Past the claimed count too: whole records there mean the count lies, anything else is
     // trailing garbage.
     let mut found = 0;
     while let Some(record) = records.next(found)? {
+        if keys_required && !record.has_key {
+            // Kafka's wording.
+            return Err(BatchError::InvalidRecord(format!(
+                "Compacted topic cannot accept message without key (record {found} of the batch)"
+            )));
+        }
         if let Some(window) = timestamps {
             let timestamp = batch.base_timestamp().wrapping_add(record.timestamp_delta);
             if timestamp != NO_TIMESTAMP && !window.contains(&timestamp) {
@@ -111,6 +119,9 @@ pub(crate) fn inflate_records(
 /// A record's timestamp is base_timestamp + its delta. In a LogAppendTime batch that is not
 /// the timestamp consumers see (every record has the batch's max timestamp): callers use
 /// `max_timestamp()` for those batches instead of calling this.
+///
+/// The batch may come from the LogCleaner, whose batches skip the offsets of records it
+/// removed: offset deltas need only increase.
 pub fn find_record(
     batch: &RecordBatch,
     from_offset: i64,
@@ -121,6 +132,7 @@ pub fn find_record(
         return Ok(None);
     }
     let mut records = Records::open(batch, max_inflated_bytes)?;
+    records.offsets_may_skip = true;
     let claimed = batch.record_count();
     for index in 0..i64::from(claimed) {
         let Some(record) = records.next(index)? else {
@@ -128,8 +140,9 @@ pub fn find_record(
                 "batch claims {claimed} records, found {index}"
             )));
         };
-        // next() checked that the offset delta is the index.
-        let offset = batch.base_offset().wrapping_add(index);
+        let offset = batch
+            .base_offset()
+            .wrapping_add(i64::from(record.offset_delta));
         let timestamp = batch.base_timestamp().wrapping_add(record.timestamp_delta);
         if offset >= from_offset && matches(timestamp) {
             return Ok(Some((offset, timestamp)));
@@ -141,12 +154,19 @@ pub fn find_record(
 /// What callers need of a record; the rest is checked and skipped.
 struct Record {
     timestamp_delta: i64,
+    offset_delta: i32,
+    has_key: bool,
 }
 
 /// The inflated records of one batch, read one by one.
 struct Records<'a> {
     input: Input<'a>,
     codec: Compression,
+    /// Offset deltas need only increase up to the batch's last offset delta (a cleaned
+    /// batch), rather than count from 0.
+    offsets_may_skip: bool,
+    previous_delta: i64,
+    last_offset_delta: i64,
 }
 
 /// Where the records' bytes come from: the payload itself when it is not compressed (read in
@@ -191,7 +211,13 @@ impl<'a> Records<'a> {
             };
             Input::Inflating(BufReader::with_capacity(SCRATCH, limited))
         };
-        Ok(Self { input, codec })
+        Ok(Self {
+            input,
+            codec,
+            offsets_may_skip: false,
+            previous_delta: -1,
+            last_offset_delta: i64::from(batch.last_offset_delta()),
+        })
     }
 
     /// Reads record `index` (counting from 0), or `None` at the clean end of the records.
@@ -227,7 +253,7 @@ impl<'a> Records<'a> {
         let _attributes = body.byte()?;
         let timestamp_delta = read_varlong(|| body.byte())?;
         let offset_delta = read_varint(|| body.byte())?;
-        body.skip_field()?; // key
+        let has_key = body.skip_field()? >= 0;
         body.skip_field()?; // value
         let headers = read_varint(|| body.byte())?;
         if headers < 0 {
@@ -250,12 +276,22 @@ impl<'a> Records<'a> {
                 body.left
             )));
         }
-        if i64::from(offset_delta) != index {
+        let delta = i64::from(offset_delta);
+        let expected = match self.offsets_may_skip {
+            true => delta > self.previous_delta && delta <= self.last_offset_delta,
+            false => delta == index,
+        };
+        if !expected {
             return Err(BatchError::InvalidRecord(format!(
                 "offset delta {offset_delta}, expected {index}"
             )));
         }
-        Ok(Record { timestamp_delta })
+        self.previous_delta = delta;
+        Ok(Record {
+            timestamp_delta,
+            offset_delta,
+            has_key,
+        })
     }
 
     fn at_end(&mut self) -> Result<bool, BatchError> {
@@ -327,13 +363,15 @@ fn truncated() -> BatchError {
 
 /// Kafka's ByteUtils.readVarint: at most 5 bytes, zigzag; bits past 32 are dropped, as Java
 /// does.
-fn read_varint(next: impl FnMut() -> Result<u8, BatchError>) -> Result<i32, BatchError> {
+pub(crate) fn read_varint(next: impl FnMut() -> Result<u8, BatchError>) -> Result<i32, BatchError> {
     let raw = read_unsigned(next, 5)? as u32;
     Ok((raw >> 1) as i32 ^ -((raw & 1) as i32))
 }
 
 /// Kafka's ByteUtils.readVarlong: at most 10 bytes, zigzag.
-fn read_varlong(next: impl FnMut() -> Result<u8, BatchError>) -> Result<i64, BatchError> {
+pub(crate) fn read_varlong(
+    next: impl FnMut() -> Result<u8, BatchError>,
+) -> Result<i64, BatchError> {
     let raw = read_unsigned(next, 10)?;
     Ok((raw >> 1) as i64 ^ -((raw & 1) as i64))
 }
@@ -749,9 +787,25 @@ mod tests {
             for n in [1, 2, 500] {
                 let batch = encode(&records(n), codec);
                 assert_eq!(batch.record_count() as i64, n);
-                validate_records(&batch, NO_LIMIT, None)
+                validate_records(&batch, NO_LIMIT, None, false)
                     .unwrap_or_else(|e| panic!("{codec:?}: {e}"));
             }
+        }
+    }
+
+    #[test]
+    fn a_compacted_topic_refuses_a_record_without_key_for_every_codec() {
+        // records() gives every fourth record no key, starting with the first.
+        for codec in CODECS {
+            let keyless = encode(&records(5), codec);
+            let message = invalid(validate_records(&keyless, NO_LIMIT, None, true));
+            assert!(
+                message.contains("Compacted topic cannot accept message without key"),
+                "{message}"
+            );
+            validate_records(&keyless, NO_LIMIT, None, false).unwrap();
+            let keyed = encode(&records(5)[1..4], codec);
+            validate_records(&keyed, NO_LIMIT, None, true).unwrap_or_else(|e| panic!("{e}"));
         }
     }
 
@@ -762,7 +816,7 @@ mod tests {
         for codec in CODECS {
             let batch = encode(&records(5), codec);
             let check = |window: std::ops::RangeInclusive<i64>| {
-                validate_records(&batch, NO_LIMIT, Some(&window))
+                validate_records(&batch, NO_LIMIT, Some(&window), false)
             };
             check(BASE_TIMESTAMP..=last).unwrap_or_else(|e| panic!("{codec:?}: {e}"));
             // The last record too late, the first too early.
@@ -831,7 +885,7 @@ mod tests {
                 at_least(BASE_TIMESTAMP + 1),
                 NO_LIMIT,
             ));
-            invalid(validate_records(&batch, NO_LIMIT, None));
+            invalid(validate_records(&batch, NO_LIMIT, None, false));
         }
     }
 
@@ -840,7 +894,8 @@ mod tests {
         // The test encoder agrees with the reader, so the lies below are the only change.
         for codec in CODECS {
             let batch = craft(codec, &raw_records(0..10), 10);
-            validate_records(&batch, NO_LIMIT, None).unwrap_or_else(|e| panic!("{codec:?}: {e}"));
+            validate_records(&batch, NO_LIMIT, None, false)
+                .unwrap_or_else(|e| panic!("{codec:?}: {e}"));
             assert_eq!(
                 find_record(&batch, 0, at_least(BASE_TIMESTAMP + 45), NO_LIMIT),
                 Ok(Some((BASE_OFFSET + 5, BASE_TIMESTAMP + 50)))
@@ -852,7 +907,7 @@ mod tests {
     fn a_count_above_the_records_is_invalid() {
         for codec in COMPRESSED {
             let batch = craft(codec, &raw_records(0..3), i32::MAX);
-            let msg = invalid(validate_records(&batch, NO_LIMIT, None));
+            let msg = invalid(validate_records(&batch, NO_LIMIT, None, false));
             assert!(
                 msg.contains("batch claims 2147483647 records, found 3"),
                 "{msg}"
@@ -865,7 +920,7 @@ mod tests {
         }
         // Uncompressed, only as many as the payload could hold get past validate_batches.
         let batch = craft(kp::Compression::None, &raw_records(0..3), 4);
-        let msg = invalid(validate_records(&batch, NO_LIMIT, None));
+        let msg = invalid(validate_records(&batch, NO_LIMIT, None, false));
         assert!(msg.contains("batch claims 4 records, found 3"), "{msg}");
     }
 
@@ -873,7 +928,7 @@ mod tests {
     fn a_count_below_the_records_is_invalid() {
         for codec in CODECS {
             let batch = craft(codec, &raw_records(0..5), 3);
-            let msg = invalid(validate_records(&batch, NO_LIMIT, None));
+            let msg = invalid(validate_records(&batch, NO_LIMIT, None, false));
             assert!(
                 msg.contains("batch claims 3 records, found 5"),
                 "{codec:?}: {msg}"
@@ -891,12 +946,12 @@ mod tests {
         for codec in CODECS {
             for deltas in [[0, 2, 1], [1, 2, 3], [0, 0, 1], [0, 1, -1]] {
                 let batch = craft(codec, &raw_records(deltas), 3);
-                let msg = invalid(validate_records(&batch, NO_LIMIT, None));
+                let msg = invalid(validate_records(&batch, NO_LIMIT, None, false));
                 assert!(msg.contains("offset delta"), "{codec:?} {deltas:?}: {msg}");
                 invalid(find_record(&batch, 0, |_| false, NO_LIMIT));
             }
             let batch = craft(codec, &raw_records([0, 2, 1]), 3);
-            let msg = invalid(validate_records(&batch, NO_LIMIT, None));
+            let msg = invalid(validate_records(&batch, NO_LIMIT, None, false));
             assert!(
                 msg.contains("record 1: offset delta 2, expected 1"),
                 "{msg}"
@@ -909,10 +964,10 @@ mod tests {
         let raw = raw_records(0..50);
         for codec in COMPRESSED {
             let whole = compress(codec, &raw);
-            validate_records(&frame(codec, &whole, 50), NO_LIMIT, None).unwrap();
+            validate_records(&frame(codec, &whole, 50), NO_LIMIT, None, false).unwrap();
             for cut in [1, 2, 4, 9, whole.len() / 2] {
                 let batch = frame(codec, &whole[..whole.len() - cut], 50);
-                invalid(validate_records(&batch, NO_LIMIT, None));
+                invalid(validate_records(&batch, NO_LIMIT, None, false));
             }
         }
     }
@@ -924,7 +979,7 @@ mod tests {
             // Uncompressed, validate_batches needs room for the 3 records the header claims.
             for len in [raw.len() - 1, raw.len() - 5, 23] {
                 let batch = craft(codec, &raw[..len], 3);
-                let msg = invalid(validate_records(&batch, NO_LIMIT, None));
+                let msg = invalid(validate_records(&batch, NO_LIMIT, None, false));
                 assert!(msg.contains("truncated"), "{codec:?} {len}: {msg}");
             }
         }
@@ -937,7 +992,7 @@ mod tests {
                 let mut raw = raw_records(0..3);
                 raw.extend_from_slice(garbage);
                 let batch = craft(codec, &raw, 3);
-                let msg = invalid(validate_records(&batch, NO_LIMIT, None));
+                let msg = invalid(validate_records(&batch, NO_LIMIT, None, false));
                 assert!(msg.contains("record 3:"), "{codec:?} {garbage:?}: {msg}");
             }
         }
@@ -949,7 +1004,12 @@ mod tests {
         for codec in COMPRESSED {
             let mut payload = compress(codec, &raw).to_vec();
             payload.extend_from_slice(b"\x00\x00\x00\x07 extra");
-            invalid(validate_records(&frame(codec, &payload, 3), NO_LIMIT, None));
+            invalid(validate_records(
+                &frame(codec, &payload, 3),
+                NO_LIMIT,
+                None,
+                false,
+            ));
         }
         // A second zstd frame, valid but unread by validation, is refused too.
         let mut two = compress(kp::Compression::Zstd, &raw).to_vec();
@@ -958,6 +1018,7 @@ mod tests {
             &frame(kp::Compression::Zstd, &two, 6),
             NO_LIMIT,
             None,
+            false,
         ));
         assert!(msg.contains("after the end of the frame"), "{msg}");
     }
@@ -969,7 +1030,7 @@ mod tests {
         for codec in CODECS {
             // One byte short: the last field runs past it.
             let batch = craft(codec, &with_length(len - 1, &f), 1);
-            let msg = invalid(validate_records(&batch, NO_LIMIT, None));
+            let msg = invalid(validate_records(&batch, NO_LIMIT, None, false));
             assert!(
                 msg.contains("run past the record length"),
                 "{codec:?}: {msg}"
@@ -978,14 +1039,14 @@ mod tests {
             let mut raw = with_length(len + 1, &f);
             raw.push(0);
             let batch = craft(codec, &raw, 1);
-            let msg = invalid(validate_records(&batch, NO_LIMIT, None));
+            let msg = invalid(validate_records(&batch, NO_LIMIT, None, false));
             assert!(
                 msg.contains("1 bytes more than its fields"),
                 "{codec:?}: {msg}"
             );
             // Negative.
             let batch = craft(codec, &with_length(-2, &f), 1);
-            let msg = invalid(validate_records(&batch, NO_LIMIT, None));
+            let msg = invalid(validate_records(&batch, NO_LIMIT, None, false));
             assert!(msg.contains("negative length -2"), "{codec:?}: {msg}");
         }
     }
@@ -999,7 +1060,7 @@ mod tests {
         put_varint(&mut f, i32::MAX);
         f.extend_from_slice(&[0; 4]);
         let batch = craft(kp::Compression::Zstd, &with_length(f.len() as i32, &f), 1);
-        let msg = invalid(validate_records(&batch, NO_LIMIT, None));
+        let msg = invalid(validate_records(&batch, NO_LIMIT, None, false));
         assert!(msg.contains("run past the record length"), "{msg}");
     }
 
@@ -1013,7 +1074,7 @@ mod tests {
         put_field(&mut f, None);
         for codec in CODECS {
             let batch = craft(codec, &with_length(f.len() as i32, &f), 1);
-            let msg = invalid(validate_records(&batch, NO_LIMIT, None));
+            let msg = invalid(validate_records(&batch, NO_LIMIT, None, false));
             assert!(msg.contains("negative header key length -1"), "{msg}");
         }
 
@@ -1022,7 +1083,7 @@ mod tests {
         put_field(&mut f, None);
         put_varint(&mut f, -1);
         let batch = craft(kp::Compression::Lz4, &with_length(f.len() as i32, &f), 1);
-        let msg = invalid(validate_records(&batch, NO_LIMIT, None));
+        let msg = invalid(validate_records(&batch, NO_LIMIT, None, false));
         assert!(msg.contains("negative header count -1"), "{msg}");
     }
 
@@ -1035,7 +1096,7 @@ mod tests {
         put_field(&mut f, Some(b"k"));
         put_varint(&mut f, -3);
         let batch = craft(kp::Compression::None, &with_length(f.len() as i32, &f), 1);
-        validate_records(&batch, NO_LIMIT, None).unwrap();
+        validate_records(&batch, NO_LIMIT, None, false).unwrap();
     }
 
     #[test]
@@ -1077,7 +1138,7 @@ mod tests {
             &[0x80, 0x80, 0x80, 0x80, 0x80, 0x00, 0],
             1,
         );
-        let msg = invalid(validate_records(&batch, NO_LIMIT, None));
+        let msg = invalid(validate_records(&batch, NO_LIMIT, None, false));
         assert!(msg.contains("longer than 5 bytes"), "{msg}");
     }
 
@@ -1087,8 +1148,9 @@ mod tests {
         let size = raw.len() as u64;
         for codec in CODECS {
             let batch = craft(codec, &raw, 20);
-            validate_records(&batch, size, None).unwrap_or_else(|e| panic!("{codec:?}: {e}"));
-            let msg = invalid(validate_records(&batch, size - 1, None));
+            validate_records(&batch, size, None, false)
+                .unwrap_or_else(|e| panic!("{codec:?}: {e}"));
+            let msg = invalid(validate_records(&batch, size - 1, None, false));
             assert!(
                 msg.contains(&format!("more than the {}-byte limit", size - 1)),
                 "{codec:?}: {msg}"
@@ -1103,7 +1165,7 @@ mod tests {
         let raw = raw_records(0..40);
         let block = snap::raw::Encoder::new().compress_vec(&raw).unwrap();
         let batch = frame(kp::Compression::Snappy, &block, 40);
-        validate_records(&batch, NO_LIMIT, None).unwrap();
+        validate_records(&batch, NO_LIMIT, None, false).unwrap();
         assert_eq!(
             find_record(&batch, 0, at_least(BASE_TIMESTAMP + 300), NO_LIMIT),
             Ok(Some((BASE_OFFSET + 30, BASE_TIMESTAMP + 300)))
@@ -1112,6 +1174,7 @@ mod tests {
             &frame(kp::Compression::Snappy, &block[..block.len() - 3], 40),
             NO_LIMIT,
             None,
+            false,
         ));
     }
 
@@ -1126,14 +1189,14 @@ mod tests {
             count += 1;
         }
         assert!(count > 10, "{count} blocks");
-        validate_records(&batch, NO_LIMIT, None).unwrap();
+        validate_records(&batch, NO_LIMIT, None, false).unwrap();
         // The header alone: no blocks, no records.
         let batch = frame(
             kp::Compression::Snappy,
             &compress(kp::Compression::Snappy, b""),
             1,
         );
-        let msg = invalid(validate_records(&batch, NO_LIMIT, None));
+        let msg = invalid(validate_records(&batch, NO_LIMIT, None, false));
         assert!(msg.contains("batch claims 1 records, found 0"), "{msg}");
     }
 
@@ -1149,7 +1212,7 @@ mod tests {
         framed.extend_from_slice(&[0; 17]);
         for payload in [raw, framed] {
             let batch = frame(kp::Compression::Snappy, &payload, 1);
-            let msg = invalid(validate_records(&batch, NO_LIMIT, None));
+            let msg = invalid(validate_records(&batch, NO_LIMIT, None, false));
             assert!(msg.contains("more than the 16777216-byte limit"), "{msg}");
         }
     }
@@ -1165,11 +1228,12 @@ mod tests {
             encoder.write_all(&raw).unwrap();
             frame(kp::Compression::Zstd, &encoder.finish().unwrap(), 3)
         };
-        validate_records(&streamed(ZSTD_WINDOW_LOG_MAX), NO_LIMIT, None).unwrap();
+        validate_records(&streamed(ZSTD_WINDOW_LOG_MAX), NO_LIMIT, None, false).unwrap();
         let msg = invalid(validate_records(
             &streamed(ZSTD_WINDOW_LOG_MAX + 1),
             NO_LIMIT,
             None,
+            false,
         ));
         assert!(msg.contains("memory"), "{msg}");
     }
@@ -1184,6 +1248,7 @@ mod tests {
                 &frame(kp::Compression::Zstd, &payload, 1),
                 NO_LIMIT,
                 None,
+                false,
             ));
             assert!(msg.contains("not a zstd frame"), "{msg}");
         }
@@ -1235,7 +1300,7 @@ mod tests {
         for (name, bomb) in [("zstd", zstd_bomb()), ("gzip", gzip_bomb())] {
             assert!(bomb.len() < 2 * MIB, "{name}: {} bytes", bomb.len());
             let started = Instant::now();
-            let msg = invalid(validate_records(&bomb, 64 << 20, None));
+            let msg = invalid(validate_records(&bomb, 64 << 20, None, false));
             assert!(
                 msg.contains("more than the 67108864-byte limit"),
                 "{name}: {msg}"

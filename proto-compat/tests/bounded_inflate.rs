@@ -154,7 +154,7 @@ fn reads_in_bounded_memory(codec: i16) {
         batch.len()
     );
 
-    let (result, peak) = peak_of(|| validate_records(&batch, LIMIT, None));
+    let (result, peak) = peak_of(|| validate_records(&batch, LIMIT, None, false));
     result.unwrap();
     assert!(
         peak < BOUND,

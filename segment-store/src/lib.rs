@@ -4,6 +4,7 @@
 
 pub mod backends;
 pub mod caches;
+pub mod cleaner;
 pub mod cluster_marker;
 pub mod formats;
 pub mod payload;

@@ -121,7 +121,9 @@ impl Coordinator {
             let mut replaced = 0;
             if last >= base && !overlapped {
                 for segment in log.segments.range(base..=last).map(|(_, s)| s) {
-                    if segment.base_offset != next {
+                    // The LogCleaner rewrites its segments itself: compaction never
+                    // takes one in (it may have read it before the cleaner replaced it).
+                    if segment.base_offset != next || segment.cleaned {
                         break;
                     }
                     next = segment.last_offset + 1;
@@ -152,6 +154,81 @@ impl Coordinator {
                 .map(|segment| Record::Segment(t, p, segment))
                 .collect();
             puts.push(Record::Producers(t, p, log.producer_snapshot()));
+            Changes {
+                guards: vec![registered],
+                puts,
+                deletes,
+                ..Changes::default()
+            }
+        };
+        self.commit(guard, changes).await.map_err(fenced)
+    }
+
+    /// The LogCleaner: replaces `replaced` (segments as the clean read them, contiguous,
+    /// oldest first) with `cleaned`, which must cover exactly their offsets, atomically.
+    /// Fenced as the other log commits (this broker's registration, the partition's leader
+    /// and leader epoch: FencedLeaderEpoch). NonContiguousCommit if the stored segments are
+    /// no longer exactly `replaced` (retention, DeleteRecords or compaction changed them
+    /// since the clean read them) or `cleaned` does not tile their offsets: the clean is
+    /// then simply done again, and the objects it wrote are garbage.
+    pub async fn replace_segments(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        leader_epoch: i32,
+        replaced: &[SegmentMeta],
+        cleaned: Vec<SegmentMeta>,
+    ) -> Result<(), CoordinatorError> {
+        let (t, p) = (topic_id, partition);
+        let tiles = |segments: &[SegmentMeta]| {
+            segments.windows(2).all(|pair| {
+                pair[0].last_offset >= pair[0].base_offset - 1
+                    && pair[1].base_offset == pair[0].last_offset + 1
+            })
+        };
+        let same_range = match (
+            replaced.first(),
+            replaced.last(),
+            cleaned.first(),
+            cleaned.last(),
+        ) {
+            (Some(rf), Some(rl), Some(cf), Some(cl)) => {
+                rf.base_offset == cf.base_offset && rl.last_offset == cl.last_offset
+            }
+            _ => false,
+        };
+        if !same_range || !tiles(replaced) || !tiles(&cleaned) {
+            return Err(CoordinatorError::NonContiguousCommit(format!(
+                "the cleaned segments of {t}-{p} do not cover exactly the segments they replace"
+            )));
+        }
+        let registered = self.registration_guard()?;
+        let broker_id = self.broker_id();
+        let guard = self.lock_writes().await;
+        let changes = {
+            let state = self.read();
+            let log = state
+                .partition(t, p)
+                .ok_or_else(|| unknown_partition(t, p))?;
+            check_leader(log, t, p, broker_id, leader_epoch)?;
+            if let Some(changed) = replaced
+                .iter()
+                .find(|s| log.segments.get(&s.base_offset) != Some(*s))
+            {
+                return Err(CoordinatorError::NonContiguousCommit(format!(
+                    "the segment of {t}-{p} at offset {} changed while it was cleaned",
+                    changed.base_offset
+                )));
+            }
+            let deletes = replaced
+                .iter()
+                .filter(|old| !cleaned.iter().any(|new| new.base_offset == old.base_offset))
+                .map(|old| Key::Segment(t, p, old.base_offset))
+                .collect();
+            let puts = cleaned
+                .into_iter()
+                .map(|segment| Record::Segment(t, p, segment))
+                .collect();
             Changes {
                 guards: vec![registered],
                 puts,
@@ -555,6 +632,97 @@ mod tests {
             .commit_flush(vec![commit(t, 0, 0, chunk(30, 30))])
             .await
             .unwrap();
+    }
+
+    fn cleaned(base: i64, last: i64) -> SegmentMeta {
+        SegmentMeta {
+            log_key: format!("topics/t/0/{base:020}-cleaned.log"),
+            size: 10,
+            cleaned: true,
+            ..segment(base, last)
+        }
+    }
+
+    #[tokio::test]
+    async fn cleaned_segments_replace_exactly_the_segments_read_fenced_by_leader_epoch() {
+        let (_store, coordinator, t) = setup(1).await;
+        flush_chunks(&coordinator, t, &[(0, 9), (10, 19), (20, 29)]).await;
+        coordinator
+            .commit_segments(t, 0, 0, vec![segment(0, 9), segment(10, 19)])
+            .await
+            .unwrap();
+        let read = [segment(0, 9), segment(10, 19)];
+        let before = snapshot(&coordinator);
+        let fenced = coordinator
+            .replace_segments(t, 0, 1, &read, vec![cleaned(0, 19)])
+            .await;
+        assert!(
+            matches!(fenced, Err(CoordinatorError::FencedLeaderEpoch(_))),
+            "{fenced:?}"
+        );
+        // A segment that is not what is stored, cleaned segments that do not cover exactly
+        // the replaced offsets, or no segment at all.
+        let stale = [
+            SegmentMeta {
+                size: 7,
+                ..segment(0, 9)
+            },
+            segment(10, 19),
+        ];
+        for (replaced, new) in [
+            (&stale[..], vec![cleaned(0, 19)]),
+            (&read[..], vec![cleaned(0, 15)]),
+            (&read[..], vec![cleaned(0, 9), cleaned(12, 19)]),
+            (&read[..], vec![cleaned(0, 29)]),
+            (&read[..1], vec![cleaned(0, 19)]),
+            (&read[..], vec![]),
+        ] {
+            let result = coordinator.replace_segments(t, 0, 0, replaced, new).await;
+            assert!(
+                matches!(result, Err(CoordinatorError::NonContiguousCommit(_))),
+                "{result:?}"
+            );
+        }
+        assert_eq!(snapshot(&coordinator), before);
+
+        // Two cleaned segments, one of them empty (its range is still covered).
+        coordinator
+            .replace_segments(t, 0, 0, &read, vec![cleaned(0, 4), cleaned(5, 19)])
+            .await
+            .unwrap();
+        let log = coordinator.partition_log(t, 0).unwrap();
+        assert_eq!(log.segments, [cleaned(0, 4), cleaned(5, 19)]);
+        assert_eq!(log.chunks, [chunk(20, 29)]);
+        assert_eq!(log.high_watermark, 30);
+        // Compaction never merges a cleaned segment.
+        let merge = coordinator
+            .commit_segments(t, 0, 0, vec![segment(5, 29)])
+            .await;
+        assert!(matches!(
+            merge,
+            Err(CoordinatorError::NonContiguousCommit(_))
+        ));
+        // What the clean read is gone: the same commit again is stale.
+        let again = coordinator
+            .replace_segments(t, 0, 0, &read, vec![cleaned(0, 19)])
+            .await;
+        assert!(matches!(
+            again,
+            Err(CoordinatorError::NonContiguousCommit(_))
+        ));
+        // Retention removed a segment the clean read: stale too.
+        let read = [cleaned(0, 4), cleaned(5, 19)];
+        coordinator.advance_log_start_offset(t, 0, 5).await.unwrap();
+        let after_retention = coordinator
+            .replace_segments(t, 0, 0, &read, vec![cleaned(0, 19)])
+            .await;
+        assert!(matches!(
+            after_retention,
+            Err(CoordinatorError::NonContiguousCommit(_))
+        ));
+        let referenced = coordinator.referenced_objects();
+        assert!(referenced.contains(&cleaned(5, 19).log_key));
+        assert!(!referenced.contains(&segment(10, 19).log_key));
     }
 
     #[tokio::test]

@@ -196,6 +196,8 @@ pub(super) fn segment(base_offset: i64, last_offset: i64) -> SegmentMeta {
         offset_index_key: format!("{key}.index"),
         time_index_key: format!("{key}.timeindex"),
         created_ms: 1_700_000_000_000,
+        cleaned: false,
+        delete_horizon_ms: None,
     }
 }
 

@@ -341,12 +341,12 @@ mod tests {
             let result = create("b", partitions, BTreeMap::new()).await;
             assert_eq!(result.unwrap_err().error_code(), 37, "{partitions}");
         }
-        let bad_config = create("b", 1, configs(&[("cleanup.policy", "compact")]))
+        let bad_config = create("b", 1, configs(&[("cleanup.policy", "shred")]))
             .await
             .unwrap_err();
         assert_eq!(bad_config.error_code(), 40);
         assert!(
-            bad_config.to_string().contains("compaction"),
+            bad_config.to_string().contains("cleanup.policy"),
             "{bad_config}"
         );
         assert_eq!(
@@ -495,7 +495,7 @@ mod tests {
             ConfigAlteration::Replace(configs(&[("unknown.key", "1")])),
             ConfigAlteration::Incremental(vec![(
                 "cleanup.policy".into(),
-                AlterConfigOp::Append("compact".into()),
+                AlterConfigOp::Append("shred".into()),
             )]),
             ConfigAlteration::Incremental(vec![(
                 "segment.ms".into(),

@@ -84,7 +84,7 @@ const INT_MAX: i64 = i32::MAX as i64;
 /// By name.
 pub const CONFIGS: [ConfigDef; 36] = [
     def("cleanup.policy", Some("log.cleanup.policy"), ConfigKind::List(&["compact", "delete"]), "delete",
-        "delete: old segments are deleted by retention.ms and retention.bytes. compact is not supported yet."),
+        "delete: old segments are deleted by retention.ms and retention.bytes. compact: the log cleaner keeps the latest record of each key."),
     def("compression.gzip.level", Some("compression.gzip.level"), int(-1, 9), "-1",
         "The gzip level when the broker recompresses with gzip (-1: gzip's default)."),
     def("compression.lz4.level", Some("compression.lz4.level"), int(1, 17), "9",

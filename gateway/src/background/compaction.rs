@@ -24,7 +24,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use coordinator::{ChunkMeta, SegmentMeta};
-use segment_store::formats::segment::{segment_keys, SegmentData, SegmentError, SegmentWriter};
+use segment_store::formats::segment::{
+    segment_keys, SegmentData, SegmentError, SegmentKeys, SegmentWriter,
+};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -129,9 +131,10 @@ async fn compact_if_due(
     let now = now_ms();
     let retained = |ms: i64| config.retention_ms < 0 || now - ms <= config.retention_ms;
     // Kafka rolls a segment once it is segment.ms old; one retention is about to delete is
-    // left for it.
+    // left for it. The LogCleaner merges the segments it wrote itself.
     let mergeable = |s: &SegmentMeta| {
-        now - s.created_ms < config.segment_ms
+        !s.cleaned
+            && now - s.created_ms < config.segment_ms
             && retained(s.created_ms)
             && retained(s.max_timestamp)
     };
@@ -231,27 +234,9 @@ pub async fn compact(
     );
     let mut metas = Vec::with_capacity(segments.len());
     for (data, keys) in segments.into_iter().zip(keys) {
-        // Indexes first: a segment is only referenced once all three objects exist.
-        broker
-            .store
-            .put(&keys.offset_index, data.offset_index.into())
-            .await?;
-        broker
-            .store
-            .put(&keys.time_index, data.time_index.into())
-            .await?;
-        let size = data.log.len() as u64;
-        broker.store.put(&keys.log, data.log).await?;
-        metas.push(SegmentMeta {
-            base_offset: data.base_offset,
-            last_offset: data.last_offset,
-            max_timestamp: data.max_timestamp,
-            size,
-            log_key: keys.log,
-            offset_index_key: keys.offset_index,
-            time_index_key: keys.time_index,
-            created_ms,
-        });
+        let last_offset = data.last_offset;
+        let meta = put_segment(broker.store.as_ref(), data, keys, last_offset, created_ms).await?;
+        metas.push(meta);
     }
     let last_offset = metas[metas.len() - 1].last_offset;
     let segments = metas.len();
@@ -275,6 +260,36 @@ pub async fn compact(
         "compacted chunks into segments"
     );
     Ok(())
+}
+
+/// PUTs a segment's three objects, indexes first (a segment is only referenced once all
+/// three exist), and returns its metadata with `last_offset`, which a cleaned segment's
+/// range may take past its last batch.
+pub async fn put_segment(
+    store: &dyn segment_store::ObjectStore,
+    data: SegmentData,
+    keys: SegmentKeys,
+    last_offset: i64,
+    created_ms: i64,
+) -> Result<SegmentMeta, segment_store::StoreError> {
+    store
+        .put(&keys.offset_index, data.offset_index.into())
+        .await?;
+    store.put(&keys.time_index, data.time_index.into()).await?;
+    let size = data.log.len() as u64;
+    store.put(&keys.log, data.log).await?;
+    Ok(SegmentMeta {
+        base_offset: data.base_offset,
+        last_offset,
+        max_timestamp: data.max_timestamp,
+        size,
+        log_key: keys.log,
+        offset_index_key: keys.offset_index,
+        time_index_key: keys.time_index,
+        created_ms,
+        cleaned: false,
+        delete_horizon_ms: None,
+    })
 }
 
 #[cfg(test)]
@@ -537,6 +552,8 @@ mod tests {
             offset_index_key: String::new(),
             time_index_key: String::new(),
             created_ms,
+            cleaned: false,
+            delete_horizon_ms: None,
         }
     }
 

@@ -1,5 +1,5 @@
-//! The broker's background tasks: the flusher, compaction, retention, the garbage
-//! collector, following leadership changes and, on the active coordinator, the controller
+//! The broker's background tasks: the flusher, compaction, retention, the LogCleaner, the
+//! garbage collector, following leadership changes and, on the active coordinator, the controller
 //! (offset expiration is the group coordinator's). They run so that nothing stops them
 //! silently: one partition's or object's failure, or even a panic, is that item's error,
 //! counted and logged, and a task that dies anyway is started again.
@@ -9,6 +9,7 @@ pub mod controller;
 pub mod flusher;
 pub mod garbage_collector;
 pub mod leadership;
+pub mod log_cleaner;
 pub mod retention;
 
 use std::future::Future;

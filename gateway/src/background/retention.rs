@@ -1,6 +1,7 @@
 //! Retention: deletes a partition's oldest segments by age (`retention.ms`, against the
 //! segment's largest timestamp, as Kafka does) and by size (`retention.bytes`), advancing
 //! the log start offset. Un-compacted chunks are the active part of the log and are kept.
+//! Only topics whose `cleanup.policy` has `delete`.
 
 use std::sync::Arc;
 
@@ -27,6 +28,9 @@ async fn enforce(
     partition: &Partition,
 ) -> Result<(), coordinator::error::CoordinatorError> {
     let config = broker.coordinator.topic_config(&partition.topic)?;
+    if !config.cleanup_policy.deletes() {
+        return Ok(());
+    }
     let Some(log) = broker
         .coordinator
         .partition_log(partition.topic_id, partition.index)
@@ -84,6 +88,8 @@ mod tests {
             offset_index_key: String::new(),
             time_index_key: String::new(),
             created_ms: 0,
+            cleaned: false,
+            delete_horizon_ms: None,
         }
     }
 

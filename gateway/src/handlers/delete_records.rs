@@ -1,5 +1,6 @@
 //! DeleteRecords: advances partitions' log start offsets; retention later removes the
-//! segments entirely below them.
+//! segments entirely below them. Refused on topics whose `cleanup.policy` lacks `delete`
+//! (POLICY_VIOLATION), as Kafka refuses it.
 
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::delete_records_response::{
@@ -46,6 +47,13 @@ async fn delete_records(
     offset: i64,
 ) -> Result<i64, i16> {
     let partition = broker.partition(topic, index)?;
+    let config = broker
+        .coordinator
+        .topic_config(&topic.name)
+        .map_err(|e| e.error_code())?;
+    if !config.cleanup_policy.deletes() {
+        return Err(ResponseError::PolicyViolation.code());
+    }
     let high_watermark = partition.commit_state().high_watermark;
     let offset = if offset == HIGH_WATERMARK {
         high_watermark

@@ -201,7 +201,8 @@ async fn append(broker: &Broker, topic: &TopicMeta, data: PartitionProduceData) 
         batch = inflate(batch, max_inflated).map_err(refused)?;
     }
     let timestamps = config.timestamp_window(now);
-    validate_records(&batch, max_inflated, timestamps.as_ref()).map_err(refused)?;
+    let keys_required = config.cleanup_policy.compacts();
+    validate_records(&batch, max_inflated, timestamps.as_ref(), keys_required).map_err(refused)?;
     if let Some(codec) = recompress_with {
         let levels = Levels {
             gzip: config.compression_gzip_level,

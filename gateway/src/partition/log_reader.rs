@@ -5,7 +5,9 @@
 //! What comes back from storage is checked, never trusted: a read returns exactly the bytes
 //! asked for, a chunk holds whole batches covering exactly its offsets, a segment's batches
 //! follow each other from the index entry they are read from, and no offset between pieces
-//! is skipped. A read that fails these checks is counted and read once more straight from
+//! is skipped, except inside a segment the LogCleaner wrote, whose batches may skip the
+//! offsets of records it removed (Kafka clients expect such gaps, and batches whose base
+//! offset is below the offset they asked for). A read that fails these checks is counted and read once more straight from
 //! the store (a cached block may be bad); one that finds an object gone (replaced by
 //! compaction and collected since the checkpoint was read) is retried on a fresh checkpoint.
 
@@ -59,6 +61,13 @@ enum Source {
     /// Straight from the store, around every cache tier (block-aligned ranges aside, which
     /// the disk tier serves): after a read through the caches failed its checks.
     Store,
+}
+
+/// What one read of a segment found.
+struct SegmentRead {
+    batches: Vec<RecordBatch>,
+    /// It read up to the segment's end.
+    complete: bool,
 }
 
 /// A contiguous piece of the committed log.
@@ -182,13 +191,24 @@ impl LogReader<'_> {
             if budget == 0 && !first {
                 break;
             }
-            let (key, batches) = match piece {
-                Piece::Segment(segment) => (
-                    &segment.log_key,
-                    self.read_segment(segment, next, budget, first, source)
-                        .await?,
+            let (key, batches, gaps, complete) = match piece {
+                Piece::Segment(segment) => {
+                    let read = self
+                        .read_segment(segment, next, budget, first, source)
+                        .await?;
+                    (
+                        &segment.log_key,
+                        read.batches,
+                        segment.cleaned,
+                        read.complete,
+                    )
+                }
+                Piece::Chunk(chunk) => (
+                    &chunk.object_key,
+                    self.read_chunk(chunk, source).await?,
+                    false,
+                    true,
                 ),
-                Piece::Chunk(chunk) => (&chunk.object_key, self.read_chunk(chunk, source).await?),
             };
             let mut full = false;
             let from = next;
@@ -197,7 +217,7 @@ impl LogReader<'_> {
                     full = true;
                     break;
                 }
-                if batch.base_offset() > next {
+                if batch.base_offset() > next && !gaps {
                     return Err(ReadError::integrity(
                         key,
                         format!(
@@ -210,8 +230,14 @@ impl LogReader<'_> {
                 next = batch.last_offset() + 1;
                 out.push(batch);
             }
-            if full {
+            // A segment read that stopped short of its end ran out of budget: what follows
+            // it must not be read past what it left.
+            if full || !complete {
                 break;
+            }
+            // A cleaned segment covers its whole range, whatever offsets its batches skip.
+            if gaps {
+                next = next.max(piece.last_offset() + 1);
             }
         }
         // The tail may hold what follows the stored pieces (e.g. a commit since `log` was read).
@@ -263,7 +289,8 @@ impl LogReader<'_> {
         })
     }
 
-    /// Whole batches of `segment` from the one holding `offset`, about `budget` bytes.
+    /// Whole batches of `segment` from the one holding `offset` (or the first after it), about
+    /// `budget` bytes.
     async fn read_segment(
         &self,
         segment: &SegmentMeta,
@@ -271,7 +298,7 @@ impl LogReader<'_> {
         budget: usize,
         at_least_one: bool,
         source: Source,
-    ) -> Result<Vec<RecordBatch>, ReadError> {
+    ) -> Result<SegmentRead, ReadError> {
         let key = &segment.log_key;
         let (mut expected, position) = self.offset_index(segment, source).await?.lookup(offset);
         let mut position = u64::from(position);
@@ -310,7 +337,8 @@ impl LogReader<'_> {
                 }
             }
             for batch in batches {
-                if batch.base_offset() != expected {
+                let gap = batch.base_offset() > expected && segment.cleaned;
+                if batch.base_offset() != expected && !gap {
                     return Err(ReadError::integrity(
                         key,
                         format!(
@@ -325,7 +353,10 @@ impl LogReader<'_> {
                     continue;
                 }
                 if bytes + batch.len() > budget && !(out.is_empty() && at_least_one) {
-                    return Ok(out);
+                    return Ok(SegmentRead {
+                        batches: out,
+                        complete: false,
+                    });
                 }
                 bytes += batch.len();
                 out.push(batch);
@@ -334,7 +365,9 @@ impl LogReader<'_> {
                 break;
             }
         }
-        if position == segment.size && expected != segment.last_offset + 1 {
+        let end = segment.last_offset + 1;
+        let ends_right = expected == end || (segment.cleaned && expected < end);
+        if position == segment.size && !ends_right {
             return Err(ReadError::integrity(
                 key,
                 format!(
@@ -344,7 +377,10 @@ impl LogReader<'_> {
                 ),
             ));
         }
-        Ok(out)
+        Ok(SegmentRead {
+            batches: out,
+            complete: position == segment.size,
+        })
     }
 
     /// Exactly the bytes of `range`, which lies inside the object.
@@ -475,6 +511,7 @@ impl LogReader<'_> {
                 Piece::Segment(segment) => {
                     self.read_segment(segment, next, MIN_SEGMENT_READ as usize, true, source)
                         .await?
+                        .batches
                 }
                 Piece::Chunk(chunk) => self.read_chunk(chunk, source).await?,
             };
@@ -515,6 +552,7 @@ pub fn chunk_batches(chunk: &ChunkMeta, bytes: &Bytes) -> Result<Vec<RecordBatch
         &chunk.object_key,
         "chunk",
         chunk.base_offset..=chunk.last_offset,
+        false,
         bytes,
     )
 }
@@ -529,15 +567,18 @@ pub fn segment_batches(
         &segment.log_key,
         "segment",
         segment.base_offset..=segment.last_offset,
+        segment.cleaned,
         bytes,
     )
 }
 
-/// `bytes` as whole batches whose offsets follow each other over exactly `offsets`.
+/// `bytes` as whole batches whose offsets follow each other over exactly `offsets` (with
+/// `gaps`, in order within them).
 fn covering(
     key: &str,
     what: &str,
     offsets: std::ops::RangeInclusive<i64>,
+    gaps: bool,
     bytes: &Bytes,
 ) -> Result<Vec<RecordBatch>, ReadError> {
     let (base, last) = (*offsets.start(), *offsets.end());
@@ -554,7 +595,8 @@ fn covering(
     }
     let mut next = base;
     for batch in &batches {
-        if batch.base_offset() != next || batch.last_offset() < batch.base_offset() {
+        let gap = gaps && batch.base_offset() > next;
+        if (batch.base_offset() != next && !gap) || batch.last_offset() < batch.base_offset() {
             return Err(ReadError::integrity(
                 key,
                 format!(
@@ -566,7 +608,7 @@ fn covering(
         }
         next = batch.last_offset() + 1;
     }
-    if next != last + 1 {
+    if next != last + 1 && !(gaps && next <= last) {
         return Err(ReadError::integrity(
             key,
             format!(

@@ -100,6 +100,13 @@ struct PartitionState {
 }
 
 impl PartitionState {
+    fn drop_tail_below(&mut self, offset: i64) {
+        while self.tail.front().is_some_and(|b| b.last_offset() < offset) {
+            let dropped = self.tail.pop_front().expect("tail is not empty");
+            self.tail_bytes -= dropped.len();
+        }
+    }
+
     fn trim_tail(&mut self, tail_limit: usize) {
         while self.tail_bytes > tail_limit && self.tail.len() > 1 {
             let dropped = self.tail.pop_front().expect("tail is not empty");
@@ -281,20 +288,16 @@ impl Partition {
     }
 
     pub fn set_log_start_offset(&self, log_start_offset: i64) {
-        {
-            let mut state = self.state.lock().unwrap();
-            while state
-                .tail
-                .front()
-                .is_some_and(|b| b.last_offset() < log_start_offset)
-            {
-                let dropped = state.tail.pop_front().expect("tail is not empty");
-                state.tail_bytes -= dropped.len();
-            }
-        }
+        self.state.lock().unwrap().drop_tail_below(log_start_offset);
         self.commits.send_modify(|commit| {
             commit.log_start_offset = commit.log_start_offset.max(log_start_offset)
         });
+    }
+
+    /// The LogCleaner rewrote the log below `offset`: readers get those batches from
+    /// storage, not as they were produced.
+    pub fn cleaned_below(&self, offset: i64) {
+        self.state.lock().unwrap().drop_tail_below(offset);
     }
 
     /// The first step of a handover: appends are refused from now on. Returns the log end
