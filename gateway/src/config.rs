@@ -102,6 +102,13 @@ pub struct ServerArgs {
     /// HOST:PORT that clients are told to connect to (default: the listen address).
     #[arg(long, env = "STRATA_ADVERTISED_LISTENER")]
     pub advertised_listener: Option<String>,
+    /// Kafka's `listeners` (NAME://HOST:PORT,...), over the config file's: per-process
+    /// values such as a pod's own address come from the environment this way.
+    #[arg(long, env = "STRATA_LISTENERS")]
+    pub listeners: Option<String>,
+    /// Kafka's `advertised.listeners` (NAME://HOST:PORT,...), over the config file's.
+    #[arg(long, env = "STRATA_ADVERTISED_LISTENERS")]
+    pub advertised_listeners: Option<String>,
     /// Address of the HTTP server for GET /metrics, /healthz and /readyz.
     #[arg(long, env = "STRATA_HTTP", default_value = "127.0.0.1:9644")]
     pub http: SocketAddr,
@@ -154,14 +161,22 @@ impl ServerArgs {
         }
     }
 
-    /// The broker's listeners: the config file's `listeners`, else one PLAINTEXT listener
-    /// from `--listen` and `--advertised-listener`.
+    /// The broker's listeners: `--listeners` or the config file's `listeners`, else one
+    /// PLAINTEXT listener from `--listen` and `--advertised-listener`.
     pub fn listeners(&self, file: &ListenerSettings) -> anyhow::Result<Vec<Listener>> {
-        if let Some(listeners) = listeners::resolve(file).map_err(|e| anyhow::anyhow!(e))? {
+        let settings = ListenerSettings {
+            listeners: self.listeners.clone().or_else(|| file.listeners.clone()),
+            advertised_listeners: self
+                .advertised_listeners
+                .clone()
+                .or_else(|| file.advertised_listeners.clone()),
+            security_protocol_map: file.security_protocol_map.clone(),
+        };
+        if let Some(listeners) = listeners::resolve(&settings).map_err(|e| anyhow::anyhow!(e))? {
             if self.listen.is_some() || self.advertised_listener.is_some() {
                 anyhow::bail!(
-                    "the config file sets listeners: --listen and --advertised-listener would \
-                     be ignored, so leave them out"
+                    "listeners is set: --listen and --advertised-listener would be ignored, so \
+                     leave them out"
                 );
             }
             return Ok(listeners);
@@ -767,7 +782,8 @@ static SETTINGS: &[Setting<BrokerConfig>] = &[
     Setting {
         name: "log.cleaner.backoff.ms",
         kind: LONG,
-        documentation: "How long the LogCleaner waits between passes over the compacted partitions.",
+        documentation:
+            "How long the LogCleaner waits between passes over the compacted partitions.",
         set: |b, v| set_to(&mut b.cleaner_backoff, parse_millis(v)),
         get: |b| show_millis(b.cleaner_backoff),
     },
@@ -776,7 +792,12 @@ static SETTINGS: &[Setting<BrokerConfig>] = &[
         kind: LONG,
         documentation: "The memory of one clean's OffsetMap: a clean takes in the dirty segments \
                         whose keys fit.",
-        set: |b, v| set_to(&mut b.cleaner_dedupe_buffer_size, parse_bytes(v).map(|n| n as usize)),
+        set: |b, v| {
+            set_to(
+                &mut b.cleaner_dedupe_buffer_size,
+                parse_bytes(v).map(|n| n as usize),
+            )
+        },
         get: |b| show(b.cleaner_dedupe_buffer_size),
     },
     Setting {
@@ -846,6 +867,18 @@ static SETTINGS: &[Setting<BrokerConfig>] = &[
             Ok(())
         },
         get: |b| b.tls.keystore.as_ref().map(|p| p.display().to_string()),
+    },
+    Setting {
+        name: "ssl.key.location",
+        kind: TEXT,
+        documentation: "A PEM file with the unencrypted private key, when ssl.keystore.location \
+                        holds only the certificate chain (a Kubernetes TLS Secret's tls.key \
+                        beside its tls.crt); reloaded when it changes.",
+        set: |b, v| {
+            b.tls.key = Some(PathBuf::from(v));
+            Ok(())
+        },
+        get: |b| b.tls.key.as_ref().map(|p| p.display().to_string()),
     },
     Setting {
         name: "ssl.truststore.type",
@@ -1024,6 +1057,51 @@ mod tests {
                 "{refused:?}"
             );
         }
+    }
+
+    #[test]
+    fn listener_flags_take_over_the_files_listeners() {
+        #[derive(Parser)]
+        struct Flags {
+            #[command(flatten)]
+            args: StandaloneArgs,
+        }
+        let file = ListenerSettings {
+            listeners: Some("PLAINTEXT://127.0.0.1:9092".into()),
+            advertised_listeners: None,
+            security_protocol_map: Some(
+                "INTERNAL:PLAINTEXT,EXTERNAL:SSL,PLAINTEXT:PLAINTEXT".into(),
+            ),
+        };
+        let flags = Flags::parse_from([
+            "strata",
+            "--listeners",
+            "INTERNAL://0.0.0.0:9092,EXTERNAL://0.0.0.0:9094",
+            "--advertised-listeners",
+            "INTERNAL://gw-0.internal:9092,EXTERNAL://gw-0.example.com:9094",
+        ]);
+        let listeners = flags.args.server.listeners(&file).unwrap();
+        let advertised: Vec<_> = listeners
+            .iter()
+            .map(|l| (l.name.as_str(), l.protocol, l.advertised.host.as_str()))
+            .collect();
+        assert_eq!(
+            advertised,
+            [
+                ("INTERNAL", SecurityProtocol::Plaintext, "gw-0.internal"),
+                ("EXTERNAL", SecurityProtocol::Ssl, "gw-0.example.com")
+            ]
+        );
+        let both = Flags::parse_from(["strata", "--listen", "127.0.0.1:1"]);
+        let err = both.args.server.listeners(&file).unwrap_err().to_string();
+        assert!(err.contains("--listen"), "{err}");
+        let plain = Flags::parse_from(["strata"]);
+        let listeners = plain
+            .args
+            .server
+            .listeners(&ListenerSettings::default())
+            .unwrap();
+        assert_eq!(listeners[0].bind, DEFAULT_LISTEN);
     }
 
     #[test]

@@ -55,8 +55,11 @@ impl ClientAuth {
 /// The `ssl.*` settings of the broker's SSL listeners.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsSettings {
-    /// `ssl.keystore.location`: a PEM file with the certificate chain and the private key.
+    /// `ssl.keystore.location`: a PEM file with the certificate chain, and the private key
+    /// unless `key` names another file.
     pub keystore: Option<PathBuf>,
+    /// `ssl.key.location`: a PEM file with the private key.
+    pub key: Option<PathBuf>,
     /// `ssl.truststore.location`: a PEM bundle of the CAs client certificates must chain to.
     pub truststore: Option<PathBuf>,
     pub client_auth: ClientAuth,
@@ -67,6 +70,7 @@ impl Default for TlsSettings {
     fn default() -> Self {
         Self {
             keystore: None,
+            key: None,
             truststore: None,
             client_auth: ClientAuth::None,
             principal_mapping: PrincipalMapping::default(),
@@ -113,7 +117,7 @@ impl ReloadingAcceptor {
 }
 
 fn stamps(settings: &TlsSettings) -> Vec<Option<SystemTime>> {
-    [&settings.keystore, &settings.truststore]
+    [&settings.keystore, &settings.key, &settings.truststore]
         .into_iter()
         .map(|path| {
             let metadata = std::fs::metadata(path.as_ref()?).ok()?;
@@ -164,7 +168,7 @@ fn build(settings: &TlsSettings) -> Result<TlsAcceptor, TlsError> {
         TlsError::Config("an SSL listener needs ssl.keystore.location".to_string())
     })?;
     let chain = certificates(keystore)?;
-    let key = private_key(keystore)?;
+    let key = private_key(settings.key.as_deref().unwrap_or(keystore))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()

@@ -174,6 +174,18 @@ def test_plaintext_and_garbage_to_an_ssl_listener_close_the_connection(tmp_path,
     assert not handshake_fails(broker.ssl_bootstrap, ca)
 
 
+def test_the_private_key_may_be_a_file_of_its_own(tmp_path, pki, brokers):
+    """ssl.key.location beside a chain-only ssl.keystore.location, as a Kubernetes TLS
+    Secret's tls.key and tls.crt are mounted."""
+    ca, server = pki
+    chain, key = server.read_text().split("-----BEGIN PRIVATE KEY-----")
+    (tmp_path / "tls.crt").write_text(chain)
+    (tmp_path / "tls.key").write_text("-----BEGIN PRIVATE KEY-----" + key)
+    broker = ssl_broker(tmp_path, tmp_path / "tls.crt", **{"ssl.key.location": str(tmp_path / "tls.key")})
+    brokers.append(broker)
+    assert not handshake_fails(broker.ssl_bootstrap, ca)
+
+
 def test_certificates_rotate_without_a_restart(tmp_path, pki, brokers):
     """Replacing the keystore file: new connections get the new certificate, the open ones
     carry on, and a file caught half-written keeps the previous certificate."""
