@@ -9,6 +9,7 @@
 //! on the in-memory state: cheap and sync.
 
 mod bytes_in;
+mod groups;
 mod leadership;
 mod log;
 mod offsets;

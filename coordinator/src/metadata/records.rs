@@ -41,6 +41,8 @@ pub(super) enum Key {
     Controller,
     /// `groups/{group}/offsets/{topic}/{p}`, the group id escaped (it may contain `/`).
     Offset(String, String, i32),
+    /// `groups/{group}/metadata`: the group's membership, as the group coordinator encodes it.
+    GroupMetadata(String),
 }
 
 impl fmt::Display for Key {
@@ -60,6 +62,7 @@ impl fmt::Display for Key {
             Key::Offset(group, topic, p) => {
                 write!(f, "groups/{}/offsets/{topic}/{p}", escape(group))
             }
+            Key::GroupMetadata(group) => write!(f, "groups/{}/metadata", escape(group)),
         }
     }
 }
@@ -80,6 +83,7 @@ impl Key {
             ["groups", group, "offsets", topic, p] => {
                 Key::Offset(unescape(group)?, topic.to_string(), p.parse().ok()?)
             }
+            ["groups", group, "metadata"] => Key::GroupMetadata(unescape(group)?),
             ["partitions", t, p, ref rest @ ..] => {
                 let (t, p) = (t.parse().ok()?, p.parse().ok()?);
                 match rest {
@@ -123,6 +127,8 @@ pub(super) enum Record {
     Controller(String),
     /// Group, topic, partition.
     Offset(String, String, i32, CommittedOffset),
+    /// Group, and its membership in the group coordinator's encoding, stored as it is.
+    GroupMetadata(String, Bytes),
 }
 
 impl Record {
@@ -140,6 +146,7 @@ impl Record {
             Record::NextBrokerId(_) => Key::NextBrokerId,
             Record::Controller(_) => Key::Controller,
             Record::Offset(group, topic, p, _) => Key::Offset(group.clone(), topic.clone(), *p),
+            Record::GroupMetadata(group, _) => Key::GroupMetadata(group.clone()),
         }
     }
 
@@ -162,6 +169,7 @@ impl Record {
             Record::NextBrokerId(id) => json(id),
             Record::Controller(name) => json(name),
             Record::Offset(_, _, _, offset) => json(offset),
+            Record::GroupMetadata(_, value) => value.clone(),
         }
     }
 
@@ -191,6 +199,9 @@ impl Record {
             Key::Controller => Record::Controller(serde_json::from_slice(value).map_err(bad)?),
             Key::Offset(group, topic, p) => {
                 Record::Offset(group, topic, p, serde_json::from_slice(value).map_err(bad)?)
+            }
+            Key::GroupMetadata(group) => {
+                Record::GroupMetadata(group, Bytes::copy_from_slice(value))
             }
         };
         // The key repeats part of the value (a name, an offset, an id): they must agree.
@@ -404,6 +415,7 @@ mod tests {
             Key::Offset("payments".into(), "orders.v1".into(), 3),
             Key::Offset("a/b%2F%/".into(), "t".into(), 0),
             Key::Offset(String::new(), "t".into(), 0),
+            Key::GroupMetadata("a/b%".into()),
         ] {
             assert_eq!(Key::parse(&key.to_string()), Some(key));
         }

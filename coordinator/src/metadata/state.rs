@@ -36,6 +36,8 @@ pub(super) struct State {
     pub(super) topics: HashMap<Uuid, TopicState>,
     /// Committed offsets by group, then by (topic, partition).
     pub(super) offsets: BTreeMap<String, GroupOffsets>,
+    /// Each group's membership record, as the group coordinator encoded it.
+    pub(super) group_metadata: BTreeMap<String, Bytes>,
     /// Every stored flush record with how many of its chunks are still part of a log: those
     /// at zero are deleted by [`Coordinator::delete_dead_flush_records`].
     pub(super) flushes: HashMap<String, usize>,
@@ -243,6 +245,9 @@ impl State {
                     .or_default()
                     .insert((topic, p), offset);
             }
+            Record::GroupMetadata(group, value) => {
+                self.group_metadata.insert(group, value);
+            }
         }
         Ok(())
     }
@@ -368,6 +373,9 @@ impl State {
                         self.offsets.remove(&group);
                     }
                 }
+            }
+            Key::GroupMetadata(group) => {
+                self.group_metadata.remove(&group);
             }
             // Never deleted: the cluster id and the id counters live forever.
             Key::ClusterId | Key::NextProducerId | Key::NextBrokerId => {}
