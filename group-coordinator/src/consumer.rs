@@ -17,6 +17,9 @@ use uuid::Uuid;
 
 use super::assignor::{Assignment, Assignor, MemberSpec};
 use super::config::GroupConfig;
+use super::group_record::{
+    ConsumerMemberRecord, ConsumerRecord, ReconciliationState as MemberState,
+};
 use super::GroupError;
 use crate::clock;
 
@@ -87,17 +90,6 @@ pub struct MemberDescription {
     pub target_assignment: Assignment,
 }
 
-/// Where a member is on its way to its target assignment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum MemberState {
-    /// Has its target assignment, or will at the next epoch.
-    Stable,
-    /// Must revoke partitions before it can move on.
-    UnrevokedPartitions,
-    /// Waits for partitions that their previous owners still hold.
-    UnreleasedPartitions,
-}
-
 #[derive(Debug, Clone)]
 struct Member {
     member_id: String,
@@ -147,6 +139,40 @@ impl Member {
         self.previous_member_epoch = self.member_epoch;
         self.member_epoch = epoch;
     }
+
+    fn record(&self) -> ConsumerMemberRecord {
+        ConsumerMemberRecord {
+            member_id: self.member_id.clone(),
+            instance_id: self.instance_id.clone(),
+            rack_id: self.rack_id.clone(),
+            client_id: self.client_id.clone(),
+            client_host: self.client_host.clone(),
+            member_epoch: self.member_epoch,
+            previous_member_epoch: self.previous_member_epoch,
+            state: self.state,
+            rebalance_timeout_ms: self.rebalance_timeout.as_millis() as u64,
+            server_assignor: self.server_assignor.clone(),
+            subscribed_topic_names: self.subscribed_topic_names.clone(),
+            assigned: self.assigned.clone(),
+            pending_revocation: self.pending_revocation.clone(),
+        }
+    }
+
+    /// Whether the two differ in what the group's record keeps (not their deadlines).
+    fn record_differs(&self, other: &Member) -> bool {
+        self.instance_id != other.instance_id
+            || self.rack_id != other.rack_id
+            || self.client_id != other.client_id
+            || self.client_host != other.client_host
+            || self.member_epoch != other.member_epoch
+            || self.previous_member_epoch != other.previous_member_epoch
+            || self.state != other.state
+            || self.rebalance_timeout != other.rebalance_timeout
+            || self.server_assignor != other.server_assignor
+            || self.subscribed_topic_names != other.subscribed_topic_names
+            || self.assigned != other.assigned
+            || self.pending_revocation != other.pending_revocation
+    }
 }
 
 #[derive(Debug)]
@@ -167,6 +193,8 @@ pub struct ConsumerGroup {
     /// is recomputed when they change.
     subscribed_topics: BTreeMap<String, (Uuid, i32)>,
     empty_since_ms: i64,
+    /// Changed since its record was last taken: the record must be written.
+    record_changed: bool,
 }
 
 impl ConsumerGroup {
@@ -182,7 +210,70 @@ impl ConsumerGroup {
             partition_epochs: HashMap::new(),
             subscribed_topics: BTreeMap::new(),
             empty_since_ms: clock::now_ms(),
+            record_changed: false,
         }
+    }
+
+    /// The group as its record describes it, each member with a fresh session and, if it
+    /// must still revoke partitions, a fresh rebalance timeout.
+    pub fn from_record(
+        group_id: &str,
+        config: Arc<GroupConfig>,
+        record: ConsumerRecord,
+        now: Instant,
+    ) -> Self {
+        let session_deadline = now + config.consumer_session_timeout;
+        let mut group = ConsumerGroup::new(group_id, config);
+        group.group_epoch = record.group_epoch;
+        group.assignment_epoch = record.assignment_epoch;
+        group.subscribed_topics = record.subscribed_topics;
+        group.target = record.target.into_iter().collect();
+        for member in record.members {
+            let rebalance_timeout = Duration::from_millis(member.rebalance_timeout_ms);
+            let member = Member {
+                member_id: member.member_id,
+                instance_id: member.instance_id,
+                rack_id: member.rack_id,
+                client_id: member.client_id,
+                client_host: member.client_host,
+                member_epoch: member.member_epoch,
+                previous_member_epoch: member.previous_member_epoch,
+                state: member.state,
+                rebalance_timeout,
+                server_assignor: member.server_assignor,
+                subscribed_topic_names: member.subscribed_topic_names,
+                assigned: member.assigned,
+                pending_revocation: member.pending_revocation,
+                session_deadline,
+                rebalance_deadline: (member.state == MemberState::UnrevokedPartitions)
+                    .then(|| now + rebalance_timeout),
+            };
+            group.put_member(member);
+        }
+        group.record_changed = false;
+        group
+    }
+
+    /// Some when the group changed since the last call: its new record, None for an empty
+    /// group, which keeps no record.
+    pub fn take_changed_record(&mut self) -> Option<Option<ConsumerRecord>> {
+        if !std::mem::take(&mut self.record_changed) {
+            return None;
+        }
+        if self.members.is_empty() {
+            return Some(None);
+        }
+        Some(Some(ConsumerRecord {
+            group_epoch: self.group_epoch,
+            assignment_epoch: self.assignment_epoch,
+            subscribed_topics: self.subscribed_topics.clone(),
+            target: self
+                .target
+                .iter()
+                .map(|(id, assignment)| (id.clone(), assignment.clone()))
+                .collect(),
+            members: self.members.values().map(Member::record).collect(),
+        }))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -327,6 +418,7 @@ impl ConsumerGroup {
         {
             self.subscribed_topics = subscribed_topics;
             self.group_epoch += 1;
+            self.record_changed = true;
             tracing::info!(group = %self.group_id, epoch = self.group_epoch, member = %member_id, "bumped the group epoch");
         }
         if self.group_epoch > self.assignment_epoch {
@@ -621,6 +713,7 @@ impl ConsumerGroup {
         self.remove_member(member_id);
         self.target.remove(member_id);
         self.group_epoch += 1;
+        self.record_changed = true;
         if self.members.is_empty() {
             self.empty_since_ms = clock::now_ms();
         }
@@ -630,6 +723,7 @@ impl ConsumerGroup {
         let Some(member) = self.members.remove(member_id) else {
             return;
         };
+        self.record_changed = true;
         self.release_partitions(&member);
         if let Some(instance) = &member.instance_id {
             if self.static_members.get(instance).map(String::as_str) == Some(member_id) {
@@ -640,8 +734,12 @@ impl ConsumerGroup {
 
     /// Stores a member, keeping the partition owners' epochs in step.
     fn put_member(&mut self, member: Member) {
-        if let Some(old) = self.members.get(&member.member_id).cloned() {
-            self.release_partitions(&old);
+        match self.members.get(&member.member_id).cloned() {
+            Some(old) => {
+                self.record_changed |= old.record_differs(&member);
+                self.release_partitions(&old);
+            }
+            None => self.record_changed = true,
         }
         for (topic, partitions) in member.assigned.iter().chain(&member.pending_revocation) {
             for partition in partitions {
@@ -712,6 +810,7 @@ impl ConsumerGroup {
         let target = assignor.assign(&specs, &partitions);
         self.target = target.into_iter().collect();
         self.assignment_epoch = self.group_epoch;
+        self.record_changed = true;
         tracing::info!(group = %self.group_id, epoch = self.assignment_epoch, assignor = assignor.name(), "computed a new target assignment");
     }
 

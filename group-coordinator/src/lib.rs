@@ -5,8 +5,11 @@
 //! kind joins, a group with members refuses them, as Kafka does without online migration.
 //!
 //! Each group sits behind its own mutex, never held across an await, with a timer task that
-//! sleeps until the group's next deadline. Members live in memory only: after a restart they
-//! join again, and a group that committed offsets comes back empty.
+//! sleeps until the group's next deadline. A group with members keeps a record of them in the
+//! coordinator's metadata store ([`group_record`]), written behind the group's changes when it
+//! settles, so that after a restart or a move to another gateway the group is loaded as it
+//! was and its members carry on without a rebalance; a group without members keeps only its
+//! committed offsets.
 
 pub mod assignor;
 pub mod classic;
@@ -14,10 +17,12 @@ mod clock;
 pub mod config;
 pub mod consumer;
 pub mod expiration;
+mod group_record;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
 use coordinator::{CommittedOffset, Coordinator, CoordinatorError};
 use proto_compat::kafka_protocol::error::ResponseError;
 use tokio::sync::{oneshot, Notify};
@@ -26,6 +31,10 @@ use tokio::time::Instant;
 use self::classic::{ClassicGroup, JoinRequest, JoinResponse, SyncRequest, SyncResponse};
 use self::config::GroupConfig;
 use self::consumer::{ConsumerGroup, HeartbeatRequest, HeartbeatResponse};
+use self::group_record::GroupRecord;
+
+/// The first wait before writing a group's record again after the store failed.
+const RECORD_RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// A Kafka error with the message that some responses carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,24 +118,139 @@ impl Group {
             Group::Dead => {}
         }
     }
+
+    /// The group as the store's record describes it.
+    fn from_record(group_id: &str, config: Arc<GroupConfig>, record: GroupRecord) -> Group {
+        let now = Instant::now();
+        match record {
+            GroupRecord::Classic(record) => {
+                Group::Classic(ClassicGroup::from_record(group_id, config, record, now))
+            }
+            GroupRecord::Consumer(record) => {
+                Group::Consumer(ConsumerGroup::from_record(group_id, config, record, now))
+            }
+        }
+    }
+
+    /// Some when the group's record must be written: its encoding, None to delete it.
+    fn take_changed_record(&mut self) -> Option<Option<Bytes>> {
+        let record = match self {
+            Group::Classic(group) => group
+                .take_changed_record()?
+                .map(GroupRecord::Classic),
+            Group::Consumer(group) => group
+                .take_changed_record()?
+                .map(GroupRecord::Consumer),
+            Group::Dead => return None,
+        };
+        Some(record.as_ref().map(GroupRecord::encode))
+    }
 }
 
-/// One group and the wake-up of its timer task.
+/// A group's record in the metadata store as its slot knows it.
+#[derive(Debug, Default)]
+struct RecordState {
+    /// What the store holds, as of the slot's load or last write.
+    stored: Option<Bytes>,
+    /// Being written by the slot's writer, which runs while this is Some.
+    writing: Option<Option<Bytes>>,
+    /// To write once the write in progress is done.
+    next: Option<Option<Bytes>>,
+}
+
+/// One group, the wake-up of its timer task, and its record in the store.
 struct GroupSlot {
+    group_id: String,
+    coordinator: Arc<Coordinator>,
     group: Mutex<Group>,
     timers: Notify,
+    record: Mutex<RecordState>,
 }
 
 impl GroupSlot {
-    /// Runs `f` on the group, then wakes the timer task: `f` may have moved a deadline.
-    fn with<R>(&self, f: impl FnOnce(&mut Group) -> R) -> R {
-        let result = f(&mut self.lock());
+    /// Runs `f` on the group, queues the group's record if `f` changed it, then wakes the
+    /// timer task: `f` may have moved a deadline.
+    fn with<R>(self: &Arc<Self>, f: impl FnOnce(&mut Group) -> R) -> R {
+        let mut group = self.lock();
+        let result = f(&mut group);
+        // Queued under the group's lock, so that records are written in the order of the
+        // changes.
+        if let Some(record) = group.take_changed_record() {
+            self.write_record(record);
+        }
+        drop(group);
         self.timers.notify_one();
         result
     }
 
     fn lock(&self) -> MutexGuard<'_, Group> {
         self.group.lock().expect("group state poisoned")
+    }
+
+    fn record(&self) -> MutexGuard<'_, RecordState> {
+        self.record.lock().expect("group record state poisoned")
+    }
+
+    /// Queues the group's new record, starting the slot's writer unless it runs.
+    fn write_record(self: &Arc<Self>, record: Option<Bytes>) {
+        let mut state = self.record();
+        if state.writing.is_some() {
+            state.next = Some(record);
+        } else if record != state.stored {
+            state.writing = Some(record);
+            tokio::spawn(write_records(self.clone()));
+        }
+    }
+
+    /// Whether the store holds the record this slot wrote or loaded: if not, another
+    /// gateway coordinated the group since and this copy is stale.
+    fn is_current(&self) -> bool {
+        let stored = self.coordinator.group_metadata(&self.group_id);
+        let state = self.record();
+        state.stored == stored || state.writing.as_ref() == Some(&stored)
+    }
+}
+
+/// Writes the slot's queued records, the latest only, until none is left. A record another
+/// gateway replaced is left alone: the group is loaded again at its next request.
+async fn write_records(slot: Arc<GroupSlot>) {
+    let mut failures = 0u32;
+    loop {
+        let (expected, value) = {
+            let state = slot.record();
+            let value = state.writing.clone().expect("the writer runs while writing");
+            (state.stored.clone(), value)
+        };
+        let written = slot
+            .coordinator
+            .store_group_metadata(&slot.group_id, expected.as_ref(), value.clone())
+            .await;
+        let more = {
+            let mut state = slot.record();
+            match written {
+                Ok(true) => {
+                    failures = 0;
+                    state.stored = value;
+                }
+                Ok(false) => {
+                    tracing::warn!(group = %slot.group_id, "another gateway changed the group's record; it is loaded again");
+                    state.next = None;
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(group = %slot.group_id, error = %e, "cannot write the group's record, retrying");
+                    state.next.get_or_insert(value);
+                }
+            }
+            state.writing = state.next.take().filter(|next| *next != state.stored);
+            state.writing.is_some()
+        };
+        if !more {
+            return;
+        }
+        if failures > 0 {
+            tokio::time::sleep(RECORD_RETRY_BACKOFF * failures.min(10)).await;
+        }
     }
 }
 
@@ -139,7 +263,7 @@ async fn run_timers(slot: Arc<GroupSlot>) {
         };
         match deadline {
             Some(deadline) => tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => slot.lock().expire(Instant::now()),
+                _ = tokio::time::sleep_until(deadline) => slot.with(|group| group.expire(Instant::now())),
                 _ = slot.timers.notified() => {}
             },
             None => slot.timers.notified().await,
@@ -192,25 +316,69 @@ impl GroupCoordinator {
         self.groups.lock().expect("group registry poisoned")
     }
 
-    /// The group, if it exists: one that only has committed offsets (after a restart, or
-    /// one that only ever committed) becomes an empty classic group.
+    /// The group, if it exists. One not in memory (after a restart or a move from another
+    /// gateway) is loaded from its record; one that only has committed offsets becomes an
+    /// empty classic group. A copy in memory that another gateway's record superseded is
+    /// dropped (its waiting members are answered) and the group loaded again.
     fn existing_group(&self, group_id: &str) -> Option<Arc<GroupSlot>> {
         let mut groups = self.groups();
-        if let Some(slot) = groups.get(group_id) {
-            return Some(slot.clone());
+        if let Some(slot) = groups.get(group_id).cloned() {
+            if slot.is_current() {
+                return Some(slot);
+            }
+            tracing::info!(group = group_id, "the group's record changed elsewhere, loading it again");
+            slot.with(|group| *group = Group::Dead);
+            groups.remove(group_id);
         }
-        if !self.coordinator.has_committed_offsets(group_id) {
-            return None;
-        }
-        let group = Group::Classic(ClassicGroup::new(group_id, self.config.clone()));
-        Some(insert_group(&mut groups, group_id, group))
+        let stored = self.coordinator.group_metadata(group_id);
+        let loaded = stored.as_ref().and_then(|value| match GroupRecord::decode(value) {
+            Ok(record) => Some(Group::from_record(group_id, self.config.clone(), record)),
+            Err(e) => {
+                tracing::warn!(group = group_id, error = %e, "ignoring the group's unreadable record");
+                None
+            }
+        });
+        let group = match loaded {
+            Some(group) => {
+                tracing::info!(group = group_id, "loaded the group from its record");
+                group
+            }
+            None if stored.is_some() || self.coordinator.has_committed_offsets(group_id) => {
+                Group::Classic(ClassicGroup::new(group_id, self.config.clone()))
+            }
+            None => return None,
+        };
+        Some(self.insert_group(&mut groups, group_id, group, stored))
     }
 
     fn group_or_create(&self, group_id: &str, create: impl FnOnce() -> Group) -> Arc<GroupSlot> {
         if let Some(slot) = self.existing_group(group_id) {
             return slot;
         }
-        insert_group(&mut self.groups(), group_id, create())
+        self.insert_group(&mut self.groups(), group_id, create(), None)
+    }
+
+    /// Registers a group whose record in the store is `stored`, and starts its timer task.
+    fn insert_group(
+        &self,
+        groups: &mut HashMap<String, Arc<GroupSlot>>,
+        group_id: &str,
+        group: Group,
+        stored: Option<Bytes>,
+    ) -> Arc<GroupSlot> {
+        let slot = Arc::new(GroupSlot {
+            group_id: group_id.to_string(),
+            coordinator: self.coordinator.clone(),
+            group: Mutex::new(group),
+            timers: Notify::new(),
+            record: Mutex::new(RecordState {
+                stored,
+                ..RecordState::default()
+            }),
+        });
+        tokio::spawn(run_timers(slot.clone()));
+        groups.insert(group_id.to_string(), slot.clone());
+        slot
     }
 
     fn new_classic(&self, group_id: &str) -> ClassicGroup {
@@ -399,8 +567,20 @@ impl GroupCoordinator {
         Ok(self.coordinator.committed_offsets(group_id))
     }
 
+    /// Loads every group this broker coordinates that has a record, as Kafka loads a
+    /// group's partition of `__consumer_offsets`: members that do not come back are removed
+    /// when their fresh sessions end.
+    fn load_recorded_groups(&self) {
+        for group_id in self.coordinator.groups_with_metadata() {
+            if self.check_coordinator(&group_id).is_ok() {
+                self.existing_group(&group_id);
+            }
+        }
+    }
+
     /// Every group this broker coordinates, with those known only by committed offsets.
     pub fn list_groups(&self) -> Vec<ListedGroup> {
+        self.load_recorded_groups();
         let slots: Vec<(String, Arc<GroupSlot>)> = self
             .groups()
             .iter()
@@ -646,6 +826,7 @@ impl GroupCoordinator {
     /// groups left without offsets, as Kafka's periodic cleanup does. Returns how many
     /// offsets expired.
     pub async fn expire_offsets(&self) -> Result<usize, CoordinatorError> {
+        self.load_recorded_groups();
         let empty: Vec<(String, i64)> = self
             .coordinator
             .groups_with_offsets()
@@ -680,20 +861,6 @@ impl GroupCoordinator {
         });
         Ok(expired)
     }
-}
-
-fn insert_group(
-    groups: &mut HashMap<String, Arc<GroupSlot>>,
-    group_id: &str,
-    group: Group,
-) -> Arc<GroupSlot> {
-    let slot = Arc::new(GroupSlot {
-        group: Mutex::new(group),
-        timers: Notify::new(),
-    });
-    tokio::spawn(run_timers(slot.clone()));
-    groups.insert(group_id.to_string(), slot.clone());
-    slot
 }
 
 /// A failed store write: retriable for the client, which retries it.
@@ -946,6 +1113,165 @@ mod tests {
             (description.state, description.members.len()),
             ("Stable", 1)
         );
+    }
+
+    /// Waits until the writer stored the group's record.
+    async fn stored_record(groups: &GroupCoordinator, group_id: &str) -> GroupRecord {
+        loop {
+            if let Some(value) = groups.coordinator.group_metadata(group_id) {
+                return GroupRecord::decode(&value).unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Another group coordinator over the same store, as another gateway.
+    fn elsewhere(groups: &GroupCoordinator) -> GroupCoordinator {
+        GroupCoordinator::new(0, (*groups.config).clone(), groups.coordinator.clone())
+    }
+
+    /// Stops `groups` and starts another over the same store, as a restart does.
+    fn restarted(groups: &GroupCoordinator) -> GroupCoordinator {
+        groups.shutdown();
+        elsewhere(groups)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stable_classic_group_is_loaded_without_a_rebalance() {
+        let (groups, _dir) = setup(GroupConfig::default()).await;
+        let (a, b) = tokio::join!(
+            groups.join_group("g", join_request("")),
+            groups.join_group("g", join_request(""))
+        );
+        let leader = if a.leader == a.member_id { &a } else { &b };
+        let follower = if a.leader == a.member_id { &b } else { &a };
+        let sync = |member_id: &str, assignments: Vec<(String, Bytes)>| SyncRequest {
+            member_id: member_id.into(),
+            group_instance_id: None,
+            generation_id: 1,
+            protocol_type: None,
+            protocol_name: None,
+            assignments,
+        };
+        let assignments = vec![
+            (leader.member_id.clone(), Bytes::from_static(b"leader's")),
+            (follower.member_id.clone(), Bytes::from_static(b"follower's")),
+        ];
+        let (synced, _) = tokio::join!(
+            groups.sync_group("g", sync(&leader.member_id, assignments)),
+            groups.sync_group("g", sync(&follower.member_id, Vec::new()))
+        );
+        assert_eq!(synced.error, None);
+        let GroupRecord::Classic(record) = stored_record(&groups, "g").await else {
+            panic!("a classic record");
+        };
+        assert_eq!((record.generation_id, record.members.len()), (1, 2));
+        assert_eq!(record.leader, leader.member_id);
+        // Heartbeats write nothing.
+        let record = groups.coordinator.group_metadata("g");
+        groups.heartbeat("g", &leader.member_id, None, 1).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(groups.coordinator.group_metadata("g"), record);
+
+        let reloaded = restarted(&groups);
+        assert_eq!(reloaded.heartbeat("g", &leader.member_id, None, 1), Ok(()));
+        let description = reloaded.describe_group("g").unwrap();
+        assert_eq!(description.state, classic::ClassicState::Stable);
+        assert_eq!(description.protocol_name, "range");
+        let follower_description = description
+            .members
+            .iter()
+            .find(|m| m.member_id == follower.member_id)
+            .unwrap();
+        assert_eq!(follower_description.assignment, &b"follower's"[..]);
+        let resynced = reloaded
+            .sync_group("g", sync(&follower.member_id, Vec::new()))
+            .await;
+        assert_eq!(resynced.assignment, &b"follower's"[..]);
+
+        // Every member got a fresh session: the one that stays silent is removed.
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            reloaded
+                .heartbeat("g", &leader.member_id, None, 1)
+                .unwrap_or_default();
+        }
+        assert_eq!(
+            reloaded.heartbeat("g", &follower.member_id, None, 1),
+            Err(ResponseError::UnknownMemberId)
+        );
+        // Once the group empties, its record goes.
+        let leave = [(leader.member_id.clone(), None)];
+        assert_eq!(reloaded.leave_group("g", &leave), Ok(vec![Ok(())]));
+        while reloaded.coordinator.group_metadata("g").is_some() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_consumer_group_is_loaded_with_its_epochs_and_assignments() {
+        let (groups, _dir) = setup(GroupConfig::default()).await;
+        let joined = groups
+            .consumer_group_heartbeat("g", 1, consumer_join("m"))
+            .unwrap();
+        assert_eq!(joined.member_epoch, 1);
+        let GroupRecord::Consumer(record) = stored_record(&groups, "g").await else {
+            panic!("a consumer record");
+        };
+        assert_eq!((record.group_epoch, record.members[0].member_epoch), (1, 1));
+        let before = groups.consumer_group_describe("g").unwrap();
+
+        let reloaded = restarted(&groups);
+        let full = HeartbeatRequest {
+            member_epoch: 1,
+            owned_partitions: joined.assignment.clone(),
+            ..consumer_join("m")
+        };
+        let heartbeat = reloaded.consumer_group_heartbeat("g", 1, full).unwrap();
+        assert_eq!(heartbeat.member_epoch, 1);
+        assert_eq!(heartbeat.assignment, joined.assignment);
+        assert_eq!(reloaded.consumer_group_describe("g").unwrap(), before);
+
+        // A second member: the epochs move on and the record follows.
+        reloaded
+            .consumer_group_heartbeat("g", 1, consumer_join("n"))
+            .unwrap();
+        loop {
+            let GroupRecord::Consumer(record) = stored_record(&reloaded, "g").await else {
+                panic!("a consumer record");
+            };
+            if record.members.len() == 2 {
+                assert_eq!(record.group_epoch, 2);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_copy_that_another_gateway_superseded_is_loaded_again() {
+        let (groups, _dir) = setup(GroupConfig::default()).await;
+        groups
+            .consumer_group_heartbeat("g", 1, consumer_join("m"))
+            .unwrap();
+        stored_record(&groups, "g").await;
+        // Another gateway coordinates the group for a while; its member leaves there.
+        let elsewhere = elsewhere(&groups);
+        let leave = HeartbeatRequest {
+            member_epoch: consumer::LEAVE_GROUP_MEMBER_EPOCH,
+            ..consumer_join("m")
+        };
+        elsewhere.consumer_group_heartbeat("g", 1, leave).unwrap();
+        while groups.coordinator.group_metadata("g").is_some() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Back here, the old copy in memory is not used.
+        let stale = HeartbeatRequest {
+            member_epoch: 1,
+            ..consumer_join("m")
+        };
+        let refused = groups.consumer_group_heartbeat("g", 1, stale).unwrap_err();
+        assert_eq!(refused.error, ResponseError::UnknownMemberId);
     }
 
     #[tokio::test(start_paused = true)]
