@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use coordinator::{Coordinator, TopicMeta};
 use proto_compat::kafka_protocol::error::ResponseError;
+use regex::Regex;
 use tokio::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -31,12 +32,38 @@ pub const LEAVE_GROUP_STATIC_MEMBER_EPOCH: i32 = -2;
 /// What the group needs to know about topics (the coordinator; a map in tests).
 pub trait Topics {
     fn topic(&self, name: &str) -> Option<TopicMeta>;
+    /// Every topic's name, for the subscribed regular expressions.
+    fn topic_names(&self) -> Vec<String>;
+    /// Grows whenever a topic is created or deleted.
+    fn topic_name_changes(&self) -> u64;
 }
 
 impl Topics for Coordinator {
     fn topic(&self, name: &str) -> Option<TopicMeta> {
         Coordinator::topic(self, name)
     }
+
+    fn topic_names(&self) -> Vec<String> {
+        Coordinator::topic_names(self)
+    }
+
+    fn topic_name_changes(&self) -> u64 {
+        Coordinator::topic_name_changes(self)
+    }
+}
+
+/// A subscribed regular expression (RE2 syntax, which the `regex` crate follows), or Kafka's
+/// INVALID_REGULAR_EXPRESSION.
+fn compile_regex(pattern: &str) -> Result<Regex, GroupError> {
+    // Checked alone first: anchoring could make a broken pattern valid ("a)|(b").
+    Regex::new(pattern)
+        .and_then(|_| Regex::new(&format!("^(?:{pattern})$")))
+        .map_err(|e| {
+            GroupError::new(
+                ResponseError::InvalidRegularExpression,
+                format!("SubscribedTopicRegex `{pattern}` is not a valid regular expression: {e}."),
+            )
+        })
 }
 
 /// A ConsumerGroupHeartbeat request, whatever its version. Optional fields are None when the
@@ -51,6 +78,9 @@ pub struct HeartbeatRequest {
     /// -1 when unchanged.
     pub rebalance_timeout_ms: i32,
     pub subscribed_topic_names: Option<Vec<String>>,
+    /// A regular expression whose matching topics the member also subscribes to (KIP-848,
+    /// v1); empty for none.
+    pub subscribed_topic_regex: Option<String>,
     pub server_assignor: Option<String>,
     /// The partitions the member owns.
     pub owned_partitions: Option<Assignment>,
@@ -86,6 +116,7 @@ pub struct MemberDescription {
     pub client_id: String,
     pub client_host: String,
     pub subscribed_topic_names: Vec<String>,
+    pub subscribed_topic_regex: Option<String>,
     pub assignment: Assignment,
     pub target_assignment: Assignment,
 }
@@ -103,6 +134,7 @@ struct Member {
     rebalance_timeout: Duration,
     server_assignor: Option<String>,
     subscribed_topic_names: BTreeSet<String>,
+    subscribed_topic_regex: Option<String>,
     assigned: Assignment,
     pending_revocation: Assignment,
     session_deadline: Instant,
@@ -124,6 +156,7 @@ impl Member {
             rebalance_timeout: Duration::ZERO,
             server_assignor: None,
             subscribed_topic_names: BTreeSet::new(),
+            subscribed_topic_regex: None,
             assigned: Assignment::new(),
             pending_revocation: Assignment::new(),
             session_deadline: now,
@@ -153,6 +186,7 @@ impl Member {
             rebalance_timeout_ms: self.rebalance_timeout.as_millis() as u64,
             server_assignor: self.server_assignor.clone(),
             subscribed_topic_names: self.subscribed_topic_names.clone(),
+            subscribed_topic_regex: self.subscribed_topic_regex.clone(),
             assigned: self.assigned.clone(),
             pending_revocation: self.pending_revocation.clone(),
         }
@@ -170,6 +204,7 @@ impl Member {
             || self.rebalance_timeout != other.rebalance_timeout
             || self.server_assignor != other.server_assignor
             || self.subscribed_topic_names != other.subscribed_topic_names
+            || self.subscribed_topic_regex != other.subscribed_topic_regex
             || self.assigned != other.assigned
             || self.pending_revocation != other.pending_revocation
     }
@@ -195,6 +230,10 @@ pub struct ConsumerGroup {
     empty_since_ms: i64,
     /// Changed since its record was last taken: the record must be written.
     record_changed: bool,
+    /// The topics each subscribed regex matches, as of `regexes_resolved_at` (the topics'
+    /// `topic_name_changes`).
+    resolved_regexes: BTreeMap<String, BTreeSet<String>>,
+    regexes_resolved_at: Option<u64>,
 }
 
 impl ConsumerGroup {
@@ -211,6 +250,8 @@ impl ConsumerGroup {
             subscribed_topics: BTreeMap::new(),
             empty_since_ms: clock::now_ms(),
             record_changed: false,
+            resolved_regexes: BTreeMap::new(),
+            regexes_resolved_at: None,
         }
     }
 
@@ -242,6 +283,7 @@ impl ConsumerGroup {
                 rebalance_timeout,
                 server_assignor: member.server_assignor,
                 subscribed_topic_names: member.subscribed_topic_names,
+                subscribed_topic_regex: member.subscribed_topic_regex,
                 assigned: member.assigned,
                 pending_revocation: member.pending_revocation,
                 session_deadline,
@@ -331,13 +373,19 @@ impl ConsumerGroup {
             {
                 return invalid("TopicPartitions must be empty when (re-)joining.");
             }
-            if request.subscribed_topic_names.is_none() {
-                return invalid("SubscribedTopicNames must be set in first request.");
+            if request.subscribed_topic_names.is_none() && request.subscribed_topic_regex.is_none()
+            {
+                return invalid("SubscribedTopicNames or SubscribedTopicRegex must be set in first request.");
             }
         } else if epoch == LEAVE_GROUP_STATIC_MEMBER_EPOCH && request.instance_id.is_none() {
             return invalid("InstanceId can't be null.");
         } else if epoch < LEAVE_GROUP_STATIC_MEMBER_EPOCH {
             return invalid("MemberEpoch is invalid.");
+        }
+        if let Some(pattern) = request.subscribed_topic_regex.as_deref() {
+            if !pattern.is_empty() {
+                compile_regex(pattern)?;
+            }
         }
         if let Some(name) = &request.server_assignor {
             if !config.consumer_assignors.iter().any(|a| a.name() == name) {
@@ -400,15 +448,22 @@ impl ConsumerGroup {
         if let Some(names) = &request.subscribed_topic_names {
             member.subscribed_topic_names = names.iter().cloned().collect();
         }
+        if let Some(pattern) = &request.subscribed_topic_regex {
+            member.subscribed_topic_regex = (!pattern.is_empty()).then(|| pattern.clone());
+        }
         member.client_id = request.client_id.clone();
         member.client_host = request.client_host.clone();
         member.session_deadline = now + self.config.consumer_session_timeout;
 
         let subscription_changed = previous
             .as_ref()
-            .is_none_or(|p| p.subscribed_topic_names != member.subscribed_topic_names);
+            .is_none_or(|p| {
+                p.subscribed_topic_names != member.subscribed_topic_names
+                    || p.subscribed_topic_regex != member.subscribed_topic_regex
+            });
         let assigned_before = previous.map(|p| p.assigned).unwrap_or_default();
         self.put_member(member);
+        self.resolve_regexes(topics);
         // The subscribed topics are looked up on every heartbeat, so new partitions and
         // deleted topics are noticed at once.
         let subscribed_topics = self.subscribed_topic_metadata(topics);
@@ -428,7 +483,8 @@ impl ConsumerGroup {
 
         let member = &self.members[&member_id];
         let full_request = request.rebalance_timeout_ms != -1
-            && request.subscribed_topic_names.is_some()
+            && (request.subscribed_topic_names.is_some()
+                || request.subscribed_topic_regex.is_some())
             && request.owned_partitions.is_some();
         let assignment_changed = member.assigned != assigned_before;
         Ok(HeartbeatResponse {
@@ -495,6 +551,7 @@ impl ConsumerGroup {
                 let mut member = Member::new(member_id.to_string(), now);
                 member.instance_id = Some(instance_id.to_string());
                 member.subscribed_topic_names = existing.subscribed_topic_names.clone();
+                member.subscribed_topic_regex = existing.subscribed_topic_regex.clone();
                 member.server_assignor = existing.server_assignor.clone();
                 member.rebalance_timeout = existing.rebalance_timeout;
                 // Its subscription is compared with its predecessor's.
@@ -647,8 +704,60 @@ impl ConsumerGroup {
     pub fn subscribed_topic_names(&self) -> BTreeSet<String> {
         self.members
             .values()
-            .flat_map(|m| m.subscribed_topic_names.iter().cloned())
+            .flat_map(|m| self.member_topics(m).cloned())
             .collect()
+    }
+
+    /// The topics a member subscribes to: by name, and those its regex matched.
+    fn member_topics<'a>(&'a self, member: &'a Member) -> impl Iterator<Item = &'a String> {
+        let matched = member
+            .subscribed_topic_regex
+            .as_ref()
+            .and_then(|pattern| self.resolved_regexes.get(pattern));
+        member
+            .subscribed_topic_names
+            .iter()
+            .chain(matched.into_iter().flatten())
+    }
+
+    /// Matches the members' regexes against the topics again when one is new or topics were
+    /// created or deleted since.
+    fn resolve_regexes(&mut self, topics: &dyn Topics) {
+        let patterns: BTreeSet<&String> = self
+            .members
+            .values()
+            .filter_map(|m| m.subscribed_topic_regex.as_ref())
+            .collect();
+        let changes = topics.topic_name_changes();
+        let current = self.regexes_resolved_at == Some(changes)
+            && patterns.len() == self.resolved_regexes.len()
+            && patterns.iter().all(|p| self.resolved_regexes.contains_key(*p));
+        if current {
+            return;
+        }
+        let names = if patterns.is_empty() {
+            Vec::new()
+        } else {
+            topics.topic_names()
+        };
+        let mut resolved = BTreeMap::new();
+        for pattern in patterns {
+            // Validated when the member sent it.
+            let Ok(regex) = compile_regex(pattern) else {
+                continue;
+            };
+            let matched: BTreeSet<String> = names
+                .iter()
+                .filter(|name| regex.is_match(name))
+                .cloned()
+                .collect();
+            resolved.insert(pattern.clone(), matched);
+        }
+        if resolved != self.resolved_regexes {
+            tracing::info!(group = %self.group_id, regexes = ?resolved, "resolved the subscribed regular expressions");
+        }
+        self.resolved_regexes = resolved;
+        self.regexes_resolved_at = Some(changes);
     }
 
     pub fn describe(&self) -> GroupDescription {
@@ -663,6 +772,7 @@ impl ConsumerGroup {
                 client_id: m.client_id.clone(),
                 client_host: m.client_host.clone(),
                 subscribed_topic_names: m.subscribed_topic_names.iter().cloned().collect(),
+                subscribed_topic_regex: m.subscribed_topic_regex.clone(),
                 assignment: m.assigned.clone(),
                 target_assignment: self.target.get(&m.member_id).cloned().unwrap_or_default(),
             })
@@ -765,7 +875,7 @@ impl ConsumerGroup {
     fn subscribed_topic_metadata(&self, topics: &dyn Topics) -> BTreeMap<String, (Uuid, i32)> {
         self.members
             .values()
-            .flat_map(|m| &m.subscribed_topic_names)
+            .flat_map(|m| self.member_topics(m))
             .filter_map(|name| {
                 let topic = topics.topic(name)?;
                 Some((name.clone(), (topic.topic_id, topic.partitions)))
@@ -798,9 +908,8 @@ impl ConsumerGroup {
             .values()
             .map(|m| MemberSpec {
                 member_id: &m.member_id,
-                topics: m
-                    .subscribed_topic_names
-                    .iter()
+                topics: self
+                    .member_topics(m)
                     .filter_map(|name| self.subscribed_topics.get(name).map(|(id, _)| *id))
                     .collect(),
                 current: self.target.get(&m.member_id).unwrap_or(&empty),
@@ -948,12 +1057,12 @@ mod tests {
 
     const SESSION: Duration = Duration::from_secs(45);
 
-    /// Topics by name.
-    struct TestTopics(BTreeMap<String, TopicMeta>);
+    /// Topics by name, and how many times one was created or deleted.
+    struct TestTopics(BTreeMap<String, TopicMeta>, u64);
 
     impl TestTopics {
         fn new(topics: &[(&str, i32)]) -> Self {
-            let mut out = TestTopics(BTreeMap::new());
+            let mut out = TestTopics(BTreeMap::new(), 0);
             for (name, partitions) in topics {
                 out.set(name, *partitions);
             }
@@ -968,7 +1077,14 @@ mod tests {
                 partitions,
                 configs: BTreeMap::new(),
             };
-            self.0.insert(name.to_string(), meta);
+            if self.0.insert(name.to_string(), meta).is_none() {
+                self.1 += 1;
+            }
+        }
+
+        fn delete(&mut self, name: &str) {
+            self.0.remove(name);
+            self.1 += 1;
         }
 
         fn id(&self, name: &str) -> Uuid {
@@ -979,6 +1095,14 @@ mod tests {
     impl Topics for TestTopics {
         fn topic(&self, name: &str) -> Option<TopicMeta> {
             self.0.get(name).cloned()
+        }
+
+        fn topic_names(&self) -> Vec<String> {
+            self.0.keys().cloned().collect()
+        }
+
+        fn topic_name_changes(&self) -> u64 {
+            self.1
         }
     }
 
@@ -1067,6 +1191,106 @@ mod tests {
         assert_eq!(
             (a.member_epoch, count(a.assignment.as_ref().unwrap())),
             (3, 6)
+        );
+    }
+
+    /// The topics of an assignment, by name.
+    fn topic_names(topics: &TestTopics, assignment: &Assignment) -> Vec<String> {
+        topics
+            .0
+            .values()
+            .filter(|t| assignment.contains_key(&t.topic_id))
+            .map(|t| t.name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_regex_subscribes_to_the_topics_it_matches_as_they_come_and_go() {
+        let mut topics = TestTopics::new(&[("orders-a", 1), ("orders-b", 1), ("xorders-c", 1)]);
+        let t0 = Instant::now();
+        let mut group = group();
+        let join = HeartbeatRequest {
+            subscribed_topic_regex: Some("orders-.*".into()),
+            ..joining("m", &["payments"])
+        };
+        let joined = group.heartbeat(join, t0, &topics).unwrap();
+        // The whole name must match, as in Kafka; a named topic counts once it exists.
+        let owned = joined.assignment.unwrap();
+        assert_eq!(topic_names(&topics, &owned), ["orders-a", "orders-b"]);
+        let epoch = joined.member_epoch;
+
+        // Nothing changed: no new epoch.
+        let same = group
+            .heartbeat(heartbeat("m", epoch, Some(&owned)), t0, &topics)
+            .unwrap();
+        assert_eq!((same.member_epoch, same.assignment), (epoch, None));
+
+        // A matching topic is created, the named one too, and one is deleted.
+        topics.set("orders-c", 2);
+        topics.set("payments", 1);
+        topics.delete("orders-a");
+        // It revokes the deleted topic's partition first, then moves to the new epoch.
+        let revoking = group
+            .heartbeat(heartbeat("m", epoch, Some(&owned)), t0, &topics)
+            .unwrap();
+        let kept = revoking.assignment.unwrap();
+        assert_eq!(topic_names(&topics, &kept), ["orders-b"]);
+        let moved = group
+            .heartbeat(heartbeat("m", revoking.member_epoch, Some(&kept)), t0, &topics)
+            .unwrap();
+        assert!(moved.member_epoch > epoch);
+        let owned = moved.assignment.unwrap();
+        assert_eq!(
+            topic_names(&topics, &owned),
+            ["orders-b", "orders-c", "payments"]
+        );
+        let description = group.describe();
+        assert_eq!(
+            description.members[0].subscribed_topic_regex.as_deref(),
+            Some("orders-.*")
+        );
+        assert_eq!(description.members[0].subscribed_topic_names, ["payments"]);
+
+        // An empty regex removes it.
+        let cleared = HeartbeatRequest {
+            subscribed_topic_regex: Some(String::new()),
+            ..heartbeat("m", moved.member_epoch, Some(&owned))
+        };
+        let cleared = group.heartbeat(cleared, t0, &topics).unwrap();
+        let owned = cleared.assignment.unwrap();
+        assert_eq!(topic_names(&topics, &owned), ["payments"]);
+        assert_eq!(group.describe().members[0].subscribed_topic_regex, None);
+    }
+
+    #[test]
+    fn a_regex_is_enough_to_join_and_a_bad_one_is_refused() {
+        let config = GroupConfig::default();
+        let regex_only = |pattern: &str| HeartbeatRequest {
+            subscribed_topic_names: None,
+            subscribed_topic_regex: Some(pattern.into()),
+            ..joining("m", &[])
+        };
+        assert_eq!(
+            ConsumerGroup::validate_request(&config, 1, &regex_only("^t.*")),
+            Ok(())
+        );
+        // RE2 refuses backreferences and lookaround, as the regex crate does; a broken
+        // pattern stays broken when anchored.
+        for bad in ["(", "(a)\\1", "(?=a)", "a)|(b", "[z-a]"] {
+            let refused =
+                ConsumerGroup::validate_request(&config, 1, &regex_only(bad)).unwrap_err();
+            assert_eq!(refused.error, ResponseError::InvalidRegularExpression, "{bad}");
+            assert!(refused.message.contains(bad), "{}", refused.message);
+        }
+        let neither = HeartbeatRequest {
+            subscribed_topic_names: None,
+            ..joining("m", &[])
+        };
+        assert_eq!(
+            ConsumerGroup::validate_request(&config, 1, &neither)
+                .unwrap_err()
+                .error,
+            ResponseError::InvalidRequest
         );
     }
 

@@ -79,6 +79,8 @@ pub struct ConsumerMemberRecord {
     pub rebalance_timeout_ms: u64,
     pub server_assignor: Option<String>,
     pub subscribed_topic_names: BTreeSet<String>,
+    #[serde(default)]
+    pub subscribed_topic_regex: Option<String>,
     pub assigned: Assignment,
     pub pending_revocation: Assignment,
 }
@@ -167,6 +169,7 @@ mod tests {
                     rebalance_timeout_ms: 30_000,
                     server_assignor: Some("uniform".into()),
                     subscribed_topic_names: BTreeSet::from(["t".into()]),
+                    subscribed_topic_regex: Some("^t-.*".into()),
                     assigned: assignment.clone(),
                     pending_revocation: Assignment::new(),
                 }],

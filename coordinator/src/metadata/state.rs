@@ -33,6 +33,8 @@ pub(super) struct State {
     /// Live brokers: their session keys.
     pub(super) brokers: BTreeMap<i32, BrokerRegistration>,
     pub(super) topic_ids: BTreeMap<String, Uuid>,
+    /// Topics created or deleted since the state was built from the store.
+    pub(super) topic_name_changes: u64,
     pub(super) topics: HashMap<Uuid, TopicState>,
     /// Committed offsets by group, then by (topic, partition).
     pub(super) offsets: BTreeMap<String, GroupOffsets>,
@@ -316,6 +318,7 @@ impl State {
             return Err(format!("two topics are named {}", meta.name));
         }
         self.topic_ids.insert(meta.name.clone(), meta.topic_id);
+        self.topic_name_changes += 1;
         let partitions = (0..partitions).map(|_| PartitionState::default()).collect();
         self.topics
             .insert(meta.topic_id, TopicState { meta, partitions });
@@ -328,6 +331,7 @@ impl State {
         match key {
             Key::Topic(name) => {
                 if let Some(topic_id) = self.topic_ids.remove(&name) {
+                    self.topic_name_changes += 1;
                     self.bytes_in.retain(|(t, _), _| *t != topic_id);
                     if let Some(topic) = self.topics.remove(&topic_id) {
                         for partition in topic.partitions {
