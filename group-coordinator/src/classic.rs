@@ -242,8 +242,8 @@ pub struct ClassicGroup {
     sync_deadline: Option<Instant>,
     /// When the group last became empty, in milliseconds since the Unix epoch.
     empty_since_ms: i64,
-    /// Settled or emptied since its record was last taken: the record must be written.
-    record_changed: bool,
+    /// Its record as of the last time it settled or emptied, until the writer takes it.
+    settled_record: Option<Option<ClassicRecord>>,
 }
 
 impl ClassicGroup {
@@ -265,7 +265,7 @@ impl ClassicGroup {
             initial_delay: None,
             sync_deadline: None,
             empty_since_ms: clock::now_ms(),
-            record_changed: false,
+            settled_record: None,
         }
     }
 
@@ -315,14 +315,26 @@ impl ClassicGroup {
         group
     }
 
-    /// Some when the group settled or emptied since the last call: its new record, None
-    /// for an empty group, which keeps no record.
-    pub fn take_changed_record(&mut self) -> Option<Option<ClassicRecord>> {
-        if !std::mem::take(&mut self.record_changed) {
-            return None;
-        }
+    /// Whether it settled or emptied since its record was last taken.
+    pub fn record_changed(&self) -> bool {
+        self.settled_record.is_some()
+    }
+
+    /// Some when the group settled or emptied since the last call: its record as of then,
+    /// None for an empty group, which keeps no record.
+    pub fn take_record(&mut self) -> Option<Option<ClassicRecord>> {
+        self.settled_record.take()
+    }
+
+    /// Keeps the record of the group as it is now, settled (or empty): a rebalance that
+    /// starts before the writer takes it must not reach the store half done.
+    fn settle_record(&mut self) {
+        self.settled_record = Some(self.record());
+    }
+
+    fn record(&self) -> Option<ClassicRecord> {
         if self.members.is_empty() {
-            return Some(None);
+            return None;
         }
         let members = self
             .members
@@ -342,13 +354,13 @@ impl ClassicGroup {
                 assignment: HexBytes(m.assignment.clone()),
             })
             .collect();
-        Some(Some(ClassicRecord {
+        Some(ClassicRecord {
             protocol_type: self.protocol_type().to_string(),
             protocol_name: self.protocol_name.clone().unwrap_or_default(),
             generation_id: self.generation_id,
             leader: self.leader_id.clone().unwrap_or_default(),
             members,
-        }))
+        })
     }
 
     pub fn state(&self) -> ClassicState {
@@ -591,7 +603,7 @@ impl ClassicGroup {
                     .get_mut(&new_member_id)
                     .expect("just inserted")
                     .reply_join(response);
-                self.record_changed = true;
+                self.settle_record();
             }
             // The leader may have been sent the old member id: assign again. (Empty cannot
             // hold a static member; should it, a rebalance is still the safe answer.)
@@ -655,7 +667,7 @@ impl ClassicGroup {
                     }
                     self.propagate_assignment(now);
                     self.state = ClassicState::Stable;
-                    self.record_changed = true;
+                    self.settle_record();
                 }
             }
             ClassicState::Stable => {
@@ -996,7 +1008,7 @@ impl ClassicGroup {
             self.subscribed_topics = None;
             self.state = ClassicState::Empty;
             self.empty_since_ms = clock::now_ms();
-            self.record_changed = true;
+            self.settle_record();
             tracing::info!(group = %self.group_id, generation = self.generation_id, "group is now empty");
             return;
         }

@@ -296,9 +296,14 @@ impl ConsumerGroup {
         group
     }
 
-    /// Some when the group changed since the last call: its new record, None for an empty
+    /// Whether what its record holds changed since the record was last taken.
+    pub fn record_changed(&self) -> bool {
+        self.record_changed
+    }
+
+    /// Some when the group changed since the last call: its record, None for an empty
     /// group, which keeps no record.
-    pub fn take_changed_record(&mut self) -> Option<Option<ConsumerRecord>> {
+    pub fn take_record(&mut self) -> Option<Option<ConsumerRecord>> {
         if !std::mem::take(&mut self.record_changed) {
             return None;
         }

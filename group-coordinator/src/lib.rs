@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use coordinator::{CommittedOffset, Coordinator, CoordinatorError};
+use coordinator::{CommittedOffset, Coordinator, CoordinatorError, MetaStoreError};
 use proto_compat::kafka_protocol::error::ResponseError;
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
@@ -132,18 +132,21 @@ impl Group {
         }
     }
 
-    /// Some when the group's record must be written: its encoding, None to delete it.
-    fn take_changed_record(&mut self) -> Option<Option<Bytes>> {
-        let record = match self {
-            Group::Classic(group) => group
-                .take_changed_record()?
-                .map(GroupRecord::Classic),
-            Group::Consumer(group) => group
-                .take_changed_record()?
-                .map(GroupRecord::Consumer),
-            Group::Dead => return None,
-        };
-        Some(record.as_ref().map(GroupRecord::encode))
+    fn record_changed(&self) -> bool {
+        match self {
+            Group::Classic(group) => group.record_changed(),
+            Group::Consumer(group) => group.record_changed(),
+            Group::Dead => false,
+        }
+    }
+
+    /// Some when the group's record must be written: the record, None to delete it.
+    fn take_record(&mut self) -> Option<Option<GroupRecord>> {
+        match self {
+            Group::Classic(group) => Some(group.take_record()?.map(GroupRecord::Classic)),
+            Group::Consumer(group) => Some(group.take_record()?.map(GroupRecord::Consumer)),
+            Group::Dead => None,
+        }
     }
 }
 
@@ -152,10 +155,10 @@ impl Group {
 struct RecordState {
     /// What the store holds, as of the slot's load or last write.
     stored: Option<Bytes>,
-    /// Being written by the slot's writer, which runs while this is Some.
+    /// The slot's writer task runs.
+    writer: bool,
+    /// Being written.
     writing: Option<Option<Bytes>>,
-    /// To write once the write in progress is done.
-    next: Option<Option<Bytes>>,
 }
 
 /// One group, the wake-up of its timer task, and its record in the store.
@@ -168,15 +171,18 @@ struct GroupSlot {
 }
 
 impl GroupSlot {
-    /// Runs `f` on the group, queues the group's record if `f` changed it, then wakes the
-    /// timer task: `f` may have moved a deadline.
+    /// Runs `f` on the group, starts the record's writer if `f` changed the record, then
+    /// wakes the timer task: `f` may have moved a deadline.
     fn with<R>(self: &Arc<Self>, f: impl FnOnce(&mut Group) -> R) -> R {
         let mut group = self.lock();
         let result = f(&mut group);
-        // Queued under the group's lock, so that records are written in the order of the
-        // changes.
-        if let Some(record) = group.take_changed_record() {
-            self.write_record(record);
+        // Under the group's lock, where the writer decides to stop: no change is missed.
+        if group.record_changed() {
+            let mut record = self.record();
+            if !record.writer {
+                record.writer = true;
+                tokio::spawn(write_records(self.clone()));
+            }
         }
         drop(group);
         self.timers.notify_one();
@@ -191,17 +197,6 @@ impl GroupSlot {
         self.record.lock().expect("group record state poisoned")
     }
 
-    /// Queues the group's new record, starting the slot's writer unless it runs.
-    fn write_record(self: &Arc<Self>, record: Option<Bytes>) {
-        let mut state = self.record();
-        if state.writing.is_some() {
-            state.next = Some(record);
-        } else if record != state.stored {
-            state.writing = Some(record);
-            tokio::spawn(write_records(self.clone()));
-        }
-    }
-
     /// Whether the store holds the record this slot wrote or loaded: if not, another
     /// gateway coordinated the group since and this copy is stale.
     fn is_current(&self) -> bool {
@@ -209,24 +204,52 @@ impl GroupSlot {
         let state = self.record();
         state.stored == stored || state.writing.as_ref() == Some(&stored)
     }
+
+    /// The group's record if it changed; else, unless `keep_writing`, stops the writer.
+    fn next_record(&self, keep_writing: bool) -> Option<Option<GroupRecord>> {
+        let mut group = self.lock();
+        let record = group.take_record();
+        if record.is_none() && !keep_writing {
+            self.record().writer = false;
+        }
+        record
+    }
 }
 
-/// Writes the slot's queued records, the latest only, until none is left. A record another
-/// gateway replaced is left alone: the group is loaded again at its next request.
+/// Writes the group's record as long as it changes. The record is taken when the last write
+/// is done, so a burst of changes (members reconciling one after the other) costs a few
+/// writes. A record another gateway replaced is left alone: the group is loaded again at its
+/// next request. A failed write is tried again, with the group's newest record.
 async fn write_records(slot: Arc<GroupSlot>) {
     let mut failures = 0u32;
+    let mut retry = None;
     loop {
-        let (expected, value) = {
-            let state = slot.record();
-            let value = state.writing.clone().expect("the writer runs while writing");
-            (state.stored.clone(), value)
+        let value = match slot.next_record(retry.is_some()) {
+            // A newer record replaces the one that failed.
+            Some(record) => {
+                retry = None;
+                record.as_ref().map(GroupRecord::encode)
+            }
+            None => match retry.take() {
+                Some(value) => value,
+                None => return,
+            },
+        };
+        let expected = {
+            let mut state = slot.record();
+            if value == state.stored {
+                continue;
+            }
+            state.writing = Some(value.clone());
+            state.stored.clone()
         };
         let written = slot
             .coordinator
             .store_group_metadata(&slot.group_id, expected.as_ref(), value.clone())
             .await;
-        let more = {
+        {
             let mut state = slot.record();
+            state.writing = None;
             match written {
                 Ok(true) => {
                     failures = 0;
@@ -234,19 +257,20 @@ async fn write_records(slot: Arc<GroupSlot>) {
                 }
                 Ok(false) => {
                     tracing::warn!(group = %slot.group_id, "another gateway changed the group's record; it is loaded again");
-                    state.next = None;
+                    state.writer = false;
+                    return;
+                }
+                // Too large for the store (a group of thousands of members on etcd): the
+                // group works on, but a restart or move will make it rebalance.
+                Err(e @ CoordinatorError::Store(MetaStoreError::TooLarge(_))) => {
+                    tracing::warn!(group = %slot.group_id, error = %e, "the group's record is too large to store");
                 }
                 Err(e) => {
                     failures += 1;
                     tracing::warn!(group = %slot.group_id, error = %e, "cannot write the group's record, retrying");
-                    state.next.get_or_insert(value);
+                    retry = Some(value);
                 }
             }
-            state.writing = state.next.take().filter(|next| *next != state.stored);
-            state.writing.is_some()
-        };
-        if !more {
-            return;
         }
         if failures > 0 {
             tokio::time::sleep(RECORD_RETRY_BACKOFF * failures.min(10)).await;
