@@ -243,7 +243,7 @@ pub struct ClassicGroup {
     /// When the group last became empty, in milliseconds since the Unix epoch.
     empty_since_ms: i64,
     /// Its record as of the last time it settled or emptied, until the writer takes it.
-    settled_record: Option<Option<ClassicRecord>>,
+    settled_record: Option<Option<Box<ClassicRecord>>>,
 }
 
 impl ClassicGroup {
@@ -323,13 +323,13 @@ impl ClassicGroup {
     /// Some when the group settled or emptied since the last call: its record as of then,
     /// None for an empty group, which keeps no record.
     pub fn take_record(&mut self) -> Option<Option<ClassicRecord>> {
-        self.settled_record.take()
+        Some(self.settled_record.take()?.map(|record| *record))
     }
 
     /// Keeps the record of the group as it is now, settled (or empty): a rebalance that
     /// starts before the writer takes it must not reach the store half done.
     fn settle_record(&mut self) {
-        self.settled_record = Some(self.record());
+        self.settled_record = Some(self.record().map(Box::new));
     }
 
     fn record(&self) -> Option<ClassicRecord> {

@@ -380,7 +380,9 @@ impl ConsumerGroup {
             }
             if request.subscribed_topic_names.is_none() && request.subscribed_topic_regex.is_none()
             {
-                return invalid("SubscribedTopicNames or SubscribedTopicRegex must be set in first request.");
+                return invalid(
+                    "SubscribedTopicNames or SubscribedTopicRegex must be set in first request.",
+                );
             }
         } else if epoch == LEAVE_GROUP_STATIC_MEMBER_EPOCH && request.instance_id.is_none() {
             return invalid("InstanceId can't be null.");
@@ -460,12 +462,10 @@ impl ConsumerGroup {
         member.client_host = request.client_host.clone();
         member.session_deadline = now + self.config.consumer_session_timeout;
 
-        let subscription_changed = previous
-            .as_ref()
-            .is_none_or(|p| {
-                p.subscribed_topic_names != member.subscribed_topic_names
-                    || p.subscribed_topic_regex != member.subscribed_topic_regex
-            });
+        let subscription_changed = previous.as_ref().is_none_or(|p| {
+            p.subscribed_topic_names != member.subscribed_topic_names
+                || p.subscribed_topic_regex != member.subscribed_topic_regex
+        });
         let assigned_before = previous.map(|p| p.assigned).unwrap_or_default();
         self.put_member(member);
         self.resolve_regexes(topics);
@@ -736,7 +736,9 @@ impl ConsumerGroup {
         let changes = topics.topic_name_changes();
         let current = self.regexes_resolved_at == Some(changes)
             && patterns.len() == self.resolved_regexes.len()
-            && patterns.iter().all(|p| self.resolved_regexes.contains_key(*p));
+            && patterns
+                .iter()
+                .all(|p| self.resolved_regexes.contains_key(*p));
         if current {
             return;
         }
@@ -1241,7 +1243,11 @@ mod tests {
         let kept = revoking.assignment.unwrap();
         assert_eq!(topic_names(&topics, &kept), ["orders-b"]);
         let moved = group
-            .heartbeat(heartbeat("m", revoking.member_epoch, Some(&kept)), t0, &topics)
+            .heartbeat(
+                heartbeat("m", revoking.member_epoch, Some(&kept)),
+                t0,
+                &topics,
+            )
             .unwrap();
         assert!(moved.member_epoch > epoch);
         let owned = moved.assignment.unwrap();
@@ -1284,7 +1290,11 @@ mod tests {
         for bad in ["(", "(a)\\1", "(?=a)", "a)|(b", "[z-a]"] {
             let refused =
                 ConsumerGroup::validate_request(&config, 1, &regex_only(bad)).unwrap_err();
-            assert_eq!(refused.error, ResponseError::InvalidRegularExpression, "{bad}");
+            assert_eq!(
+                refused.error,
+                ResponseError::InvalidRegularExpression,
+                "{bad}"
+            );
             assert!(refused.message.contains(bad), "{}", refused.message);
         }
         let neither = HeartbeatRequest {

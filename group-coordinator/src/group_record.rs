@@ -194,6 +194,67 @@ mod tests {
         assert!(classic.starts_with(r#"{"protocol":"classic""#), "{classic}");
     }
 
+    /// etcd takes requests of 1.5 MiB: a group of a thousand members must fit well under it.
+    #[test]
+    fn a_thousand_member_group_fits_one_etcd_request() {
+        const ETCD_REQUEST_BYTES: usize = 1536 * 1024;
+        let topic = Uuid::new_v4();
+        let consumer = GroupRecord::Consumer(ConsumerRecord {
+            group_epoch: 1000,
+            assignment_epoch: 1000,
+            subscribed_topics: BTreeMap::from([("orders".into(), (topic, 1000))]),
+            target: (0..1000)
+                .map(|i| {
+                    (
+                        Uuid::new_v4().to_string(),
+                        BTreeMap::from([(topic, BTreeSet::from([i]))]),
+                    )
+                })
+                .collect(),
+            members: (0..1000)
+                .map(|i| ConsumerMemberRecord {
+                    member_id: Uuid::new_v4().to_string(),
+                    instance_id: None,
+                    rack_id: None,
+                    client_id: format!("consumer-{i}"),
+                    client_host: "/10.0.0.1".into(),
+                    member_epoch: 1000,
+                    previous_member_epoch: 999,
+                    state: ReconciliationState::Stable,
+                    rebalance_timeout_ms: 300_000,
+                    server_assignor: None,
+                    subscribed_topic_names: BTreeSet::from(["orders".into()]),
+                    subscribed_topic_regex: None,
+                    assigned: BTreeMap::from([(topic, BTreeSet::from([i]))]),
+                    pending_revocation: Assignment::new(),
+                })
+                .collect(),
+        });
+        // A subscription to one topic and an assignment of one partition: ~30 bytes each.
+        let classic = GroupRecord::Classic(ClassicRecord {
+            protocol_type: "consumer".into(),
+            protocol_name: "range".into(),
+            generation_id: 1000,
+            leader: "consumer-0".into(),
+            members: (0..1000)
+                .map(|i| ClassicMemberRecord {
+                    member_id: format!("consumer-{i}-{}", Uuid::new_v4()),
+                    group_instance_id: None,
+                    client_id: format!("consumer-{i}"),
+                    client_host: "/10.0.0.1".into(),
+                    session_timeout_ms: 45_000,
+                    rebalance_timeout_ms: 300_000,
+                    protocols: vec![("range".into(), HexBytes(vec![0u8; 30].into()))],
+                    assignment: HexBytes(vec![0u8; 30].into()),
+                })
+                .collect(),
+        });
+        for record in [consumer, classic] {
+            let bytes = record.encode().len();
+            assert!(bytes < ETCD_REQUEST_BYTES / 2, "{bytes} bytes");
+        }
+    }
+
     #[test]
     fn malformed_bytes_are_refused() {
         for hex in ["\"abc\"", "\"zz\"", "\"é0\""] {

@@ -350,7 +350,10 @@ impl GroupCoordinator {
             if slot.is_current() {
                 return Some(slot);
             }
-            tracing::info!(group = group_id, "the group's record changed elsewhere, loading it again");
+            tracing::info!(
+                group = group_id,
+                "the group's record changed elsewhere, loading it again"
+            );
             slot.with(|group| *group = Group::Dead);
             groups.remove(group_id);
         }
@@ -1179,7 +1182,10 @@ mod tests {
         };
         let assignments = vec![
             (leader.member_id.clone(), Bytes::from_static(b"leader's")),
-            (follower.member_id.clone(), Bytes::from_static(b"follower's")),
+            (
+                follower.member_id.clone(),
+                Bytes::from_static(b"follower's"),
+            ),
         ];
         let (synced, _) = tokio::join!(
             groups.sync_group("g", sync(&leader.member_id, assignments)),

@@ -27,12 +27,19 @@ fn a_bad_regex_is_refused_and_a_good_one_subscribes_to_what_it_matches() {
     let broker = Broker::start();
     let mut conn = broker.connect();
     for topic in ["logs-a", "logs-b", "metrics"] {
-        assert_eq!(conn.create_topic(topic, 2, &[]), error_code::NONE, "{topic}");
+        assert_eq!(
+            conn.create_topic(topic, 2, &[]),
+            error_code::NONE,
+            "{topic}"
+        );
     }
     for bad in ["logs-(", "(a)\\1", "(?=logs)"] {
         let response = conn.request(1, &joining("g", "m", bad));
         assert_eq!(response.error_code, INVALID_REGULAR_EXPRESSION, "{bad}");
-        let message = response.error_message.map(|m| m.to_string()).unwrap_or_default();
+        let message = response
+            .error_message
+            .map(|m| m.to_string())
+            .unwrap_or_default();
         assert!(message.contains(bad), "{bad}: {message}");
     }
 
