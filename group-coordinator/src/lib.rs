@@ -202,7 +202,7 @@ impl GroupSlot {
     fn is_current(&self) -> bool {
         let stored = self.coordinator.group_metadata(&self.group_id);
         let state = self.record();
-        state.stored == stored || state.writing.as_ref() == Some(&stored)
+        same_record(&state.stored, &stored) || state.writing.as_ref() == Some(&stored)
     }
 
     /// The group's record if it changed; else, unless `keep_writing`, stops the writer.
@@ -253,7 +253,9 @@ async fn write_records(slot: Arc<GroupSlot>) {
             match written {
                 Ok(true) => {
                     failures = 0;
-                    state.stored = value;
+                    // The coordinator's own copy, when it is this one: checked by address.
+                    let current = slot.coordinator.group_metadata(&slot.group_id);
+                    state.stored = if current == value { current } else { value };
                 }
                 Ok(false) => {
                     tracing::warn!(group = %slot.group_id, "another gateway changed the group's record; it is loaded again");
@@ -275,6 +277,15 @@ async fn write_records(slot: Arc<GroupSlot>) {
         if failures > 0 {
             tokio::time::sleep(RECORD_RETRY_BACKOFF * failures.min(10)).await;
         }
+    }
+}
+
+/// Whether two copies of a record are the same: at once when they are the same bytes in
+/// memory, as when a slot checks the copy it loaded or wrote on every request.
+fn same_record(a: &Option<Bytes>, b: &Option<Bytes>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b,
+        (a, b) => a == b,
     }
 }
 
