@@ -11,7 +11,8 @@ import re
 import time
 from collections import defaultdict
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupState, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from strata_harness import TIMEOUT, create_topic, produce_all, unique_topic, wait_until
 
@@ -200,6 +201,15 @@ def three_members_share_and_hand_over(strata, new_member, sticky=False, crash=Fa
     ledger.check(produced)
 
 
+def described_members(strata, group) -> tuple:
+    """(state, [(member id, partitions)]) of a group as the admin client describes it."""
+    admin = AdminClient({"bootstrap.servers": strata.bootstrap})
+    group = admin.describe_consumer_groups([group])[group].result(timeout=TIMEOUT)
+    members = sorted((m.member_id, sorted(tp.partition for tp in m.assignment.topic_partitions))
+                     for m in group.members)
+    return group.state, members
+
+
 def members_carry_on_across_a_broker_restart(strata, kill, **config):
     """Two members of a settled group that stay up while the broker restarts carry on without
     a rebalance (the group is loaded from its record with their assignment) and go on where
@@ -218,12 +228,15 @@ def members_carry_on_across_a_broker_restart(strata, kill, **config):
                "the records before the restart, three partitions each")
     assigned = [m.partitions() for m in members]
     rebalances = [(m.assigned_count, m.revoked_count) for m in members]
+    described = described_members(strata, group)
+    assert described[0] == ConsumerGroupState.STABLE, described
     strata.restart(kill=kill)
     produced |= produce(strata, topic, "after", 60)
     poll_until(members, lambda: ledger.count() == 120, "the records after the restart")
     assert [m.partitions() for m in members] == assigned
     assert [(m.assigned_count, m.revoked_count) for m in members] == rebalances, \
         "the group rebalanced across the restart"
+    assert described_members(strata, group) == described, "the group's members changed"
     for member in members:
         member.close()
     ledger.check(produced)
