@@ -5,7 +5,8 @@
 //! partitions is asked to revoke them first and keeps its epoch until it has; then it moves
 //! to the target epoch and gets its new partitions as soon as their previous owners have
 //! released them. Members are fenced when their session times out or when they do not
-//! revoke within their rebalance timeout.
+//! revoke within their rebalance timeout. A member subscribes to topic names, a regular
+//! expression matched against the topics that exist, or both.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;

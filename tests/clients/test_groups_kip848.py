@@ -1,6 +1,7 @@
 """The consumer group protocol of KIP-848 with confluent-kafka (`group.protocol=consumer`):
-server-side assignment, incremental rebalances, static members, committed offsets across a
-restart, and a group that refuses members of the other protocol."""
+server-side assignment, incremental rebalances, static members, committed offsets and
+membership across a restart, regex subscriptions, and a group that refuses members of the
+other protocol."""
 
 import time
 
