@@ -164,6 +164,8 @@ struct RecordState {
 /// One group, the wake-up of its timer task, and its record in the store.
 struct GroupSlot {
     group_id: String,
+    /// This broker.
+    broker_id: i32,
     coordinator: Arc<Coordinator>,
     group: Mutex<Group>,
     timers: Notify,
@@ -208,11 +210,30 @@ impl GroupSlot {
     /// The group's record if it changed; else, unless `keep_writing`, stops the writer.
     fn next_record(&self, keep_writing: bool) -> Option<Option<GroupRecord>> {
         let mut group = self.lock();
+        if !self.coordinates() {
+            self.drop_moved(&mut group);
+        }
         let record = group.take_record();
         if record.is_none() && !keep_writing {
             self.record().writer = false;
         }
         record
+    }
+
+    /// Whether this broker still coordinates the group.
+    fn coordinates(&self) -> bool {
+        self.coordinator
+            .group_coordinator(&self.group_id)
+            .is_some_and(|broker| broker.broker_id == self.broker_id)
+    }
+
+    /// The group moved to another broker: this copy must neither expire members nor write
+    /// the record any more; the registry loads the group again if it comes back.
+    fn drop_moved(&self, group: &mut Group) {
+        if !matches!(group, Group::Dead) {
+            tracing::info!(group = %self.group_id, "the group moved to another broker, dropping this copy");
+            *group = Group::Dead;
+        }
     }
 }
 
@@ -298,7 +319,13 @@ async fn run_timers(slot: Arc<GroupSlot>) {
         };
         match deadline {
             Some(deadline) => tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => slot.with(|group| group.expire(Instant::now())),
+                _ = tokio::time::sleep_until(deadline) => slot.with(|group| {
+                    if slot.coordinates() {
+                        group.expire(Instant::now());
+                    } else {
+                        slot.drop_moved(group);
+                    }
+                }),
                 _ = slot.timers.notified() => {}
             },
             None => slot.timers.notified().await,
@@ -353,19 +380,23 @@ impl GroupCoordinator {
 
     /// The group, if it exists. One not in memory (after a restart or a move from another
     /// gateway) is loaded from its record; one that only has committed offsets becomes an
-    /// empty classic group. A copy in memory that another gateway's record superseded is
-    /// dropped (its waiting members are answered) and the group loaded again.
+    /// empty classic group. A copy in memory that another gateway's record superseded, or
+    /// that was dropped when the group moved away, is replaced by the group loaded again
+    /// (the members waiting on the old copy are answered).
     fn existing_group(&self, group_id: &str) -> Option<Arc<GroupSlot>> {
         let mut groups = self.groups();
         if let Some(slot) = groups.get(group_id).cloned() {
-            if slot.is_current() {
+            let dropped = matches!(*slot.lock(), Group::Dead);
+            if !dropped && slot.is_current() {
                 return Some(slot);
             }
-            tracing::info!(
-                group = group_id,
-                "the group's record changed elsewhere, loading it again"
-            );
-            slot.with(|group| *group = Group::Dead);
+            if !dropped {
+                tracing::info!(
+                    group = group_id,
+                    "the group's record changed elsewhere, loading it again"
+                );
+                slot.with(|group| *group = Group::Dead);
+            }
             groups.remove(group_id);
         }
         let stored = self.coordinator.group_metadata(group_id);
@@ -406,6 +437,7 @@ impl GroupCoordinator {
     ) -> Arc<GroupSlot> {
         let slot = Arc::new(GroupSlot {
             group_id: group_id.to_string(),
+            broker_id: self.broker_id,
             coordinator: self.coordinator.clone(),
             group: Mutex::new(group),
             timers: Notify::new(),
@@ -1313,6 +1345,39 @@ mod tests {
         };
         let refused = groups.consumer_group_heartbeat("g", 1, stale).unwrap_err();
         assert_eq!(refused.error, ResponseError::UnknownMemberId);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_copy_left_behind_by_a_move_neither_expires_members_nor_writes() {
+        let (groups, _dir) = setup(GroupConfig::default()).await;
+        groups
+            .consumer_group_heartbeat("a", 1, consumer_join("m"))
+            .unwrap();
+        stored_record(&groups, "a").await;
+        let record = groups.coordinator.group_metadata("a");
+        // A second broker: "a" (hash 97) moves to it.
+        groups
+            .coordinator
+            .register_broker(BrokerInfo {
+                broker_id: 1,
+                host: "127.0.0.1".into(),
+                port: 9093,
+                rack: None,
+            })
+            .await
+            .unwrap();
+        // Past the member's session: the copy here is dropped, the record left alone.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(groups.coordinator.group_metadata("a"), record);
+
+        // The group comes back: loaded from its record, with its member.
+        groups.coordinator.unregister_broker().await.unwrap();
+        let again = HeartbeatRequest {
+            member_epoch: 1,
+            ..consumer_join("m")
+        };
+        let heartbeat = groups.consumer_group_heartbeat("a", 1, again).unwrap();
+        assert_eq!(heartbeat.member_epoch, 1);
     }
 
     #[tokio::test(start_paused = true)]
