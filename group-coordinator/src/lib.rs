@@ -1284,25 +1284,31 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_consumer_group_is_loaded_with_its_epochs_and_assignments() {
         let (groups, _dir) = setup(GroupConfig::default()).await;
-        let joined = groups
-            .consumer_group_heartbeat("g", 1, consumer_join("m"))
-            .unwrap();
+        let by_regex = HeartbeatRequest {
+            subscribed_topic_names: None,
+            subscribed_topic_regex: Some("t.*".into()),
+            ..consumer_join("m")
+        };
+        let joined = groups.consumer_group_heartbeat("g", 1, by_regex).unwrap();
         assert_eq!(joined.member_epoch, 1);
+        assert_eq!(joined.assignment.as_ref().map(|a| a.len()), Some(1));
         let GroupRecord::Consumer(record) = stored_record(&groups, "g").await else {
             panic!("a consumer record");
         };
         assert_eq!((record.group_epoch, record.members[0].member_epoch), (1, 1));
         let before = groups.consumer_group_describe("g").unwrap();
 
+        // A plain heartbeat: the subscription (a regex) and assignment come from the record.
         let reloaded = restarted(&groups);
-        let full = HeartbeatRequest {
+        let plain = HeartbeatRequest {
             member_epoch: 1,
+            rebalance_timeout_ms: -1,
+            subscribed_topic_names: None,
             owned_partitions: joined.assignment.clone(),
             ..consumer_join("m")
         };
-        let heartbeat = reloaded.consumer_group_heartbeat("g", 1, full).unwrap();
-        assert_eq!(heartbeat.member_epoch, 1);
-        assert_eq!(heartbeat.assignment, joined.assignment);
+        let heartbeat = reloaded.consumer_group_heartbeat("g", 1, plain).unwrap();
+        assert_eq!((heartbeat.member_epoch, heartbeat.assignment), (1, None));
         assert_eq!(reloaded.consumer_group_describe("g").unwrap(), before);
 
         // A second member: the epochs move on and the record follows.
