@@ -33,7 +33,8 @@ pub(super) struct State {
     /// Live brokers: their session keys.
     pub(super) brokers: BTreeMap<i32, BrokerRegistration>,
     pub(super) topic_ids: BTreeMap<String, Uuid>,
-    /// Topics created or deleted since the state was built from the store.
+    /// Grows with every topic created or deleted (building the state counts each topic as
+    /// created): only ever compared, to tell whether the set of topic names moved.
     pub(super) topic_name_changes: u64,
     pub(super) topics: HashMap<Uuid, TopicState>,
     /// Committed offsets by group, then by (topic, partition).
