@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use coordinator::{CommittedOffset, Coordinator, CoordinatorError, MetaStoreError};
 use proto_compat::kafka_protocol::error::ResponseError;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{oneshot, watch, Notify};
 use tokio::time::Instant;
 
 use self::classic::{ClassicGroup, JoinRequest, JoinResponse, SyncRequest, SyncResponse};
@@ -35,6 +35,8 @@ use self::group_record::GroupRecord;
 
 /// The first wait before writing a group's record again after the store failed.
 const RECORD_RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
+/// How long an answer waits for the group's record to be written.
+const RECORD_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A Kafka error with the message that some responses carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +161,9 @@ struct RecordState {
     writer: bool,
     /// Being written.
     writing: Option<Option<Bytes>>,
+    /// Counts the changes of the group's record; the slot's `settled` says up to which one
+    /// the writer is done with them.
+    changes: u64,
 }
 
 /// One group, the wake-up of its timer task, and its record in the store.
@@ -170,6 +175,8 @@ struct GroupSlot {
     group: Mutex<Group>,
     timers: Notify,
     record: Mutex<RecordState>,
+    /// The last change of the record the writer is done with: written, or never to be.
+    settled: watch::Sender<u64>,
 }
 
 impl GroupSlot {
@@ -181,6 +188,7 @@ impl GroupSlot {
         // Under the group's lock, where the writer decides to stop: no change is missed.
         if group.record_changed() {
             let mut record = self.record();
+            record.changes += 1;
             if !record.writer {
                 record.writer = true;
                 tokio::spawn(write_records(self.clone()));
@@ -207,17 +215,46 @@ impl GroupSlot {
         same_record(&state.stored, &stored) || state.writing.as_ref() == Some(&stored)
     }
 
-    /// The group's record if it changed; else, unless `keep_writing`, stops the writer.
-    fn next_record(&self, keep_writing: bool) -> Option<Option<GroupRecord>> {
+    /// The group's record if it changed, with the last change it holds; else, unless
+    /// `keep_writing`, stops the writer.
+    fn next_record(&self, keep_writing: bool) -> Option<(Option<GroupRecord>, u64)> {
         let mut group = self.lock();
         if !self.coordinates() {
             self.drop_moved(&mut group);
         }
         let record = group.take_record();
-        if record.is_none() && !keep_writing {
-            self.record().writer = false;
+        let mut state = self.record();
+        match record {
+            Some(record) => Some((record, state.changes)),
+            None => {
+                if !keep_writing {
+                    state.writer = false;
+                    self.settle(state.changes);
+                }
+                None
+            }
         }
-        record
+    }
+
+    /// The writer is done with the record's changes up to `change`.
+    fn settle(&self, change: u64) {
+        self.settled.send_if_modified(|settled| {
+            let newer = change > *settled;
+            *settled = (*settled).max(change);
+            newer
+        });
+    }
+
+    /// Waits until the record holds every change made so far (Kafka answers once the
+    /// group's records are written), or [`RECORD_WAIT`] has passed: a store that does not
+    /// take the record delays the answer, the writer tries again meanwhile.
+    async fn record_written(&self) {
+        let change = self.record().changes;
+        let mut settled = self.settled.subscribe();
+        let written = settled.wait_for(|settled| *settled >= change);
+        if tokio::time::timeout(RECORD_WAIT, written).await.is_err() {
+            tracing::warn!(group = %self.group_id, "answering before the group's record is written");
+        }
     }
 
     /// Whether this broker still coordinates the group.
@@ -245,20 +282,21 @@ async fn write_records(slot: Arc<GroupSlot>) {
     let mut failures = 0u32;
     let mut retry = None;
     loop {
-        let value = match slot.next_record(retry.is_some()) {
+        let (value, change) = match slot.next_record(retry.is_some()) {
             // A newer record replaces the one that failed.
-            Some(record) => {
+            Some((record, change)) => {
                 retry = None;
-                record.as_ref().map(GroupRecord::encode)
+                (record.as_ref().map(GroupRecord::encode), change)
             }
             None => match retry.take() {
-                Some(value) => value,
+                Some(retry) => retry,
                 None => return,
             },
         };
         let expected = {
             let mut state = slot.record();
             if value == state.stored {
+                slot.settle(change);
                 continue;
             }
             state.writing = Some(value.clone());
@@ -277,21 +315,24 @@ async fn write_records(slot: Arc<GroupSlot>) {
                     // The coordinator's own copy, when it is this one: checked by address.
                     let current = slot.coordinator.group_metadata(&slot.group_id);
                     state.stored = if current == value { current } else { value };
+                    slot.settle(change);
                 }
                 Ok(false) => {
                     tracing::warn!(group = %slot.group_id, "another gateway changed the group's record; it is loaded again");
                     state.writer = false;
+                    slot.settle(state.changes);
                     return;
                 }
                 // Too large for the store (a group of thousands of members on etcd): the
                 // group works on, but a restart or move will make it rebalance.
                 Err(e @ CoordinatorError::Store(MetaStoreError::TooLarge(_))) => {
                     tracing::warn!(group = %slot.group_id, error = %e, "the group's record is too large to store");
+                    slot.settle(change);
                 }
                 Err(e) => {
                     failures += 1;
                     tracing::warn!(group = %slot.group_id, error = %e, "cannot write the group's record, retrying");
-                    retry = Some(value);
+                    retry = Some((value, change));
                 }
             }
         }
@@ -445,6 +486,7 @@ impl GroupCoordinator {
                 stored,
                 ..RecordState::default()
             }),
+            settled: watch::Sender::new(0),
         });
         tokio::spawn(run_timers(slot.clone()));
         groups.insert(group_id.to_string(), slot.clone());
@@ -531,9 +573,12 @@ impl GroupCoordinator {
                 let _ = reply.send(SyncResponse::error(ResponseError::CoordinatorNotAvailable));
             }
         });
-        response
+        let response = response
             .await
-            .unwrap_or_else(|_| SyncResponse::error(ResponseError::CoordinatorNotAvailable))
+            .unwrap_or_else(|_| SyncResponse::error(ResponseError::CoordinatorNotAvailable));
+        // The assignment reaches the members once the group's record holds it.
+        slot.record_written().await;
+        response
     }
 
     pub fn heartbeat(
@@ -823,7 +868,8 @@ impl GroupCoordinator {
     /// ConsumerGroupHeartbeat. A member joining (epoch 0) creates the group, or takes over
     /// an empty classic one; a classic group with members is refused, as Kafka does without
     /// online migration.
-    pub fn consumer_group_heartbeat(
+    /// Answers once the group's record holds what the heartbeat changed.
+    pub async fn consumer_group_heartbeat(
         &self,
         group_id: &str,
         version: i16,
@@ -852,7 +898,7 @@ impl GroupCoordinator {
         } else {
             self.existing_group(group_id).ok_or_else(unknown_member)?
         };
-        slot.with(|group| {
+        let response = slot.with(|group| {
             if joining && matches!(group, Group::Classic(g) if g.is_empty()) {
                 tracing::info!(group = group_id, "converting the empty classic group to a consumer group");
                 *group = Group::Consumer(self.new_consumer(group_id));
@@ -870,7 +916,9 @@ impl GroupCoordinator {
                 )),
                 Group::Dead => Err(GroupError::new(ResponseError::CoordinatorNotAvailable, "")),
             }
-        })
+        });
+        slot.record_written().await;
+        response
     }
 
     /// ConsumerGroupDescribe: consumer groups only, as in Kafka.
@@ -1102,6 +1150,7 @@ mod tests {
 
         let member = groups
             .consumer_group_heartbeat("busy", 1, consumer_join("m"))
+            .await
             .unwrap();
         let busy = OffsetCommit {
             version: 9,
@@ -1154,6 +1203,7 @@ mod tests {
         let classic = groups.join_group("g", join_request("")).await;
         let refused = groups
             .consumer_group_heartbeat("g", 1, consumer_join("c"))
+            .await
             .unwrap_err();
         assert_eq!(refused.error, ResponseError::GroupIdNotFound);
         // Once empty, the group changes protocol and keeps its offsets.
@@ -1162,6 +1212,7 @@ mod tests {
         groups.commit_offsets("g", commit(-1, "", 9)).await.unwrap();
         let joined = groups
             .consumer_group_heartbeat("g", 1, consumer_join("c"))
+            .await
             .unwrap();
         assert_eq!(joined.member_epoch, 1);
         assert_eq!(groups.fetch_offsets("g", Some("c"), 1).unwrap().len(), 1);
@@ -1185,14 +1236,13 @@ mod tests {
         );
     }
 
-    /// Waits until the writer stored the group's record.
-    async fn stored_record(groups: &GroupCoordinator, group_id: &str) -> GroupRecord {
-        loop {
-            if let Some(value) = groups.coordinator.group_metadata(group_id) {
-                return GroupRecord::decode(&value).unwrap();
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    /// The group's record in the store: the answers that change it come once it is written.
+    fn stored_record(groups: &GroupCoordinator, group_id: &str) -> GroupRecord {
+        let value = groups
+            .coordinator
+            .group_metadata(group_id)
+            .expect("a record");
+        GroupRecord::decode(&value).unwrap()
     }
 
     /// Another group coordinator over the same store, as another gateway.
@@ -1235,7 +1285,7 @@ mod tests {
             groups.sync_group("g", sync(&follower.member_id, Vec::new()))
         );
         assert_eq!(synced.error, None);
-        let GroupRecord::Classic(record) = stored_record(&groups, "g").await else {
+        let GroupRecord::Classic(record) = stored_record(&groups, "g") else {
             panic!("a classic record");
         };
         assert_eq!((record.generation_id, record.members.len()), (1, 2));
@@ -1289,10 +1339,13 @@ mod tests {
             subscribed_topic_regex: Some("t.*".into()),
             ..consumer_join("m")
         };
-        let joined = groups.consumer_group_heartbeat("g", 1, by_regex).unwrap();
+        let joined = groups
+            .consumer_group_heartbeat("g", 1, by_regex)
+            .await
+            .unwrap();
         assert_eq!(joined.member_epoch, 1);
         assert_eq!(joined.assignment.as_ref().map(|a| a.len()), Some(1));
-        let GroupRecord::Consumer(record) = stored_record(&groups, "g").await else {
+        let GroupRecord::Consumer(record) = stored_record(&groups, "g") else {
             panic!("a consumer record");
         };
         assert_eq!((record.group_epoch, record.members[0].member_epoch), (1, 1));
@@ -1307,24 +1360,23 @@ mod tests {
             owned_partitions: joined.assignment.clone(),
             ..consumer_join("m")
         };
-        let heartbeat = reloaded.consumer_group_heartbeat("g", 1, plain).unwrap();
+        let heartbeat = reloaded
+            .consumer_group_heartbeat("g", 1, plain)
+            .await
+            .unwrap();
         assert_eq!((heartbeat.member_epoch, heartbeat.assignment), (1, None));
         assert_eq!(reloaded.consumer_group_describe("g").unwrap(), before);
 
-        // A second member: the epochs move on and the record follows.
-        reloaded
+        // A second member: the epochs move on, in the record before the answer.
+        let second = reloaded
             .consumer_group_heartbeat("g", 1, consumer_join("n"))
+            .await
             .unwrap();
-        loop {
-            let GroupRecord::Consumer(record) = stored_record(&reloaded, "g").await else {
-                panic!("a consumer record");
-            };
-            if record.members.len() == 2 {
-                assert_eq!(record.group_epoch, 2);
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let GroupRecord::Consumer(record) = stored_record(&reloaded, "g") else {
+            panic!("a consumer record");
+        };
+        assert_eq!((record.group_epoch, record.members.len()), (2, 2));
+        assert_eq!(record.members[1].member_epoch, second.member_epoch);
     }
 
     #[tokio::test(start_paused = true)]
@@ -1332,24 +1384,29 @@ mod tests {
         let (groups, _dir) = setup(GroupConfig::default()).await;
         groups
             .consumer_group_heartbeat("g", 1, consumer_join("m"))
+            .await
             .unwrap();
-        stored_record(&groups, "g").await;
+        stored_record(&groups, "g");
         // Another gateway coordinates the group for a while; its member leaves there.
         let elsewhere = elsewhere(&groups);
         let leave = HeartbeatRequest {
             member_epoch: consumer::LEAVE_GROUP_MEMBER_EPOCH,
             ..consumer_join("m")
         };
-        elsewhere.consumer_group_heartbeat("g", 1, leave).unwrap();
-        while groups.coordinator.group_metadata("g").is_some() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        elsewhere
+            .consumer_group_heartbeat("g", 1, leave)
+            .await
+            .unwrap();
+        assert_eq!(groups.coordinator.group_metadata("g"), None);
         // Back here, the old copy in memory is not used.
         let stale = HeartbeatRequest {
             member_epoch: 1,
             ..consumer_join("m")
         };
-        let refused = groups.consumer_group_heartbeat("g", 1, stale).unwrap_err();
+        let refused = groups
+            .consumer_group_heartbeat("g", 1, stale)
+            .await
+            .unwrap_err();
         assert_eq!(refused.error, ResponseError::UnknownMemberId);
     }
 
@@ -1358,8 +1415,9 @@ mod tests {
         let (groups, _dir) = setup(GroupConfig::default()).await;
         groups
             .consumer_group_heartbeat("a", 1, consumer_join("m"))
+            .await
             .unwrap();
-        stored_record(&groups, "a").await;
+        stored_record(&groups, "a");
         let record = groups.coordinator.group_metadata("a");
         // A second broker: "a" (hash 97) moves to it.
         groups
@@ -1382,7 +1440,10 @@ mod tests {
             member_epoch: 1,
             ..consumer_join("m")
         };
-        let heartbeat = groups.consumer_group_heartbeat("a", 1, again).unwrap();
+        let heartbeat = groups
+            .consumer_group_heartbeat("a", 1, again)
+            .await
+            .unwrap();
         assert_eq!(heartbeat.member_epoch, 1);
     }
 
@@ -1415,6 +1476,7 @@ mod tests {
             .unwrap();
         let member = groups
             .consumer_group_heartbeat("active", 1, consumer_join("m"))
+            .await
             .unwrap();
         let active = OffsetCommit {
             version: 9,

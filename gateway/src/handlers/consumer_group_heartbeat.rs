@@ -13,7 +13,7 @@ use proto_compat::kafka_protocol::messages::{
 use super::str_bytes;
 use crate::broker::Broker;
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     version: i16,
     client_id: &str,
@@ -45,7 +45,8 @@ pub fn handle(
     };
     let result = broker
         .groups
-        .consumer_group_heartbeat(&request.group_id, version, heartbeat);
+        .consumer_group_heartbeat(&request.group_id, version, heartbeat)
+        .await;
     let mut response = ConsumerGroupHeartbeatResponse::default();
     match result {
         Ok(heartbeat) => {
