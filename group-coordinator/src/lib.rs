@@ -6,10 +6,10 @@
 //!
 //! Each group sits behind its own mutex, never held across an await, with a timer task that
 //! sleeps until the group's next deadline. A group with members keeps a record of them in the
-//! coordinator's metadata store ([`group_record`]), written behind the group's changes when it
-//! settles, so that after a restart or a move to another gateway the group is loaded as it
-//! was and its members carry on without a rebalance; a group without members keeps only its
-//! committed offsets.
+//! coordinator's metadata store ([`group_record`]), written by a task of its own when the
+//! group settles, before the answers that settled it, so that after a restart or a move to
+//! another gateway the group is loaded as it was and its members carry on without a
+//! rebalance; a group without members keeps only its committed offsets.
 
 pub mod assignor;
 pub mod classic;
