@@ -269,6 +269,15 @@ impl ClassicGroup {
         }
     }
 
+    /// An empty group in the place of an empty group of the other protocol, whose record goes
+    /// with it should the writer not have deleted it yet.
+    pub fn replacing(group_id: &str, config: Arc<GroupConfig>) -> Self {
+        ClassicGroup {
+            settled_record: Some(None),
+            ..ClassicGroup::new(group_id, config)
+        }
+    }
+
     /// The group as its record describes it, Stable, each member with a fresh session.
     pub fn from_record(
         group_id: &str,
@@ -1584,6 +1593,14 @@ mod tests {
             join(&mut group, request(""), t0).try_recv().unwrap().error,
             Some(ResponseError::GroupMaxSizeReached)
         );
+    }
+
+    #[test]
+    fn a_group_in_the_place_of_another_deletes_its_record() {
+        let mut replacing = ClassicGroup::replacing("g", Arc::new(GroupConfig::default()));
+        assert!(replacing.record_changed());
+        assert_eq!(replacing.take_record(), Some(None));
+        assert_eq!(group().take_record(), None);
     }
 
     #[test]

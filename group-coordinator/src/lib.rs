@@ -531,7 +531,7 @@ impl GroupCoordinator {
         let (reply, response) = oneshot::channel();
         slot.with(|group| {
             if matches!(group, Group::Consumer(g) if g.is_empty()) {
-                *group = Group::Classic(self.new_classic(group_id));
+                *group = Group::Classic(ClassicGroup::replacing(group_id, self.config.clone()));
             }
             match group {
                 Group::Classic(group) => group.join(request, Instant::now(), reply),
