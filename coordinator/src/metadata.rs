@@ -9,6 +9,7 @@
 //! on the in-memory state: cheap and sync.
 
 mod bytes_in;
+mod groups;
 mod leadership;
 mod log;
 mod offsets;
@@ -335,7 +336,10 @@ async fn sync(
                     let (next, limit) = (state.next_producer_id, state.producer_id_limit);
                     // The bytes-in counters go on (the flushes missed meanwhile uncounted).
                     let bytes_in = std::mem::take(&mut state.bytes_in);
+                    // Topics may have come and gone unseen: the count moves on regardless.
+                    let topic_name_changes = state.topic_name_changes + 1;
                     *state = fresh;
+                    state.topic_name_changes += topic_name_changes;
                     state.next_producer_id = next;
                     state.producer_id_limit = limit;
                     state.bytes_in = bytes_in;

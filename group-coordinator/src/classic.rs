@@ -23,6 +23,7 @@ use tokio::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::config::GroupConfig;
+use super::group_record::{ClassicMemberRecord, ClassicRecord, HexBytes};
 use crate::clock;
 
 /// How long a new member's JoinGroup may wait for the join phase (Kafka's
@@ -241,6 +242,8 @@ pub struct ClassicGroup {
     sync_deadline: Option<Instant>,
     /// When the group last became empty, in milliseconds since the Unix epoch.
     empty_since_ms: i64,
+    /// Its record as of the last time it settled or emptied, until the writer takes it.
+    settled_record: Option<Option<Box<ClassicRecord>>>,
 }
 
 impl ClassicGroup {
@@ -262,7 +265,111 @@ impl ClassicGroup {
             initial_delay: None,
             sync_deadline: None,
             empty_since_ms: clock::now_ms(),
+            settled_record: None,
         }
+    }
+
+    /// An empty group in the place of an empty group of the other protocol, whose record goes
+    /// with it should the writer not have deleted it yet.
+    pub fn replacing(group_id: &str, config: Arc<GroupConfig>) -> Self {
+        ClassicGroup {
+            settled_record: Some(None),
+            ..ClassicGroup::new(group_id, config)
+        }
+    }
+
+    /// The group as its record describes it, Stable, each member with a fresh session.
+    pub fn from_record(
+        group_id: &str,
+        config: Arc<GroupConfig>,
+        record: ClassicRecord,
+        now: Instant,
+    ) -> Self {
+        let mut group = ClassicGroup::new(group_id, config);
+        group.generation_id = record.generation_id;
+        group.protocol_type = Some(record.protocol_type);
+        group.protocol_name = Some(record.protocol_name);
+        group.leader_id = Some(record.leader);
+        for member in record.members {
+            let session_timeout = Duration::from_millis(member.session_timeout_ms);
+            if let Some(instance) = &member.group_instance_id {
+                group
+                    .static_members
+                    .insert(instance.clone(), member.member_id.clone());
+            }
+            let member = Member {
+                member_id: member.member_id,
+                group_instance_id: member.group_instance_id,
+                client_id: member.client_id,
+                client_host: member.client_host,
+                session_timeout,
+                rebalance_timeout: Duration::from_millis(member.rebalance_timeout_ms),
+                protocols: member
+                    .protocols
+                    .into_iter()
+                    .map(|(name, metadata)| (name, metadata.0))
+                    .collect(),
+                assignment: member.assignment.0,
+                awaiting_join: None,
+                awaiting_sync: None,
+                is_new: false,
+                session_deadline: Some(now + session_timeout),
+            };
+            group.members.insert(member.member_id.clone(), member);
+        }
+        if !group.members.is_empty() {
+            group.state = ClassicState::Stable;
+            group.subscribed_topics = group.read_subscriptions();
+        }
+        group
+    }
+
+    /// Whether it settled or emptied since its record was last taken.
+    pub fn record_changed(&self) -> bool {
+        self.settled_record.is_some()
+    }
+
+    /// Some when the group settled or emptied since the last call: its record as of then,
+    /// None for an empty group, which keeps no record.
+    pub fn take_record(&mut self) -> Option<Option<ClassicRecord>> {
+        Some(self.settled_record.take()?.map(|record| *record))
+    }
+
+    /// Keeps the record of the group as it is now, settled (or empty): a rebalance that
+    /// starts before the writer takes it must not reach the store half done.
+    fn settle_record(&mut self) {
+        self.settled_record = Some(self.record().map(Box::new));
+    }
+
+    fn record(&self) -> Option<ClassicRecord> {
+        if self.members.is_empty() {
+            return None;
+        }
+        let members = self
+            .members
+            .values()
+            .map(|m| ClassicMemberRecord {
+                member_id: m.member_id.clone(),
+                group_instance_id: m.group_instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                session_timeout_ms: m.session_timeout.as_millis() as u64,
+                rebalance_timeout_ms: m.rebalance_timeout.as_millis() as u64,
+                protocols: m
+                    .protocols
+                    .iter()
+                    .map(|(name, metadata)| (name.clone(), HexBytes(metadata.clone())))
+                    .collect(),
+                assignment: HexBytes(m.assignment.clone()),
+            })
+            .collect();
+        Some(ClassicRecord {
+            protocol_type: self.protocol_type().to_string(),
+            protocol_name: self.protocol_name.clone().unwrap_or_default(),
+            generation_id: self.generation_id,
+            leader: self.leader_id.clone().unwrap_or_default(),
+            members,
+        })
     }
 
     pub fn state(&self) -> ClassicState {
@@ -505,6 +612,7 @@ impl ClassicGroup {
                     .get_mut(&new_member_id)
                     .expect("just inserted")
                     .reply_join(response);
+                self.settle_record();
             }
             // The leader may have been sent the old member id: assign again. (Empty cannot
             // hold a static member; should it, a rebalance is still the safe answer.)
@@ -568,6 +676,7 @@ impl ClassicGroup {
                     }
                     self.propagate_assignment(now);
                     self.state = ClassicState::Stable;
+                    self.settle_record();
                 }
             }
             ClassicState::Stable => {
@@ -908,6 +1017,7 @@ impl ClassicGroup {
             self.subscribed_topics = None;
             self.state = ClassicState::Empty;
             self.empty_since_ms = clock::now_ms();
+            self.settle_record();
             tracing::info!(group = %self.group_id, generation = self.generation_id, "group is now empty");
             return;
         }
@@ -1483,6 +1593,14 @@ mod tests {
             join(&mut group, request(""), t0).try_recv().unwrap().error,
             Some(ResponseError::GroupMaxSizeReached)
         );
+    }
+
+    #[test]
+    fn a_group_in_the_place_of_another_deletes_its_record() {
+        let mut replacing = ClassicGroup::replacing("g", Arc::new(GroupConfig::default()));
+        assert!(replacing.record_changed());
+        assert_eq!(replacing.take_record(), Some(None));
+        assert_eq!(group().take_record(), None);
     }
 
     #[test]

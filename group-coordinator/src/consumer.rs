@@ -5,18 +5,23 @@
 //! partitions is asked to revoke them first and keeps its epoch until it has; then it moves
 //! to the target epoch and gets its new partitions as soon as their previous owners have
 //! released them. Members are fenced when their session times out or when they do not
-//! revoke within their rebalance timeout.
+//! revoke within their rebalance timeout. A member subscribes to topic names, a regular
+//! expression matched against the topics that exist, or both.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use coordinator::{Coordinator, TopicMeta};
 use proto_compat::kafka_protocol::error::ResponseError;
+use regex::Regex;
 use tokio::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::assignor::{Assignment, Assignor, MemberSpec};
 use super::config::GroupConfig;
+use super::group_record::{
+    ConsumerMemberRecord, ConsumerRecord, ReconciliationState as MemberState,
+};
 use super::GroupError;
 use crate::clock;
 
@@ -28,12 +33,38 @@ pub const LEAVE_GROUP_STATIC_MEMBER_EPOCH: i32 = -2;
 /// What the group needs to know about topics (the coordinator; a map in tests).
 pub trait Topics {
     fn topic(&self, name: &str) -> Option<TopicMeta>;
+    /// Every topic's name, for the subscribed regular expressions.
+    fn topic_names(&self) -> Vec<String>;
+    /// Grows whenever a topic is created or deleted.
+    fn topic_name_changes(&self) -> u64;
 }
 
 impl Topics for Coordinator {
     fn topic(&self, name: &str) -> Option<TopicMeta> {
         Coordinator::topic(self, name)
     }
+
+    fn topic_names(&self) -> Vec<String> {
+        Coordinator::topic_names(self)
+    }
+
+    fn topic_name_changes(&self) -> u64 {
+        Coordinator::topic_name_changes(self)
+    }
+}
+
+/// A subscribed regular expression (RE2 syntax, which the `regex` crate follows), or Kafka's
+/// INVALID_REGULAR_EXPRESSION.
+fn compile_regex(pattern: &str) -> Result<Regex, GroupError> {
+    // Checked alone first: anchoring could make a broken pattern valid ("a)|(b").
+    Regex::new(pattern)
+        .and_then(|_| Regex::new(&format!("^(?:{pattern})$")))
+        .map_err(|e| {
+            GroupError::new(
+                ResponseError::InvalidRegularExpression,
+                format!("SubscribedTopicRegex `{pattern}` is not a valid regular expression: {e}."),
+            )
+        })
 }
 
 /// A ConsumerGroupHeartbeat request, whatever its version. Optional fields are None when the
@@ -48,6 +79,9 @@ pub struct HeartbeatRequest {
     /// -1 when unchanged.
     pub rebalance_timeout_ms: i32,
     pub subscribed_topic_names: Option<Vec<String>>,
+    /// A regular expression whose matching topics the member also subscribes to (KIP-848,
+    /// v1); empty for none.
+    pub subscribed_topic_regex: Option<String>,
     pub server_assignor: Option<String>,
     /// The partitions the member owns.
     pub owned_partitions: Option<Assignment>,
@@ -83,19 +117,9 @@ pub struct MemberDescription {
     pub client_id: String,
     pub client_host: String,
     pub subscribed_topic_names: Vec<String>,
+    pub subscribed_topic_regex: Option<String>,
     pub assignment: Assignment,
     pub target_assignment: Assignment,
-}
-
-/// Where a member is on its way to its target assignment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum MemberState {
-    /// Has its target assignment, or will at the next epoch.
-    Stable,
-    /// Must revoke partitions before it can move on.
-    UnrevokedPartitions,
-    /// Waits for partitions that their previous owners still hold.
-    UnreleasedPartitions,
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +135,7 @@ struct Member {
     rebalance_timeout: Duration,
     server_assignor: Option<String>,
     subscribed_topic_names: BTreeSet<String>,
+    subscribed_topic_regex: Option<String>,
     assigned: Assignment,
     pending_revocation: Assignment,
     session_deadline: Instant,
@@ -132,6 +157,7 @@ impl Member {
             rebalance_timeout: Duration::ZERO,
             server_assignor: None,
             subscribed_topic_names: BTreeSet::new(),
+            subscribed_topic_regex: None,
             assigned: Assignment::new(),
             pending_revocation: Assignment::new(),
             session_deadline: now,
@@ -146,6 +172,42 @@ impl Member {
     fn set_epoch(&mut self, epoch: i32) {
         self.previous_member_epoch = self.member_epoch;
         self.member_epoch = epoch;
+    }
+
+    fn record(&self) -> ConsumerMemberRecord {
+        ConsumerMemberRecord {
+            member_id: self.member_id.clone(),
+            instance_id: self.instance_id.clone(),
+            rack_id: self.rack_id.clone(),
+            client_id: self.client_id.clone(),
+            client_host: self.client_host.clone(),
+            member_epoch: self.member_epoch,
+            previous_member_epoch: self.previous_member_epoch,
+            state: self.state,
+            rebalance_timeout_ms: self.rebalance_timeout.as_millis() as u64,
+            server_assignor: self.server_assignor.clone(),
+            subscribed_topic_names: self.subscribed_topic_names.clone(),
+            subscribed_topic_regex: self.subscribed_topic_regex.clone(),
+            assigned: self.assigned.clone(),
+            pending_revocation: self.pending_revocation.clone(),
+        }
+    }
+
+    /// Whether the two differ in what the group's record keeps (not their deadlines).
+    fn record_differs(&self, other: &Member) -> bool {
+        self.instance_id != other.instance_id
+            || self.rack_id != other.rack_id
+            || self.client_id != other.client_id
+            || self.client_host != other.client_host
+            || self.member_epoch != other.member_epoch
+            || self.previous_member_epoch != other.previous_member_epoch
+            || self.state != other.state
+            || self.rebalance_timeout != other.rebalance_timeout
+            || self.server_assignor != other.server_assignor
+            || self.subscribed_topic_names != other.subscribed_topic_names
+            || self.subscribed_topic_regex != other.subscribed_topic_regex
+            || self.assigned != other.assigned
+            || self.pending_revocation != other.pending_revocation
     }
 }
 
@@ -167,6 +229,12 @@ pub struct ConsumerGroup {
     /// is recomputed when they change.
     subscribed_topics: BTreeMap<String, (Uuid, i32)>,
     empty_since_ms: i64,
+    /// Changed since its record was last taken: the record must be written.
+    record_changed: bool,
+    /// The topics each subscribed regex matches, as of `regexes_resolved_at` (the topics'
+    /// `topic_name_changes`).
+    resolved_regexes: BTreeMap<String, BTreeSet<String>>,
+    regexes_resolved_at: Option<u64>,
 }
 
 impl ConsumerGroup {
@@ -182,7 +250,78 @@ impl ConsumerGroup {
             partition_epochs: HashMap::new(),
             subscribed_topics: BTreeMap::new(),
             empty_since_ms: clock::now_ms(),
+            record_changed: false,
+            resolved_regexes: BTreeMap::new(),
+            regexes_resolved_at: None,
         }
+    }
+
+    /// The group as its record describes it, each member with a fresh session and, if it
+    /// must still revoke partitions, a fresh rebalance timeout.
+    pub fn from_record(
+        group_id: &str,
+        config: Arc<GroupConfig>,
+        record: ConsumerRecord,
+        now: Instant,
+    ) -> Self {
+        let session_deadline = now + config.consumer_session_timeout;
+        let mut group = ConsumerGroup::new(group_id, config);
+        group.group_epoch = record.group_epoch;
+        group.assignment_epoch = record.assignment_epoch;
+        group.subscribed_topics = record.subscribed_topics;
+        group.target = record.target.into_iter().collect();
+        for member in record.members {
+            let rebalance_timeout = Duration::from_millis(member.rebalance_timeout_ms);
+            let member = Member {
+                member_id: member.member_id,
+                instance_id: member.instance_id,
+                rack_id: member.rack_id,
+                client_id: member.client_id,
+                client_host: member.client_host,
+                member_epoch: member.member_epoch,
+                previous_member_epoch: member.previous_member_epoch,
+                state: member.state,
+                rebalance_timeout,
+                server_assignor: member.server_assignor,
+                subscribed_topic_names: member.subscribed_topic_names,
+                subscribed_topic_regex: member.subscribed_topic_regex,
+                assigned: member.assigned,
+                pending_revocation: member.pending_revocation,
+                session_deadline,
+                rebalance_deadline: (member.state == MemberState::UnrevokedPartitions)
+                    .then(|| now + rebalance_timeout),
+            };
+            group.put_member(member);
+        }
+        group.record_changed = false;
+        group
+    }
+
+    /// Whether what its record holds changed since the record was last taken.
+    pub fn record_changed(&self) -> bool {
+        self.record_changed
+    }
+
+    /// Some when the group changed since the last call: its record, None for an empty
+    /// group, which keeps no record.
+    pub fn take_record(&mut self) -> Option<Option<ConsumerRecord>> {
+        if !std::mem::take(&mut self.record_changed) {
+            return None;
+        }
+        if self.members.is_empty() {
+            return Some(None);
+        }
+        Some(Some(ConsumerRecord {
+            group_epoch: self.group_epoch,
+            assignment_epoch: self.assignment_epoch,
+            subscribed_topics: self.subscribed_topics.clone(),
+            target: self
+                .target
+                .iter()
+                .map(|(id, assignment)| (id.clone(), assignment.clone()))
+                .collect(),
+            members: self.members.values().map(Member::record).collect(),
+        }))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -240,13 +379,21 @@ impl ConsumerGroup {
             {
                 return invalid("TopicPartitions must be empty when (re-)joining.");
             }
-            if request.subscribed_topic_names.is_none() {
-                return invalid("SubscribedTopicNames must be set in first request.");
+            if request.subscribed_topic_names.is_none() && request.subscribed_topic_regex.is_none()
+            {
+                return invalid(
+                    "SubscribedTopicNames or SubscribedTopicRegex must be set in first request.",
+                );
             }
         } else if epoch == LEAVE_GROUP_STATIC_MEMBER_EPOCH && request.instance_id.is_none() {
             return invalid("InstanceId can't be null.");
         } else if epoch < LEAVE_GROUP_STATIC_MEMBER_EPOCH {
             return invalid("MemberEpoch is invalid.");
+        }
+        if let Some(pattern) = request.subscribed_topic_regex.as_deref() {
+            if !pattern.is_empty() {
+                compile_regex(pattern)?;
+            }
         }
         if let Some(name) = &request.server_assignor {
             if !config.consumer_assignors.iter().any(|a| a.name() == name) {
@@ -309,15 +456,20 @@ impl ConsumerGroup {
         if let Some(names) = &request.subscribed_topic_names {
             member.subscribed_topic_names = names.iter().cloned().collect();
         }
+        if let Some(pattern) = &request.subscribed_topic_regex {
+            member.subscribed_topic_regex = (!pattern.is_empty()).then(|| pattern.clone());
+        }
         member.client_id = request.client_id.clone();
         member.client_host = request.client_host.clone();
         member.session_deadline = now + self.config.consumer_session_timeout;
 
-        let subscription_changed = previous
-            .as_ref()
-            .is_none_or(|p| p.subscribed_topic_names != member.subscribed_topic_names);
+        let subscription_changed = previous.as_ref().is_none_or(|p| {
+            p.subscribed_topic_names != member.subscribed_topic_names
+                || p.subscribed_topic_regex != member.subscribed_topic_regex
+        });
         let assigned_before = previous.map(|p| p.assigned).unwrap_or_default();
         self.put_member(member);
+        self.resolve_regexes(topics);
         // The subscribed topics are looked up on every heartbeat, so new partitions and
         // deleted topics are noticed at once.
         let subscribed_topics = self.subscribed_topic_metadata(topics);
@@ -327,6 +479,7 @@ impl ConsumerGroup {
         {
             self.subscribed_topics = subscribed_topics;
             self.group_epoch += 1;
+            self.record_changed = true;
             tracing::info!(group = %self.group_id, epoch = self.group_epoch, member = %member_id, "bumped the group epoch");
         }
         if self.group_epoch > self.assignment_epoch {
@@ -336,7 +489,8 @@ impl ConsumerGroup {
 
         let member = &self.members[&member_id];
         let full_request = request.rebalance_timeout_ms != -1
-            && request.subscribed_topic_names.is_some()
+            && (request.subscribed_topic_names.is_some()
+                || request.subscribed_topic_regex.is_some())
             && request.owned_partitions.is_some();
         let assignment_changed = member.assigned != assigned_before;
         Ok(HeartbeatResponse {
@@ -403,6 +557,7 @@ impl ConsumerGroup {
                 let mut member = Member::new(member_id.to_string(), now);
                 member.instance_id = Some(instance_id.to_string());
                 member.subscribed_topic_names = existing.subscribed_topic_names.clone();
+                member.subscribed_topic_regex = existing.subscribed_topic_regex.clone();
                 member.server_assignor = existing.server_assignor.clone();
                 member.rebalance_timeout = existing.rebalance_timeout;
                 // Its subscription is compared with its predecessor's.
@@ -555,8 +710,62 @@ impl ConsumerGroup {
     pub fn subscribed_topic_names(&self) -> BTreeSet<String> {
         self.members
             .values()
-            .flat_map(|m| m.subscribed_topic_names.iter().cloned())
+            .flat_map(|m| self.member_topics(m).cloned())
             .collect()
+    }
+
+    /// The topics a member subscribes to: by name, and those its regex matched.
+    fn member_topics<'a>(&'a self, member: &'a Member) -> impl Iterator<Item = &'a String> {
+        let matched = member
+            .subscribed_topic_regex
+            .as_ref()
+            .and_then(|pattern| self.resolved_regexes.get(pattern));
+        member
+            .subscribed_topic_names
+            .iter()
+            .chain(matched.into_iter().flatten())
+    }
+
+    /// Matches the members' regexes against the topics again when one is new or topics were
+    /// created or deleted since.
+    fn resolve_regexes(&mut self, topics: &dyn Topics) {
+        let patterns: BTreeSet<&String> = self
+            .members
+            .values()
+            .filter_map(|m| m.subscribed_topic_regex.as_ref())
+            .collect();
+        let changes = topics.topic_name_changes();
+        let current = self.regexes_resolved_at == Some(changes)
+            && patterns.len() == self.resolved_regexes.len()
+            && patterns
+                .iter()
+                .all(|p| self.resolved_regexes.contains_key(*p));
+        if current {
+            return;
+        }
+        let names = if patterns.is_empty() {
+            Vec::new()
+        } else {
+            topics.topic_names()
+        };
+        let mut resolved = BTreeMap::new();
+        for pattern in patterns {
+            // Validated when the member sent it.
+            let Ok(regex) = compile_regex(pattern) else {
+                continue;
+            };
+            let matched: BTreeSet<String> = names
+                .iter()
+                .filter(|name| regex.is_match(name))
+                .cloned()
+                .collect();
+            resolved.insert(pattern.clone(), matched);
+        }
+        if resolved != self.resolved_regexes {
+            tracing::info!(group = %self.group_id, regexes = ?resolved, "resolved the subscribed regular expressions");
+        }
+        self.resolved_regexes = resolved;
+        self.regexes_resolved_at = Some(changes);
     }
 
     pub fn describe(&self) -> GroupDescription {
@@ -571,6 +780,7 @@ impl ConsumerGroup {
                 client_id: m.client_id.clone(),
                 client_host: m.client_host.clone(),
                 subscribed_topic_names: m.subscribed_topic_names.iter().cloned().collect(),
+                subscribed_topic_regex: m.subscribed_topic_regex.clone(),
                 assignment: m.assigned.clone(),
                 target_assignment: self.target.get(&m.member_id).cloned().unwrap_or_default(),
             })
@@ -621,6 +831,7 @@ impl ConsumerGroup {
         self.remove_member(member_id);
         self.target.remove(member_id);
         self.group_epoch += 1;
+        self.record_changed = true;
         if self.members.is_empty() {
             self.empty_since_ms = clock::now_ms();
         }
@@ -630,6 +841,7 @@ impl ConsumerGroup {
         let Some(member) = self.members.remove(member_id) else {
             return;
         };
+        self.record_changed = true;
         self.release_partitions(&member);
         if let Some(instance) = &member.instance_id {
             if self.static_members.get(instance).map(String::as_str) == Some(member_id) {
@@ -640,8 +852,12 @@ impl ConsumerGroup {
 
     /// Stores a member, keeping the partition owners' epochs in step.
     fn put_member(&mut self, member: Member) {
-        if let Some(old) = self.members.get(&member.member_id).cloned() {
-            self.release_partitions(&old);
+        match self.members.get(&member.member_id).cloned() {
+            Some(old) => {
+                self.record_changed |= old.record_differs(&member);
+                self.release_partitions(&old);
+            }
+            None => self.record_changed = true,
         }
         for (topic, partitions) in member.assigned.iter().chain(&member.pending_revocation) {
             for partition in partitions {
@@ -667,7 +883,7 @@ impl ConsumerGroup {
     fn subscribed_topic_metadata(&self, topics: &dyn Topics) -> BTreeMap<String, (Uuid, i32)> {
         self.members
             .values()
-            .flat_map(|m| &m.subscribed_topic_names)
+            .flat_map(|m| self.member_topics(m))
             .filter_map(|name| {
                 let topic = topics.topic(name)?;
                 Some((name.clone(), (topic.topic_id, topic.partitions)))
@@ -700,9 +916,8 @@ impl ConsumerGroup {
             .values()
             .map(|m| MemberSpec {
                 member_id: &m.member_id,
-                topics: m
-                    .subscribed_topic_names
-                    .iter()
+                topics: self
+                    .member_topics(m)
                     .filter_map(|name| self.subscribed_topics.get(name).map(|(id, _)| *id))
                     .collect(),
                 current: self.target.get(&m.member_id).unwrap_or(&empty),
@@ -712,6 +927,7 @@ impl ConsumerGroup {
         let target = assignor.assign(&specs, &partitions);
         self.target = target.into_iter().collect();
         self.assignment_epoch = self.group_epoch;
+        self.record_changed = true;
         tracing::info!(group = %self.group_id, epoch = self.assignment_epoch, assignor = assignor.name(), "computed a new target assignment");
     }
 
@@ -849,12 +1065,12 @@ mod tests {
 
     const SESSION: Duration = Duration::from_secs(45);
 
-    /// Topics by name.
-    struct TestTopics(BTreeMap<String, TopicMeta>);
+    /// Topics by name, and how many times one was created or deleted.
+    struct TestTopics(BTreeMap<String, TopicMeta>, u64);
 
     impl TestTopics {
         fn new(topics: &[(&str, i32)]) -> Self {
-            let mut out = TestTopics(BTreeMap::new());
+            let mut out = TestTopics(BTreeMap::new(), 0);
             for (name, partitions) in topics {
                 out.set(name, *partitions);
             }
@@ -869,7 +1085,14 @@ mod tests {
                 partitions,
                 configs: BTreeMap::new(),
             };
-            self.0.insert(name.to_string(), meta);
+            if self.0.insert(name.to_string(), meta).is_none() {
+                self.1 += 1;
+            }
+        }
+
+        fn delete(&mut self, name: &str) {
+            self.0.remove(name);
+            self.1 += 1;
         }
 
         fn id(&self, name: &str) -> Uuid {
@@ -880,6 +1103,14 @@ mod tests {
     impl Topics for TestTopics {
         fn topic(&self, name: &str) -> Option<TopicMeta> {
             self.0.get(name).cloned()
+        }
+
+        fn topic_names(&self) -> Vec<String> {
+            self.0.keys().cloned().collect()
+        }
+
+        fn topic_name_changes(&self) -> u64 {
+            self.1
         }
     }
 
@@ -968,6 +1199,114 @@ mod tests {
         assert_eq!(
             (a.member_epoch, count(a.assignment.as_ref().unwrap())),
             (3, 6)
+        );
+    }
+
+    /// The topics of an assignment, by name.
+    fn topic_names(topics: &TestTopics, assignment: &Assignment) -> Vec<String> {
+        topics
+            .0
+            .values()
+            .filter(|t| assignment.contains_key(&t.topic_id))
+            .map(|t| t.name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_regex_subscribes_to_the_topics_it_matches_as_they_come_and_go() {
+        let mut topics = TestTopics::new(&[("orders-a", 1), ("orders-b", 1), ("xorders-c", 1)]);
+        let t0 = Instant::now();
+        let mut group = group();
+        let join = HeartbeatRequest {
+            subscribed_topic_regex: Some("orders-.*".into()),
+            ..joining("m", &["payments"])
+        };
+        let joined = group.heartbeat(join, t0, &topics).unwrap();
+        // The whole name must match, as in Kafka; a named topic counts once it exists.
+        let owned = joined.assignment.unwrap();
+        assert_eq!(topic_names(&topics, &owned), ["orders-a", "orders-b"]);
+        let epoch = joined.member_epoch;
+
+        // Nothing changed: no new epoch.
+        let same = group
+            .heartbeat(heartbeat("m", epoch, Some(&owned)), t0, &topics)
+            .unwrap();
+        assert_eq!((same.member_epoch, same.assignment), (epoch, None));
+
+        // A matching topic is created, the named one too, and one is deleted.
+        topics.set("orders-c", 2);
+        topics.set("payments", 1);
+        topics.delete("orders-a");
+        // It revokes the deleted topic's partition first, then moves to the new epoch.
+        let revoking = group
+            .heartbeat(heartbeat("m", epoch, Some(&owned)), t0, &topics)
+            .unwrap();
+        let kept = revoking.assignment.unwrap();
+        assert_eq!(topic_names(&topics, &kept), ["orders-b"]);
+        let moved = group
+            .heartbeat(
+                heartbeat("m", revoking.member_epoch, Some(&kept)),
+                t0,
+                &topics,
+            )
+            .unwrap();
+        assert!(moved.member_epoch > epoch);
+        let owned = moved.assignment.unwrap();
+        assert_eq!(
+            topic_names(&topics, &owned),
+            ["orders-b", "orders-c", "payments"]
+        );
+        let description = group.describe();
+        assert_eq!(
+            description.members[0].subscribed_topic_regex.as_deref(),
+            Some("orders-.*")
+        );
+        assert_eq!(description.members[0].subscribed_topic_names, ["payments"]);
+
+        // An empty regex removes it.
+        let cleared = HeartbeatRequest {
+            subscribed_topic_regex: Some(String::new()),
+            ..heartbeat("m", moved.member_epoch, Some(&owned))
+        };
+        let cleared = group.heartbeat(cleared, t0, &topics).unwrap();
+        let owned = cleared.assignment.unwrap();
+        assert_eq!(topic_names(&topics, &owned), ["payments"]);
+        assert_eq!(group.describe().members[0].subscribed_topic_regex, None);
+    }
+
+    #[test]
+    fn a_regex_is_enough_to_join_and_a_bad_one_is_refused() {
+        let config = GroupConfig::default();
+        let regex_only = |pattern: &str| HeartbeatRequest {
+            subscribed_topic_names: None,
+            subscribed_topic_regex: Some(pattern.into()),
+            ..joining("m", &[])
+        };
+        assert_eq!(
+            ConsumerGroup::validate_request(&config, 1, &regex_only("^t.*")),
+            Ok(())
+        );
+        // RE2 refuses backreferences and lookaround, as the regex crate does; a broken
+        // pattern stays broken when anchored.
+        for bad in ["(", "(a)\\1", "(?=a)", "a)|(b", "[z-a]"] {
+            let refused =
+                ConsumerGroup::validate_request(&config, 1, &regex_only(bad)).unwrap_err();
+            assert_eq!(
+                refused.error,
+                ResponseError::InvalidRegularExpression,
+                "{bad}"
+            );
+            assert!(refused.message.contains(bad), "{}", refused.message);
+        }
+        let neither = HeartbeatRequest {
+            subscribed_topic_names: None,
+            ..joining("m", &[])
+        };
+        assert_eq!(
+            ConsumerGroup::validate_request(&config, 1, &neither)
+                .unwrap_err()
+                .error,
+            ResponseError::InvalidRequest
         );
     }
 

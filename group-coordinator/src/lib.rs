@@ -5,8 +5,11 @@
 //! kind joins, a group with members refuses them, as Kafka does without online migration.
 //!
 //! Each group sits behind its own mutex, never held across an await, with a timer task that
-//! sleeps until the group's next deadline. Members live in memory only: after a restart they
-//! join again, and a group that committed offsets comes back empty.
+//! sleeps until the group's next deadline. A group with members keeps a record of them in the
+//! coordinator's metadata store ([`group_record`]), written by a task of its own when the
+//! group settles, before the answers that settled it, so that after a restart or a move to
+//! another gateway the group is loaded as it was and its members carry on without a
+//! rebalance; a group without members keeps only its committed offsets.
 
 pub mod assignor;
 pub mod classic;
@@ -14,18 +17,26 @@ mod clock;
 pub mod config;
 pub mod consumer;
 pub mod expiration;
+mod group_record;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use coordinator::{CommittedOffset, Coordinator, CoordinatorError};
+use bytes::Bytes;
+use coordinator::{CommittedOffset, Coordinator, CoordinatorError, MetaStoreError};
 use proto_compat::kafka_protocol::error::ResponseError;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{oneshot, watch, Notify};
 use tokio::time::Instant;
 
 use self::classic::{ClassicGroup, JoinRequest, JoinResponse, SyncRequest, SyncResponse};
 use self::config::GroupConfig;
 use self::consumer::{ConsumerGroup, HeartbeatRequest, HeartbeatResponse};
+use self::group_record::GroupRecord;
+
+/// The first wait before writing a group's record again after the store failed.
+const RECORD_RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
+/// How long an answer waits for the group's record to be written.
+const RECORD_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A Kafka error with the message that some responses carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,24 +120,234 @@ impl Group {
             Group::Dead => {}
         }
     }
+
+    /// The group as the store's record describes it.
+    fn from_record(group_id: &str, config: Arc<GroupConfig>, record: GroupRecord) -> Group {
+        let now = Instant::now();
+        match record {
+            GroupRecord::Classic(record) => {
+                Group::Classic(ClassicGroup::from_record(group_id, config, record, now))
+            }
+            GroupRecord::Consumer(record) => {
+                Group::Consumer(ConsumerGroup::from_record(group_id, config, record, now))
+            }
+        }
+    }
+
+    fn record_changed(&self) -> bool {
+        match self {
+            Group::Classic(group) => group.record_changed(),
+            Group::Consumer(group) => group.record_changed(),
+            Group::Dead => false,
+        }
+    }
+
+    /// Some when the group's record must be written: the record, None to delete it.
+    fn take_record(&mut self) -> Option<Option<GroupRecord>> {
+        match self {
+            Group::Classic(group) => Some(group.take_record()?.map(GroupRecord::Classic)),
+            Group::Consumer(group) => Some(group.take_record()?.map(GroupRecord::Consumer)),
+            Group::Dead => None,
+        }
+    }
 }
 
-/// One group and the wake-up of its timer task.
+/// A group's record in the metadata store as its slot knows it.
+#[derive(Debug, Default)]
+struct RecordState {
+    /// What the store holds, as of the slot's load or last write.
+    stored: Option<Bytes>,
+    /// The slot's writer task runs.
+    writer: bool,
+    /// Being written.
+    writing: Option<Option<Bytes>>,
+    /// Counts the changes of the group's record; the slot's `settled` says up to which one
+    /// the writer is done with them.
+    changes: u64,
+}
+
+/// One group, the wake-up of its timer task, and its record in the store.
 struct GroupSlot {
+    group_id: String,
+    /// This broker.
+    broker_id: i32,
+    coordinator: Arc<Coordinator>,
     group: Mutex<Group>,
     timers: Notify,
+    record: Mutex<RecordState>,
+    /// The last change of the record the writer is done with: written, or never to be.
+    settled: watch::Sender<u64>,
 }
 
 impl GroupSlot {
-    /// Runs `f` on the group, then wakes the timer task: `f` may have moved a deadline.
-    fn with<R>(&self, f: impl FnOnce(&mut Group) -> R) -> R {
-        let result = f(&mut self.lock());
+    /// Runs `f` on the group, starts the record's writer if `f` changed the record, then
+    /// wakes the timer task: `f` may have moved a deadline.
+    fn with<R>(self: &Arc<Self>, f: impl FnOnce(&mut Group) -> R) -> R {
+        let mut group = self.lock();
+        let result = f(&mut group);
+        // Under the group's lock, where the writer decides to stop: no change is missed.
+        if group.record_changed() {
+            let mut record = self.record();
+            record.changes += 1;
+            if !record.writer {
+                record.writer = true;
+                tokio::spawn(write_records(self.clone()));
+            }
+        }
+        drop(group);
         self.timers.notify_one();
         result
     }
 
     fn lock(&self) -> MutexGuard<'_, Group> {
         self.group.lock().expect("group state poisoned")
+    }
+
+    fn record(&self) -> MutexGuard<'_, RecordState> {
+        self.record.lock().expect("group record state poisoned")
+    }
+
+    /// Whether the store holds the record this slot wrote or loaded: if not, another
+    /// gateway coordinated the group since and this copy is stale.
+    fn is_current(&self) -> bool {
+        let stored = self.coordinator.group_metadata(&self.group_id);
+        let state = self.record();
+        same_record(&state.stored, &stored) || state.writing.as_ref() == Some(&stored)
+    }
+
+    /// The group's record if it changed, with the last change it holds; else, unless
+    /// `keep_writing`, stops the writer.
+    fn next_record(&self, keep_writing: bool) -> Option<(Option<GroupRecord>, u64)> {
+        let mut group = self.lock();
+        if !self.coordinates() {
+            self.drop_moved(&mut group);
+        }
+        let record = group.take_record();
+        let mut state = self.record();
+        match record {
+            Some(record) => Some((record, state.changes)),
+            None => {
+                if !keep_writing {
+                    state.writer = false;
+                    self.settle(state.changes);
+                }
+                None
+            }
+        }
+    }
+
+    /// The writer is done with the record's changes up to `change`.
+    fn settle(&self, change: u64) {
+        self.settled.send_if_modified(|settled| {
+            let newer = change > *settled;
+            *settled = (*settled).max(change);
+            newer
+        });
+    }
+
+    /// Waits until the record holds every change made so far (Kafka answers once the
+    /// group's records are written), or [`RECORD_WAIT`] has passed: a store that does not
+    /// take the record delays the answer, the writer tries again meanwhile.
+    async fn record_written(&self) {
+        let change = self.record().changes;
+        let mut settled = self.settled.subscribe();
+        let written = settled.wait_for(|settled| *settled >= change);
+        if tokio::time::timeout(RECORD_WAIT, written).await.is_err() {
+            tracing::warn!(group = %self.group_id, "answering before the group's record is written");
+        }
+    }
+
+    /// Whether this broker still coordinates the group.
+    fn coordinates(&self) -> bool {
+        self.coordinator
+            .group_coordinator(&self.group_id)
+            .is_some_and(|broker| broker.broker_id == self.broker_id)
+    }
+
+    /// The group moved to another broker: this copy must neither expire members nor write
+    /// the record any more; the registry loads the group again if it comes back.
+    fn drop_moved(&self, group: &mut Group) {
+        if !matches!(group, Group::Dead) {
+            tracing::info!(group = %self.group_id, "the group moved to another broker, dropping this copy");
+            *group = Group::Dead;
+        }
+    }
+}
+
+/// Writes the group's record as long as it changes. The record is taken when the last write
+/// is done, so a burst of changes (members reconciling one after the other) costs a few
+/// writes. A record another gateway replaced is left alone: the group is loaded again at its
+/// next request. A failed write is tried again, with the group's newest record.
+async fn write_records(slot: Arc<GroupSlot>) {
+    let mut failures = 0u32;
+    let mut retry = None;
+    loop {
+        let (value, change) = match slot.next_record(retry.is_some()) {
+            // A newer record replaces the one that failed.
+            Some((record, change)) => {
+                retry = None;
+                (record.as_ref().map(GroupRecord::encode), change)
+            }
+            None => match retry.take() {
+                Some(retry) => retry,
+                None => return,
+            },
+        };
+        let expected = {
+            let mut state = slot.record();
+            if value == state.stored {
+                slot.settle(change);
+                continue;
+            }
+            state.writing = Some(value.clone());
+            state.stored.clone()
+        };
+        let written = slot
+            .coordinator
+            .store_group_metadata(&slot.group_id, expected.as_ref(), value.clone())
+            .await;
+        {
+            let mut state = slot.record();
+            state.writing = None;
+            match written {
+                Ok(true) => {
+                    failures = 0;
+                    // The coordinator's own copy, when it is this one: checked by address.
+                    let current = slot.coordinator.group_metadata(&slot.group_id);
+                    state.stored = if current == value { current } else { value };
+                    slot.settle(change);
+                }
+                Ok(false) => {
+                    tracing::warn!(group = %slot.group_id, "another gateway changed the group's record; it is loaded again");
+                    state.writer = false;
+                    slot.settle(state.changes);
+                    return;
+                }
+                // Too large for the store (a group of thousands of members on etcd): the
+                // group works on, but a restart or move will make it rebalance.
+                Err(e @ CoordinatorError::Store(MetaStoreError::TooLarge(_))) => {
+                    tracing::warn!(group = %slot.group_id, error = %e, "the group's record is too large to store");
+                    slot.settle(change);
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(group = %slot.group_id, error = %e, "cannot write the group's record, retrying");
+                    retry = Some((value, change));
+                }
+            }
+        }
+        if failures > 0 {
+            tokio::time::sleep(RECORD_RETRY_BACKOFF * failures.min(10)).await;
+        }
+    }
+}
+
+/// Whether two copies of a record are the same: at once when they are the same bytes in
+/// memory, as when a slot checks the copy it loaded or wrote on every request.
+fn same_record(a: &Option<Bytes>, b: &Option<Bytes>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b,
+        (a, b) => a == b,
     }
 }
 
@@ -139,7 +360,13 @@ async fn run_timers(slot: Arc<GroupSlot>) {
         };
         match deadline {
             Some(deadline) => tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => slot.lock().expire(Instant::now()),
+                _ = tokio::time::sleep_until(deadline) => slot.with(|group| {
+                    if slot.coordinates() {
+                        group.expire(Instant::now());
+                    } else {
+                        slot.drop_moved(group);
+                    }
+                }),
                 _ = slot.timers.notified() => {}
             },
             None => slot.timers.notified().await,
@@ -192,25 +419,78 @@ impl GroupCoordinator {
         self.groups.lock().expect("group registry poisoned")
     }
 
-    /// The group, if it exists: one that only has committed offsets (after a restart, or
-    /// one that only ever committed) becomes an empty classic group.
+    /// The group, if it exists. One not in memory (after a restart or a move from another
+    /// gateway) is loaded from its record; one that only has committed offsets becomes an
+    /// empty classic group. A copy in memory that another gateway's record superseded, or
+    /// that was dropped when the group moved away, is replaced by the group loaded again
+    /// (the members waiting on the old copy are answered).
     fn existing_group(&self, group_id: &str) -> Option<Arc<GroupSlot>> {
         let mut groups = self.groups();
-        if let Some(slot) = groups.get(group_id) {
-            return Some(slot.clone());
+        if let Some(slot) = groups.get(group_id).cloned() {
+            let dropped = matches!(*slot.lock(), Group::Dead);
+            if !dropped && slot.is_current() {
+                return Some(slot);
+            }
+            if !dropped {
+                tracing::info!(
+                    group = group_id,
+                    "the group's record changed elsewhere, loading it again"
+                );
+                slot.with(|group| *group = Group::Dead);
+            }
+            groups.remove(group_id);
         }
-        if !self.coordinator.has_committed_offsets(group_id) {
-            return None;
-        }
-        let group = Group::Classic(ClassicGroup::new(group_id, self.config.clone()));
-        Some(insert_group(&mut groups, group_id, group))
+        let stored = self.coordinator.group_metadata(group_id);
+        let loaded = stored.as_ref().and_then(|value| match GroupRecord::decode(value) {
+            Ok(record) => Some(Group::from_record(group_id, self.config.clone(), record)),
+            Err(e) => {
+                tracing::warn!(group = group_id, error = %e, "ignoring the group's unreadable record");
+                None
+            }
+        });
+        let group = match loaded {
+            Some(group) => {
+                tracing::info!(group = group_id, "loaded the group from its record");
+                group
+            }
+            None if stored.is_some() || self.coordinator.has_committed_offsets(group_id) => {
+                Group::Classic(ClassicGroup::new(group_id, self.config.clone()))
+            }
+            None => return None,
+        };
+        Some(self.insert_group(&mut groups, group_id, group, stored))
     }
 
     fn group_or_create(&self, group_id: &str, create: impl FnOnce() -> Group) -> Arc<GroupSlot> {
         if let Some(slot) = self.existing_group(group_id) {
             return slot;
         }
-        insert_group(&mut self.groups(), group_id, create())
+        self.insert_group(&mut self.groups(), group_id, create(), None)
+    }
+
+    /// Registers a group whose record in the store is `stored`, and starts its timer task.
+    fn insert_group(
+        &self,
+        groups: &mut HashMap<String, Arc<GroupSlot>>,
+        group_id: &str,
+        group: Group,
+        stored: Option<Bytes>,
+    ) -> Arc<GroupSlot> {
+        let slot = Arc::new(GroupSlot {
+            group_id: group_id.to_string(),
+            broker_id: self.broker_id,
+            coordinator: self.coordinator.clone(),
+            group: Mutex::new(group),
+            timers: Notify::new(),
+            record: Mutex::new(RecordState {
+                stored,
+                ..RecordState::default()
+            }),
+            settled: watch::Sender::new(0),
+        });
+        tokio::spawn(run_timers(slot.clone()));
+        groups.insert(group_id.to_string(), slot.clone());
+        slot
     }
 
     fn new_classic(&self, group_id: &str) -> ClassicGroup {
@@ -251,7 +531,7 @@ impl GroupCoordinator {
         let (reply, response) = oneshot::channel();
         slot.with(|group| {
             if matches!(group, Group::Consumer(g) if g.is_empty()) {
-                *group = Group::Classic(self.new_classic(group_id));
+                *group = Group::Classic(ClassicGroup::replacing(group_id, self.config.clone()));
             }
             match group {
                 Group::Classic(group) => group.join(request, Instant::now(), reply),
@@ -293,9 +573,12 @@ impl GroupCoordinator {
                 let _ = reply.send(SyncResponse::error(ResponseError::CoordinatorNotAvailable));
             }
         });
-        response
+        let response = response
             .await
-            .unwrap_or_else(|_| SyncResponse::error(ResponseError::CoordinatorNotAvailable))
+            .unwrap_or_else(|_| SyncResponse::error(ResponseError::CoordinatorNotAvailable));
+        // The assignment reaches the members once the group's record holds it.
+        slot.record_written().await;
+        response
     }
 
     pub fn heartbeat(
@@ -399,8 +682,20 @@ impl GroupCoordinator {
         Ok(self.coordinator.committed_offsets(group_id))
     }
 
+    /// Loads every group this broker coordinates that has a record, as Kafka loads a
+    /// group's partition of `__consumer_offsets`: members that do not come back are removed
+    /// when their fresh sessions end.
+    fn load_recorded_groups(&self) {
+        for group_id in self.coordinator.groups_with_metadata() {
+            if self.check_coordinator(&group_id).is_ok() {
+                self.existing_group(&group_id);
+            }
+        }
+    }
+
     /// Every group this broker coordinates, with those known only by committed offsets.
     pub fn list_groups(&self) -> Vec<ListedGroup> {
+        self.load_recorded_groups();
         let slots: Vec<(String, Arc<GroupSlot>)> = self
             .groups()
             .iter()
@@ -573,7 +868,8 @@ impl GroupCoordinator {
     /// ConsumerGroupHeartbeat. A member joining (epoch 0) creates the group, or takes over
     /// an empty classic one; a classic group with members is refused, as Kafka does without
     /// online migration.
-    pub fn consumer_group_heartbeat(
+    /// Answers once the group's record holds what the heartbeat changed.
+    pub async fn consumer_group_heartbeat(
         &self,
         group_id: &str,
         version: i16,
@@ -602,7 +898,7 @@ impl GroupCoordinator {
         } else {
             self.existing_group(group_id).ok_or_else(unknown_member)?
         };
-        slot.with(|group| {
+        let response = slot.with(|group| {
             if joining && matches!(group, Group::Classic(g) if g.is_empty()) {
                 tracing::info!(group = group_id, "converting the empty classic group to a consumer group");
                 *group = Group::Consumer(self.new_consumer(group_id));
@@ -620,7 +916,9 @@ impl GroupCoordinator {
                 )),
                 Group::Dead => Err(GroupError::new(ResponseError::CoordinatorNotAvailable, "")),
             }
-        })
+        });
+        slot.record_written().await;
+        response
     }
 
     /// ConsumerGroupDescribe: consumer groups only, as in Kafka.
@@ -646,6 +944,7 @@ impl GroupCoordinator {
     /// groups left without offsets, as Kafka's periodic cleanup does. Returns how many
     /// offsets expired.
     pub async fn expire_offsets(&self) -> Result<usize, CoordinatorError> {
+        self.load_recorded_groups();
         let empty: Vec<(String, i64)> = self
             .coordinator
             .groups_with_offsets()
@@ -680,20 +979,6 @@ impl GroupCoordinator {
         });
         Ok(expired)
     }
-}
-
-fn insert_group(
-    groups: &mut HashMap<String, Arc<GroupSlot>>,
-    group_id: &str,
-    group: Group,
-) -> Arc<GroupSlot> {
-    let slot = Arc::new(GroupSlot {
-        group: Mutex::new(group),
-        timers: Notify::new(),
-    });
-    tokio::spawn(run_timers(slot.clone()));
-    groups.insert(group_id.to_string(), slot.clone());
-    slot
 }
 
 /// A failed store write: retriable for the client, which retries it.
@@ -866,6 +1151,7 @@ mod tests {
 
         let member = groups
             .consumer_group_heartbeat("busy", 1, consumer_join("m"))
+            .await
             .unwrap();
         let busy = OffsetCommit {
             version: 9,
@@ -918,6 +1204,7 @@ mod tests {
         let classic = groups.join_group("g", join_request("")).await;
         let refused = groups
             .consumer_group_heartbeat("g", 1, consumer_join("c"))
+            .await
             .unwrap_err();
         assert_eq!(refused.error, ResponseError::GroupIdNotFound);
         // Once empty, the group changes protocol and keeps its offsets.
@@ -926,6 +1213,7 @@ mod tests {
         groups.commit_offsets("g", commit(-1, "", 9)).await.unwrap();
         let joined = groups
             .consumer_group_heartbeat("g", 1, consumer_join("c"))
+            .await
             .unwrap();
         assert_eq!(joined.member_epoch, 1);
         assert_eq!(groups.fetch_offsets("g", Some("c"), 1).unwrap().len(), 1);
@@ -947,6 +1235,218 @@ mod tests {
             (description.state, description.members.len()),
             ("Stable", 1)
         );
+    }
+
+    /// The group's record in the store: the answers that change it come once it is written.
+    fn stored_record(groups: &GroupCoordinator, group_id: &str) -> GroupRecord {
+        let value = groups
+            .coordinator
+            .group_metadata(group_id)
+            .expect("a record");
+        GroupRecord::decode(&value).unwrap()
+    }
+
+    /// Another group coordinator over the same store, as another gateway.
+    fn elsewhere(groups: &GroupCoordinator) -> GroupCoordinator {
+        GroupCoordinator::new(0, (*groups.config).clone(), groups.coordinator.clone())
+    }
+
+    /// Stops `groups` and starts another over the same store, as a restart does.
+    fn restarted(groups: &GroupCoordinator) -> GroupCoordinator {
+        groups.shutdown();
+        elsewhere(groups)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stable_classic_group_is_loaded_without_a_rebalance() {
+        let (groups, _dir) = setup(GroupConfig::default()).await;
+        let (a, b) = tokio::join!(
+            groups.join_group("g", join_request("")),
+            groups.join_group("g", join_request(""))
+        );
+        let leader = if a.leader == a.member_id { &a } else { &b };
+        let follower = if a.leader == a.member_id { &b } else { &a };
+        let sync = |member_id: &str, assignments: Vec<(String, Bytes)>| SyncRequest {
+            member_id: member_id.into(),
+            group_instance_id: None,
+            generation_id: 1,
+            protocol_type: None,
+            protocol_name: None,
+            assignments,
+        };
+        let assignments = vec![
+            (leader.member_id.clone(), Bytes::from_static(b"leader's")),
+            (
+                follower.member_id.clone(),
+                Bytes::from_static(b"follower's"),
+            ),
+        ];
+        let (synced, _) = tokio::join!(
+            groups.sync_group("g", sync(&leader.member_id, assignments)),
+            groups.sync_group("g", sync(&follower.member_id, Vec::new()))
+        );
+        assert_eq!(synced.error, None);
+        let GroupRecord::Classic(record) = stored_record(&groups, "g") else {
+            panic!("a classic record");
+        };
+        assert_eq!((record.generation_id, record.members.len()), (1, 2));
+        assert_eq!(record.leader, leader.member_id);
+        // Heartbeats write nothing.
+        let record = groups.coordinator.group_metadata("g");
+        groups.heartbeat("g", &leader.member_id, None, 1).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(groups.coordinator.group_metadata("g"), record);
+
+        let reloaded = restarted(&groups);
+        assert_eq!(reloaded.heartbeat("g", &leader.member_id, None, 1), Ok(()));
+        let description = reloaded.describe_group("g").unwrap();
+        assert_eq!(description.state, classic::ClassicState::Stable);
+        assert_eq!(description.protocol_name, "range");
+        let follower_description = description
+            .members
+            .iter()
+            .find(|m| m.member_id == follower.member_id)
+            .unwrap();
+        assert_eq!(follower_description.assignment, &b"follower's"[..]);
+        let resynced = reloaded
+            .sync_group("g", sync(&follower.member_id, Vec::new()))
+            .await;
+        assert_eq!(resynced.assignment, &b"follower's"[..]);
+
+        // Every member got a fresh session: the one that stays silent is removed.
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            reloaded
+                .heartbeat("g", &leader.member_id, None, 1)
+                .unwrap_or_default();
+        }
+        assert_eq!(
+            reloaded.heartbeat("g", &follower.member_id, None, 1),
+            Err(ResponseError::UnknownMemberId)
+        );
+        // Once the group empties, its record goes.
+        let leave = [(leader.member_id.clone(), None)];
+        assert_eq!(reloaded.leave_group("g", &leave), Ok(vec![Ok(())]));
+        while reloaded.coordinator.group_metadata("g").is_some() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_consumer_group_is_loaded_with_its_epochs_and_assignments() {
+        let (groups, _dir) = setup(GroupConfig::default()).await;
+        let by_regex = HeartbeatRequest {
+            subscribed_topic_names: None,
+            subscribed_topic_regex: Some("t.*".into()),
+            ..consumer_join("m")
+        };
+        let joined = groups
+            .consumer_group_heartbeat("g", 1, by_regex)
+            .await
+            .unwrap();
+        assert_eq!(joined.member_epoch, 1);
+        assert_eq!(joined.assignment.as_ref().map(|a| a.len()), Some(1));
+        let GroupRecord::Consumer(record) = stored_record(&groups, "g") else {
+            panic!("a consumer record");
+        };
+        assert_eq!((record.group_epoch, record.members[0].member_epoch), (1, 1));
+        let before = groups.consumer_group_describe("g").unwrap();
+
+        // A plain heartbeat: the subscription (a regex) and assignment come from the record.
+        let reloaded = restarted(&groups);
+        let plain = HeartbeatRequest {
+            member_epoch: 1,
+            rebalance_timeout_ms: -1,
+            subscribed_topic_names: None,
+            owned_partitions: joined.assignment.clone(),
+            ..consumer_join("m")
+        };
+        let heartbeat = reloaded
+            .consumer_group_heartbeat("g", 1, plain)
+            .await
+            .unwrap();
+        assert_eq!((heartbeat.member_epoch, heartbeat.assignment), (1, None));
+        assert_eq!(reloaded.consumer_group_describe("g").unwrap(), before);
+
+        // A second member: the epochs move on, in the record before the answer.
+        let second = reloaded
+            .consumer_group_heartbeat("g", 1, consumer_join("n"))
+            .await
+            .unwrap();
+        let GroupRecord::Consumer(record) = stored_record(&reloaded, "g") else {
+            panic!("a consumer record");
+        };
+        assert_eq!((record.group_epoch, record.members.len()), (2, 2));
+        assert_eq!(record.members[1].member_epoch, second.member_epoch);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_copy_that_another_gateway_superseded_is_loaded_again() {
+        let (groups, _dir) = setup(GroupConfig::default()).await;
+        groups
+            .consumer_group_heartbeat("g", 1, consumer_join("m"))
+            .await
+            .unwrap();
+        stored_record(&groups, "g");
+        // Another gateway coordinates the group for a while; its member leaves there.
+        let elsewhere = elsewhere(&groups);
+        let leave = HeartbeatRequest {
+            member_epoch: consumer::LEAVE_GROUP_MEMBER_EPOCH,
+            ..consumer_join("m")
+        };
+        elsewhere
+            .consumer_group_heartbeat("g", 1, leave)
+            .await
+            .unwrap();
+        assert_eq!(groups.coordinator.group_metadata("g"), None);
+        // Back here, the old copy in memory is not used.
+        let stale = HeartbeatRequest {
+            member_epoch: 1,
+            ..consumer_join("m")
+        };
+        let refused = groups
+            .consumer_group_heartbeat("g", 1, stale)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.error, ResponseError::UnknownMemberId);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_copy_left_behind_by_a_move_neither_expires_members_nor_writes() {
+        let (groups, _dir) = setup(GroupConfig::default()).await;
+        groups
+            .consumer_group_heartbeat("a", 1, consumer_join("m"))
+            .await
+            .unwrap();
+        stored_record(&groups, "a");
+        let record = groups.coordinator.group_metadata("a");
+        // A second broker: "a" (hash 97) moves to it.
+        groups
+            .coordinator
+            .register_broker(BrokerInfo {
+                broker_id: 1,
+                host: "127.0.0.1".into(),
+                port: 9093,
+                rack: None,
+                endpoints: Vec::new(),
+            })
+            .await
+            .unwrap();
+        // Past the member's session: the copy here is dropped, the record left alone.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(groups.coordinator.group_metadata("a"), record);
+
+        // The group comes back: loaded from its record, with its member.
+        groups.coordinator.unregister_broker().await.unwrap();
+        let again = HeartbeatRequest {
+            member_epoch: 1,
+            ..consumer_join("m")
+        };
+        let heartbeat = groups
+            .consumer_group_heartbeat("a", 1, again)
+            .await
+            .unwrap();
+        assert_eq!(heartbeat.member_epoch, 1);
     }
 
     #[tokio::test(start_paused = true)]
@@ -978,6 +1478,7 @@ mod tests {
             .unwrap();
         let member = groups
             .consumer_group_heartbeat("active", 1, consumer_join("m"))
+            .await
             .unwrap();
         let active = OffsetCommit {
             version: 9,

@@ -472,36 +472,50 @@ def group_coordinator(bootstrap: str, group: str) -> int:
     return admin.describe_consumer_groups([group])[group].result(timeout=10).coordinator.id
 
 
+@pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "kill-9"])
 @pytest.mark.parametrize("protocol", ["classic", "consumer"])
-def test_group_members_on_different_gateways_survive_a_drain(cluster, protocol):
+def test_group_members_on_different_gateways_survive_their_coordinator_leaving(
+        cluster, protocol, kill):
     """Two members bootstrapped from different gateways consume a topic whose partitions
-    live on all of them; the gateway coordinating their group is drained (SIGTERM): the group
-    moves to another gateway with its committed offsets, and the members go on without
-    consuming again what they committed."""
+    live on all of them; the gateway coordinating their group is drained (SIGTERM) or killed:
+    the group moves to another gateway with its membership and committed offsets, and the
+    members go on without a rebalance and without consuming again what they committed."""
     topic, group = unique_topic("group"), unique_topic(f"{protocol}-group")
     create_topic(cluster.bootstrap(), topic, partitions=PARTITIONS)
-    config = {"group.protocol": protocol} if protocol == "consumer" else {}
+    # Classic members: a session long enough for the move on a loaded machine (librdkafka
+    # gives its membership up once no heartbeat succeeded for a session timeout).
+    config = {"group.protocol": protocol} if protocol == "consumer" else {
+        "session.timeout.ms": 30000}
     shared = SimpleNamespace(bootstrap=cluster.bootstrap())
     produced = produce(shared, topic, "before", 120)
     ledger = Ledger()
     members = [Member(f"m{i}", SimpleNamespace(bootstrap=cluster.gateways[i].address), group,
                       topic, ledger, **config) for i in (1, 2)]
     try:
-        poll_until(members, lambda: ledger.count() == 120, "the records before the drain")
+        poll_until(members, lambda: ledger.count() == 120
+                   and sorted(len(m.partitions()) for m in members) == [3, 3],
+                   "the records before the move, three partitions each")
+        assigned = [m.partitions() for m in members]
+        rebalances = [(m.assigned_count, m.revoked_count) for m in members]
         coordinator = group_coordinator(cluster.bootstrap(), group)
         victim = cluster.gateway_of_broker(coordinator)
-        assert cluster.stop_gateway(victim) == 0
+        if kill:
+            assert cluster.kill_gateway(victim) == -9
+        else:
+            assert cluster.stop_gateway(victim) == 0
         wait_until(lambda: group_coordinator(cluster.bootstrap(), group) != coordinator,
                    "the group to move to another gateway")
         print(f"group {group} moved from broker {coordinator} to broker "
               f"{group_coordinator(cluster.bootstrap(), group)}")
         produced |= produce(SimpleNamespace(bootstrap=cluster.bootstrap()), topic, "after", 120)
-        poll_until(members, lambda: ledger.count() == 240, "the records after the drain")
+        poll_until(members, lambda: ledger.count() == 240, "the records after the move")
+        assert [m.partitions() for m in members] == assigned
+        assert [(m.assigned_count, m.revoked_count) for m in members] == rebalances, \
+            "the group rebalanced when its coordinator moved"
     finally:
         for member in members:
             member.close()
     ledger.check(produced)
-
 
 
 def test_kafkajs_through_one_gateway_reaches_the_leader(cluster):

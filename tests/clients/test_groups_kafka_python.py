@@ -142,3 +142,30 @@ def test_a_static_member_restarts_without_a_rebalance(strata):
         "the other members went through a rebalance"
     for member in members[:2] + [restarted]:
         member.close()
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "kill-9"])
+def test_a_settled_group_keeps_its_generation_across_a_broker_restart(strata, kill):
+    topic = unique_topic("carry-on")
+    group = unique_topic("group")
+    create_topic(strata.bootstrap, topic, PARTITIONS)
+    produced = produce(strata, topic, "before", 60)
+    ledger = Ledger()
+    # A session long enough for the restart on a loaded machine.
+    members = [Member(f"m{i}", strata, group, topic, ledger, session_timeout_ms=30000)
+               for i in range(2)]
+    poll_until(members, lambda: ledger.count() == 60
+               and sorted(len(m.partitions()) for m in members) == [3, 3],
+               "the records before the restart, three partitions each")
+    generations = [m.generation() for m in members]
+    assigned = [m.partitions() for m in members]
+
+    strata.restart(kill=kill)
+
+    produced |= produce(strata, topic, "after", 60)
+    poll_until(members, lambda: ledger.count() == 120, "the records after the restart")
+    assert [m.generation() for m in members] == generations, "the group rebalanced"
+    assert [m.partitions() for m in members] == assigned
+    for member in members:
+        member.close()
+    ledger.check(produced)

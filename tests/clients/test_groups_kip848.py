@@ -1,6 +1,7 @@
 """The consumer group protocol of KIP-848 with confluent-kafka (`group.protocol=consumer`):
-server-side assignment, incremental rebalances, static members, committed offsets across a
-restart, and a group that refuses members of the other protocol."""
+server-side assignment, incremental rebalances, static members, committed offsets and
+membership across a restart, regex subscriptions, and a group that refuses members of the
+other protocol."""
 
 import time
 
@@ -11,7 +12,7 @@ from confluent_kafka.admin import AdminClient
 from group_helpers import (GROUP_BROKER_CONFIG, PARTITIONS, Ledger, Member,
                            members_carry_on_across_a_broker_restart, poll_until, produce,
                            three_members_share_and_hand_over)
-from strata_harness import TIMEOUT, create_topic, unique_topic
+from strata_harness import TIMEOUT, create_topic, produce_all, unique_topic, wait_until
 
 pytestmark = pytest.mark.strata_config(GROUP_BROKER_CONFIG)
 
@@ -115,3 +116,43 @@ def test_a_group_does_not_mix_protocols(strata):
     converted.close()
     ledger.check(produced)
     assert all(members in (["classic"], ["converted"]) for members in ledger.consumed.values())
+
+
+def test_a_regex_subscription_follows_the_topics_it_matches(strata):
+    """`subscribe(["^prefix.*"])` sends SubscribedTopicRegex: the member gets the matching
+    topics' partitions (and not the others'), and those of a matching topic created later."""
+    prefix = unique_topic("rx")
+    matching = [f"{prefix}-a", f"{prefix}-b"]
+    other = f"x{prefix}-a"  # matches the pattern only if it is not anchored
+    for topic in matching + [other]:
+        create_topic(strata.bootstrap, topic, 2)
+    group = unique_topic("group")
+    consumer = Consumer({"bootstrap.servers": strata.bootstrap, "group.id": group,
+                         "auto.offset.reset": "earliest", **CONSUMER_PROTOCOL})
+    consumer.subscribe([f"^{prefix}-.*"])
+    try:
+        def assigned_topics():
+            consumer.poll(0.1)
+            return sorted({tp.topic for tp in consumer.assignment()})
+        wait_until(lambda: assigned_topics() == matching, "the matching topics assigned")
+
+        later = f"{prefix}-c"
+        create_topic(strata.bootstrap, later, 2)
+        wait_until(lambda: assigned_topics() == matching + [later],
+                   "the topic created later assigned")
+        produce_all(strata.bootstrap, later, [b"late"], 2)
+        wait_until(lambda: any(m is not None and m.error() is None and m.topic() == later
+                               for m in [consumer.poll(0.2)]),
+                   "a record of the topic created later")
+
+        admin = AdminClient({"bootstrap.servers": strata.bootstrap})
+        described = admin.describe_consumer_groups([group])[group].result(timeout=TIMEOUT)
+        [member] = described.members
+        assert sorted({tp.topic for tp in member.assignment.topic_partitions}) == \
+            matching + [later]
+
+        admin.delete_topics([matching[0]])[matching[0]].result(timeout=TIMEOUT)
+        wait_until(lambda: assigned_topics() == [matching[1], later],
+                   "the deleted topic's partitions revoked")
+    finally:
+        consumer.close()

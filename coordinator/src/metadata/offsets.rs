@@ -128,14 +128,17 @@ impl Coordinator {
         self.commit(guard, changes).await
     }
 
-    /// DeleteGroups: removes every offset of these groups in one transaction.
+    /// DeleteGroups: removes every offset and the membership record of these groups in one
+    /// transaction.
     pub async fn delete_group_offsets(&self, groups: &[String]) -> Result<(), CoordinatorError> {
         let guard = self.lock_writes().await;
         let changes = {
             let state = self.read();
             let deletes = groups
                 .iter()
-                .flat_map(|group| group_keys(&state, group))
+                .flat_map(|group| {
+                    group_keys(&state, group).chain([Key::GroupMetadata(group.clone())])
+                })
                 .collect();
             Changes {
                 deletes,

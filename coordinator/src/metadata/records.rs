@@ -43,6 +43,8 @@ pub(super) enum Key {
     Offset(String, String, i32),
     /// `users/{user}/scram/{mechanism}`, the user name escaped as group ids are.
     ScramCredential(String, ScramMechanism),
+    /// `groups/{group}/metadata`: the group's membership, as the group coordinator encodes it.
+    GroupMetadata(String),
 }
 
 impl fmt::Display for Key {
@@ -65,6 +67,7 @@ impl fmt::Display for Key {
             Key::ScramCredential(user, mechanism) => {
                 write!(f, "users/{}/scram/{}", escape(user), mechanism.name())
             }
+            Key::GroupMetadata(group) => write!(f, "groups/{}/metadata", escape(group)),
         }
     }
 }
@@ -88,6 +91,7 @@ impl Key {
             ["users", user, "scram", mechanism] => {
                 Key::ScramCredential(unescape(user)?, ScramMechanism::from_name(mechanism)?)
             }
+            ["groups", group, "metadata"] => Key::GroupMetadata(unescape(group)?),
             ["partitions", t, p, ref rest @ ..] => {
                 let (t, p) = (t.parse().ok()?, p.parse().ok()?);
                 match rest {
@@ -132,6 +136,8 @@ pub(super) enum Record {
     /// Group, topic, partition.
     Offset(String, String, i32, CommittedOffset),
     ScramCredential(ScramCredential),
+    /// Group, and its membership in the group coordinator's encoding, stored as it is.
+    GroupMetadata(String, Bytes),
 }
 
 impl Record {
@@ -152,6 +158,7 @@ impl Record {
             Record::ScramCredential(credential) => {
                 Key::ScramCredential(credential.user.clone(), credential.mechanism)
             }
+            Record::GroupMetadata(group, _) => Key::GroupMetadata(group.clone()),
         }
     }
 
@@ -175,6 +182,7 @@ impl Record {
             Record::Controller(name) => json(name),
             Record::Offset(_, _, _, offset) => json(offset),
             Record::ScramCredential(credential) => json(credential),
+            Record::GroupMetadata(_, value) => value.clone(),
         }
     }
 
@@ -207,6 +215,9 @@ impl Record {
             }
             Key::ScramCredential(..) => {
                 Record::ScramCredential(serde_json::from_slice(value).map_err(bad)?)
+            }
+            Key::GroupMetadata(group) => {
+                Record::GroupMetadata(group, Bytes::copy_from_slice(value))
             }
         };
         // The key repeats part of the value (a name, an offset, an id): they must agree.
@@ -421,6 +432,7 @@ mod tests {
             Key::Offset("a/b%2F%/".into(), "t".into(), 0),
             Key::Offset(String::new(), "t".into(), 0),
             Key::ScramCredential("alice/x%".into(), ScramMechanism::Sha512),
+            Key::GroupMetadata("a/b%".into()),
         ] {
             assert_eq!(Key::parse(&key.to_string()), Some(key));
         }

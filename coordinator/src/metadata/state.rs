@@ -33,11 +33,16 @@ pub(super) struct State {
     /// Live brokers: their session keys.
     pub(super) brokers: BTreeMap<i32, BrokerRegistration>,
     pub(super) topic_ids: BTreeMap<String, Uuid>,
+    /// Grows with every topic created or deleted (building the state counts each topic as
+    /// created): only ever compared, to tell whether the set of topic names moved.
+    pub(super) topic_name_changes: u64,
     pub(super) topics: HashMap<Uuid, TopicState>,
     /// Committed offsets by group, then by (topic, partition).
     pub(super) offsets: BTreeMap<String, GroupOffsets>,
     /// SCRAM credentials by user and mechanism.
     pub(super) scram_credentials: BTreeMap<(String, ScramMechanism), ScramCredential>,
+    /// Each group's membership record, as the group coordinator encoded it.
+    pub(super) group_metadata: BTreeMap<String, Bytes>,
     /// Every stored flush record with how many of its chunks are still part of a log: those
     /// at zero are deleted by [`Coordinator::delete_dead_flush_records`].
     pub(super) flushes: HashMap<String, usize>,
@@ -249,6 +254,9 @@ impl State {
                 let key = (credential.user.clone(), credential.mechanism);
                 self.scram_credentials.insert(key, credential);
             }
+            Record::GroupMetadata(group, value) => {
+                self.group_metadata.insert(group, value);
+            }
         }
         Ok(())
     }
@@ -317,6 +325,7 @@ impl State {
             return Err(format!("two topics are named {}", meta.name));
         }
         self.topic_ids.insert(meta.name.clone(), meta.topic_id);
+        self.topic_name_changes += 1;
         let partitions = (0..partitions).map(|_| PartitionState::default()).collect();
         self.topics
             .insert(meta.topic_id, TopicState { meta, partitions });
@@ -329,6 +338,7 @@ impl State {
         match key {
             Key::Topic(name) => {
                 if let Some(topic_id) = self.topic_ids.remove(&name) {
+                    self.topic_name_changes += 1;
                     self.bytes_in.retain(|(t, _), _| *t != topic_id);
                     if let Some(topic) = self.topics.remove(&topic_id) {
                         for partition in topic.partitions {
@@ -377,6 +387,9 @@ impl State {
             }
             Key::ScramCredential(user, mechanism) => {
                 self.scram_credentials.remove(&(user, mechanism));
+            }
+            Key::GroupMetadata(group) => {
+                self.group_metadata.remove(&group);
             }
             // Never deleted: the cluster id and the id counters live forever.
             Key::ClusterId | Key::NextProducerId | Key::NextBrokerId => {}

@@ -150,6 +150,17 @@ impl Coordinator {
         Some(self.read().topics.get(&id)?.meta.clone())
     }
 
+    /// Every topic's name, sorted.
+    pub fn topic_names(&self) -> Vec<String> {
+        self.read().topic_ids.keys().cloned().collect()
+    }
+
+    /// Grows whenever a topic is created or deleted: names matched against a pattern need
+    /// matching again only when it moved.
+    pub fn topic_name_changes(&self) -> u64 {
+        self.read().topic_name_changes
+    }
+
     /// By name.
     pub fn topics(&self) -> Vec<TopicMeta> {
         let state = self.read();

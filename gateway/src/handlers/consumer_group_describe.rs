@@ -48,6 +48,7 @@ pub fn handle(
                                 .into_iter()
                                 .map(topic_name)
                                 .collect();
+                            member.subscribed_topic_regex = m.subscribed_topic_regex.map(str_bytes);
                             member.assignment = assignment(broker, m.assignment);
                             member.target_assignment = assignment(broker, m.target_assignment);
                             if version >= 1 {

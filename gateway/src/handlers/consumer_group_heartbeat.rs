@@ -3,8 +3,6 @@
 
 use group_coordinator::assignor;
 use group_coordinator::consumer::HeartbeatRequest;
-use group_coordinator::GroupError;
-use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::consumer_group_heartbeat_response::{
     Assignment, TopicPartitions,
 };
@@ -15,50 +13,40 @@ use proto_compat::kafka_protocol::messages::{
 use super::str_bytes;
 use crate::broker::Broker;
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     version: i16,
     client_id: &str,
     request: ConsumerGroupHeartbeatRequest,
 ) -> ConsumerGroupHeartbeatResponse {
-    // An empty regex means none (KIP-848); a real one needs server-side regex subscriptions.
-    let result = if request
-        .subscribed_topic_regex
-        .as_deref()
-        .is_some_and(|r| !r.is_empty())
-    {
-        Err(GroupError::new(
-            ResponseError::InvalidRequest,
-            "Strata does not support SubscribedTopicRegex; subscribe to topic names.",
-        ))
-    } else {
-        let heartbeat = HeartbeatRequest {
-            member_id: request.member_id.to_string(),
-            member_epoch: request.member_epoch,
-            instance_id: request.instance_id.map(|id| id.to_string()),
-            rack_id: request.rack_id.map(|id| id.to_string()),
-            rebalance_timeout_ms: request.rebalance_timeout_ms,
-            subscribed_topic_names: request
-                .subscribed_topic_names
-                .map(|names| names.iter().map(|n| n.to_string()).collect()),
-            server_assignor: request.server_assignor.map(|a| a.to_string()),
-            owned_partitions: request.topic_partitions.map(|owned| {
-                let mut assignment = assignor::Assignment::new();
-                for tp in owned {
-                    assignment
-                        .entry(tp.topic_id)
-                        .or_default()
-                        .extend(tp.partitions);
-                }
+    let heartbeat = HeartbeatRequest {
+        member_id: request.member_id.to_string(),
+        member_epoch: request.member_epoch,
+        instance_id: request.instance_id.map(|id| id.to_string()),
+        rack_id: request.rack_id.map(|id| id.to_string()),
+        rebalance_timeout_ms: request.rebalance_timeout_ms,
+        subscribed_topic_names: request
+            .subscribed_topic_names
+            .map(|names| names.iter().map(|n| n.to_string()).collect()),
+        subscribed_topic_regex: request.subscribed_topic_regex.map(|r| r.to_string()),
+        server_assignor: request.server_assignor.map(|a| a.to_string()),
+        owned_partitions: request.topic_partitions.map(|owned| {
+            let mut assignment = assignor::Assignment::new();
+            for tp in owned {
                 assignment
-            }),
-            client_id: client_id.to_string(),
-            client_host: String::new(),
-        };
-        broker
-            .groups
-            .consumer_group_heartbeat(&request.group_id, version, heartbeat)
+                    .entry(tp.topic_id)
+                    .or_default()
+                    .extend(tp.partitions);
+            }
+            assignment
+        }),
+        client_id: client_id.to_string(),
+        client_host: String::new(),
     };
+    let result = broker
+        .groups
+        .consumer_group_heartbeat(&request.group_id, version, heartbeat)
+        .await;
     let mut response = ConsumerGroupHeartbeatResponse::default();
     match result {
         Ok(heartbeat) => {

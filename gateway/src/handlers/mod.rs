@@ -194,7 +194,7 @@ async fn dispatch(
         }
         RequestKind::ConsumerGroupHeartbeat(r) => {
             let client_id = client_id(&request.header);
-            let response = consumer_group_heartbeat::handle(broker, version, client_id, r);
+            let response = consumer_group_heartbeat::handle(broker, version, client_id, r).await;
             ResponseKind::ConsumerGroupHeartbeat(response)
         }
         RequestKind::ConsumerGroupDescribe(r) => {
