@@ -12,7 +12,7 @@ use super::records::{
 use crate::metadata_store::Event;
 use crate::{
     ChunkMeta, CommittedOffset, PartitionLeader, PartitionLog, ProducerState, SegmentMeta,
-    TopicMeta,
+    TopicMeta, TransactionMetadata,
 };
 
 /// Batches remembered per producer: Kafka's idempotence window (max.in.flight of 5).
@@ -36,6 +36,8 @@ pub(super) struct State {
     pub(super) topics: HashMap<Uuid, TopicState>,
     /// Committed offsets by group, then by (topic, partition).
     pub(super) offsets: BTreeMap<String, GroupOffsets>,
+    /// The transaction coordinator's state, by transactional id.
+    pub(super) transactions: BTreeMap<String, TransactionMetadata>,
     /// Every stored flush record with how many of its chunks are still part of a log: those
     /// at zero are deleted by [`Coordinator::delete_dead_flush_records`].
     pub(super) flushes: HashMap<String, usize>,
@@ -243,6 +245,9 @@ impl State {
                     .or_default()
                     .insert((topic, p), offset);
             }
+            Record::Transaction(txn) => {
+                self.transactions.insert(txn.transactional_id.clone(), txn);
+            }
         }
         Ok(())
     }
@@ -369,6 +374,9 @@ impl State {
                     }
                 }
             }
+            Key::Transaction(id) => {
+                self.transactions.remove(&id);
+            }
             // Never deleted: the cluster id and the id counters live forever.
             Key::ClusterId | Key::NextProducerId | Key::NextBrokerId => {}
         }
@@ -397,6 +405,7 @@ pub(super) fn merge_producer(
                     .into_iter()
                     .filter(|batch| batch.base_offset > known_end),
             );
+            merged.current_txn_first_offset = update.current_txn_first_offset;
             merged
         }
         _ => update,

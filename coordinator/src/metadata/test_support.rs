@@ -181,6 +181,7 @@ pub(super) fn chunk(base_offset: i64, last_offset: i64) -> ChunkMeta {
         size: 100,
         object_key: format!("flush/1/{base_offset}-{last_offset}.flush"),
         byte_range: 0..100,
+        aborted_transactions: Vec::new(),
     }
 }
 
@@ -195,6 +196,7 @@ pub(super) fn segment(base_offset: i64, last_offset: i64) -> SegmentMeta {
         offset_index_key: format!("{key}.index"),
         time_index_key: format!("{key}.timeindex"),
         created_ms: 1_700_000_000_000,
+        aborted_transactions: Vec::new(),
     }
 }
 
