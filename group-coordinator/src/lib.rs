@@ -14,6 +14,7 @@ mod clock;
 pub mod config;
 pub mod consumer;
 pub mod expiration;
+pub mod transaction;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
