@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use coordinator::topic_config::BrokerDefaults;
 use coordinator::LeaderBalance;
 use group_coordinator::config::GroupConfig;
+use group_coordinator::transaction::TransactionConfig;
 use segment_store::simulate_failures::LogNormalLatency;
 use segment_store::StorageOptions;
 
@@ -223,6 +224,8 @@ pub struct BrokerConfig {
     pub leader_balance: LeaderBalance,
     /// The `group.*` and `offsets.*` keys.
     pub group: GroupConfig,
+    /// The transaction coordinator's settings (`transaction.max.timeout.ms`, ...).
+    pub transactions: TransactionConfig,
 }
 
 /// `flush.interval.ms` on a local directory (or memory): each flush costs one fsync, so
@@ -286,6 +289,7 @@ impl Default for BrokerConfig {
             retention_check_interval: Duration::from_secs(300),
             object_delete_grace: Duration::from_secs(60),
             group: GroupConfig::default(),
+            transactions: TransactionConfig::default(),
         }
     }
 }
@@ -450,6 +454,10 @@ fn apply(
             broker.leader_balance.bytes_in_imbalance_min_rate = bytes()?
         }
         key if GroupConfig::owns(key) => broker.group.set(key, value).map_err(|e| invalid(&e))?,
+        key if TransactionConfig::owns(key) => broker
+            .transactions
+            .set(key, value)
+            .map_err(|e| invalid(&e))?,
         _ => defaults
             .set(key, value)
             .map_err(|e| invalid(&e.to_string()))?,

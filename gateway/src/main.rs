@@ -17,6 +17,7 @@ mod partition;
 mod server;
 #[cfg(test)]
 mod test_support;
+mod transaction_coordinator;
 
 use std::io::IsTerminal;
 

@@ -34,6 +34,38 @@ impl Default for TransactionConfig {
     }
 }
 
+impl TransactionConfig {
+    /// Whether `key` is one of these settings.
+    pub fn owns(key: &str) -> bool {
+        matches!(
+            key,
+            "transaction.max.timeout.ms"
+                | "transactional.id.expiration.ms"
+                | "transaction.abort.timed.out.transaction.cleanup.interval.ms"
+        )
+    }
+
+    /// Sets one setting by its Kafka name; Err says why the value is wrong.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let millis = value
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|&ms| ms >= 1 && ms <= i32::MAX as u64)
+            .map(Duration::from_millis)
+            .ok_or_else(|| format!("expected milliseconds from 1 to {}", i32::MAX))?;
+        match key {
+            "transaction.max.timeout.ms" => self.max_timeout = millis,
+            "transactional.id.expiration.ms" => self.id_expiration = millis,
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms" => {
+                self.check_interval = millis
+            }
+            _ => return Err(format!("Unknown config name: {key}")),
+        }
+        Ok(())
+    }
+}
+
 /// Why a transactional request is refused, as Kafka's coordinator answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxnError {

@@ -85,6 +85,29 @@ pub const SUPPORTED: &[ApiRange] = &[
     full::<ElectLeadersRequest>(ApiKey::ElectLeaders),
     full::<AlterPartitionReassignmentsRequest>(ApiKey::AlterPartitionReassignments),
     full::<ListPartitionReassignmentsRequest>(ApiKey::ListPartitionReassignments),
+    // Transactions as before KIP-890's transaction version 2 (which Strata does not
+    // advertise as a feature, so clients add partitions and offsets themselves): the
+    // versions whose requests and answers mean the same without it.
+    ApiRange {
+        api_key: ApiKey::AddPartitionsToTxn,
+        min: 0,
+        max: 3,
+    },
+    ApiRange {
+        api_key: ApiKey::AddOffsetsToTxn,
+        min: 0,
+        max: 3,
+    },
+    ApiRange {
+        api_key: ApiKey::EndTxn,
+        min: 0,
+        max: 4,
+    },
+    ApiRange {
+        api_key: ApiKey::TxnOffsetCommit,
+        min: 0,
+        max: 4,
+    },
 ];
 
 pub fn supported_range(api_key: ApiKey) -> Option<ApiRange> {
@@ -131,7 +154,7 @@ mod tests {
         }
         // Pinned on purpose: a kafka-protocol upgrade that widens a range should be a
         // deliberate change here, not a silent one.
-        assert_eq!(SUPPORTED.len(), 30);
+        assert_eq!(SUPPORTED.len(), 34);
         let range = |key| supported_range(key).map(|r| (r.min, r.max));
         assert_eq!(range(ApiKey::ApiVersions), Some((0, 4)));
         assert_eq!(range(ApiKey::Produce), Some((3, 13)));
@@ -147,7 +170,10 @@ mod tests {
         assert_eq!(range(ApiKey::OffsetCommit), Some((2, 9)));
         assert_eq!(range(ApiKey::OffsetFetch), Some((1, 9)));
         assert_eq!(range(ApiKey::ConsumerGroupHeartbeat), Some((0, 1)));
-        assert_eq!(range(ApiKey::TxnOffsetCommit), None);
+        assert_eq!(range(ApiKey::AddPartitionsToTxn), Some((0, 3)));
+        assert_eq!(range(ApiKey::EndTxn), Some((0, 4)));
+        assert_eq!(range(ApiKey::TxnOffsetCommit), Some((0, 4)));
+        assert_eq!(range(ApiKey::WriteTxnMarkers), None);
     }
 
     #[test]

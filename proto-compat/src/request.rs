@@ -242,6 +242,16 @@ mod tests {
             ApiKey::ListPartitionReassignments => RequestKind::ListPartitionReassignments(
                 ListPartitionReassignmentsRequest::default().with_timeout_ms(1000),
             ),
+            ApiKey::AddPartitionsToTxn => RequestKind::AddPartitionsToTxn(
+                AddPartitionsToTxnRequest::default().with_v3_and_below_producer_epoch(1),
+            ),
+            ApiKey::AddOffsetsToTxn => RequestKind::AddOffsetsToTxn(
+                AddOffsetsToTxnRequest::default().with_producer_epoch(1),
+            ),
+            ApiKey::EndTxn => RequestKind::EndTxn(EndTxnRequest::default().with_producer_epoch(1)),
+            ApiKey::TxnOffsetCommit => RequestKind::TxnOffsetCommit(
+                TxnOffsetCommitRequest::default().with_producer_epoch(1),
+            ),
             other => panic!("no sample for {other:?}"),
         }
     }
@@ -339,7 +349,7 @@ mod tests {
             (ApiKey::Metadata, 14),
             (ApiKey::ApiVersions, -1),
             // Known to kafka-protocol but not served by Strata.
-            (ApiKey::TxnOffsetCommit, 3),
+            (ApiKey::EndTxn, 5),
         ];
         for (api_key, version) in cases {
             let mut bytes = BytesMut::new();

@@ -251,6 +251,14 @@ pub async fn compact(
             offset_index_key: keys.offset_index,
             time_index_key: keys.time_index,
             created_ms,
+            aborted_transactions: coordinator::aborted_transactions_within(
+                merged
+                    .iter()
+                    .map(|s| s.aborted_transactions.as_slice())
+                    .chain(chunks.iter().map(|c| c.aborted_transactions.as_slice())),
+                data.base_offset,
+                data.last_offset,
+            ),
         });
     }
     let last_offset = metas[metas.len() - 1].last_offset;

@@ -1,6 +1,5 @@
-//! FindCoordinator: the broker that coordinates a consumer group, for one key (v0-3) or a
-//! batch of keys (v4+). Strata coordinates consumer groups only: it has no transaction or
-//! share-group coordinator.
+//! FindCoordinator: the broker that coordinates a consumer group or a transactional id, for
+//! one key (v0-3) or a batch of keys (v4+). Strata has no share-group coordinator.
 
 use coordinator::BrokerInfo;
 use proto_compat::kafka_protocol::error::ResponseError;
@@ -12,8 +11,9 @@ use proto_compat::kafka_protocol::messages::{
 use super::str_bytes;
 use crate::broker::Broker;
 
-/// The key type of consumer groups.
+/// The key types of consumer groups and transactional ids.
 const GROUP: i8 = 0;
+const TRANSACTION: i8 = 1;
 
 pub fn handle(
     broker: &Broker,
@@ -65,14 +65,18 @@ pub fn handle(
 }
 
 fn find(broker: &Broker, key_type: i8, key: &str) -> Result<BrokerInfo, (ResponseError, String)> {
-    if key_type != GROUP {
-        return Err((
-            ResponseError::InvalidRequest,
-            format!("Strata coordinates consumer groups only, not key type {key_type}."),
-        ));
-    }
-    broker.coordinator.group_coordinator(key).ok_or((
+    let coordinator = match key_type {
+        GROUP => broker.coordinator.group_coordinator(key),
+        TRANSACTION => broker.coordinator.transaction_coordinator(key),
+        _ => {
+            return Err((
+                ResponseError::InvalidRequest,
+                format!("Strata coordinates groups and transactions, not key type {key_type}."),
+            ))
+        }
+    };
+    coordinator.ok_or((
         ResponseError::CoordinatorNotAvailable,
-        "No live broker can coordinate the group.".to_string(),
+        "No live broker can coordinate the key.".to_string(),
     ))
 }

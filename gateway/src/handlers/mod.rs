@@ -1,5 +1,7 @@
 //! One module per Kafka API family; `dispatch` routes a decoded request to its handler.
 
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
 mod alter_configs;
 mod alter_partition_reassignments;
 mod api_versions;
@@ -14,6 +16,7 @@ mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
 mod elect_leaders;
+mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -27,8 +30,9 @@ mod metadata;
 mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
-mod produce;
+pub mod produce;
 mod sync_group;
+mod txn_offset_commit;
 
 use std::sync::Arc;
 
@@ -142,7 +146,7 @@ async fn dispatch(broker: &Arc<Broker>, request: Request) -> Option<Option<Respo
             ResponseKind::DescribeCluster(describe_cluster::handle(broker, r))
         }
         RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(init_producer_id::handle(broker, r).await)
+            ResponseKind::InitProducerId(init_producer_id::handle(broker, version, r).await)
         }
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(delete_records::handle(broker, r).await)
@@ -186,6 +190,16 @@ async fn dispatch(broker: &Arc<Broker>, request: Request) -> Option<Option<Respo
         }
         RequestKind::ConsumerGroupDescribe(r) => {
             ResponseKind::ConsumerGroupDescribe(consumer_group_describe::handle(broker, version, r))
+        }
+        RequestKind::AddPartitionsToTxn(r) => ResponseKind::AddPartitionsToTxn(
+            add_partitions_to_txn::handle(broker, version, r).await,
+        ),
+        RequestKind::AddOffsetsToTxn(r) => {
+            ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(broker, version, r).await)
+        }
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(end_txn::handle(broker, version, r).await),
+        RequestKind::TxnOffsetCommit(r) => {
+            ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(broker, version, r).await)
         }
         _ => return None,
     };

@@ -1,7 +1,10 @@
 //! Produce: validates each partition's batch (its header, CRC and records, inflating
 //! compressed ones in bounded memory), assigns offsets into the append buffer, and answers
 //! by the request's acks: 0 never, 1 once buffered, -1 (all) once the flush holding the
-//! batch is durable and committed.
+//! batch is durable and committed. A transactional batch is taken only for a partition of its
+//! producer's transaction under way, at the transactional id's current epoch (KIP-890's
+//! check, read from the transaction state every broker watches); markers (control batches)
+//! are written by the transaction coordinator only.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use coordinator::topic_config::CompressionType;
-use coordinator::TopicMeta;
+use coordinator::{TopicMeta, TransactionState};
 use proto_compat::batch::{validate_batches, BatchError, Compression, RecordBatch};
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::produce_request::PartitionProduceData;
@@ -24,7 +27,11 @@ use super::{str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
-use crate::partition::{AppendOutcome, Partition};
+use crate::partition::{AppendError, AppendOutcome, Partition};
+
+/// How long a transactional batch waits for this broker's view of its transaction to show the
+/// partition added (in a cluster the coordinator may be another broker, a watch behind).
+const TRANSACTION_VIEW_WAIT: Duration = Duration::from_secs(1);
 
 /// Produce v13 (KIP-516) names topics by id.
 const FIRST_VERSION_WITH_TOPIC_IDS: i16 = 13;
@@ -66,6 +73,7 @@ pub async fn append_all(
     request: ProduceRequest,
 ) -> PendingProduce {
     let acks = request.acks;
+    let transactional_id = request.transactional_id.as_ref().map(|id| id.to_string());
     let deadline = Instant::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
     // acks=all: (topic position, partition position, partition, last offset) to wait for.
     let mut waits: Vec<(usize, usize, Arc<Partition>, i64)> = Vec::new();
@@ -98,7 +106,9 @@ pub async fn append_all(
                 Err((ResponseError::InvalidRequiredAcks.code(), None))
             } else {
                 match &topic {
-                    Ok(topic) => append(broker, topic, partition_data).await,
+                    Ok(topic) => {
+                        append(broker, transactional_id.as_deref(), topic, partition_data).await
+                    }
                     Err(code) => Err((*code, None)),
                 }
             };
@@ -147,7 +157,12 @@ pub async fn append_all(
 
 type AppendResult = Result<(Arc<Partition>, AppendOutcome), (i16, Option<String>)>;
 
-async fn append(broker: &Broker, topic: &TopicMeta, data: PartitionProduceData) -> AppendResult {
+async fn append(
+    broker: &Broker,
+    transactional_id: Option<&str>,
+    topic: &TopicMeta,
+    data: PartitionProduceData,
+) -> AppendResult {
     let partition = broker
         .partition(topic, data.index)
         .map_err(|code| (code, None))?;
@@ -163,8 +178,13 @@ async fn append(broker: &Broker, topic: &TopicMeta, data: PartitionProduceData) 
         )));
     }
     let mut batch = batches.remove(0);
-    if batch.is_transactional() || batch.is_control() {
-        return Err(invalid("transactions are not supported".to_string()));
+    if batch.is_control() {
+        return Err(invalid(
+            "control batches are written by the transaction coordinator only".to_string(),
+        ));
+    }
+    if batch.is_transactional() {
+        check_transaction(broker, transactional_id, &topic.name, data.index, &batch).await?;
     }
     let config = broker
         .coordinator
@@ -212,6 +232,29 @@ async fn append(broker: &Broker, topic: &TopicMeta, data: PartitionProduceData) 
         // As Kafka: the batch as stored must fit too.
         too_large(&batch)?;
     }
+    match append_batch(
+        broker,
+        &partition,
+        &batch,
+        config.message_timestamp_type,
+        now,
+    )
+    .await
+    {
+        Ok(outcome) => Ok((partition, outcome)),
+        Err(e) => Err((e.error_code(), Some(e.to_string()))),
+    }
+}
+
+/// Appends a validated batch to `partition` through the append buffer: produced batches and
+/// the transaction coordinator's markers take this one path.
+pub async fn append_batch(
+    broker: &Broker,
+    partition: &Arc<Partition>,
+    batch: &RecordBatch,
+    timestamp_type: coordinator::TimestampType,
+    now: i64,
+) -> Result<AppendOutcome, AppendError> {
     let bytes = batch.len();
     // Backpressure: wait for room in the append buffer. Exactly the batch's bytes: the
     // flusher gives back what it flushes, so the bound holds.
@@ -221,7 +264,7 @@ async fn append(broker: &Broker, topic: &TopicMeta, data: PartitionProduceData) 
         .await
         .expect("the buffer semaphore is never closed")
         .forget();
-    match partition.append(&batch, config.message_timestamp_type, now) {
+    match partition.append(batch, timestamp_type, now) {
         Ok((outcome, newly_dirty)) => {
             if let AppendOutcome::Appended { .. } = outcome {
                 partition.metrics.bytes_in.inc_by(batch.len() as u64);
@@ -229,15 +272,74 @@ async fn append(broker: &Broker, topic: &TopicMeta, data: PartitionProduceData) 
                     .metrics
                     .messages_in
                     .inc_by(batch.record_count() as u64);
-                broker.flush_queue.appended(&partition, bytes, newly_dirty);
+                broker.flush_queue.appended(partition, bytes, newly_dirty);
             } else {
                 broker.buffer.add_permits(bytes);
             }
-            Ok((partition, outcome))
+            Ok(outcome)
         }
         Err(e) => {
             broker.buffer.add_permits(bytes);
-            Err((e.error_code(), Some(e.to_string())))
+            Err(e)
+        }
+    }
+}
+
+/// A transactional batch must belong to its transactional id's transaction under way, which
+/// holds this partition, at the id's current producer id and epoch.
+async fn check_transaction(
+    broker: &Broker,
+    transactional_id: Option<&str>,
+    topic: &str,
+    partition: i32,
+    batch: &RecordBatch,
+) -> Result<(), (i16, Option<String>)> {
+    let Some(id) = transactional_id else {
+        return Err((
+            ResponseError::InvalidTxnState.code(),
+            Some("a transactional batch needs the request's transactional id".to_string()),
+        ));
+    };
+    let verdict = || {
+        let Some(txn) = broker.coordinator.transaction(id) else {
+            return Err(ResponseError::InvalidProducerIdMapping);
+        };
+        if txn.producer_id != batch.producer_id() {
+            return Err(ResponseError::InvalidProducerIdMapping);
+        }
+        if batch.producer_epoch() < txn.producer_epoch {
+            return Err(ResponseError::InvalidProducerEpoch);
+        }
+        let added = txn.state == TransactionState::Ongoing
+            && batch.producer_epoch() == txn.producer_epoch
+            && txn
+                .partitions
+                .iter()
+                .any(|(t, p)| t == topic && *p == partition);
+        if added {
+            Ok(())
+        } else {
+            Err(ResponseError::InvalidTxnState)
+        }
+    };
+    let deadline = Instant::now() + TRANSACTION_VIEW_WAIT;
+    let mut changes = broker.coordinator.changes();
+    loop {
+        match verdict() {
+            Ok(()) => return Ok(()),
+            Err(error)
+                if error == ResponseError::InvalidProducerEpoch || Instant::now() >= deadline =>
+            {
+                let message = format!(
+                    "producer {} epoch {} is not in a transaction of {id:?} holding {topic}-{partition}",
+                    batch.producer_id(),
+                    batch.producer_epoch()
+                );
+                return Err((error.code(), Some(message)));
+            }
+            Err(_) => {
+                let _ = tokio::time::timeout_at(deadline, changes.changed()).await;
+            }
         }
     }
 }
@@ -255,7 +357,7 @@ fn recompress_with(compression: CompressionType) -> Option<Compression> {
 }
 
 /// Waits until `last_offset` is committed (acks=all), at most until `deadline`.
-async fn wait_committed(
+pub async fn wait_committed(
     partition: &Partition,
     last_offset: i64,
     deadline: Instant,

@@ -1,10 +1,12 @@
 //! Idempotent-producer state of one partition, checked as Kafka's ProducerStateManager does:
 //! the last five batches of each producer id are remembered so a retried batch is answered
-//! with its original offsets instead of being written twice.
+//! with its original offsets instead of being written twice, and each producer's open
+//! transaction (its first offset) is tracked until a marker closes it.
 
 use std::collections::HashMap;
 
-use coordinator::{ProducerBatch, ProducerState};
+use coordinator::{AbortedTxn, ProducerBatch, ProducerState};
+use proto_compat::batch::ControlType;
 use proto_compat::batch::RecordBatch;
 use proto_compat::kafka_protocol::error::ResponseError;
 
@@ -80,6 +82,10 @@ impl ProducerStateTable {
                 current: state.producer_epoch,
             });
         }
+        // Markers carry no sequence.
+        if batch.is_control() {
+            return Ok(SequenceCheck::Append);
+        }
         let first = batch.base_sequence();
         if epoch > state.producer_epoch {
             return if first == 0 {
@@ -118,20 +124,35 @@ impl ProducerStateTable {
         }
     }
 
-    /// Records an appended batch (its offsets already assigned).
-    pub fn record(&mut self, batch: &RecordBatch) {
+    /// Records an appended batch (its offsets already assigned): a transactional batch opens
+    /// its producer's transaction if none is open, a marker closes it. Returns the
+    /// transaction an abort marker closed, for the transaction index.
+    pub fn record(&mut self, batch: &RecordBatch) -> Option<AbortedTxn> {
         let epoch = batch.producer_epoch();
+        let producer_id = batch.producer_id();
         let state = self
             .producers
-            .entry(batch.producer_id())
+            .entry(producer_id)
             .or_insert_with(|| ProducerState {
-                producer_id: batch.producer_id(),
+                producer_id,
                 producer_epoch: epoch,
                 batches: Vec::new(),
+                current_txn_first_offset: None,
             });
         if epoch != state.producer_epoch {
             state.producer_epoch = epoch;
             state.batches.clear();
+        }
+        if batch.is_control() {
+            let first_offset = state.current_txn_first_offset.take()?;
+            return (batch.control_type() == Some(ControlType::Abort)).then_some(AbortedTxn {
+                producer_id,
+                first_offset,
+                last_offset: batch.base_offset(),
+            });
+        }
+        if batch.is_transactional() && state.current_txn_first_offset.is_none() {
+            state.current_txn_first_offset = Some(batch.base_offset());
         }
         state.batches.push(ProducerBatch {
             first_seq: batch.base_sequence(),
@@ -142,10 +163,12 @@ impl ProducerStateTable {
         if state.batches.len() > BATCHES_PER_PRODUCER {
             state.batches.remove(0);
         }
+        None
     }
 
     /// The state of `producer_ids` as of `last_offset`: what a flush commits for its chunk,
-    /// leaving out batches appended after the chunk was sealed.
+    /// leaving out batches appended after the chunk was sealed. Every producer the chunk
+    /// touched is in it, a marker's too (it closed a transaction).
     pub fn snapshot(&self, producer_ids: &[i64], last_offset: i64) -> Vec<ProducerState> {
         producer_ids
             .iter()
@@ -159,8 +182,8 @@ impl ProducerStateTable {
                     .filter(|b| b.last_offset <= last_offset)
                     .cloned()
                     .collect(),
+                current_txn_first_offset: state.current_txn_first_offset,
             })
-            .filter(|state| !state.batches.is_empty())
             .collect()
     }
 }
