@@ -1,0 +1,257 @@
+"""Kafka transactions (exactly-once semantics) with real clients: a transactional producer's
+commits and aborts, read_committed and read_uncommitted consumers, fencing of an older
+producer instance, transaction timeouts, offsets committed in a transaction, and a
+consume-transform-produce loop that outputs each input exactly once."""
+
+import time
+import uuid
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from strata_harness import TIMEOUT, create_topic, unique_topic, wait_until
+
+# The broker's timed-out transactions pass every 200 ms here, so a timeout test is quick.
+FAST_CHECKS = {"transaction.abort.timed.out.transaction.cleanup.interval.ms": 200}
+
+
+def transactional_producer(bootstrap, transactional_id=None, **extra):
+    config = {
+        "bootstrap.servers": bootstrap,
+        "transactional.id": transactional_id or f"tx-{uuid.uuid4().hex[:8]}",
+        "linger.ms": 5,
+    }
+    config.update(extra)
+    producer = Producer(config)
+    producer.init_transactions(TIMEOUT)
+    return producer
+
+
+def read_values(bootstrap, topic, isolation, partitions=1, idle=2.0, timeout=TIMEOUT):
+    """Every value a consumer of `isolation` reads from the start, until none came for
+    `idle` seconds; in partition, offset order."""
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": False,
+        "isolation.level": isolation,
+    })
+    try:
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+        messages, last, deadline = [], time.monotonic(), time.monotonic() + timeout
+        while time.monotonic() - last < idle:
+            assert time.monotonic() < deadline, f"still reading {topic} after {timeout} s"
+            for msg in consumer.consume(num_messages=1000, timeout=0.2):
+                if msg.error():
+                    assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
+                    continue
+                messages.append(msg)
+                last = time.monotonic()
+        messages.sort(key=lambda m: (m.partition(), m.offset()))
+        return [m.value().decode() for m in messages]
+    finally:
+        consumer.close()
+
+
+def committed_offset(bootstrap, group, topic, partition=0):
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        [tp] = consumer.committed([TopicPartition(topic, partition)], timeout=10)
+        return tp.offset
+    finally:
+        consumer.close()
+
+
+def test_committed_records_are_read_and_aborted_ones_only_uncommitted(strata):
+    topic = unique_topic("txn")
+    create_topic(strata.bootstrap, topic, partitions=2)
+    producer = transactional_producer(strata.bootstrap)
+
+    producer.begin_transaction()
+    for i in range(10):
+        producer.produce(topic, f"committed-{i}".encode(), partition=i % 2)
+    producer.commit_transaction(TIMEOUT)
+
+    producer.begin_transaction()
+    for i in range(10):
+        producer.produce(topic, f"aborted-{i}".encode(), partition=i % 2)
+    producer.flush(TIMEOUT)
+    producer.abort_transaction(TIMEOUT)
+
+    producer.begin_transaction()
+    producer.produce(topic, b"after", partition=0)
+    producer.commit_transaction(TIMEOUT)
+
+    committed = read_values(strata.bootstrap, topic, "read_committed", partitions=2)
+    assert sorted(committed) == sorted([f"committed-{i}" for i in range(10)] + ["after"])
+    everything = read_values(strata.bootstrap, topic, "read_uncommitted", partitions=2)
+    assert sorted(everything) == sorted(
+        [f"committed-{i}" for i in range(10)] + [f"aborted-{i}" for i in range(10)] + ["after"])
+
+
+def test_an_open_transaction_holds_read_committed_consumers_back(strata):
+    topic = unique_topic("open")
+    create_topic(strata.bootstrap, topic)
+    plain = Producer({"bootstrap.servers": strata.bootstrap})
+    plain.produce(topic, b"before")
+    plain.flush(TIMEOUT)
+    producer = transactional_producer(strata.bootstrap)
+    producer.begin_transaction()
+    producer.produce(topic, b"in-transaction")
+    producer.flush(TIMEOUT)
+    plain.produce(topic, b"behind-the-transaction")
+    plain.flush(TIMEOUT)
+
+    assert read_values(strata.bootstrap, topic, "read_committed") == ["before"]
+    assert read_values(strata.bootstrap, topic, "read_uncommitted") == [
+        "before", "in-transaction", "behind-the-transaction"]
+    # The last stable offset is where the open transaction starts.
+    consumer = Consumer({"bootstrap.servers": strata.bootstrap, "group.id": "lso",
+                         "isolation.level": "read_committed"})
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10, cached=False)
+        assert (low, high) == (0, 1)
+    finally:
+        consumer.close()
+
+    producer.commit_transaction(TIMEOUT)
+    assert read_values(strata.bootstrap, topic, "read_committed") == [
+        "before", "in-transaction", "behind-the-transaction"]
+
+
+def test_a_second_instance_fences_the_first_and_aborts_its_transaction(strata):
+    topic = unique_topic("fenced")
+    create_topic(strata.bootstrap, topic)
+    transactional_id = f"fence-{uuid.uuid4().hex[:8]}"
+    first = transactional_producer(strata.bootstrap, transactional_id)
+    first.begin_transaction()
+    first.produce(topic, b"zombie")
+    first.flush(TIMEOUT)
+
+    second = transactional_producer(strata.bootstrap, transactional_id)
+    with pytest.raises(KafkaException) as fenced:
+        first.produce(topic, b"zombie-2")
+        first.commit_transaction(TIMEOUT)
+    error = fenced.value.args[0]
+    assert error.fatal() or error.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
+                                             KafkaError.INVALID_PRODUCER_EPOCH), error
+
+    second.begin_transaction()
+    second.produce(topic, b"current")
+    second.commit_transaction(TIMEOUT)
+    assert read_values(strata.bootstrap, topic, "read_committed") == ["current"]
+
+
+@pytest.mark.strata_config(FAST_CHECKS)
+def test_a_transaction_past_its_timeout_is_aborted(strata):
+    topic = unique_topic("timeout")
+    create_topic(strata.bootstrap, topic)
+    producer = transactional_producer(strata.bootstrap, **{"transaction.timeout.ms": 1000})
+    producer.begin_transaction()
+    producer.produce(topic, b"too-slow")
+    producer.flush(TIMEOUT)
+    # The broker aborts it: read_committed consumers move past it without its record.
+    consumer = Consumer({"bootstrap.servers": strata.bootstrap, "group.id": "timeout",
+                         "isolation.level": "read_committed"})
+    try:
+        def stable():
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10, cached=False)
+            return high == 2  # the record and the abort marker
+        wait_until(stable, "the timed-out transaction aborted", timeout=TIMEOUT)
+    finally:
+        consumer.close()
+    with pytest.raises(KafkaException):
+        producer.commit_transaction(TIMEOUT)
+    assert read_values(strata.bootstrap, topic, "read_committed") == []
+    assert read_values(strata.bootstrap, topic, "read_uncommitted") == ["too-slow"]
+
+
+def test_offsets_sent_in_a_transaction_are_visible_once_it_commits(strata):
+    source, sink = unique_topic("offsets-in"), unique_topic("offsets-out")
+    create_topic(strata.bootstrap, source)
+    create_topic(strata.bootstrap, sink)
+    group = f"eos-{uuid.uuid4().hex[:8]}"
+    consumer = Consumer({"bootstrap.servers": strata.bootstrap, "group.id": group})
+    metadata = consumer.consumer_group_metadata()
+    producer = transactional_producer(strata.bootstrap)
+    try:
+        producer.begin_transaction()
+        producer.produce(sink, b"x")
+        producer.send_offsets_to_transaction([TopicPartition(source, 0, 5)], metadata, TIMEOUT)
+        producer.abort_transaction(TIMEOUT)
+        assert committed_offset(strata.bootstrap, group, source) < 0, "an abort commits nothing"
+
+        producer.begin_transaction()
+        producer.produce(sink, b"y")
+        producer.send_offsets_to_transaction([TopicPartition(source, 0, 7)], metadata, TIMEOUT)
+        assert committed_offset(strata.bootstrap, group, source) < 0, "not before the commit"
+        producer.commit_transaction(TIMEOUT)
+        assert committed_offset(strata.bootstrap, group, source) == 7
+    finally:
+        consumer.close()
+    assert read_values(strata.bootstrap, sink, "read_committed") == ["y"]
+
+
+def test_consume_transform_produce_outputs_each_input_exactly_once(strata):
+    source, sink = unique_topic("ctp-in"), unique_topic("ctp-out")
+    create_topic(strata.bootstrap, source, partitions=2)
+    create_topic(strata.bootstrap, sink, partitions=2)
+    plain = Producer({"bootstrap.servers": strata.bootstrap})
+    inputs = [f"{i}" for i in range(200)]
+    for i, value in enumerate(inputs):
+        plain.produce(source, value.encode(), partition=i % 2)
+    plain.flush(TIMEOUT)
+
+    group = f"ctp-{uuid.uuid4().hex[:8]}"
+    processed = run_transform(strata.bootstrap, source, sink, group, abort_every=3, limit=None)
+    assert processed >= len(inputs)
+    outputs = read_values(strata.bootstrap, sink, "read_committed", partitions=2)
+    assert sorted(outputs, key=lambda v: int(v.split("-")[1])) == [f"out-{v}" for v in inputs]
+    # Per partition, outputs keep their inputs' order.
+    for p in range(2):
+        mine = [v for v in outputs if int(v.split("-")[1]) % 2 == p]
+        assert mine == sorted(mine, key=lambda v: int(v.split("-")[1]))
+
+
+def run_transform(bootstrap, source, sink, group, abort_every=None, limit=None, idle=3.0):
+    """Reads `source` as `group` (read_committed), writes out-<value> to the same partition
+    of `sink` and commits the input offsets in the same transaction; every `abort_every`-th
+    transaction is aborted instead and its inputs read again. Stops when idle after its first
+    input. Returns how many inputs it processed in committed transactions."""
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+    })
+    producer = transactional_producer(bootstrap)
+    consumer.subscribe([source])
+    processed, transactions, last = 0, 0, None
+    deadline = time.monotonic() + TIMEOUT * 4
+    try:
+        while last is None or time.monotonic() - last < idle:
+            assert time.monotonic() < deadline, f"the transform still runs after {TIMEOUT * 4} s"
+            batch = [m for m in consumer.consume(num_messages=25, timeout=0.5) if not m.error()]
+            if not batch:
+                continue
+            last = time.monotonic()
+            producer.begin_transaction()
+            for msg in batch:
+                producer.produce(sink, b"out-" + msg.value(), partition=msg.partition())
+            positions = consumer.position(consumer.assignment())
+            producer.send_offsets_to_transaction(positions, consumer.consumer_group_metadata(), TIMEOUT)
+            transactions += 1
+            if abort_every and transactions % abort_every == 0:
+                producer.abort_transaction(TIMEOUT)
+                # Read the aborted inputs again from the committed offsets.
+                committed = consumer.committed(consumer.assignment(), timeout=10)
+                for tp in committed:
+                    consumer.seek(TopicPartition(tp.topic, tp.partition,
+                                                 tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
+                continue
+            producer.commit_transaction(TIMEOUT)
+            processed += len(batch)
+    finally:
+        consumer.close()
+    return processed
