@@ -894,6 +894,7 @@ mod tests {
             size: 1,
             object_key: "o".into(),
             byte_range: 0..1,
+            aborted_transactions: Vec::new(),
         };
         let flush = ChunkCommit {
             topic_id: topic.topic_id,

@@ -452,6 +452,7 @@ mod tests {
             size: byte_range.end - byte_range.start,
             object_key: key.to_string(),
             byte_range,
+            aborted_transactions: Vec::new(),
         };
         broker
             .coordinator
@@ -545,6 +546,7 @@ mod tests {
             offset_index_key: String::new(),
             time_index_key: String::new(),
             created_ms,
+            aborted_transactions: Vec::new(),
         }
     }
 
@@ -556,6 +558,7 @@ mod tests {
             size,
             object_key: String::new(),
             byte_range: 0..size,
+            aborted_transactions: Vec::new(),
         }
     }
 

@@ -84,6 +84,7 @@ mod tests {
             offset_index_key: String::new(),
             time_index_key: String::new(),
             created_ms: 0,
+            aborted_transactions: Vec::new(),
         }
     }
 

@@ -272,6 +272,88 @@ mod tests {
     use crate::handlers::topic_name;
     use crate::test_support::{append_and_flush, broker, record_batch, topic};
 
+    /// The last stable offset follows committed markers only, and a read_committed fetch is
+    /// told the aborted transactions in what it reads; a partition loaded again (a restart,
+    /// a new leader) finds the open transactions from the committed producer states.
+    #[tokio::test]
+    async fn read_committed_stops_at_the_last_stable_offset_and_learns_aborted_transactions() {
+        use proto_compat::batch::{control_batch, ControlType};
+
+        use crate::test_support::{append, transactional_batch};
+
+        let (broker, _dir) = broker(Arc::new(MemoryStore::new()), BrokerConfig::default()).await;
+        let meta = topic(&broker, "txn", 1).await;
+        let partition = broker.partition(&meta, 0).unwrap();
+        append_and_flush(&broker, &partition, &record_batch(-1, -1, -1, 2, 1_000)).await;
+        append_and_flush(&broker, &partition, &transactional_batch(7, 0, 0, 3)).await;
+        append_and_flush(&broker, &partition, &record_batch(-1, -1, -1, 1, 1_000)).await;
+        let state = partition.commit_state();
+        assert_eq!((state.last_stable_offset, state.high_watermark), (2, 6));
+
+        let fetch = |offset: i64| {
+            let request = FetchTopic::default()
+                .with_topic(topic_name("txn"))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(1024 * 1024)]);
+            vec![(request, Ok(meta.clone()))]
+        };
+        let read = |topics: Vec<(FetchTopic, Result<TopicMeta, i16>)>| {
+            let broker = broker.clone();
+            async move {
+                let (responses, _, _) = read_all(
+                    &broker,
+                    12,
+                    true,
+                    &topics,
+                    usize::MAX,
+                    Instant::now(),
+                    &mut Vec::new(),
+                    &mut None,
+                )
+                .await;
+                responses[0].partitions[0].clone()
+            }
+        };
+        let data = read(fetch(0)).await;
+        assert_eq!(data.last_stable_offset, 2);
+        let batches: Vec<_> =
+            proto_compat::batch::read_batches(data.records.as_ref().unwrap()).collect();
+        assert_eq!(
+            batches.last().unwrap().last_offset(),
+            1,
+            "nothing of the open transaction"
+        );
+
+        // A buffered abort marker does not move the LSO: a crash could still lose it.
+        let abort = control_batch(7, 0, ControlType::Abort, 0, 1_000);
+        append(&broker, &partition, &abort);
+        assert_eq!(partition.commit_state().last_stable_offset, 2);
+        crate::background::flusher::flush(&broker).await;
+        let state = partition.commit_state();
+        assert_eq!((state.last_stable_offset, state.high_watermark), (7, 7));
+
+        let data = read(fetch(3)).await;
+        let aborted = data.aborted_transactions.unwrap();
+        assert_eq!(aborted.len(), 1);
+        assert_eq!((aborted[0].producer_id.0, aborted[0].first_offset), (7, 2));
+
+        // Another open transaction, seen again by a partition loaded from the coordinator.
+        append_and_flush(&broker, &partition, &transactional_batch(8, 0, 0, 1)).await;
+        let log = broker.coordinator.partition_log(meta.topic_id, 0).unwrap();
+        let reloaded = Partition::new(
+            meta.topic_id,
+            "txn".to_string(),
+            0,
+            partition.leader_epoch,
+            log,
+            partition.metrics.clone(),
+        );
+        let state = reloaded.commit_state();
+        assert_eq!((state.last_stable_offset, state.high_watermark), (7, 8));
+    }
+
     /// A long poll must wake on a commit that lands after its read but before it starts to
     /// wait; else it sleeps through `max_wait_ms` when the partition gets no other commit.
     #[tokio::test]

@@ -266,6 +266,72 @@ mod tests {
         ));
     }
 
+    /// `batch` as the partition stores it, at `base_offset`.
+    fn at(batch: RecordBatch, base_offset: i64) -> RecordBatch {
+        let mut bytes = bytes::BytesMut::from(batch.as_bytes().as_ref());
+        proto_compat::batch::set_base_offset(&mut bytes, base_offset);
+        proto_compat::batch::read_batches(&bytes.freeze())
+            .next()
+            .unwrap()
+    }
+
+    fn marker(producer_id: i64, epoch: i16, control: ControlType, offset: i64) -> RecordBatch {
+        at(
+            proto_compat::batch::control_batch(producer_id, epoch, control, 0, 1_000),
+            offset,
+        )
+    }
+
+    #[test]
+    fn a_transaction_opens_at_its_first_batch_and_an_abort_marker_closes_it_into_the_index() {
+        let mut table = ProducerStateTable::default();
+        let first = at(crate::test_support::transactional_batch(7, 0, 0, 3), 10);
+        assert_eq!(table.record(&first), None);
+        table.record(&at(
+            crate::test_support::transactional_batch(7, 0, 3, 2),
+            15,
+        ));
+        let open = table.snapshot(&[7], 16);
+        assert_eq!(open[0].current_txn_first_offset, Some(10));
+
+        let abort = marker(7, 0, ControlType::Abort, 17);
+        assert_eq!(table.check(&abort), Ok(SequenceCheck::Append));
+        assert_eq!(
+            table.record(&abort),
+            Some(AbortedTxn {
+                producer_id: 7,
+                first_offset: 10,
+                last_offset: 17
+            })
+        );
+        let closed = table.snapshot(&[7], 17);
+        assert_eq!(closed[0].current_txn_first_offset, None);
+        // The next transaction continues the sequence; a commit marker indexes nothing.
+        let next = at(crate::test_support::transactional_batch(7, 0, 5, 1), 18);
+        assert_eq!(table.check(&next), Ok(SequenceCheck::Append));
+        table.record(&next);
+        assert_eq!(table.record(&marker(7, 0, ControlType::Commit, 19)), None);
+        // A marker of a producer with nothing open records its epoch and indexes nothing.
+        assert_eq!(table.record(&marker(8, 2, ControlType::Abort, 20)), None);
+        assert_eq!(table.snapshot(&[8], 20)[0].producer_epoch, 2);
+    }
+
+    #[test]
+    fn a_marker_at_a_bumped_epoch_fences_the_older_one() {
+        let mut table = ProducerStateTable::default();
+        table.record(&at(crate::test_support::transactional_batch(7, 0, 0, 1), 0));
+        // A timeout abort bumps the epoch: the old instance can write no more.
+        let abort = marker(7, 1, ControlType::Abort, 1);
+        assert_eq!(table.check(&abort), Ok(SequenceCheck::Append));
+        assert!(table.record(&abort).is_some());
+        let zombie = at(crate::test_support::transactional_batch(7, 0, 1, 1), 2);
+        assert_eq!(
+            table.check(&zombie).unwrap_err().error_code(),
+            ResponseError::InvalidProducerEpoch.code()
+        );
+        assert!(table.check(&marker(7, 0, ControlType::Commit, 2)).is_err());
+    }
+
     #[test]
     fn snapshot_leaves_out_batches_after_the_chunk() {
         let mut table = ProducerStateTable::default();
