@@ -312,3 +312,43 @@ def test_kill_9_mid_transaction_and_mid_commit_loses_no_commit_and_shows_no_abor
         assert mine == sorted(mine), f"partition {p} out of order"
     # read_uncommitted sees every record written, aborted ones included.
     assert len(read_values(strata.bootstrap, topic, "read_uncommitted", partitions=2)) >= len(values)
+
+
+def test_kafka_python_transactions_commit_abort_and_read_committed(strata):
+    """kafka-python's transactional producer and read_committed consumer."""
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition as KTopicPartition
+
+    topic = unique_topic("kp-txn")
+    create_topic(strata.bootstrap, topic)
+    producer = KafkaProducer(bootstrap_servers=strata.bootstrap,
+                             transactional_id=f"kp-{uuid.uuid4().hex[:8]}")
+    try:
+        producer.init_transactions()
+        producer.begin_transaction()
+        for i in range(5):
+            producer.send(topic, f"kept-{i}".encode(), partition=0)
+        producer.commit_transaction()
+        producer.begin_transaction()
+        for i in range(5):
+            producer.send(topic, f"dropped-{i}".encode(), partition=0)
+        producer.flush()
+        producer.abort_transaction()
+        producer.begin_transaction()
+        producer.send(topic, b"last", partition=0)
+        producer.commit_transaction()
+    finally:
+        producer.close()
+
+    def read(isolation):
+        consumer = KafkaConsumer(bootstrap_servers=strata.bootstrap, isolation_level=isolation,
+                                 enable_auto_commit=False, consumer_timeout_ms=3000)
+        try:
+            consumer.assign([KTopicPartition(topic, 0)])
+            consumer.seek_to_beginning()
+            return [m.value.decode() for m in consumer]
+        finally:
+            consumer.close()
+
+    assert read("read_committed") == [f"kept-{i}" for i in range(5)] + ["last"]
+    assert read("read_uncommitted") == (
+        [f"kept-{i}" for i in range(5)] + [f"dropped-{i}" for i in range(5)] + ["last"])
