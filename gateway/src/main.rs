@@ -10,6 +10,7 @@ mod fetch_memory;
 mod handlers;
 mod http;
 mod in_flight_objects;
+mod inter_broker;
 mod limits;
 mod metered_store;
 mod metrics;

@@ -11,6 +11,7 @@ use kafka_protocol::messages::{
     InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
     ListOffsetsRequest, ListPartitionReassignmentsRequest, MetadataRequest, OffsetCommitRequest,
     OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
+    WriteTxnMarkersRequest,
 };
 use kafka_protocol::protocol::Message;
 
@@ -108,6 +109,8 @@ pub const SUPPORTED: &[ApiRange] = &[
         min: 0,
         max: 4,
     },
+    // From a transaction coordinator to the leaders of its partitions.
+    full::<WriteTxnMarkersRequest>(ApiKey::WriteTxnMarkers),
 ];
 
 pub fn supported_range(api_key: ApiKey) -> Option<ApiRange> {
@@ -154,7 +157,7 @@ mod tests {
         }
         // Pinned on purpose: a kafka-protocol upgrade that widens a range should be a
         // deliberate change here, not a silent one.
-        assert_eq!(SUPPORTED.len(), 34);
+        assert_eq!(SUPPORTED.len(), 35);
         let range = |key| supported_range(key).map(|r| (r.min, r.max));
         assert_eq!(range(ApiKey::ApiVersions), Some((0, 4)));
         assert_eq!(range(ApiKey::Produce), Some((3, 13)));
@@ -173,7 +176,7 @@ mod tests {
         assert_eq!(range(ApiKey::AddPartitionsToTxn), Some((0, 3)));
         assert_eq!(range(ApiKey::EndTxn), Some((0, 4)));
         assert_eq!(range(ApiKey::TxnOffsetCommit), Some((0, 4)));
-        assert_eq!(range(ApiKey::WriteTxnMarkers), None);
+        assert_eq!(range(ApiKey::WriteTxnMarkers), Some((1, 1)));
     }
 
     #[test]

@@ -252,6 +252,11 @@ mod tests {
             ApiKey::TxnOffsetCommit => RequestKind::TxnOffsetCommit(
                 TxnOffsetCommitRequest::default().with_producer_epoch(1),
             ),
+            ApiKey::WriteTxnMarkers => {
+                RequestKind::WriteTxnMarkers(WriteTxnMarkersRequest::default().with_markers(vec![
+                    write_txn_markers_request::WritableTxnMarker::default().with_producer_epoch(1),
+                ]))
+            }
             other => panic!("no sample for {other:?}"),
         }
     }

@@ -352,3 +352,44 @@ def test_kafka_python_transactions_commit_abort_and_read_committed(strata):
     assert read("read_committed") == [f"kept-{i}" for i in range(5)] + ["last"]
     assert read("read_uncommitted") == (
         [f"kept-{i}" for i in range(5)] + [f"dropped-{i}" for i in range(5)] + ["last"])
+
+
+def test_a_transaction_spans_gateways_in_a_cluster(tmp_path):
+    """The transactional id's coordinator is one gateway, the partitions' leaders are all
+    three: markers reach the others through WriteTxnMarkers, and offsets committed in the
+    transaction (to the group's coordinator, maybe a third gateway) appear with the commit."""
+    from cluster_harness import Cluster, leaders
+
+    cluster = Cluster(tmp_path, etcd_members=1, coordinators=1, gateways=3)
+    try:
+        cluster.start()
+        bootstrap = cluster.bootstrap()
+        topic, source = unique_topic("cluster-txn"), unique_topic("cluster-src")
+        create_topic(bootstrap, topic, partitions=6)
+        create_topic(bootstrap, source)
+        assert len(set(leaders(bootstrap, topic).values())) == 3, "partitions on every gateway"
+
+        group = f"cluster-eos-{uuid.uuid4().hex[:8]}"
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+        producer = transactional_producer(bootstrap)
+        try:
+            producer.begin_transaction()
+            for i in range(12):
+                producer.produce(topic, f"kept-{i}".encode(), partition=i % 6)
+            producer.send_offsets_to_transaction([TopicPartition(source, 0, 3)],
+                                                 consumer.consumer_group_metadata(), TIMEOUT)
+            producer.commit_transaction(TIMEOUT)
+            producer.begin_transaction()
+            for i in range(12):
+                producer.produce(topic, f"dropped-{i}".encode(), partition=i % 6)
+            producer.flush(TIMEOUT)
+            producer.abort_transaction(TIMEOUT)
+        finally:
+            consumer.close()
+        assert committed_offset(bootstrap, group, source) == 3
+        assert sorted(read_values(bootstrap, topic, "read_committed", partitions=6)) == sorted(
+            f"kept-{i}" for i in range(12))
+        assert len(read_values(bootstrap, topic, "read_uncommitted", partitions=6)) == 24
+    finally:
+        cluster.stop()
+        print(cluster.logs())

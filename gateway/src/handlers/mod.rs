@@ -33,6 +33,7 @@ mod offset_fetch;
 pub mod produce;
 mod sync_group;
 mod txn_offset_commit;
+mod write_txn_markers;
 
 use std::sync::Arc;
 
@@ -198,6 +199,9 @@ async fn dispatch(broker: &Arc<Broker>, request: Request) -> Option<Option<Respo
             ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(broker, version, r).await)
         }
         RequestKind::EndTxn(r) => ResponseKind::EndTxn(end_txn::handle(broker, version, r).await),
+        RequestKind::WriteTxnMarkers(r) => {
+            ResponseKind::WriteTxnMarkers(write_txn_markers::handle(broker, r).await)
+        }
         RequestKind::TxnOffsetCommit(r) => {
             ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(broker, version, r).await)
         }
