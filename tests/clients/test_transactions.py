@@ -3,6 +3,7 @@ commits and aborts, read_committed and read_uncommitted consumers, fencing of an
 producer instance, transaction timeouts, offsets committed in a transaction, and a
 consume-transform-produce loop that outputs each input exactly once."""
 
+import concurrent.futures
 import time
 import uuid
 
@@ -53,10 +54,13 @@ def read_values(bootstrap, topic, isolation, partitions=1, idle=2.0, timeout=TIM
         consumer.close()
 
 
-def committed_offset(bootstrap, group, topic, partition=0):
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+def committed_offset(bootstrap, group, topic, partition=0, isolation="read_uncommitted", timeout=10):
+    """The group's committed offset; read_committed consumers require stable offsets, so
+    theirs waits while a transaction under way commits one."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                         "isolation.level": isolation})
     try:
-        [tp] = consumer.committed([TopicPartition(topic, partition)], timeout=10)
+        [tp] = consumer.committed([TopicPartition(topic, partition)], timeout=timeout)
         return tp.offset
     finally:
         consumer.close()
@@ -185,8 +189,14 @@ def test_offsets_sent_in_a_transaction_are_visible_once_it_commits(strata):
         producer.produce(sink, b"y")
         producer.send_offsets_to_transaction([TopicPartition(source, 0, 7)], metadata, TIMEOUT)
         assert committed_offset(strata.bootstrap, group, source) < 0, "not before the commit"
+        # A consumer requiring stable offsets waits for the transaction instead (KIP-447).
+        stable = concurrent.futures.ThreadPoolExecutor(1).submit(
+            committed_offset, strata.bootstrap, group, source, 0, "read_committed", TIMEOUT)
+        time.sleep(1)
+        assert not stable.done(), f"read {stable.result()} while the transaction was open"
         producer.commit_transaction(TIMEOUT)
         assert committed_offset(strata.bootstrap, group, source) == 7
+        assert stable.result(TIMEOUT) == 7
     finally:
         consumer.close()
     assert read_values(strata.bootstrap, sink, "read_committed") == ["y"]

@@ -3,6 +3,8 @@
 //! and changed by guarded transactions, so two processes never both act on a stale copy. The
 //! aborted transactions of each partition's log are read here for read_committed fetches.
 
+use std::collections::HashSet;
+
 use uuid::Uuid;
 
 use super::records::{Changes, Key, Record};
@@ -28,6 +30,26 @@ impl Coordinator {
     /// Every transactional id's state, by id.
     pub fn transactions(&self) -> Vec<TransactionMetadata> {
         self.read().transactions.values().cloned().collect()
+    }
+
+    /// The partitions of `group` whose offsets a transaction under way has committed: until
+    /// it completes, what is committed for them is not stable (KIP-447's
+    /// UNSTABLE_OFFSET_COMMIT for consumers that require stable offsets).
+    pub fn pending_transactional_offsets(&self, group: &str) -> HashSet<(String, i32)> {
+        let state = self.read();
+        state
+            .transactions
+            .values()
+            .filter(|t| {
+                matches!(
+                    t.state,
+                    TransactionState::Ongoing | TransactionState::PrepareCommit
+                )
+            })
+            .flat_map(|t| &t.pending_offsets)
+            .filter(|o| o.group == group)
+            .map(|o| (o.topic.clone(), o.partition))
+            .collect()
     }
 
     /// The broker that coordinates `transactional_id`: placed as consumer groups are.
