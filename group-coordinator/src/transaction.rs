@@ -109,6 +109,18 @@ pub enum InitStep {
     AbortFirst(TransactionMetadata),
 }
 
+/// Kafka's name of a transaction state, as DescribeTransactions and ListTransactions show it.
+pub fn state_name(state: TransactionState) -> &'static str {
+    match state {
+        TransactionState::Empty => "Empty",
+        TransactionState::Ongoing => "Ongoing",
+        TransactionState::PrepareCommit => "PrepareCommit",
+        TransactionState::PrepareAbort => "PrepareAbort",
+        TransactionState::CompleteCommit => "CompleteCommit",
+        TransactionState::CompleteAbort => "CompleteAbort",
+    }
+}
+
 fn is_prepare(state: TransactionState) -> bool {
     matches!(
         state,

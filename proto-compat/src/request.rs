@@ -257,6 +257,13 @@ mod tests {
                     write_txn_markers_request::WritableTxnMarker::default().with_producer_epoch(1),
                 ]))
             }
+            ApiKey::DescribeTransactions => RequestKind::DescribeTransactions(
+                DescribeTransactionsRequest::default()
+                    .with_transactional_ids(vec![TransactionalId(StrBytes::from_static_str("t"))]),
+            ),
+            ApiKey::ListTransactions => {
+                RequestKind::ListTransactions(ListTransactionsRequest::default())
+            }
             other => panic!("no sample for {other:?}"),
         }
     }

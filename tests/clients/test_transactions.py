@@ -403,3 +403,31 @@ def test_a_transaction_spans_gateways_in_a_cluster(tmp_path):
     finally:
         cluster.stop()
         print(cluster.logs())
+
+
+def test_kafka_python_admin_describes_and_lists_transactions(strata):
+    from kafka.admin import KafkaAdminClient
+
+    topic = unique_topic("described")
+    create_topic(strata.bootstrap, topic, partitions=2)
+    transactional_id = f"described-{uuid.uuid4().hex[:8]}"
+    producer = transactional_producer(strata.bootstrap, transactional_id)
+    producer.begin_transaction()
+    producer.produce(topic, b"x", partition=1)
+    producer.flush(TIMEOUT)
+    admin = KafkaAdminClient(bootstrap_servers=strata.bootstrap)
+    try:
+        described = admin.describe_transactions([transactional_id])[transactional_id]
+        assert str(described.state.value) == "Ongoing"
+        assert described.transaction_start_time_ms > 0
+        assert {(tp.topic, tp.partition) for tp in described.topic_partitions} == {(topic, 1)}
+        listed = [t for ts in admin.list_transactions().values() for t in ts]
+        assert [(t.transactional_id, t.producer_id) for t in listed] == [
+            (transactional_id, described.producer_id)]
+        assert admin.list_transactions(state_filters=["CompleteCommit"]) in ({}, {0: []})
+        producer.commit_transaction(TIMEOUT)
+        described = admin.describe_transactions([transactional_id])[transactional_id]
+        assert str(described.state.value) == "CompleteCommit"
+        assert described.topic_partitions == set()
+    finally:
+        admin.close()
