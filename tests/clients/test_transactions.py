@@ -213,7 +213,7 @@ def test_consume_transform_produce_outputs_each_input_exactly_once(strata):
     plain.flush(TIMEOUT)
 
     group = f"ctp-{uuid.uuid4().hex[:8]}"
-    processed = run_transform(strata.bootstrap, source, sink, group, abort_every=3, limit=None)
+    processed = run_transform(strata.bootstrap, source, sink, group, abort_every=3)
     assert processed >= len(inputs)
     outputs = read_values(strata.bootstrap, sink, "read_committed", partitions=2)
     assert sorted(outputs, key=lambda v: int(v.split("-")[1])) == [f"out-{v}" for v in inputs]
@@ -223,11 +223,11 @@ def test_consume_transform_produce_outputs_each_input_exactly_once(strata):
         assert mine == sorted(mine, key=lambda v: int(v.split("-")[1]))
 
 
-def run_transform(bootstrap, source, sink, group, abort_every=None, limit=None, idle=3.0):
+def run_transform(bootstrap, source, sink, group, abort_every=None, transactional_id=None, idle=3.0):
     """Reads `source` as `group` (read_committed), writes out-<value> to the same partition
     of `sink` and commits the input offsets in the same transaction; every `abort_every`-th
-    transaction is aborted instead and its inputs read again. Stops when idle after its first
-    input. Returns how many inputs it processed in committed transactions."""
+    transaction is aborted instead and its inputs read again. Stops when idle once it has
+    partitions. Returns how many inputs it processed in committed transactions."""
     consumer = Consumer({
         "bootstrap.servers": bootstrap,
         "group.id": group,
@@ -235,13 +235,15 @@ def run_transform(bootstrap, source, sink, group, abort_every=None, limit=None, 
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
     })
-    producer = transactional_producer(bootstrap)
+    producer = transactional_producer(bootstrap, transactional_id)
     consumer.subscribe([source])
     processed, transactions, last = 0, 0, None
     deadline = time.monotonic() + TIMEOUT * 4
     try:
         while last is None or time.monotonic() - last < idle:
             assert time.monotonic() < deadline, f"the transform still runs after {TIMEOUT * 4} s"
+            if last is None and consumer.assignment():
+                last = time.monotonic()
             batch = [m for m in consumer.consume(num_messages=25, timeout=0.5) if not m.error()]
             if not batch:
                 continue
@@ -431,3 +433,43 @@ def test_kafka_python_admin_describes_and_lists_transactions(strata):
         assert described.topic_partitions == set()
     finally:
         admin.close()
+
+
+@pytest.mark.strata_config({**FAST_CHECKS, "simulate.put.latency.p50.ms": 50,
+                            "simulate.put.latency.p99.ms": 200,
+                            "group.initial.rebalance.delay.ms": 0})
+def test_consume_transform_produce_killed_repeatedly_outputs_each_input_once(strata):
+    """The transform of the test above, its broker killed with kill -9 at several points and
+    a new instance (same transactional id and group) started after each restart: the
+    committed output holds every input exactly once, in order per partition."""
+    import threading
+
+    source, sink = unique_topic("ctp-kill-in"), unique_topic("ctp-kill-out")
+    create_topic(strata.bootstrap, source, partitions=2)
+    create_topic(strata.bootstrap, sink, partitions=2)
+    plain = Producer({"bootstrap.servers": strata.bootstrap})
+    inputs = [f"{i}" for i in range(400)]
+    for i, value in enumerate(inputs):
+        plain.produce(source, value.encode(), partition=i % 2)
+    plain.flush(TIMEOUT)
+    del plain
+
+    group, transactional_id = f"ctp-kill-{uuid.uuid4().hex[:8]}", f"ctp-kill-{uuid.uuid4().hex[:8]}"
+    for kill_after in [1.0, 2.5]:
+        killer = threading.Timer(kill_after, lambda: strata.stop(kill=True))
+        killer.start()
+        try:
+            run_transform(strata.bootstrap, source, sink, group,
+                          transactional_id=transactional_id, idle=5.0)
+        except (KafkaException, AssertionError):
+            pass  # the broker went away under it
+        killer.join()
+        strata.start()
+    run_transform(strata.bootstrap, source, sink, group, transactional_id=transactional_id)
+
+    outputs = read_values(strata.bootstrap, sink, "read_committed", partitions=2)
+    assert len(outputs) == len(set(outputs)), "an input was output twice"
+    assert sorted(outputs, key=lambda v: int(v.split("-")[1])) == [f"out-{v}" for v in inputs]
+    for p in range(2):
+        mine = [v for v in outputs if int(v.split("-")[1]) % 2 == p]
+        assert mine == sorted(mine, key=lambda v: int(v.split("-")[1])), f"partition {p} out of order"
