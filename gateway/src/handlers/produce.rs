@@ -380,7 +380,7 @@ pub async fn wait_committed(
 mod tests {
     use bytes::BytesMut;
     use proto_compat::kafka_protocol::messages::produce_request::TopicProduceData;
-    use proto_compat::kafka_protocol::protocol::{Decodable, Encodable};
+    use proto_compat::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
     use segment_store::backends::memory::MemoryStore;
 
     use super::*;
@@ -440,6 +440,66 @@ mod tests {
             partition.error_code,
             partition.error_message.as_ref().map(|m| m.to_string()),
         )
+    }
+
+    /// Markers come from the transaction coordinator only; a transactional batch needs its
+    /// transaction under way with the partition added, at the current epoch.
+    #[tokio::test]
+    async fn control_batches_and_transactional_batches_outside_their_transaction_are_refused() {
+        use coordinator::{TransactionMetadata, TransactionWrite};
+        use proto_compat::batch::{control_batch, ControlType};
+        use proto_compat::kafka_protocol::messages::TransactionalId;
+
+        use crate::test_support::transactional_batch;
+
+        let (broker, _dir) = broker(Arc::new(MemoryStore::new()), BrokerConfig::default()).await;
+        topic(&broker, "txn", 2).await;
+        let marker = control_batch(7, 1, ControlType::Commit, 0, 1_000);
+        let (code, _) = produce(&broker, produce_request("txn", -1, &marker)).await;
+        assert_eq!(code, ResponseError::InvalidRecord.code());
+
+        let ongoing = TransactionMetadata {
+            transactional_id: "tx".to_string(),
+            producer_id: 7,
+            producer_epoch: 1,
+            timeout_ms: 60_000,
+            state: TransactionState::Ongoing,
+            partitions: vec![("txn".to_string(), 1)],
+            pending_offsets: Vec::new(),
+            txn_start_ms: 1,
+            last_update_ms: 1,
+        };
+        broker
+            .coordinator
+            .update_transaction("tx", |_| ((), Some(TransactionWrite::Put(ongoing.clone()))))
+            .await
+            .unwrap();
+        let transactional = |batch: &RecordBatch, id: Option<&str>| {
+            produce_request("txn", 1, batch).with_transactional_id(
+                id.map(|id| TransactionalId(StrBytes::from_string(id.to_string()))),
+            )
+        };
+        let batch = transactional_batch(7, 1, 0, 2);
+        let (code, _) = produce(&broker, transactional(&batch, None)).await;
+        assert_eq!(code, ResponseError::InvalidTxnState.code());
+        // Partition 0 was not added to the transaction.
+        let (code, _) = produce(&broker, transactional(&batch, Some("tx"))).await;
+        assert_eq!(code, ResponseError::InvalidTxnState.code());
+        let (code, _) = produce(&broker, transactional(&batch, Some("other"))).await;
+        assert_eq!(code, ResponseError::InvalidProducerIdMapping.code());
+
+        let mut added = ongoing.clone();
+        added.partitions.push(("txn".to_string(), 0));
+        broker
+            .coordinator
+            .update_transaction("tx", |_| ((), Some(TransactionWrite::Put(added.clone()))))
+            .await
+            .unwrap();
+        let (code, _) = produce(&broker, transactional(&batch, Some("tx"))).await;
+        assert_eq!(code, 0);
+        let older = transactional_batch(7, 0, 2, 1);
+        let (code, _) = produce(&broker, transactional(&older, Some("tx"))).await;
+        assert_eq!(code, ResponseError::InvalidProducerEpoch.code());
     }
 
     #[tokio::test]
