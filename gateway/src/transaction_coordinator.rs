@@ -222,18 +222,22 @@ pub async fn complete(broker: &Broker, transactional_id: &str) -> Result<(), Mar
     Ok(())
 }
 
-/// Every `transaction.abort.timed.out.transaction.cleanup.interval.ms`: a pass over the
+/// At start-up (what a crash left prepared is completed at once), then every
+/// `transaction.abort.timed.out.transaction.cleanup.interval.ms`: a pass over the
 /// transactional ids this broker coordinates, each on its own (one failing does not hold up
 /// the others, and is tried again on the next pass).
 pub async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     let metrics = &broker.metrics.transactions;
-    while next_pass(broker.config.transactions.check_interval, &mut stop).await {
+    loop {
         for txn in broker.coordinator.transactions() {
             if check_coordinator(&broker, &txn.transactional_id).is_err() {
                 continue;
             }
             let what = txn.transactional_id.clone();
             isolated("transactions", metrics, &what, check(&broker, txn)).await;
+        }
+        if !next_pass(broker.config.transactions.check_interval, &mut stop).await {
+            return;
         }
     }
 }
