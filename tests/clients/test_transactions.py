@@ -473,3 +473,23 @@ def test_consume_transform_produce_killed_repeatedly_outputs_each_input_once(str
     for p in range(2):
         mine = [v for v in outputs if int(v.split("-")[1]) % 2 == p]
         assert mine == sorted(mine, key=lambda v: int(v.split("-")[1])), f"partition {p} out of order"
+
+
+def test_kafkajs_transactions_commit_and_abort(strata):
+    """kafkajs's transactional producer (its own protocol code): what it commits is read,
+    what it aborts is not."""
+    import json
+    import subprocess
+    from pathlib import Path
+
+    topic = unique_topic("js-txn")
+    create_topic(strata.bootstrap, topic)
+    driver = Path(__file__).parent / "js" / "driver.js"
+    result = subprocess.run(["node", str(driver), strata.bootstrap, "transact", topic, "10"],
+                            capture_output=True, text=True, timeout=TIMEOUT * 2)
+    assert result.returncode == 0, f"kafkajs transact exited {result.returncode}:\n{result.stderr}"
+    assert json.loads(result.stdout) is True
+    assert read_values(strata.bootstrap, topic, "read_committed") == [
+        f"js-commit-{i}" for i in range(10)]
+    assert read_values(strata.bootstrap, topic, "read_uncommitted") == [
+        f"js-commit-{i}" for i in range(10)] + [f"js-abort-{i}" for i in range(10)]
