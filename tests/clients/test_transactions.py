@@ -493,3 +493,43 @@ def test_kafkajs_transactions_commit_and_abort(strata):
         f"js-commit-{i}" for i in range(10)]
     assert read_values(strata.bootstrap, topic, "read_uncommitted") == [
         f"js-commit-{i}" for i in range(10)] + [f"js-abort-{i}" for i in range(10)]
+
+
+def test_a_killed_coordinator_gateways_open_transaction_is_aborted_by_its_successor(tmp_path):
+    """kill -9 of the gateway coordinating a transactional id while its transaction is open:
+    the id moves to a live gateway, whose coordinator finds the transaction in etcd and aborts
+    it (markers to partition leaders that moved too) when the producer comes back."""
+    from kafka.admin import KafkaAdminClient
+
+    from cluster_harness import Cluster
+
+    cluster = Cluster(tmp_path, etcd_members=1, coordinators=1, gateways=3)
+    try:
+        cluster.start()
+        topic = unique_topic("failover-txn")
+        create_topic(cluster.bootstrap(), topic, partitions=6)
+        transactional_id = f"failover-{uuid.uuid4().hex[:8]}"
+        first = transactional_producer(cluster.bootstrap(), transactional_id)
+        first.begin_transaction()
+        for i in range(12):
+            first.produce(topic, f"orphan-{i}".encode(), partition=i % 6)
+        first.flush(TIMEOUT)
+        admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap())
+        try:
+            coordinator = admin.describe_transactions([transactional_id])[transactional_id].coordinator_id
+        finally:
+            admin.close()
+        cluster.kill_gateway(cluster.gateway_of_broker(coordinator))
+        del first
+
+        survivors = cluster.bootstrap()
+        second = transactional_producer(survivors, transactional_id)
+        second.begin_transaction()
+        for i in range(12):
+            second.produce(topic, f"kept-{i}".encode(), partition=i % 6)
+        second.commit_transaction(TIMEOUT)
+        assert sorted(read_values(survivors, topic, "read_committed", partitions=6)) == sorted(
+            f"kept-{i}" for i in range(12))
+    finally:
+        cluster.stop()
+        print(cluster.logs())
