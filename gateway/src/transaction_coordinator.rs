@@ -196,8 +196,8 @@ async fn write_remote(
     Ok(())
 }
 
-/// Completes `transactional_id`'s prepared transaction: its markers, then CompleteCommit
-/// (with its offsets) or CompleteAbort. Nothing to do unless it is prepared.
+/// Completes `transactional_id`'s prepared transaction: its markers (and a commit's
+/// offsets), then CompleteCommit or CompleteAbort. Nothing to do unless it is prepared.
 pub async fn complete(broker: &Broker, transactional_id: &str) -> Result<(), MarkerError> {
     let Some(prepared) = broker.coordinator.transaction(transactional_id) else {
         return Ok(());
@@ -209,6 +209,14 @@ pub async fn complete(broker: &Broker, transactional_id: &str) -> Result<(), Mar
         return Ok(());
     }
     write_markers(broker, &prepared).await?;
+    // Decided and marked: the offsets go to their groups before the transaction completes
+    // (consumers that require stable offsets wait for it meanwhile).
+    if prepared.state == TransactionState::PrepareCommit {
+        broker
+            .coordinator
+            .commit_transactional_offsets(&prepared.pending_offsets)
+            .await?;
+    }
     broker
         .coordinator
         .update_transaction(transactional_id, |current| {

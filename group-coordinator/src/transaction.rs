@@ -318,9 +318,9 @@ pub fn end_txn(
     }
 }
 
-/// Once every partition holds its marker: CompleteCommit / CompleteAbort, with nothing left
-/// of the transaction (a commit's pending offsets are committed with this state). None
-/// unless a transaction is being completed.
+/// Once every partition holds its marker (and a commit's offsets reached their groups):
+/// CompleteCommit / CompleteAbort, with nothing left of the transaction. None unless a
+/// transaction is being completed.
 pub fn complete(current: &TransactionMetadata, now_ms: i64) -> Option<TransactionMetadata> {
     let state = match current.state {
         TransactionState::PrepareCommit => TransactionState::CompleteCommit,

@@ -7,11 +7,12 @@ use std::collections::HashSet;
 
 use uuid::Uuid;
 
+use super::offsets::OFFSETS_PER_TXN;
 use super::records::{Changes, Key, Record};
 use super::{guard_value, Coordinator};
 use crate::error::CoordinatorError;
 use crate::metadata_store::Guard;
-use crate::{AbortedTxn, BrokerInfo, TransactionMetadata, TransactionState};
+use crate::{AbortedTxn, BrokerInfo, PendingTxnOffset, TransactionMetadata, TransactionState};
 
 /// What a transaction update does to its record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,8 +60,7 @@ impl Coordinator {
 
     /// Computes a change of `transactional_id`'s record from its current value and commits
     /// it, guarded by that value, computing again when another process changed it
-    /// meanwhile. A `Put` moving to CompleteCommit also commits the transaction's pending
-    /// offsets, in the same store transaction, so they become visible exactly with it.
+    /// meanwhile.
     pub async fn update_transaction<T>(
         &self,
         transactional_id: &str,
@@ -77,30 +77,7 @@ impl Coordinator {
                 None => Guard::Absent(Key::Transaction(transactional_id.to_string()).to_string()),
             };
             let mut changes = match write {
-                TransactionWrite::Put(txn) => {
-                    let completes_commit = txn.state == TransactionState::CompleteCommit
-                        && current.is_some_and(|c| c.state != txn.state);
-                    let offsets: Vec<Record> = if completes_commit {
-                        current
-                            .map(|c| c.pending_offsets.as_slice())
-                            .unwrap_or_default()
-                            .iter()
-                            .map(|o| {
-                                Record::Offset(
-                                    o.group.clone(),
-                                    o.topic.clone(),
-                                    o.partition,
-                                    o.offset.clone(),
-                                )
-                            })
-                            .collect()
-                    } else {
-                        Vec::new()
-                    };
-                    let mut changes = Changes::put(Record::Transaction(txn));
-                    changes.puts.extend(offsets);
-                    changes
-                }
+                TransactionWrite::Put(txn) => Changes::put(Record::Transaction(txn)),
                 TransactionWrite::Delete => Changes {
                     deletes: vec![Key::Transaction(transactional_id.to_string())],
                     ..Changes::default()
@@ -110,6 +87,36 @@ impl Coordinator {
             Ok((outcome, Some(changes)))
         })
         .await
+    }
+
+    /// Commits the offsets of a transaction decided to commit (PrepareCommit) to their groups,
+    /// in store transactions of [`OFFSETS_PER_TXN`] (etcd takes 128 operations in one). Run
+    /// before the transaction completes, and again if it is completed again after a crash:
+    /// the same offsets are written again.
+    pub async fn commit_transactional_offsets(
+        &self,
+        offsets: &[PendingTxnOffset],
+    ) -> Result<(), CoordinatorError> {
+        for chunk in offsets.chunks(OFFSETS_PER_TXN) {
+            let guard = self.lock_writes().await;
+            let puts = chunk
+                .iter()
+                .map(|o| {
+                    Record::Offset(
+                        o.group.clone(),
+                        o.topic.clone(),
+                        o.partition,
+                        o.offset.clone(),
+                    )
+                })
+                .collect();
+            let changes = Changes {
+                puts,
+                ..Changes::default()
+            };
+            self.commit(guard, changes).await?;
+        }
+        Ok(())
     }
 
     /// The aborted transactions of a partition's log that overlap `fetch_offset..upper_bound`
@@ -178,7 +185,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn transaction_records_are_durable_and_a_commit_makes_its_offsets_visible() {
+    async fn transaction_records_are_durable_and_committed_offsets_reach_their_group() {
         let store = TestStore::new();
         let coordinator = open(&store).await;
         coordinator.register_broker(broker(1)).await.unwrap();
@@ -197,6 +204,11 @@ mod tests {
             coordinator.committed_offsets("g").is_empty(),
             "pending until the commit"
         );
+        let prepared = coordinator.transaction("tx/1").unwrap();
+        coordinator
+            .commit_transactional_offsets(&prepared.pending_offsets)
+            .await
+            .unwrap();
         coordinator
             .update_transaction("tx/1", put(txn(TransactionState::CompleteCommit, 0)))
             .await
