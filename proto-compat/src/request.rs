@@ -261,6 +261,11 @@ mod tests {
                 DescribeTransactionsRequest::default()
                     .with_transactional_ids(vec![TransactionalId(StrBytes::from_static_str("t"))]),
             ),
+            ApiKey::DescribeProducers => {
+                RequestKind::DescribeProducers(DescribeProducersRequest::default().with_topics(
+                    vec![describe_producers_request::TopicRequest::default().with_name(topic("t"))],
+                ))
+            }
             ApiKey::ListTransactions => {
                 RequestKind::ListTransactions(ListTransactionsRequest::default())
             }

@@ -407,7 +407,7 @@ def test_a_transaction_spans_gateways_in_a_cluster(tmp_path):
         print(cluster.logs())
 
 
-def test_kafka_python_admin_describes_and_lists_transactions(strata):
+def test_kafka_python_admin_describes_transactions_and_producers(strata):
     from kafka.admin import KafkaAdminClient
 
     topic = unique_topic("described")
@@ -427,6 +427,11 @@ def test_kafka_python_admin_describes_and_lists_transactions(strata):
         assert [(t.transactional_id, t.producer_id) for t in listed] == [
             (transactional_id, described.producer_id)]
         assert admin.list_transactions(state_filters=["CompleteCommit"]) in ({}, {0: []})
+        from kafka import TopicPartition as KTopicPartition
+        producers = admin.describe_producers([KTopicPartition(topic, 1)])
+        [state] = producers[KTopicPartition(topic, 1)].active_producers
+        assert (state.producer_id, state.last_sequence) == (described.producer_id, 0)
+        assert state.current_transaction_start_offset == 0, "the open transaction starts at 0"
         producer.commit_transaction(TIMEOUT)
         described = admin.describe_transactions([transactional_id])[transactional_id]
         assert str(described.state.value) == "CompleteCommit"

@@ -185,6 +185,11 @@ impl Partition {
         self.state.lock().unwrap().log_end_offset
     }
 
+    /// The producers' states as appended (buffered batches included), by producer id.
+    pub fn producer_states(&self) -> Vec<ProducerState> {
+        self.state.lock().unwrap().producers.states()
+    }
+
     /// Assigns offsets to a validated batch and buffers it: one copy of the batch, with the
     /// base offset (and for LogAppendTime the timestamp) written into its header. Returns
     /// the outcome and whether the partition had nothing buffered before (so the caller

@@ -166,6 +166,13 @@ impl ProducerStateTable {
         None
     }
 
+    /// Every producer's state, by producer id (DescribeProducers).
+    pub fn states(&self) -> Vec<ProducerState> {
+        let mut states: Vec<ProducerState> = self.producers.values().cloned().collect();
+        states.sort_by_key(|state| state.producer_id);
+        states
+    }
+
     /// The state of `producer_ids` as of `last_offset`: what a flush commits for its chunk,
     /// leaving out batches appended after the chunk was sealed. Every producer the chunk
     /// touched is in it, a marker's too (it closed a transaction).
