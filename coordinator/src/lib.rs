@@ -24,7 +24,9 @@ use uuid::Uuid;
 pub use crate::embedded::EmbeddedStore;
 pub use crate::error::CoordinatorError;
 pub use crate::etcd::EtcdStore;
-pub use crate::metadata::{BytesInRates, Coordinator, LeaderBalance, PartitionRates, Reassignment};
+pub use crate::metadata::{
+    BytesInRates, Coordinator, LeaderBalance, PartitionRates, Reassignment, TransactionWrite,
+};
 pub use crate::metadata_store::{MetaStoreError, MetadataStore, Txn};
 pub use crate::topic_config::{BrokerDefaults, CleanupPolicy, TimestampType, TopicConfig};
 
@@ -146,6 +148,39 @@ pub struct ProducerState {
     pub producer_epoch: i16,
     /// The last 5 batches (Kafka's idempotence window), oldest first.
     pub batches: Vec<ProducerBatch>,
+    /// The first offset of the producer's open transaction on the partition, if one is open:
+    /// the last stable offset stays at or below it until a marker closes the transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_txn_first_offset: Option<i64>,
+}
+
+/// An aborted transaction of one producer on one partition, as Kafka's transaction index
+/// keeps it: its records lie from `first_offset` up to the abort marker at `last_offset`.
+/// read_committed consumers are told of those overlapping what they fetch and drop them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    pub last_offset: i64,
+}
+
+/// The aborted transactions a piece of log covering `base_offset..=last_offset` carries,
+/// taken from the pieces it is made of (a segment written from chunks and merged segments):
+/// each aborted transaction belongs to the piece holding its abort marker, so it lives as
+/// long as that piece and is dropped with it by retention.
+pub fn aborted_transactions_within<'a>(
+    sources: impl IntoIterator<Item = &'a [AbortedTxn]>,
+    base_offset: i64,
+    last_offset: i64,
+) -> Vec<AbortedTxn> {
+    let mut within: Vec<AbortedTxn> = sources
+        .into_iter()
+        .flatten()
+        .filter(|txn| (base_offset..=last_offset).contains(&txn.last_offset))
+        .copied()
+        .collect();
+    within.sort_by_key(|txn| txn.last_offset);
+    within
 }
 
 /// A committed range of one partition's batches inside a flush object.
@@ -157,6 +192,9 @@ pub struct ChunkMeta {
     pub size: u64,
     pub object_key: String,
     pub byte_range: Range<u64>,
+    /// Oldest first; see [`AbortedTxn`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aborted_transactions: Vec<AbortedTxn>,
 }
 
 /// A compacted LogSegment of one partition with its offset and time indexes.
@@ -178,6 +216,9 @@ pub struct SegmentMeta {
     /// a clean has tombstones to remove.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delete_horizon_ms: Option<i64>,
+    /// Kafka's transaction index of the segment, oldest first; see [`AbortedTxn`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aborted_transactions: Vec<AbortedTxn>,
 }
 
 /// One partition's share of a flush.
@@ -214,6 +255,46 @@ pub struct CommittedOffset {
     pub metadata: String,
     /// Milliseconds since the Unix epoch.
     pub commit_timestamp: i64,
+}
+
+/// Kafka's transaction states (TransactionState), as the transaction coordinator stores them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TransactionState {
+    Empty,
+    Ongoing,
+    PrepareCommit,
+    PrepareAbort,
+    CompleteCommit,
+    CompleteAbort,
+}
+
+/// An offset committed by TxnOffsetCommit, pending until its transaction commits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingTxnOffset {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: CommittedOffset,
+}
+
+/// A transactional id's state (Kafka's TransactionMetadata), durable in the metadata store so
+/// that any broker that takes over its coordination completes or aborts what was under way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionMetadata {
+    pub transactional_id: String,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// `transaction.timeout.ms` of the producer.
+    pub timeout_ms: i32,
+    pub state: TransactionState,
+    /// The partitions of the transaction under way (or being completed), by topic name.
+    pub partitions: Vec<(String, i32)>,
+    /// Offsets committed in the transaction under way, visible to groups once it commits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_offsets: Vec<PendingTxnOffset>,
+    /// When the transaction under way began (Ongoing), -1 when none.
+    pub txn_start_ms: i64,
+    pub last_update_ms: i64,
 }
 
 /// How far a group is behind on one partition: high watermark minus committed offset.

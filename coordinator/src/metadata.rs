@@ -18,6 +18,7 @@ mod records;
 mod scram_credentials;
 mod state;
 mod topics;
+mod transactions;
 
 #[cfg(test)]
 mod test_support;
@@ -34,6 +35,7 @@ pub use self::leadership::LeaderBalance;
 pub use self::reassignments::Reassignment;
 use self::records::{Changes, Record};
 use self::state::State;
+pub use self::transactions::TransactionWrite;
 use crate::error::CoordinatorError;
 use crate::metadata_store::{Guard, MetaStoreError, MetadataStore};
 use crate::retry_log::RetryLog;
@@ -435,6 +437,7 @@ mod tests {
                     base_offset: 0,
                     last_offset: 9,
                 }],
+                current_txn_first_offset: None,
             }];
             coordinator
                 .commit_flush(one_object(vec![flush, commit(b, 2, 0, chunk(0, 3))]))

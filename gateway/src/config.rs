@@ -15,6 +15,7 @@ use coordinator::topic_config::BrokerDefaults;
 use coordinator::LeaderBalance;
 use coordinator::{ConfigEntry, Endpoint};
 use group_coordinator::config::GroupConfig;
+use group_coordinator::transaction::TransactionConfig;
 use segment_store::simulate_failures::LogNormalLatency;
 use segment_store::StorageOptions;
 
@@ -288,6 +289,11 @@ pub struct BrokerConfig {
     pub sasl: SaslSettings,
     /// The `group.*` and `offsets.*` keys.
     pub group: GroupConfig,
+    /// The transaction coordinator's settings (`transaction.max.timeout.ms`, ...).
+    pub transactions: TransactionConfig,
+    /// `inter.broker.listener.name`: the listener of other brokers this one sends requests
+    /// to (transaction markers); a PLAINTEXT one.
+    pub inter_broker_listener: String,
     /// The settings the config file set, which DescribeConfigs reports as static.
     pub(crate) set_in_file: BTreeSet<&'static str>,
 }
@@ -357,6 +363,8 @@ impl Default for BrokerConfig {
             tls: TlsSettings::default(),
             sasl: SaslSettings::default(),
             group: GroupConfig::default(),
+            transactions: TransactionConfig::default(),
+            inter_broker_listener: "PLAINTEXT".to_string(),
             set_in_file: BTreeSet::new(),
         }
     }
@@ -488,6 +496,17 @@ fn parse_mechanisms(value: &str) -> Result<Vec<Mechanism>, String> {
         return Err("at least one mechanism is needed".to_string());
     }
     Ok(mechanisms)
+}
+
+/// Kafka's transaction settings are ints of milliseconds, at least 1.
+fn parse_transaction_millis(value: &str) -> Result<Duration, String> {
+    value
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|&ms| ms >= 1 && ms <= i32::MAX as u64)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("expected milliseconds from 1 to {}", i32::MAX))
 }
 
 fn parse_percentage(value: &str) -> Result<u32, String> {
@@ -801,6 +820,38 @@ static SETTINGS: &[Setting<BrokerConfig>] = &[
         get: |b| show(b.cleaner_dedupe_buffer_size),
     },
     Setting {
+        name: "transaction.max.timeout.ms",
+        kind: INT,
+        documentation: "The longest transaction.timeout.ms a transactional producer may ask for.",
+        set: |b, v| set_to(&mut b.transactions.max_timeout, parse_transaction_millis(v)),
+        get: |b| show_millis(b.transactions.max_timeout),
+    },
+    Setting {
+        name: "transactional.id.expiration.ms",
+        kind: INT,
+        documentation: "A transactional id idle for this long is forgotten.",
+        set: |b, v| {
+            set_to(
+                &mut b.transactions.id_expiration,
+                parse_transaction_millis(v),
+            )
+        },
+        get: |b| show_millis(b.transactions.id_expiration),
+    },
+    Setting {
+        name: "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+        kind: INT,
+        documentation:
+            "How often timed-out transactions are aborted and unfinished ones completed.",
+        set: |b, v| {
+            set_to(
+                &mut b.transactions.check_interval,
+                parse_transaction_millis(v),
+            )
+        },
+        get: |b| show_millis(b.transactions.check_interval),
+    },
+    Setting {
         name: "object.delete.grace.ms",
         kind: LONG,
         documentation: "How long an object stays in the store after nothing references it.",
@@ -846,6 +897,18 @@ static SETTINGS: &[Setting<BrokerConfig>] = &[
             Ok(())
         },
         get: |b| b.listeners.security_protocol_map.clone(),
+    },
+    Setting {
+        name: "inter.broker.listener.name",
+        kind: TEXT,
+        documentation: "The listener brokers send each other requests on (transaction markers), \
+                        a PLAINTEXT one; a broker without a listener of that name is sent them \
+                        on its first listener.",
+        set: |b, v| {
+            b.inter_broker_listener = v.trim().to_string();
+            Ok(())
+        },
+        get: |b| show(&b.inter_broker_listener),
     },
     Setting {
         name: "ssl.keystore.type",

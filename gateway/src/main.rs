@@ -10,6 +10,7 @@ mod fetch_memory;
 mod handlers;
 mod http;
 mod in_flight_objects;
+mod inter_broker;
 mod limits;
 mod listeners;
 mod metered_store;
@@ -20,6 +21,7 @@ mod server;
 #[cfg(test)]
 mod test_support;
 mod tls;
+mod transaction_coordinator;
 
 use std::io::IsTerminal;
 

@@ -176,6 +176,7 @@ pub struct Metrics {
     pub retention: BackgroundTaskMetrics,
     pub garbage_collection: BackgroundTaskMetrics,
     pub offset_expiration: BackgroundTaskMetrics,
+    pub transactions: BackgroundTaskMetrics,
     pub controller: BackgroundTaskMetrics,
     pub leadership: BackgroundTaskMetrics,
     pub log_cleaner: BackgroundTaskMetrics,
@@ -492,6 +493,7 @@ impl Metrics {
             retention: task("retention"),
             garbage_collection: task("garbage_collection"),
             offset_expiration: task("offset_expiration"),
+            transactions: task("transactions"),
             controller: task("controller"),
             leadership: task("leadership"),
             log_cleaner: task("log_cleaner"),
@@ -953,6 +955,7 @@ mod tests {
             size: 1,
             object_key: "o".into(),
             byte_range: 0..1,
+            aborted_transactions: Vec::new(),
         };
         let flush = ChunkCommit {
             topic_id: topic.topic_id,

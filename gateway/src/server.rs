@@ -209,6 +209,11 @@ pub async fn run(server: Server) -> anyhow::Result<()> {
         task_metrics.offset_expiration.clone(),
         expiration,
     );
+    background.spawn(
+        "transactions",
+        task_metrics.transactions.clone(),
+        crate::transaction_coordinator::run,
+    );
     let collection = garbage_collector::run;
     background.spawn(
         "garbage_collection",

@@ -35,9 +35,30 @@ pub fn record_batch(
     count: i32,
     timestamp: i64,
 ) -> RecordBatch {
+    encode_batch(producer_id, epoch, first_seq, count, timestamp, false)
+}
+
+/// A transactional batch of `count` records of producer `producer_id`.
+pub fn transactional_batch(
+    producer_id: i64,
+    epoch: i16,
+    first_seq: i32,
+    count: i32,
+) -> RecordBatch {
+    encode_batch(producer_id, epoch, first_seq, count, 1_000, true)
+}
+
+fn encode_batch(
+    producer_id: i64,
+    epoch: i16,
+    first_seq: i32,
+    count: i32,
+    timestamp: i64,
+    transactional: bool,
+) -> RecordBatch {
     let records: Vec<Record> = (0..count)
         .map(|i| Record {
-            transactional: false,
+            transactional,
             control: false,
             partition_leader_epoch: 0,
             producer_id,

@@ -18,6 +18,7 @@ pub mod config;
 pub mod consumer;
 pub mod expiration;
 mod group_record;
+pub mod transaction;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};

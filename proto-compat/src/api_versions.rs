@@ -7,11 +7,12 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
     CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
     DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    DescribeUserScramCredentialsRequest, ElectLeadersRequest, FetchRequest, FindCoordinatorRequest,
-    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
-    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, ListPartitionReassignmentsRequest,
-    MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest,
-    SaslAuthenticateRequest, SyncGroupRequest,
+    DescribeProducersRequest, DescribeTransactionsRequest, DescribeUserScramCredentialsRequest,
+    ElectLeadersRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, ListOffsetsRequest, ListPartitionReassignmentsRequest, MetadataRequest,
+    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest,
+    SaslAuthenticateRequest, SyncGroupRequest, WriteTxnMarkersRequest,
 };
 use kafka_protocol::protocol::Message;
 
@@ -95,6 +96,39 @@ pub const SUPPORTED: &[ApiRange] = &[
     full::<ElectLeadersRequest>(ApiKey::ElectLeaders),
     full::<AlterPartitionReassignmentsRequest>(ApiKey::AlterPartitionReassignments),
     full::<ListPartitionReassignmentsRequest>(ApiKey::ListPartitionReassignments),
+    // Transactions as before KIP-890's transaction version 2 (which Strata does not
+    // advertise as a feature, so clients add partitions and offsets themselves): the
+    // versions whose requests and answers mean the same without it.
+    ApiRange {
+        api_key: ApiKey::AddPartitionsToTxn,
+        min: 0,
+        max: 3,
+    },
+    ApiRange {
+        api_key: ApiKey::AddOffsetsToTxn,
+        min: 0,
+        max: 3,
+    },
+    ApiRange {
+        api_key: ApiKey::EndTxn,
+        min: 0,
+        max: 4,
+    },
+    ApiRange {
+        api_key: ApiKey::TxnOffsetCommit,
+        min: 0,
+        max: 4,
+    },
+    full::<DescribeTransactionsRequest>(ApiKey::DescribeTransactions),
+    full::<DescribeProducersRequest>(ApiKey::DescribeProducers),
+    // v2's transactional id regular expression is not served.
+    ApiRange {
+        api_key: ApiKey::ListTransactions,
+        min: 0,
+        max: 1,
+    },
+    // From a transaction coordinator to the leaders of its partitions.
+    full::<WriteTxnMarkersRequest>(ApiKey::WriteTxnMarkers),
 ];
 
 pub fn supported_range(api_key: ApiKey) -> Option<ApiRange> {
@@ -141,7 +175,7 @@ mod tests {
         }
         // Pinned on purpose: a kafka-protocol upgrade that widens a range should be a
         // deliberate change here, not a silent one.
-        assert_eq!(SUPPORTED.len(), 34);
+        assert_eq!(SUPPORTED.len(), 42);
         let range = |key| supported_range(key).map(|r| (r.min, r.max));
         assert_eq!(range(ApiKey::SaslHandshake), Some((1, 1)));
         assert_eq!(range(ApiKey::SaslAuthenticate), Some((0, 2)));
@@ -161,7 +195,10 @@ mod tests {
         assert_eq!(range(ApiKey::OffsetCommit), Some((2, 9)));
         assert_eq!(range(ApiKey::OffsetFetch), Some((1, 9)));
         assert_eq!(range(ApiKey::ConsumerGroupHeartbeat), Some((0, 1)));
-        assert_eq!(range(ApiKey::TxnOffsetCommit), None);
+        assert_eq!(range(ApiKey::AddPartitionsToTxn), Some((0, 3)));
+        assert_eq!(range(ApiKey::EndTxn), Some((0, 4)));
+        assert_eq!(range(ApiKey::TxnOffsetCommit), Some((0, 4)));
+        assert_eq!(range(ApiKey::WriteTxnMarkers), Some((1, 1)));
     }
 
     #[test]

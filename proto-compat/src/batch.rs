@@ -158,6 +158,27 @@ impl RecordBatch {
     pub fn delete_horizon_ms(&self) -> Option<i64> {
         (self.attributes() & DELETE_HORIZON_BIT != 0).then(|| self.base_timestamp())
     }
+    /// The marker of an uncompressed control batch, from its first record's key; None for
+    /// other batches or a key that is no marker's.
+    pub fn control_type(&self) -> Option<ControlType> {
+        if !self.is_control() || self.compression() != Compression::None {
+            return None;
+        }
+        let buf = &self.bytes[..];
+        let mut at = RECORD_BATCH_OVERHEAD;
+        read_varint(buf, &mut at)?; // record length
+        at += 1; // attributes
+        read_varint(buf, &mut at)?; // timestamp delta
+        read_varint(buf, &mut at)?; // offset delta
+        if read_varint(buf, &mut at)? < 4 {
+            return None;
+        }
+        match buf.get(at..at + 4)? {
+            [0, 0, 0, 0] => Some(ControlType::Abort),
+            [0, 0, 0, 1] => Some(ControlType::Commit),
+            _ => None,
+        }
+    }
     pub fn last_offset_delta(&self) -> i32 {
         read_i32(&self.bytes, LAST_OFFSET_DELTA)
     }
@@ -326,6 +347,79 @@ pub fn with_retained_records(
     };
     with_records(&header, Compression::None, records)
 }
+/// The kind of a transaction marker (Kafka's ControlRecordType).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlType {
+    Abort,
+    Commit,
+}
+
+/// A transaction marker as Kafka's coordinator writes it: a transactional control batch of
+/// one record whose key is (version 0, type) and whose value is (version 0, coordinator
+/// epoch). Its base offset and partition leader epoch are set when appended.
+pub fn control_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    control: ControlType,
+    coordinator_epoch: i32,
+    timestamp: i64,
+) -> RecordBatch {
+    let kind: i16 = match control {
+        ControlType::Abort => 0,
+        ControlType::Commit => 1,
+    };
+    let mut key = [0u8; 4];
+    key[2..].copy_from_slice(&kind.to_be_bytes());
+    let mut value = [0u8; 6];
+    value[2..].copy_from_slice(&coordinator_epoch.to_be_bytes());
+    // attributes, timestamp delta, offset delta, key length, key, value length, value, headers
+    let mut record = vec![0u8, 0, 0, zigzag(key.len())];
+    record.extend_from_slice(&key);
+    record.push(zigzag(value.len()));
+    record.extend_from_slice(&value);
+    record.push(0);
+    let mut bytes = vec![0u8; RECORD_BATCH_OVERHEAD];
+    bytes.push(zigzag(record.len()));
+    bytes.extend_from_slice(&record);
+    let length = (bytes.len() - LOG_OVERHEAD) as i32;
+    bytes[BATCH_LENGTH..BATCH_LENGTH + 4].copy_from_slice(&length.to_be_bytes());
+    bytes[PARTITION_LEADER_EPOCH..PARTITION_LEADER_EPOCH + 4]
+        .copy_from_slice(&(-1i32).to_be_bytes());
+    bytes[MAGIC] = 2;
+    let attributes = TRANSACTIONAL_BIT | CONTROL_BIT;
+    bytes[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    bytes[BASE_TIMESTAMP..BASE_TIMESTAMP + 8].copy_from_slice(&timestamp.to_be_bytes());
+    bytes[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&timestamp.to_be_bytes());
+    bytes[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
+    bytes[PRODUCER_EPOCH..PRODUCER_EPOCH + 2].copy_from_slice(&producer_epoch.to_be_bytes());
+    bytes[BASE_SEQUENCE..BASE_SEQUENCE + 4].copy_from_slice(&NO_SEQUENCE.to_be_bytes());
+    bytes[RECORDS_COUNT..RECORDS_COUNT + 4].copy_from_slice(&1i32.to_be_bytes());
+    let crc = crc32c(&bytes[ATTRIBUTES..]);
+    bytes[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    RecordBatch {
+        bytes: Bytes::from(bytes),
+    }
+}
+
+/// The zigzag varint of a small length (below 64: one byte).
+fn zigzag(len: usize) -> u8 {
+    debug_assert!(len < 64);
+    (len as u8) << 1
+}
+
+/// Reads a zigzag varint at `*at`, advancing it.
+fn read_varint(buf: &[u8], at: &mut usize) -> Option<i64> {
+    let mut value: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let byte = *buf.get(*at)?;
+        *at += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some((value >> 1) as i64 ^ -((value & 1) as i64));
+        }
+    }
+    None
+}
 
 /// CRC-32C (Castagnoli), as Kafka uses for v2 batches; crc-fast's hardware-accelerated
 /// Crc32Iscsi. (crc32fast computes the IEEE polynomial, which is the wrong CRC here.)
@@ -417,6 +511,32 @@ mod tests {
     };
 
     use super::*;
+
+    #[test]
+    fn a_control_batch_is_kafkas_transaction_marker() {
+        for (control, kind) in [(ControlType::Abort, 0u8), (ControlType::Commit, 1)] {
+            let marker = control_batch(42, 3, control, 5, 1_700_000_000_000);
+            let batches = validate_batches(marker.as_bytes()).unwrap();
+            assert_eq!(batches.len(), 1);
+            let batch = &batches[0];
+            assert!(batch.is_control() && batch.is_transactional());
+            assert_eq!((batch.producer_id(), batch.producer_epoch()), (42, 3));
+            assert_eq!(batch.control_type(), Some(control));
+            crate::records::validate_records(batch, 1 << 20, None, false).unwrap();
+            let mut bytes = marker.as_bytes().clone();
+            let decoded = RecordBatchDecoder::decode(&mut bytes).unwrap();
+            let record = &decoded.records[0];
+            assert!(record.control && record.transactional);
+            assert_eq!(record.key.as_deref(), Some(&[0u8, 0, 0, kind][..]));
+            assert_eq!(record.value.as_deref(), Some(&[0u8, 0, 0, 0, 0, 5][..]));
+        }
+        assert_eq!(
+            read_batches(&Bytes::from(vec![0u8; 0]))
+                .next()
+                .map(|b| b.control_type()),
+            None
+        );
+    }
 
     const CODECS: [(kp::Compression, Compression); 5] = [
         (kp::Compression::None, Compression::None),

@@ -256,6 +256,33 @@ mod tests {
             ApiKey::AlterUserScramCredentials => {
                 RequestKind::AlterUserScramCredentials(Default::default())
             }
+            ApiKey::AddPartitionsToTxn => RequestKind::AddPartitionsToTxn(
+                AddPartitionsToTxnRequest::default().with_v3_and_below_producer_epoch(1),
+            ),
+            ApiKey::AddOffsetsToTxn => RequestKind::AddOffsetsToTxn(
+                AddOffsetsToTxnRequest::default().with_producer_epoch(1),
+            ),
+            ApiKey::EndTxn => RequestKind::EndTxn(EndTxnRequest::default().with_producer_epoch(1)),
+            ApiKey::TxnOffsetCommit => RequestKind::TxnOffsetCommit(
+                TxnOffsetCommitRequest::default().with_producer_epoch(1),
+            ),
+            ApiKey::WriteTxnMarkers => {
+                RequestKind::WriteTxnMarkers(WriteTxnMarkersRequest::default().with_markers(vec![
+                    write_txn_markers_request::WritableTxnMarker::default().with_producer_epoch(1),
+                ]))
+            }
+            ApiKey::DescribeTransactions => RequestKind::DescribeTransactions(
+                DescribeTransactionsRequest::default()
+                    .with_transactional_ids(vec![TransactionalId(StrBytes::from_static_str("t"))]),
+            ),
+            ApiKey::DescribeProducers => {
+                RequestKind::DescribeProducers(DescribeProducersRequest::default().with_topics(
+                    vec![describe_producers_request::TopicRequest::default().with_name(topic("t"))],
+                ))
+            }
+            ApiKey::ListTransactions => {
+                RequestKind::ListTransactions(ListTransactionsRequest::default())
+            }
             other => panic!("no sample for {other:?}"),
         }
     }
@@ -353,7 +380,7 @@ mod tests {
             (ApiKey::Metadata, 14),
             (ApiKey::ApiVersions, -1),
             // Known to kafka-protocol but not served by Strata.
-            (ApiKey::TxnOffsetCommit, 3),
+            (ApiKey::EndTxn, 5),
         ];
         for (api_key, version) in cases {
             let mut bytes = BytesMut::new();

@@ -273,10 +273,11 @@ impl Coordinator {
                 .collect();
             let mut producers = log.producer_snapshot();
             producers.producers.retain(|producer| {
-                producer
-                    .batches
-                    .last()
-                    .is_some_and(|batch| !below(batch.last_offset))
+                producer.current_txn_first_offset.is_some()
+                    || producer
+                        .batches
+                        .last()
+                        .is_some_and(|batch| !below(batch.last_offset))
             });
             Changes {
                 puts: vec![
@@ -424,6 +425,7 @@ mod tests {
                     last_offset: offset,
                 })
                 .collect(),
+            current_txn_first_offset: None,
         }
     }
 

@@ -15,7 +15,7 @@ use crate::{CommittedOffset, PartitionLag};
 /// Kafka's default `offset.metadata.max.bytes`.
 const MAX_METADATA_BYTES: usize = 4096;
 /// Offsets committed per transaction: etcd allows 128 operations in one.
-const OFFSETS_PER_TXN: usize = 100;
+pub(super) const OFFSETS_PER_TXN: usize = 100;
 
 impl Coordinator {
     /// Commits the offsets of one OffsetCommit request. Each offset gets its own outcome, in

@@ -10,8 +10,9 @@ use uuid::Uuid;
 
 use crate::metadata_store::{Guard, Txn};
 use crate::{
-    BrokerInfo, ChunkCommit, ChunkMeta, CommittedOffset, PartitionLeader, ProducerBatch,
-    ProducerState, ScramCredential, ScramMechanism, SegmentMeta, TopicMeta,
+    AbortedTxn, BrokerInfo, ChunkCommit, ChunkMeta, CommittedOffset, PartitionLeader,
+    ProducerBatch, ProducerState, ScramCredential, ScramMechanism, SegmentMeta, TopicMeta,
+    TransactionMetadata,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +46,8 @@ pub(super) enum Key {
     ScramCredential(String, ScramMechanism),
     /// `groups/{group}/metadata`: the group's membership, as the group coordinator encodes it.
     GroupMetadata(String),
+    /// `transactions/{transactional_id}`, the id escaped as group ids are.
+    Transaction(String),
 }
 
 impl fmt::Display for Key {
@@ -68,6 +71,7 @@ impl fmt::Display for Key {
                 write!(f, "users/{}/scram/{}", escape(user), mechanism.name())
             }
             Key::GroupMetadata(group) => write!(f, "groups/{}/metadata", escape(group)),
+            Key::Transaction(id) => write!(f, "transactions/{}", escape(id)),
         }
     }
 }
@@ -85,6 +89,7 @@ impl Key {
             ["brokers", id] => Key::Broker(id.parse().ok()?),
             ["producer_ids", "next"] => Key::NextProducerId,
             ["topics", name] => Key::Topic(name.to_string()),
+            ["transactions", id] => Key::Transaction(unescape(id)?),
             ["groups", group, "offsets", topic, p] => {
                 Key::Offset(unescape(group)?, topic.to_string(), p.parse().ok()?)
             }
@@ -138,6 +143,7 @@ pub(super) enum Record {
     ScramCredential(ScramCredential),
     /// Group, and its membership in the group coordinator's encoding, stored as it is.
     GroupMetadata(String, Bytes),
+    Transaction(TransactionMetadata),
 }
 
 impl Record {
@@ -159,6 +165,7 @@ impl Record {
                 Key::ScramCredential(credential.user.clone(), credential.mechanism)
             }
             Record::GroupMetadata(group, _) => Key::GroupMetadata(group.clone()),
+            Record::Transaction(txn) => Key::Transaction(txn.transactional_id.clone()),
         }
     }
 
@@ -183,6 +190,7 @@ impl Record {
             Record::Offset(_, _, _, offset) => json(offset),
             Record::ScramCredential(credential) => json(credential),
             Record::GroupMetadata(_, value) => value.clone(),
+            Record::Transaction(txn) => json(txn),
         }
     }
 
@@ -219,6 +227,7 @@ impl Record {
             Key::GroupMetadata(group) => {
                 Record::GroupMetadata(group, Bytes::copy_from_slice(value))
             }
+            Key::Transaction(_) => Record::Transaction(serde_json::from_slice(value).map_err(bad)?),
         };
         // The key repeats part of the value (a name, an offset, an id): they must agree.
         if record.key().to_string() != key {
@@ -295,13 +304,31 @@ pub(super) struct FlushRecord {
 }
 
 /// Topic index in [`FlushRecord::topics`], partition, base offset, last offset, max
-/// timestamp, size, byte range start and end, producer updates.
+/// timestamp, size, byte range start and end, producer updates, and the transactions whose
+/// abort markers the chunk holds as (producer id, first offset, last offset).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct FlushChunk(u32, i32, i64, i64, i64, u64, u64, u64, Vec<FlushProducer>);
+pub(super) struct FlushChunk(
+    u32,
+    i32,
+    i64,
+    i64,
+    i64,
+    u64,
+    u64,
+    u64,
+    Vec<FlushProducer>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")] Vec<(i64, i64, i64)>,
+);
 
-/// Producer id, epoch, and batches as (first seq, last seq, base offset, last offset).
+/// Producer id, epoch, batches as (first seq, last seq, base offset, last offset), and the
+/// first offset of its open transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct FlushProducer(i64, i16, Vec<(i32, i32, i64, i64)>);
+struct FlushProducer(
+    i64,
+    i16,
+    Vec<(i32, i32, i64, i64)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")] Option<i64>,
+);
 
 impl FlushRecord {
     /// The record of one flush object's commits (which all name that object).
@@ -330,6 +357,7 @@ impl FlushRecord {
                             producer.producer_id,
                             producer.producer_epoch,
                             batches.collect(),
+                            producer.current_txn_first_offset,
                         )
                     })
                     .collect();
@@ -343,6 +371,11 @@ impl FlushRecord {
                     chunk.byte_range.start,
                     chunk.byte_range.end,
                     producers,
+                    chunk
+                        .aborted_transactions
+                        .iter()
+                        .map(|t| (t.producer_id, t.first_offset, t.last_offset))
+                        .collect(),
                 )
             })
             .collect();
@@ -359,13 +392,24 @@ impl FlushRecord {
         self.chunks
             .iter()
             .map(
-                |FlushChunk(topic, partition, base, last, max_ts, size, start, end, producers)| {
+                |FlushChunk(
+                    topic,
+                    partition,
+                    base,
+                    last,
+                    max_ts,
+                    size,
+                    start,
+                    end,
+                    producers,
+                    aborted,
+                )| {
                     let topic_id = *self.topics.get(*topic as usize).ok_or_else(|| {
                         format!("flush record {} names topic #{topic}", self.object_key)
                     })?;
                     let producers = producers
                         .iter()
-                        .map(|FlushProducer(id, epoch, batches)| ProducerState {
+                        .map(|FlushProducer(id, epoch, batches, txn)| ProducerState {
                             producer_id: *id,
                             producer_epoch: *epoch,
                             batches: batches
@@ -379,6 +423,7 @@ impl FlushRecord {
                                     }
                                 })
                                 .collect(),
+                            current_txn_first_offset: *txn,
                         })
                         .collect();
                     Ok(FlushedChunk {
@@ -391,6 +436,14 @@ impl FlushRecord {
                             size: *size,
                             object_key: self.object_key.clone(),
                             byte_range: *start..*end,
+                            aborted_transactions: aborted
+                                .iter()
+                                .map(|&(producer_id, first_offset, last_offset)| AbortedTxn {
+                                    producer_id,
+                                    first_offset,
+                                    last_offset,
+                                })
+                                .collect(),
                         },
                         producers,
                     })

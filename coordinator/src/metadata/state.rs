@@ -12,7 +12,7 @@ use super::records::{
 use crate::metadata_store::Event;
 use crate::{
     ChunkMeta, CommittedOffset, PartitionLeader, PartitionLog, ProducerState, ScramCredential,
-    ScramMechanism, SegmentMeta, TopicMeta,
+    ScramMechanism, SegmentMeta, TopicMeta, TransactionMetadata,
 };
 
 /// Batches remembered per producer: Kafka's idempotence window (max.in.flight of 5).
@@ -43,6 +43,8 @@ pub(super) struct State {
     pub(super) scram_credentials: BTreeMap<(String, ScramMechanism), ScramCredential>,
     /// Each group's membership record, as the group coordinator encoded it.
     pub(super) group_metadata: BTreeMap<String, Bytes>,
+    /// The transaction coordinator's state, by transactional id.
+    pub(super) transactions: BTreeMap<String, TransactionMetadata>,
     /// Every stored flush record with how many of its chunks are still part of a log: those
     /// at zero are deleted by [`Coordinator::delete_dead_flush_records`].
     pub(super) flushes: HashMap<String, usize>,
@@ -257,6 +259,9 @@ impl State {
             Record::GroupMetadata(group, value) => {
                 self.group_metadata.insert(group, value);
             }
+            Record::Transaction(txn) => {
+                self.transactions.insert(txn.transactional_id.clone(), txn);
+            }
         }
         Ok(())
     }
@@ -391,6 +396,9 @@ impl State {
             Key::GroupMetadata(group) => {
                 self.group_metadata.remove(&group);
             }
+            Key::Transaction(id) => {
+                self.transactions.remove(&id);
+            }
             // Never deleted: the cluster id and the id counters live forever.
             Key::ClusterId | Key::NextProducerId | Key::NextBrokerId => {}
         }
@@ -419,6 +427,7 @@ pub(super) fn merge_producer(
                     .into_iter()
                     .filter(|batch| batch.base_offset > known_end),
             );
+            merged.current_txn_first_offset = update.current_txn_first_offset;
             merged
         }
         _ => update,

@@ -182,6 +182,7 @@ pub(super) fn chunk(base_offset: i64, last_offset: i64) -> ChunkMeta {
         size: 100,
         object_key: format!("flush/1/{base_offset}-{last_offset}.flush"),
         byte_range: 0..100,
+        aborted_transactions: Vec::new(),
     }
 }
 
@@ -198,6 +199,7 @@ pub(super) fn segment(base_offset: i64, last_offset: i64) -> SegmentMeta {
         created_ms: 1_700_000_000_000,
         cleaned: false,
         delete_horizon_ms: None,
+        aborted_transactions: Vec::new(),
     }
 }
 

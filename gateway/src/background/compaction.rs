@@ -235,8 +235,19 @@ pub async fn compact(
     let mut metas = Vec::with_capacity(segments.len());
     for (data, keys) in segments.into_iter().zip(keys) {
         let last_offset = data.last_offset;
+        let aborted_transactions = coordinator::aborted_transactions_within(
+            merged
+                .iter()
+                .map(|s| s.aborted_transactions.as_slice())
+                .chain(chunks.iter().map(|c| c.aborted_transactions.as_slice())),
+            data.base_offset,
+            data.last_offset,
+        );
         let meta = put_segment(broker.store.as_ref(), data, keys, last_offset, created_ms).await?;
-        metas.push(meta);
+        metas.push(SegmentMeta {
+            aborted_transactions,
+            ..meta
+        });
     }
     let last_offset = metas[metas.len() - 1].last_offset;
     let segments = metas.len();
@@ -289,6 +300,7 @@ pub async fn put_segment(
         created_ms,
         cleaned: false,
         delete_horizon_ms: None,
+        aborted_transactions: Vec::new(),
     })
 }
 
@@ -459,6 +471,7 @@ mod tests {
             size: byte_range.end - byte_range.start,
             object_key: key.to_string(),
             byte_range,
+            aborted_transactions: Vec::new(),
         };
         broker
             .coordinator
@@ -554,6 +567,7 @@ mod tests {
             created_ms,
             cleaned: false,
             delete_horizon_ms: None,
+            aborted_transactions: Vec::new(),
         }
     }
 
@@ -565,6 +579,7 @@ mod tests {
             size,
             object_key: String::new(),
             byte_range: 0..size,
+            aborted_transactions: Vec::new(),
         }
     }
 

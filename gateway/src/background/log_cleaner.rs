@@ -215,6 +215,18 @@ async fn clean(
         }
     }
     let (segments, _in_flight) = out.finish(last.last_offset).await?;
+    // The transaction index follows the abort markers, which the cleaner keeps.
+    let segments: Vec<SegmentMeta> = segments
+        .into_iter()
+        .map(|segment| SegmentMeta {
+            aborted_transactions: coordinator::aborted_transactions_within(
+                replaced.iter().map(|s| s.aborted_transactions.as_slice()),
+                segment.base_offset,
+                segment.last_offset,
+            ),
+            ..segment
+        })
+        .collect();
     let written = segments.len();
     broker
         .coordinator
@@ -648,6 +660,7 @@ mod tests {
             created_ms: max_timestamp,
             cleaned,
             delete_horizon_ms: None,
+            aborted_transactions: Vec::new(),
         }
     }
 

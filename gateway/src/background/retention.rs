@@ -90,6 +90,7 @@ mod tests {
             created_ms: 0,
             cleaned: false,
             delete_horizon_ms: None,
+            aborted_transactions: Vec::new(),
         }
     }
 

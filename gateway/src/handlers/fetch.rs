@@ -1,6 +1,7 @@
 //! Fetch: committed batches from each requested partition within the request's byte limits
 //! and the broker's fetch memory, long-polling up to `max_wait_ms` until `min_bytes` are
-//! there.
+//! there. read_committed fetches read up to the last stable offset and are told the aborted
+//! transactions in what they read, whose records clients drop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +12,9 @@ use futures::future::select_all;
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::fetch_request::FetchTopic;
 use proto_compat::kafka_protocol::messages::fetch_response::{
-    FetchableTopicResponse, PartitionData,
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
 };
-use proto_compat::kafka_protocol::messages::{FetchRequest, FetchResponse};
+use proto_compat::kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -23,8 +24,19 @@ use crate::fetch_memory::{shrink_to, Reservation};
 use crate::partition::log_reader::ReadError;
 use crate::partition::{CommitState, Partition};
 
+/// How one partition is read.
+#[derive(Debug, Clone, Copy)]
+struct Read {
+    version: i16,
+    read_committed: bool,
+    budget: usize,
+    deadline: Instant,
+}
+
 /// Fetch v13 (KIP-516) names topics by id.
 const FIRST_VERSION_WITH_TOPIC_IDS: i16 = 13;
+/// The isolation level of consumers that see committed transactions only.
+const READ_COMMITTED: i8 = 1;
 
 /// The response, and the fetch memory its record sets hold until it has been written.
 pub async fn handle(
@@ -33,6 +45,7 @@ pub async fn handle(
     request: FetchRequest,
 ) -> (FetchResponse, Option<Reservation>) {
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
+    let read_committed = request.isolation_level == READ_COMMITTED;
     let max_bytes = if request.max_bytes > 0 {
         request.max_bytes as usize
     } else {
@@ -62,6 +75,7 @@ pub async fn handle(
         let (responses, bytes, any_error) = read_all(
             broker,
             version,
+            read_committed,
             &topics,
             max_bytes,
             deadline,
@@ -89,9 +103,11 @@ pub async fn handle(
 /// them, whether any partition had an error, the commits of the partitions read (watched
 /// from before each read, so a commit right after it still wakes a long poll) and the
 /// fetch memory the record sets hold.
+#[allow(clippy::too_many_arguments)]
 async fn read_all(
     broker: &Broker,
     version: i16,
+    read_committed: bool,
     topics: &[(FetchTopic, Result<TopicMeta, i16>)],
     max_bytes: usize,
     deadline: Instant,
@@ -121,10 +137,13 @@ async fn read_all(
                     watched.push(partition.subscribe());
                     let budget = (fetch.partition_max_bytes.max(0) as usize)
                         .min(max_bytes.saturating_sub(total));
-                    read_partition(
-                        broker, version, &partition, fetch, budget, deadline, memory, &mut data,
-                    )
-                    .await
+                    let read = Read {
+                        version,
+                        read_committed,
+                        budget,
+                        deadline,
+                    };
+                    read_partition(broker, read, &partition, fetch, memory, &mut data).await
                 }
                 Err(code) => Err(code),
             };
@@ -148,20 +167,29 @@ async fn read_all(
 /// partition with records waits for room until `deadline` (then the response goes without
 /// records, as a long poll that found none); later ones take only room that is free, so
 /// a fetch never waits while it holds room.
-#[allow(clippy::too_many_arguments)]
 async fn read_partition(
     broker: &Broker,
-    version: i16,
+    read: Read,
     partition: &Partition,
     fetch: &proto_compat::kafka_protocol::messages::fetch_request::FetchPartition,
-    budget: usize,
-    deadline: Instant,
     memory: &mut Option<Reservation>,
     data: &mut PartitionData,
 ) -> Result<usize, i16> {
+    let Read {
+        version,
+        read_committed,
+        budget,
+        deadline,
+    } = read;
     let state = partition.commit_state();
     data.high_watermark = state.high_watermark;
-    data.last_stable_offset = state.high_watermark;
+    data.last_stable_offset = state.last_stable_offset;
+    // read_committed consumers see nothing of a transaction still open.
+    let readable_end = if read_committed {
+        state.last_stable_offset
+    } else {
+        state.high_watermark
+    };
     if version >= 5 {
         data.log_start_offset = state.log_start_offset;
     }
@@ -176,7 +204,7 @@ async fn read_partition(
     if offset < state.log_start_offset || offset > partition.log_end_offset() {
         return Err(ResponseError::OffsetOutOfRange.code());
     }
-    if offset >= state.high_watermark {
+    if offset >= readable_end {
         return Ok(0);
     }
     // Room is held only for record bytes, so holding none means no records yet.
@@ -192,7 +220,7 @@ async fn read_partition(
     let budget = budget.min(reservation.num_permits());
     let batches = broker
         .log_reader()
-        .read(partition, offset, state.high_watermark, budget, first)
+        .read(partition, offset, readable_end, budget, first)
         .await
         .map_err(|e| match e {
             ReadError::BelowLogStart { .. } => ResponseError::OffsetOutOfRange.code(),
@@ -213,6 +241,20 @@ async fn read_partition(
             records.extend_from_slice(batch.as_bytes());
         }
         data.records = Some(records.freeze());
+        if read_committed {
+            let end = batches.last().map_or(offset, |b| b.last_offset() + 1);
+            let aborted = broker
+                .coordinator
+                .aborted_transactions(partition.topic_id, partition.index, offset, end)
+                .into_iter()
+                .map(|txn| {
+                    AbortedTransaction::default()
+                        .with_producer_id(ProducerId(txn.producer_id))
+                        .with_first_offset(txn.first_offset)
+                })
+                .collect();
+            data.aborted_transactions = Some(aborted);
+        }
         partition.metrics.bytes_out.inc_by(bytes as u64);
         let messages: u64 = batches.iter().map(|b| b.record_count().max(0) as u64).sum();
         partition.metrics.messages_out.inc_by(messages);
@@ -229,6 +271,88 @@ mod tests {
     use crate::config::BrokerConfig;
     use crate::handlers::topic_name;
     use crate::test_support::{append_and_flush, broker, record_batch, topic};
+
+    /// The last stable offset follows committed markers only, and a read_committed fetch is
+    /// told the aborted transactions in what it reads; a partition loaded again (a restart,
+    /// a new leader) finds the open transactions from the committed producer states.
+    #[tokio::test]
+    async fn read_committed_stops_at_the_last_stable_offset_and_learns_aborted_transactions() {
+        use proto_compat::batch::{control_batch, ControlType};
+
+        use crate::test_support::{append, transactional_batch};
+
+        let (broker, _dir) = broker(Arc::new(MemoryStore::new()), BrokerConfig::default()).await;
+        let meta = topic(&broker, "txn", 1).await;
+        let partition = broker.partition(&meta, 0).unwrap();
+        append_and_flush(&broker, &partition, &record_batch(-1, -1, -1, 2, 1_000)).await;
+        append_and_flush(&broker, &partition, &transactional_batch(7, 0, 0, 3)).await;
+        append_and_flush(&broker, &partition, &record_batch(-1, -1, -1, 1, 1_000)).await;
+        let state = partition.commit_state();
+        assert_eq!((state.last_stable_offset, state.high_watermark), (2, 6));
+
+        let fetch = |offset: i64| {
+            let request = FetchTopic::default()
+                .with_topic(topic_name("txn"))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(1024 * 1024)]);
+            vec![(request, Ok(meta.clone()))]
+        };
+        let read = |topics: Vec<(FetchTopic, Result<TopicMeta, i16>)>| {
+            let broker = broker.clone();
+            async move {
+                let (responses, _, _) = read_all(
+                    &broker,
+                    12,
+                    true,
+                    &topics,
+                    usize::MAX,
+                    Instant::now(),
+                    &mut Vec::new(),
+                    &mut None,
+                )
+                .await;
+                responses[0].partitions[0].clone()
+            }
+        };
+        let data = read(fetch(0)).await;
+        assert_eq!(data.last_stable_offset, 2);
+        let batches: Vec<_> =
+            proto_compat::batch::read_batches(data.records.as_ref().unwrap()).collect();
+        assert_eq!(
+            batches.last().unwrap().last_offset(),
+            1,
+            "nothing of the open transaction"
+        );
+
+        // A buffered abort marker does not move the LSO: a crash could still lose it.
+        let abort = control_batch(7, 0, ControlType::Abort, 0, 1_000);
+        append(&broker, &partition, &abort);
+        assert_eq!(partition.commit_state().last_stable_offset, 2);
+        crate::background::flusher::flush(&broker).await;
+        let state = partition.commit_state();
+        assert_eq!((state.last_stable_offset, state.high_watermark), (7, 7));
+
+        let data = read(fetch(3)).await;
+        let aborted = data.aborted_transactions.unwrap();
+        assert_eq!(aborted.len(), 1);
+        assert_eq!((aborted[0].producer_id.0, aborted[0].first_offset), (7, 2));
+
+        // Another open transaction, seen again by a partition loaded from the coordinator.
+        append_and_flush(&broker, &partition, &transactional_batch(8, 0, 0, 1)).await;
+        let log = broker.coordinator.partition_log(meta.topic_id, 0).unwrap();
+        let reloaded = Partition::new(
+            meta.topic_id,
+            "txn".to_string(),
+            0,
+            partition.leader_epoch,
+            log,
+            partition.metrics.clone(),
+        );
+        let state = reloaded.commit_state();
+        assert_eq!((state.last_stable_offset, state.high_watermark), (7, 8));
+    }
 
     /// A long poll must wake on a commit that lands after its read but before it starts to
     /// wait; else it sleeps through `max_wait_ms` when the partition gets no other commit.
@@ -248,6 +372,7 @@ mod tests {
         let (_, bytes, _) = read_all(
             &broker,
             12,
+            false,
             &topics,
             usize::MAX,
             Instant::now(),

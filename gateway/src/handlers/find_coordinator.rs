@@ -1,6 +1,5 @@
-//! FindCoordinator: the broker that coordinates a consumer group, for one key (v0-3) or a
-//! batch of keys (v4+). Strata coordinates consumer groups only: it has no transaction or
-//! share-group coordinator.
+//! FindCoordinator: the broker that coordinates a consumer group or a transactional id, for
+//! one key (v0-3) or a batch of keys (v4+). Strata has no share-group coordinator.
 
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -11,8 +10,9 @@ use proto_compat::kafka_protocol::messages::{
 use super::str_bytes;
 use crate::broker::Broker;
 
-/// The key type of consumer groups.
+/// The key types of consumer groups and transactional ids.
 const GROUP: i8 = 0;
+const TRANSACTION: i8 = 1;
 
 /// The coordinator's address as clients of `listener` reach it.
 pub fn handle(
@@ -72,19 +72,21 @@ fn find(
     key_type: i8,
     key: &str,
 ) -> Result<(i32, String, i32), (ResponseError, String)> {
-    if key_type != GROUP {
-        return Err((
-            ResponseError::InvalidRequest,
-            format!("Strata coordinates consumer groups only, not key type {key_type}."),
-        ));
-    }
+    let coordinator = match key_type {
+        GROUP => broker.coordinator.group_coordinator(key),
+        TRANSACTION => broker.coordinator.transaction_coordinator(key),
+        _ => {
+            return Err((
+                ResponseError::InvalidRequest,
+                format!("Strata coordinates groups and transactions, not key type {key_type}."),
+            ))
+        }
+    };
     let unavailable = |why: &str| (ResponseError::CoordinatorNotAvailable, why.to_string());
-    let coordinator = broker
-        .coordinator
-        .group_coordinator(key)
-        .ok_or_else(|| unavailable("No live broker can coordinate the group."))?;
+    let coordinator =
+        coordinator.ok_or_else(|| unavailable("No live broker can coordinate the key."))?;
     let (host, port) = coordinator.endpoint(listener).ok_or_else(|| {
-        unavailable("The group's coordinator has no listener of the name this connection uses.")
+        unavailable("The coordinator has no listener of the name this connection uses.")
     })?;
     Ok((coordinator.broker_id, host.to_string(), port))
 }

@@ -1,5 +1,6 @@
-//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), earliest local (-4), and the
-//! first offset at or after a timestamp, through the segments' time indexes.
+//! ListOffsets: earliest (-2), latest (-1; the last stable offset for read_committed),
+//! max timestamp (-3), earliest local (-4), and the first offset at or after a timestamp,
+//! through the segments' time indexes.
 
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::list_offsets_request::ListOffsetsPartition;
@@ -12,6 +13,8 @@ use super::check_leader_epoch;
 use crate::broker::Broker;
 
 const LATEST: i64 = -1;
+/// The isolation level of consumers that see committed transactions only (v2+).
+const READ_COMMITTED: i8 = 1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
@@ -34,7 +37,10 @@ pub async fn handle(
             out.offset = -1;
             out.leader_epoch = -1;
             let result = match &meta {
-                Some(meta) => list_offset(broker, meta, &partition).await,
+                Some(meta) => {
+                    let read_committed = version >= 2 && request.isolation_level == READ_COMMITTED;
+                    list_offset(broker, meta, &partition, read_committed).await
+                }
                 None => Err(ResponseError::UnknownTopicOrPartition.code()),
             };
             match result {
@@ -60,6 +66,7 @@ async fn list_offset(
     broker: &Broker,
     topic: &coordinator::TopicMeta,
     request: &ListOffsetsPartition,
+    read_committed: bool,
 ) -> Result<(i64, i64, i32), i16> {
     let partition = broker.partition(topic, request.partition_index)?;
     let epoch = partition.leader_epoch;
@@ -68,6 +75,7 @@ async fn list_offset(
     }
     let state = partition.commit_state();
     let found = match request.timestamp {
+        LATEST if read_committed => Some((state.last_stable_offset, -1)),
         LATEST => Some((state.high_watermark, -1)),
         EARLIEST | EARLIEST_LOCAL => Some((state.log_start_offset, -1)),
         // Nothing is tiered: everything is in the same object store.

@@ -1,6 +1,8 @@
 //! OffsetFetch: a group's committed offsets, of the listed partitions or of all (a null
 //! topic list, v2+); one group (v1-7) or several (v8+). A partition without a committed
-//! offset gets offset -1.
+//! offset gets offset -1. A consumer that requires stable offsets (v7+, read_committed ones)
+//! gets UNSTABLE_OFFSET_COMMIT for a partition whose offset a transaction under way commits,
+//! and asks again.
 
 use std::collections::BTreeMap;
 
@@ -17,8 +19,12 @@ use proto_compat::kafka_protocol::protocol::StrBytes;
 use super::{str_bytes, topic_name};
 use crate::broker::Broker;
 
-/// (topic, [(partition, committed offset)])
-type Fetched = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
+/// (topic, [(partition, committed offset)]); Err for an offset a transaction under way
+/// commits, when stable offsets were required.
+type Fetched = Vec<(
+    String,
+    Vec<(i32, Result<Option<CommittedOffset>, ResponseError>)>,
+)>;
 
 pub fn handle(broker: &Broker, version: i16, request: OffsetFetchRequest) -> OffsetFetchResponse {
     let mut response = OffsetFetchResponse::default();
@@ -26,7 +32,7 @@ pub fn handle(broker: &Broker, version: i16, request: OffsetFetchRequest) -> Off
         response.groups = request
             .groups
             .into_iter()
-            .map(|group| fetch_group(broker, group))
+            .map(|group| fetch_group(broker, request.require_stable, group))
             .collect();
         return response;
     }
@@ -37,7 +43,16 @@ pub fn handle(broker: &Broker, version: i16, request: OffsetFetchRequest) -> Off
             .map(|t| (t.name.to_string(), t.partition_indexes))
             .collect()
     });
-    let (fetched, error) = match fetch(broker, &request.group_id, None, -1, requested.clone()) {
+    let require_stable = version >= 7 && request.require_stable;
+    let group_id = &request.group_id;
+    let (fetched, error) = match fetch(
+        broker,
+        group_id,
+        None,
+        -1,
+        requested.clone(),
+        require_stable,
+    ) {
         Ok(fetched) => (fetched, None),
         // v1 has no group error: every partition carries it.
         Err(error) if version < 2 => (unfetched(requested.unwrap_or_default()), Some(error)),
@@ -54,14 +69,15 @@ pub fn handle(broker: &Broker, version: i16, request: OffsetFetchRequest) -> Off
                 .map(|(index, committed)| {
                     let mut p = OffsetFetchResponsePartition::default();
                     p.partition_index = index;
-                    let (offset, leader_epoch, metadata) = fields(committed);
+                    let (offset, leader_epoch, metadata, unstable) = fields(committed);
+                    p.error_code = unstable;
                     p.committed_offset = offset;
                     p.metadata = metadata;
                     // v5+ (KIP-320)
                     if version >= 5 {
                         p.committed_leader_epoch = leader_epoch;
                     }
-                    if version < 2 {
+                    if version < 2 && error.is_some() {
                         p.error_code = error_code;
                     }
                     p
@@ -77,7 +93,11 @@ pub fn handle(broker: &Broker, version: i16, request: OffsetFetchRequest) -> Off
 }
 
 /// One group of a v8+ request; a member of a consumer group (v9) sends its epoch.
-fn fetch_group(broker: &Broker, group: OffsetFetchRequestGroup) -> OffsetFetchResponseGroup {
+fn fetch_group(
+    broker: &Broker,
+    require_stable: bool,
+    group: OffsetFetchRequestGroup,
+) -> OffsetFetchResponseGroup {
     let topics = group.topics.map(|topics| {
         topics
             .into_iter()
@@ -91,6 +111,7 @@ fn fetch_group(broker: &Broker, group: OffsetFetchRequestGroup) -> OffsetFetchRe
         member_id,
         group.member_epoch,
         topics,
+        require_stable,
     );
     let mut out = OffsetFetchResponseGroup::default();
     match fetched {
@@ -105,8 +126,12 @@ fn fetch_group(broker: &Broker, group: OffsetFetchRequestGroup) -> OffsetFetchRe
                         .map(|(index, committed)| {
                             let mut p = OffsetFetchResponsePartitions::default();
                             p.partition_index = index;
-                            (p.committed_offset, p.committed_leader_epoch, p.metadata) =
-                                fields(committed);
+                            (
+                                p.committed_offset,
+                                p.committed_leader_epoch,
+                                p.metadata,
+                                p.error_code,
+                            ) = fields(committed);
                             p
                         })
                         .collect();
@@ -126,29 +151,47 @@ fn fetch(
     member_id: Option<&str>,
     member_epoch: i32,
     topics: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
 ) -> Result<Fetched, ResponseError> {
     let committed = broker
         .groups
         .fetch_offsets(group_id, member_id, member_epoch)?;
+    let unstable = if require_stable {
+        broker.coordinator.pending_transactional_offsets(group_id)
+    } else {
+        Default::default()
+    };
+    let offset = |topic: &str, partition: i32, committed: Option<CommittedOffset>| {
+        if unstable.contains(&(topic.to_string(), partition)) {
+            Err(ResponseError::UnstableOffsetCommit)
+        } else {
+            Ok(committed)
+        }
+    };
     Ok(match topics {
         Some(topics) => topics
             .into_iter()
             .map(|(topic, partitions)| {
                 let partitions = partitions
                     .into_iter()
-                    .map(|p| (p, committed.get(&(topic.clone(), p)).cloned()))
+                    .map(|p| {
+                        (
+                            p,
+                            offset(&topic, p, committed.get(&(topic.clone(), p)).cloned()),
+                        )
+                    })
                     .collect();
                 (topic, partitions)
             })
             .collect(),
         None => {
-            let mut by_topic: BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>> =
-                BTreeMap::new();
-            for ((topic, partition), offset) in committed {
+            let mut by_topic: BTreeMap<String, Vec<_>> = BTreeMap::new();
+            for ((topic, partition), committed) in committed {
+                let fetched = offset(&topic, partition, Some(committed));
                 by_topic
                     .entry(topic)
                     .or_default()
-                    .push((partition, Some(offset)));
+                    .push((partition, fetched));
             }
             by_topic.into_iter().collect()
         }
@@ -159,14 +202,21 @@ fn fetch(
 fn unfetched(requested: Vec<(String, Vec<i32>)>) -> Fetched {
     requested
         .into_iter()
-        .map(|(topic, partitions)| (topic, partitions.into_iter().map(|p| (p, None)).collect()))
+        .map(|(topic, partitions)| {
+            let partitions = partitions.into_iter().map(|p| (p, Ok(None))).collect();
+            (topic, partitions)
+        })
         .collect()
 }
 
-/// (offset, leader epoch, metadata), Kafka's -1, -1 and "" for a partition without one.
-fn fields(committed: Option<CommittedOffset>) -> (i64, i32, Option<StrBytes>) {
+/// (offset, leader epoch, metadata, error code), Kafka's -1, -1 and "" for a partition
+/// without one or whose offset is not stable.
+fn fields(
+    committed: Result<Option<CommittedOffset>, ResponseError>,
+) -> (i64, i32, Option<StrBytes>, i16) {
     match committed {
-        Some(c) => (c.offset, c.leader_epoch, Some(str_bytes(c.metadata))),
-        None => (-1, -1, Some(str_bytes(""))),
+        Ok(Some(c)) => (c.offset, c.leader_epoch, Some(str_bytes(c.metadata)), 0),
+        Ok(None) => (-1, -1, Some(str_bytes("")), 0),
+        Err(e) => (-1, -1, Some(str_bytes("")), e.code()),
     }
 }

@@ -1,7 +1,10 @@
 //! Produce: validates each partition's batch (its header, CRC and records, inflating
 //! compressed ones in bounded memory), assigns offsets into the append buffer, and answers
 //! by the request's acks: 0 never, 1 once buffered, -1 (all) once the flush holding the
-//! batch is durable and committed.
+//! batch is durable and committed. A transactional batch is taken only for a partition of its
+//! producer's transaction under way, at the transactional id's current epoch (KIP-890's
+//! check, read from the transaction state every broker watches); markers (control batches)
+//! are written by the transaction coordinator only.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use coordinator::topic_config::CompressionType;
-use coordinator::TopicMeta;
+use coordinator::{TopicMeta, TransactionState};
 use proto_compat::batch::{validate_batches, BatchError, Compression, RecordBatch};
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::produce_request::PartitionProduceData;
@@ -24,7 +27,11 @@ use super::{str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
-use crate::partition::{AppendOutcome, Partition};
+use crate::partition::{AppendError, AppendOutcome, Partition};
+
+/// How long a transactional batch waits for this broker's view of its transaction to show the
+/// partition added (in a cluster the coordinator may be another broker, a watch behind).
+const TRANSACTION_VIEW_WAIT: Duration = Duration::from_secs(1);
 
 /// Produce v13 (KIP-516) names topics by id.
 const FIRST_VERSION_WITH_TOPIC_IDS: i16 = 13;
@@ -66,6 +73,7 @@ pub async fn append_all(
     request: ProduceRequest,
 ) -> PendingProduce {
     let acks = request.acks;
+    let transactional_id = request.transactional_id.as_ref().map(|id| id.to_string());
     let deadline = Instant::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
     // acks=all: (topic position, partition position, partition, last offset) to wait for.
     let mut waits: Vec<(usize, usize, Arc<Partition>, i64)> = Vec::new();
@@ -98,7 +106,9 @@ pub async fn append_all(
                 Err((ResponseError::InvalidRequiredAcks.code(), None))
             } else {
                 match &topic {
-                    Ok(topic) => append(broker, topic, partition_data).await,
+                    Ok(topic) => {
+                        append(broker, transactional_id.as_deref(), topic, partition_data).await
+                    }
                     Err(code) => Err((*code, None)),
                 }
             };
@@ -147,7 +157,12 @@ pub async fn append_all(
 
 type AppendResult = Result<(Arc<Partition>, AppendOutcome), (i16, Option<String>)>;
 
-async fn append(broker: &Broker, topic: &TopicMeta, data: PartitionProduceData) -> AppendResult {
+async fn append(
+    broker: &Broker,
+    transactional_id: Option<&str>,
+    topic: &TopicMeta,
+    data: PartitionProduceData,
+) -> AppendResult {
     let partition = broker
         .partition(topic, data.index)
         .map_err(|code| (code, None))?;
@@ -163,8 +178,20 @@ async fn append(broker: &Broker, topic: &TopicMeta, data: PartitionProduceData) 
         )));
     }
     let mut batch = batches.remove(0);
-    if batch.is_transactional() || batch.is_control() {
-        return Err(invalid("transactions are not supported".to_string()));
+    if batch.is_control() {
+        return Err(invalid(
+            "control batches are written by the transaction coordinator only".to_string(),
+        ));
+    }
+    // KIP-534's delete horizon marks the batches the LogCleaner kept: a client batch with it
+    // would hold tombstones every clean takes as expired.
+    if batch.delete_horizon_ms().is_some() {
+        return Err(invalid(
+            "the delete horizon flag is set by the log cleaner only".to_string(),
+        ));
+    }
+    if batch.is_transactional() {
+        check_transaction(broker, transactional_id, &topic.name, data.index, &batch).await?;
     }
     let config = broker
         .coordinator
@@ -213,6 +240,29 @@ async fn append(broker: &Broker, topic: &TopicMeta, data: PartitionProduceData) 
         // As Kafka: the batch as stored must fit too.
         too_large(&batch)?;
     }
+    match append_batch(
+        broker,
+        &partition,
+        &batch,
+        config.message_timestamp_type,
+        now,
+    )
+    .await
+    {
+        Ok(outcome) => Ok((partition, outcome)),
+        Err(e) => Err((e.error_code(), Some(e.to_string()))),
+    }
+}
+
+/// Appends a validated batch to `partition` through the append buffer: produced batches and
+/// the transaction coordinator's markers take this one path.
+pub async fn append_batch(
+    broker: &Broker,
+    partition: &Arc<Partition>,
+    batch: &RecordBatch,
+    timestamp_type: coordinator::TimestampType,
+    now: i64,
+) -> Result<AppendOutcome, AppendError> {
     let bytes = batch.len();
     // Backpressure: wait for room in the append buffer. Exactly the batch's bytes: the
     // flusher gives back what it flushes, so the bound holds.
@@ -222,7 +272,7 @@ async fn append(broker: &Broker, topic: &TopicMeta, data: PartitionProduceData) 
         .await
         .expect("the buffer semaphore is never closed")
         .forget();
-    match partition.append(&batch, config.message_timestamp_type, now) {
+    match partition.append(batch, timestamp_type, now) {
         Ok((outcome, newly_dirty)) => {
             if let AppendOutcome::Appended { .. } = outcome {
                 partition.metrics.bytes_in.inc_by(batch.len() as u64);
@@ -230,15 +280,74 @@ async fn append(broker: &Broker, topic: &TopicMeta, data: PartitionProduceData) 
                     .metrics
                     .messages_in
                     .inc_by(batch.record_count() as u64);
-                broker.flush_queue.appended(&partition, bytes, newly_dirty);
+                broker.flush_queue.appended(partition, bytes, newly_dirty);
             } else {
                 broker.buffer.add_permits(bytes);
             }
-            Ok((partition, outcome))
+            Ok(outcome)
         }
         Err(e) => {
             broker.buffer.add_permits(bytes);
-            Err((e.error_code(), Some(e.to_string())))
+            Err(e)
+        }
+    }
+}
+
+/// A transactional batch must belong to its transactional id's transaction under way, which
+/// holds this partition, at the id's current producer id and epoch.
+async fn check_transaction(
+    broker: &Broker,
+    transactional_id: Option<&str>,
+    topic: &str,
+    partition: i32,
+    batch: &RecordBatch,
+) -> Result<(), (i16, Option<String>)> {
+    let Some(id) = transactional_id else {
+        return Err((
+            ResponseError::InvalidTxnState.code(),
+            Some("a transactional batch needs the request's transactional id".to_string()),
+        ));
+    };
+    let verdict = || {
+        let Some(txn) = broker.coordinator.transaction(id) else {
+            return Err(ResponseError::InvalidProducerIdMapping);
+        };
+        if txn.producer_id != batch.producer_id() {
+            return Err(ResponseError::InvalidProducerIdMapping);
+        }
+        if batch.producer_epoch() < txn.producer_epoch {
+            return Err(ResponseError::InvalidProducerEpoch);
+        }
+        let added = txn.state == TransactionState::Ongoing
+            && batch.producer_epoch() == txn.producer_epoch
+            && txn
+                .partitions
+                .iter()
+                .any(|(t, p)| t == topic && *p == partition);
+        if added {
+            Ok(())
+        } else {
+            Err(ResponseError::InvalidTxnState)
+        }
+    };
+    let deadline = Instant::now() + TRANSACTION_VIEW_WAIT;
+    let mut changes = broker.coordinator.changes();
+    loop {
+        match verdict() {
+            Ok(()) => return Ok(()),
+            Err(error)
+                if error == ResponseError::InvalidProducerEpoch || Instant::now() >= deadline =>
+            {
+                let message = format!(
+                    "producer {} epoch {} is not in a transaction of {id:?} holding {topic}-{partition}",
+                    batch.producer_id(),
+                    batch.producer_epoch()
+                );
+                return Err((error.code(), Some(message)));
+            }
+            Err(_) => {
+                let _ = tokio::time::timeout_at(deadline, changes.changed()).await;
+            }
         }
     }
 }
@@ -256,7 +365,7 @@ fn recompress_with(compression: CompressionType) -> Option<Compression> {
 }
 
 /// Waits until `last_offset` is committed (acks=all), at most until `deadline`.
-async fn wait_committed(
+pub async fn wait_committed(
     partition: &Partition,
     last_offset: i64,
     deadline: Instant,
@@ -279,7 +388,7 @@ async fn wait_committed(
 mod tests {
     use bytes::BytesMut;
     use proto_compat::kafka_protocol::messages::produce_request::TopicProduceData;
-    use proto_compat::kafka_protocol::protocol::{Decodable, Encodable};
+    use proto_compat::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
     use segment_store::backends::memory::MemoryStore;
 
     use super::*;
@@ -339,6 +448,82 @@ mod tests {
             partition.error_code,
             partition.error_message.as_ref().map(|m| m.to_string()),
         )
+    }
+
+    /// Markers come from the transaction coordinator only; a transactional batch needs its
+    /// transaction under way with the partition added, at the current epoch.
+    #[tokio::test]
+    async fn a_batch_marked_with_a_delete_horizon_is_refused() {
+        use proto_compat::batch::{with_retained_records, RECORD_BATCH_OVERHEAD};
+
+        let (broker, _dir) = broker(Arc::new(MemoryStore::new()), BrokerConfig::default()).await;
+        topic(&broker, "horizon", 1).await;
+        let batch = record_batch(-1, -1, -1, 3, 100);
+        let records = &batch.as_bytes()[RECORD_BATCH_OVERHEAD..];
+        let marked = with_retained_records(&batch, 3, batch.base_timestamp(), true, records);
+        assert!(marked.delete_horizon_ms().is_some());
+        let (code, _) = produce(&broker, produce_request("horizon", -1, &marked)).await;
+        assert_eq!(code, ResponseError::InvalidRecord.code());
+        let (code, _) = produce(&broker, produce_request("horizon", 1, &batch)).await;
+        assert_eq!(code, 0);
+    }
+
+    #[tokio::test]
+    async fn control_batches_and_transactional_batches_outside_their_transaction_are_refused() {
+        use coordinator::{TransactionMetadata, TransactionWrite};
+        use proto_compat::batch::{control_batch, ControlType};
+        use proto_compat::kafka_protocol::messages::TransactionalId;
+
+        use crate::test_support::transactional_batch;
+
+        let (broker, _dir) = broker(Arc::new(MemoryStore::new()), BrokerConfig::default()).await;
+        topic(&broker, "txn", 2).await;
+        let marker = control_batch(7, 1, ControlType::Commit, 0, 1_000);
+        let (code, _) = produce(&broker, produce_request("txn", -1, &marker)).await;
+        assert_eq!(code, ResponseError::InvalidRecord.code());
+
+        let ongoing = TransactionMetadata {
+            transactional_id: "tx".to_string(),
+            producer_id: 7,
+            producer_epoch: 1,
+            timeout_ms: 60_000,
+            state: TransactionState::Ongoing,
+            partitions: vec![("txn".to_string(), 1)],
+            pending_offsets: Vec::new(),
+            txn_start_ms: 1,
+            last_update_ms: 1,
+        };
+        broker
+            .coordinator
+            .update_transaction("tx", |_| ((), Some(TransactionWrite::Put(ongoing.clone()))))
+            .await
+            .unwrap();
+        let transactional = |batch: &RecordBatch, id: Option<&str>| {
+            produce_request("txn", 1, batch).with_transactional_id(
+                id.map(|id| TransactionalId(StrBytes::from_string(id.to_string()))),
+            )
+        };
+        let batch = transactional_batch(7, 1, 0, 2);
+        let (code, _) = produce(&broker, transactional(&batch, None)).await;
+        assert_eq!(code, ResponseError::InvalidTxnState.code());
+        // Partition 0 was not added to the transaction.
+        let (code, _) = produce(&broker, transactional(&batch, Some("tx"))).await;
+        assert_eq!(code, ResponseError::InvalidTxnState.code());
+        let (code, _) = produce(&broker, transactional(&batch, Some("other"))).await;
+        assert_eq!(code, ResponseError::InvalidProducerIdMapping.code());
+
+        let mut added = ongoing.clone();
+        added.partitions.push(("txn".to_string(), 0));
+        broker
+            .coordinator
+            .update_transaction("tx", |_| ((), Some(TransactionWrite::Put(added.clone()))))
+            .await
+            .unwrap();
+        let (code, _) = produce(&broker, transactional(&batch, Some("tx"))).await;
+        assert_eq!(code, 0);
+        let older = transactional_batch(7, 0, 2, 1);
+        let (code, _) = produce(&broker, transactional(&older, Some("tx"))).await;
+        assert_eq!(code, ResponseError::InvalidProducerEpoch.code());
     }
 
     #[tokio::test]

@@ -1,18 +1,22 @@
 //! One partition led by this broker: the append buffer of produced batches waiting for a
 //! flush, the committed tail kept in memory for consumers near the end, the idempotent
-//! producer state, and a watch channel that wakes acks=all producers and long-polling
-//! fetches when a flush commits.
+//! producer state with the open transactions, and a watch channel that wakes acks=all
+//! producers and long-polling fetches when a flush commits.
+//!
+//! The last stable offset is computed from committed chunks only: a transaction counts as
+//! closed once its marker is durable, so read_committed consumers never see records of a
+//! transaction whose abort marker a crash could still lose.
 
 pub mod flush_queue;
 pub mod log_reader;
 pub mod producer_state;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
 use bytes::BytesMut;
 use coordinator::topic_config::TimestampType;
-use coordinator::{ChunkMeta, PartitionLog, ProducerState};
+use coordinator::{AbortedTxn, ChunkMeta, PartitionLog, ProducerState};
 use proto_compat::batch::{self, RecordBatch};
 use proto_compat::kafka_protocol::error::ResponseError;
 use tokio::sync::watch;
@@ -25,6 +29,9 @@ use producer_state::{ProducerStateTable, SequenceCheck, SequenceError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommitState {
     pub high_watermark: i64,
+    /// The first offset of the earliest transaction still open in the committed log, else
+    /// the high watermark: read_committed consumers read up to here.
+    pub last_stable_offset: i64,
     pub log_start_offset: i64,
     /// Leadership lost or topic deleted: nothing more will be committed here.
     pub closed: bool,
@@ -83,6 +90,8 @@ pub struct PendingChunk {
     pub bytes: usize,
     pub batches: Vec<RecordBatch>,
     pub producers: Vec<ProducerState>,
+    /// The transactions whose abort markers this chunk holds.
+    pub aborted_transactions: Vec<AbortedTxn>,
 }
 
 #[derive(Debug)]
@@ -95,6 +104,10 @@ struct PartitionState {
     tail: VecDeque<RecordBatch>,
     tail_bytes: usize,
     producers: ProducerStateTable,
+    /// Abort markers buffered, for the next chunk.
+    pending_aborted: Vec<AbortedTxn>,
+    /// The open transactions of the committed log: first offset by producer id.
+    committed_open_txns: BTreeMap<i64, i64>,
     /// Set when leadership is being handed over: no more appends.
     handing_over: bool,
 }
@@ -135,8 +148,14 @@ impl Partition {
         log: PartitionLog,
         metrics: TopicMetrics,
     ) -> Self {
+        let committed_open_txns: BTreeMap<i64, i64> = log
+            .producers
+            .iter()
+            .filter_map(|p| Some((p.producer_id, p.current_txn_first_offset?)))
+            .collect();
         let (commits, _) = watch::channel(CommitState {
             high_watermark: log.high_watermark,
+            last_stable_offset: last_stable_offset(&committed_open_txns, log.high_watermark),
             log_start_offset: log.log_start_offset,
             closed: false,
         });
@@ -153,6 +172,8 @@ impl Partition {
                 tail: VecDeque::new(),
                 tail_bytes: 0,
                 producers: ProducerStateTable::new(log.producers),
+                pending_aborted: Vec::new(),
+                committed_open_txns,
                 handing_over: false,
             }),
             commits,
@@ -169,6 +190,11 @@ impl Partition {
 
     pub fn log_end_offset(&self) -> i64 {
         self.state.lock().unwrap().log_end_offset
+    }
+
+    /// The producers' states as appended (buffered batches included), by producer id.
+    pub fn producer_states(&self) -> Vec<ProducerState> {
+        self.state.lock().unwrap().producers.states()
     }
 
     /// Assigns offsets to a validated batch and buffers it: one copy of the batch, with the
@@ -217,7 +243,9 @@ impl Partition {
             .expect("a validated batch stays a whole batch");
         let last_offset = stored.last_offset();
         if idempotent {
-            state.producers.record(&stored);
+            if let Some(aborted) = state.producers.record(&stored) {
+                state.pending_aborted.push(aborted);
+            }
         }
         let was_empty = state.pending.is_empty();
         state.log_end_offset = last_offset + 1;
@@ -256,6 +284,7 @@ impl Partition {
         producer_ids.sort_unstable();
         producer_ids.dedup();
         let producers = state.producers.snapshot(&producer_ids, last_offset);
+        let aborted_transactions = std::mem::take(&mut state.pending_aborted);
         Some(PendingChunk {
             base_offset,
             last_offset,
@@ -263,22 +292,33 @@ impl Partition {
             bytes,
             batches,
             producers,
+            aborted_transactions,
         })
     }
 
     /// The chunk is durable and committed: consumers may see it and acks=all waiters are
     /// answered. Keeps at most `tail_limit` bytes of the newest committed batches in memory.
     pub fn committed(&self, chunk: PendingChunk, tail_limit: usize) {
-        {
+        let open_txns = {
             let mut state = self.state.lock().unwrap();
             for batch in chunk.batches {
                 state.tail_bytes += batch.len();
                 state.tail.push_back(batch);
             }
             state.trim_tail(tail_limit);
-        }
+            for producer in &chunk.producers {
+                match producer.current_txn_first_offset {
+                    Some(first) => state
+                        .committed_open_txns
+                        .insert(producer.producer_id, first),
+                    None => state.committed_open_txns.remove(&producer.producer_id),
+                };
+            }
+            state.committed_open_txns.clone()
+        };
         self.commits.send_modify(|commit| {
-            commit.high_watermark = commit.high_watermark.max(chunk.last_offset + 1)
+            commit.high_watermark = commit.high_watermark.max(chunk.last_offset + 1);
+            commit.last_stable_offset = last_stable_offset(&open_txns, commit.high_watermark);
         });
     }
 
@@ -353,6 +393,16 @@ impl Partition {
             size: byte_range.end - byte_range.start,
             object_key: object_key.to_string(),
             byte_range,
+            aborted_transactions: chunk.aborted_transactions.clone(),
         }
     }
+}
+
+/// The first offset of the earliest open transaction, else the high watermark.
+fn last_stable_offset(open_txns: &BTreeMap<i64, i64>, high_watermark: i64) -> i64 {
+    open_txns
+        .values()
+        .copied()
+        .min()
+        .map_or(high_watermark, |first| first.min(high_watermark))
 }

@@ -1,10 +1,12 @@
 //! Idempotent-producer state of one partition, checked as Kafka's ProducerStateManager does:
 //! the last five batches of each producer id are remembered so a retried batch is answered
-//! with its original offsets instead of being written twice.
+//! with its original offsets instead of being written twice, and each producer's open
+//! transaction (its first offset) is tracked until a marker closes it.
 
 use std::collections::HashMap;
 
-use coordinator::{ProducerBatch, ProducerState};
+use coordinator::{AbortedTxn, ProducerBatch, ProducerState};
+use proto_compat::batch::ControlType;
 use proto_compat::batch::RecordBatch;
 use proto_compat::kafka_protocol::error::ResponseError;
 
@@ -80,6 +82,10 @@ impl ProducerStateTable {
                 current: state.producer_epoch,
             });
         }
+        // Markers carry no sequence.
+        if batch.is_control() {
+            return Ok(SequenceCheck::Append);
+        }
         let first = batch.base_sequence();
         if epoch > state.producer_epoch {
             return if first == 0 {
@@ -118,20 +124,35 @@ impl ProducerStateTable {
         }
     }
 
-    /// Records an appended batch (its offsets already assigned).
-    pub fn record(&mut self, batch: &RecordBatch) {
+    /// Records an appended batch (its offsets already assigned): a transactional batch opens
+    /// its producer's transaction if none is open, a marker closes it. Returns the
+    /// transaction an abort marker closed, for the transaction index.
+    pub fn record(&mut self, batch: &RecordBatch) -> Option<AbortedTxn> {
         let epoch = batch.producer_epoch();
+        let producer_id = batch.producer_id();
         let state = self
             .producers
-            .entry(batch.producer_id())
+            .entry(producer_id)
             .or_insert_with(|| ProducerState {
-                producer_id: batch.producer_id(),
+                producer_id,
                 producer_epoch: epoch,
                 batches: Vec::new(),
+                current_txn_first_offset: None,
             });
         if epoch != state.producer_epoch {
             state.producer_epoch = epoch;
             state.batches.clear();
+        }
+        if batch.is_control() {
+            let first_offset = state.current_txn_first_offset.take()?;
+            return (batch.control_type() == Some(ControlType::Abort)).then_some(AbortedTxn {
+                producer_id,
+                first_offset,
+                last_offset: batch.base_offset(),
+            });
+        }
+        if batch.is_transactional() && state.current_txn_first_offset.is_none() {
+            state.current_txn_first_offset = Some(batch.base_offset());
         }
         state.batches.push(ProducerBatch {
             first_seq: batch.base_sequence(),
@@ -142,10 +163,19 @@ impl ProducerStateTable {
         if state.batches.len() > BATCHES_PER_PRODUCER {
             state.batches.remove(0);
         }
+        None
+    }
+
+    /// Every producer's state, by producer id (DescribeProducers).
+    pub fn states(&self) -> Vec<ProducerState> {
+        let mut states: Vec<ProducerState> = self.producers.values().cloned().collect();
+        states.sort_by_key(|state| state.producer_id);
+        states
     }
 
     /// The state of `producer_ids` as of `last_offset`: what a flush commits for its chunk,
-    /// leaving out batches appended after the chunk was sealed.
+    /// leaving out batches appended after the chunk was sealed. Every producer the chunk
+    /// touched is in it, a marker's too (it closed a transaction).
     pub fn snapshot(&self, producer_ids: &[i64], last_offset: i64) -> Vec<ProducerState> {
         producer_ids
             .iter()
@@ -159,8 +189,8 @@ impl ProducerStateTable {
                     .filter(|b| b.last_offset <= last_offset)
                     .cloned()
                     .collect(),
+                current_txn_first_offset: state.current_txn_first_offset,
             })
-            .filter(|state| !state.batches.is_empty())
             .collect()
     }
 }
@@ -241,6 +271,72 @@ mod tests {
             table.check(&batch(1, 0, 1, 1, 0)),
             Ok(SequenceCheck::Duplicate { base_offset: 1, .. })
         ));
+    }
+
+    /// `batch` as the partition stores it, at `base_offset`.
+    fn at(batch: RecordBatch, base_offset: i64) -> RecordBatch {
+        let mut bytes = bytes::BytesMut::from(batch.as_bytes().as_ref());
+        proto_compat::batch::set_base_offset(&mut bytes, base_offset);
+        proto_compat::batch::read_batches(&bytes.freeze())
+            .next()
+            .unwrap()
+    }
+
+    fn marker(producer_id: i64, epoch: i16, control: ControlType, offset: i64) -> RecordBatch {
+        at(
+            proto_compat::batch::control_batch(producer_id, epoch, control, 0, 1_000),
+            offset,
+        )
+    }
+
+    #[test]
+    fn a_transaction_opens_at_its_first_batch_and_an_abort_marker_closes_it_into_the_index() {
+        let mut table = ProducerStateTable::default();
+        let first = at(crate::test_support::transactional_batch(7, 0, 0, 3), 10);
+        assert_eq!(table.record(&first), None);
+        table.record(&at(
+            crate::test_support::transactional_batch(7, 0, 3, 2),
+            15,
+        ));
+        let open = table.snapshot(&[7], 16);
+        assert_eq!(open[0].current_txn_first_offset, Some(10));
+
+        let abort = marker(7, 0, ControlType::Abort, 17);
+        assert_eq!(table.check(&abort), Ok(SequenceCheck::Append));
+        assert_eq!(
+            table.record(&abort),
+            Some(AbortedTxn {
+                producer_id: 7,
+                first_offset: 10,
+                last_offset: 17
+            })
+        );
+        let closed = table.snapshot(&[7], 17);
+        assert_eq!(closed[0].current_txn_first_offset, None);
+        // The next transaction continues the sequence; a commit marker indexes nothing.
+        let next = at(crate::test_support::transactional_batch(7, 0, 5, 1), 18);
+        assert_eq!(table.check(&next), Ok(SequenceCheck::Append));
+        table.record(&next);
+        assert_eq!(table.record(&marker(7, 0, ControlType::Commit, 19)), None);
+        // A marker of a producer with nothing open records its epoch and indexes nothing.
+        assert_eq!(table.record(&marker(8, 2, ControlType::Abort, 20)), None);
+        assert_eq!(table.snapshot(&[8], 20)[0].producer_epoch, 2);
+    }
+
+    #[test]
+    fn a_marker_at_a_bumped_epoch_fences_the_older_one() {
+        let mut table = ProducerStateTable::default();
+        table.record(&at(crate::test_support::transactional_batch(7, 0, 0, 1), 0));
+        // A timeout abort bumps the epoch: the old instance can write no more.
+        let abort = marker(7, 1, ControlType::Abort, 1);
+        assert_eq!(table.check(&abort), Ok(SequenceCheck::Append));
+        assert!(table.record(&abort).is_some());
+        let zombie = at(crate::test_support::transactional_batch(7, 0, 1, 1), 2);
+        assert_eq!(
+            table.check(&zombie).unwrap_err().error_code(),
+            ResponseError::InvalidProducerEpoch.code()
+        );
+        assert!(table.check(&marker(7, 0, ControlType::Commit, 2)).is_err());
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //   node driver.js BOOTSTRAP fetch-offsets TOPIC GROUP
 //   node driver.js BOOTSTRAP reassign TOPIC PARTITION:BROKER
 //   node driver.js BOOTSTRAP list-reassignments TOPIC
+//   node driver.js BOOTSTRAP transact TOPIC COUNT  (COUNT records committed, then COUNT aborted)
 'use strict';
 const { Kafka, logLevel } = require('kafkajs');
 
@@ -41,6 +42,28 @@ const commands = {
   list: () => withAdmin((a) => a.listTopics()),
   offsets: () => withAdmin((a) => a.fetchTopicOffsets(topic)),
   delete: () => withAdmin((a) => a.deleteTopics({ topics: [topic] })),
+  transact: async () => {
+    const producer = kafka.producer({
+      transactionalId: `js-${process.pid}-${Date.now()}`,
+      idempotent: true,
+      maxInFlightRequests: 1,
+    });
+    await producer.connect();
+    try {
+      for (const outcome of ['commit', 'abort']) {
+        const transaction = await producer.transaction();
+        const messages = [];
+        for (let i = 0; i < Number(arg); i++) {
+          messages.push({ value: `js-${outcome}-${i}`, partition: 0 });
+        }
+        await transaction.send({ topic, acks: -1, messages });
+        await (outcome === 'commit' ? transaction.commit() : transaction.abort());
+      }
+      return true;
+    } finally {
+      await producer.disconnect();
+    }
+  },
   produce: async () => {
     const producer = kafka.producer();
     await producer.connect();

@@ -1,0 +1,63 @@
+//! DescribeProducers: the producers with state on partitions this broker leads, with their
+//! epoch, last sequence and open transaction. Strata keeps no batch timestamps in producer
+//! states, so `last_timestamp` is -1; markers carry no coordinator epoch, so it is -1 too.
+
+use proto_compat::kafka_protocol::error::ResponseError;
+use proto_compat::kafka_protocol::messages::describe_producers_response::{
+    PartitionResponse, ProducerState, TopicResponse,
+};
+use proto_compat::kafka_protocol::messages::{
+    DescribeProducersRequest, DescribeProducersResponse, ProducerId,
+};
+
+use crate::broker::Broker;
+
+pub fn handle(broker: &Broker, request: DescribeProducersRequest) -> DescribeProducersResponse {
+    let mut response = DescribeProducersResponse::default();
+    response.topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let meta = broker.coordinator.topic(&topic.name);
+            let partitions = topic
+                .partition_indexes
+                .iter()
+                .map(|&index| {
+                    let mut out = PartitionResponse::default();
+                    out.partition_index = index;
+                    let partition = match &meta {
+                        Some(meta) => broker.partition(meta, index),
+                        None => Err(ResponseError::UnknownTopicOrPartition.code()),
+                    };
+                    match partition {
+                        Ok(partition) => {
+                            out.active_producers = partition
+                                .producer_states()
+                                .into_iter()
+                                .map(|state| {
+                                    let last_sequence =
+                                        state.batches.last().map_or(-1, |b| b.last_seq);
+                                    ProducerState::default()
+                                        .with_producer_id(ProducerId(state.producer_id))
+                                        .with_producer_epoch(i32::from(state.producer_epoch))
+                                        .with_last_sequence(last_sequence)
+                                        .with_last_timestamp(-1)
+                                        .with_coordinator_epoch(-1)
+                                        .with_current_txn_start_offset(
+                                            state.current_txn_first_offset.unwrap_or(-1),
+                                        )
+                                })
+                                .collect()
+                        }
+                        Err(code) => out.error_code = code,
+                    }
+                    out
+                })
+                .collect();
+            TopicResponse::default()
+                .with_name(topic.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    response
+}
