@@ -443,43 +443,6 @@ def test_kafka_python_admin_describes_transactions_and_producers(strata):
 @pytest.mark.strata_config({**FAST_CHECKS, "simulate.put.latency.p50.ms": 50,
                             "simulate.put.latency.p99.ms": 200,
                             "group.initial.rebalance.delay.ms": 0})
-def test_consume_transform_produce_killed_repeatedly_outputs_each_input_once(strata):
-    """The transform of the test above, its broker killed with kill -9 at several points and
-    a new instance (same transactional id and group) started after each restart: the
-    committed output holds every input exactly once, in order per partition."""
-    import threading
-
-    source, sink = unique_topic("ctp-kill-in"), unique_topic("ctp-kill-out")
-    create_topic(strata.bootstrap, source, partitions=2)
-    create_topic(strata.bootstrap, sink, partitions=2)
-    plain = Producer({"bootstrap.servers": strata.bootstrap})
-    inputs = [f"{i}" for i in range(400)]
-    for i, value in enumerate(inputs):
-        plain.produce(source, value.encode(), partition=i % 2)
-    plain.flush(TIMEOUT)
-    del plain
-
-    group, transactional_id = f"ctp-kill-{uuid.uuid4().hex[:8]}", f"ctp-kill-{uuid.uuid4().hex[:8]}"
-    for kill_after in [1.0, 2.5]:
-        killer = threading.Timer(kill_after, lambda: strata.stop(kill=True))
-        killer.start()
-        try:
-            run_transform(strata.bootstrap, source, sink, group,
-                          transactional_id=transactional_id, idle=5.0)
-        except (KafkaException, AssertionError):
-            pass  # the broker went away under it
-        killer.join()
-        strata.start()
-    run_transform(strata.bootstrap, source, sink, group, transactional_id=transactional_id)
-
-    outputs = read_values(strata.bootstrap, sink, "read_committed", partitions=2)
-    assert len(outputs) == len(set(outputs)), "an input was output twice"
-    assert sorted(outputs, key=lambda v: int(v.split("-")[1])) == [f"out-{v}" for v in inputs]
-    for p in range(2):
-        mine = [v for v in outputs if int(v.split("-")[1]) % 2 == p]
-        assert mine == sorted(mine, key=lambda v: int(v.split("-")[1])), f"partition {p} out of order"
-
-
 def test_kafkajs_transactions_commit_and_abort(strata):
     """kafkajs's transactional producer (its own protocol code): what it commits is read,
     what it aborts is not."""
