@@ -1009,13 +1009,7 @@ mod tests {
             .await
             .unwrap();
         coordinator
-            .register_broker(BrokerInfo {
-                broker_id: 0,
-                host: "127.0.0.1".into(),
-                port: 9092,
-                rack: None,
-                endpoints: Vec::new(),
-            })
+            .register_broker(loopback_broker(0))
             .await
             .unwrap();
         coordinator
@@ -1023,6 +1017,17 @@ mod tests {
             .await
             .unwrap();
         (Arc::new(GroupCoordinator::new(0, config, coordinator)), dir)
+    }
+
+    /// Broker `broker_id` listening on 127.0.0.1:9092 + id.
+    fn loopback_broker(broker_id: i32) -> BrokerInfo {
+        BrokerInfo {
+            broker_id,
+            host: "127.0.0.1".into(),
+            port: 9092 + broker_id,
+            rack: None,
+            endpoints: Vec::new(),
+        }
     }
 
     fn join_request(member_id: &str) -> JoinRequest {
@@ -1424,13 +1429,7 @@ mod tests {
         // A second broker: "a" (hash 97) moves to it.
         groups
             .coordinator
-            .register_broker(BrokerInfo {
-                broker_id: 1,
-                host: "127.0.0.1".into(),
-                port: 9093,
-                rack: None,
-                endpoints: Vec::new(),
-            })
+            .register_broker(loopback_broker(1))
             .await
             .unwrap();
         // Past the member's session: the copy here is dropped, the record left alone.
@@ -1500,13 +1499,7 @@ mod tests {
         let (groups, _dir) = setup(GroupConfig::default()).await;
         groups
             .coordinator
-            .register_broker(BrokerInfo {
-                broker_id: 1,
-                host: "127.0.0.1".into(),
-                port: 9093,
-                rack: None,
-                endpoints: Vec::new(),
-            })
+            .register_broker(loopback_broker(1))
             .await
             .unwrap();
         // "a" (hash 97) goes to the second live broker.

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 use super::records::{Changes, FlushRecord, Key, Record};
-use super::state::PartitionState;
+use super::state::{PartitionState, State};
 use super::Coordinator;
 use crate::error::CoordinatorError;
 use crate::metadata_store::MetaStoreError;
@@ -47,10 +47,7 @@ impl Coordinator {
             let mut log_ends: HashMap<(Uuid, i32), i64> = HashMap::new();
             for commit in &commits {
                 let (t, p) = (commit.topic_id, commit.partition);
-                let log = state
-                    .partition(t, p)
-                    .ok_or_else(|| unknown_partition(t, p))?;
-                check_leader(log, t, p, broker_id, commit.leader_epoch)?;
+                let log = led_partition(&state, t, p, broker_id, commit.leader_epoch)?;
                 let log_end = log_ends
                     .entry((t, p))
                     .or_insert_with(|| log.high_watermark());
@@ -107,10 +104,7 @@ impl Coordinator {
         let guard = self.lock_writes().await;
         let changes = {
             let state = self.read();
-            let log = state
-                .partition(t, p)
-                .ok_or_else(|| unknown_partition(t, p))?;
-            check_leader(log, t, p, broker_id, leader_epoch)?;
+            let log = led_partition(&state, t, p, broker_id, leader_epoch)?;
             let overlapped = log
                 .segments
                 .range(..base)
@@ -143,12 +137,7 @@ impl Coordinator {
                     "the chunks of {t}-{p} do not tile the segments' offsets {base}..={last}"
                 )));
             }
-            // A merged segment's key that a new segment takes over is put, not deleted.
-            let deletes = merged
-                .into_iter()
-                .filter(|base| !segments.iter().any(|s| s.base_offset == *base))
-                .map(|base| Key::Segment(t, p, base))
-                .collect();
+            let deletes = keys_not_taken_over(t, p, merged, &segments);
             let mut puts: Vec<Record> = segments
                 .into_iter()
                 .map(|segment| Record::Segment(t, p, segment))
@@ -207,10 +196,7 @@ impl Coordinator {
         let guard = self.lock_writes().await;
         let changes = {
             let state = self.read();
-            let log = state
-                .partition(t, p)
-                .ok_or_else(|| unknown_partition(t, p))?;
-            check_leader(log, t, p, broker_id, leader_epoch)?;
+            let log = led_partition(&state, t, p, broker_id, leader_epoch)?;
             if let Some(changed) = replaced
                 .iter()
                 .find(|s| log.segments.get(&s.base_offset) != Some(*s))
@@ -220,11 +206,8 @@ impl Coordinator {
                     changed.base_offset
                 )));
             }
-            let deletes = replaced
-                .iter()
-                .filter(|old| !cleaned.iter().any(|new| new.base_offset == old.base_offset))
-                .map(|old| Key::Segment(t, p, old.base_offset))
-                .collect();
+            let replaced_bases = replaced.iter().map(|s| s.base_offset);
+            let deletes = keys_not_taken_over(t, p, replaced_bases, &cleaned);
             let puts = cleaned
                 .into_iter()
                 .map(|segment| Record::Segment(t, p, segment))
@@ -357,24 +340,43 @@ fn unknown_partition(topic_id: Uuid, partition: i32) -> CoordinatorError {
     CoordinatorError::UnknownTopicOrPartition(format!("Unknown partition {topic_id}-{partition}."))
 }
 
-fn check_leader(
-    log: &PartitionState,
+/// The partition's log, if this broker leads it at `leader_epoch` (else FencedLeaderEpoch).
+fn led_partition(
+    state: &State,
     topic_id: Uuid,
     partition: i32,
     broker_id: Option<i32>,
     leader_epoch: i32,
-) -> Result<(), CoordinatorError> {
+) -> Result<&PartitionState, CoordinatorError> {
+    let log = state
+        .partition(topic_id, partition)
+        .ok_or_else(|| unknown_partition(topic_id, partition))?;
     match log.leader {
         Some(leader)
             if leader.leader_epoch == leader_epoch && Some(leader.broker_id) == broker_id =>
         {
-            Ok(())
+            Ok(log)
         }
         current => Err(CoordinatorError::FencedLeaderEpoch(format!(
             "leader epoch {leader_epoch} of {topic_id}-{partition} is not the current one ({})",
             current.map_or(-1, |leader| leader.leader_epoch)
         ))),
     }
+}
+
+/// The keys of replaced segments that no new segment takes over: a replaced segment's key
+/// that a new one reuses is put, not deleted.
+fn keys_not_taken_over(
+    topic_id: Uuid,
+    partition: i32,
+    replaced_bases: impl IntoIterator<Item = i64>,
+    new: &[SegmentMeta],
+) -> Vec<Key> {
+    replaced_bases
+        .into_iter()
+        .filter(|base| !new.iter().any(|s| s.base_offset == *base))
+        .map(|base| Key::Segment(topic_id, partition, base))
+        .collect()
 }
 
 #[cfg(test)]
