@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use proto_compat::api_versions::api_versions_response;
 use proto_compat::frame::{read_frame_body, read_frame_size, FrameError};
 use proto_compat::kafka_protocol::error::ResponseError;
@@ -193,60 +193,73 @@ async fn serve<R, W>(
             }
         };
         let mut close = false;
-        let task = match decode_request(frame) {
-            Ok(request) => {
-                let started = Instant::now();
-                let api_key = request.api_key;
-                let version = request.header.request_api_version;
-                let correlation_id = request.header.correlation_id;
-                let gate = match authenticator.as_mut() {
-                    Some(authenticator) => {
-                        handlers::sasl_gate(&broker, authenticator, &mut session, request).await
-                    }
-                    None => SaslGate::Pass(request),
-                };
-                match gate {
-                    SaslGate::Pass(request) => {
-                        let rest = handlers::prepare(&broker, &session, request).await;
-                        tokio::spawn(finish(
-                            broker.clone(),
-                            api_key,
-                            version,
-                            correlation_id,
-                            started,
-                            rest,
-                        ))
-                    }
-                    SaslGate::Answered {
-                        response,
-                        close: then_close,
-                    } => {
-                        close = then_close;
-                        let encoded = encode(api_key, version, correlation_id, response.into());
-                        tokio::spawn(async move { encoded })
-                    }
-                    SaslGate::Refused(reason) => {
-                        tracing::info!(%peer, %reason, "closing connection");
-                        break;
+        let bare = authenticator.as_mut().filter(|a| a.expects_bare_token());
+        let task = if let Some(authenticator) = bare {
+            // After SaslHandshake v0 the frame is a token of the exchange, not a request.
+            let token =
+                handlers::sasl_bare_token(&broker, authenticator, &mut session, &frame[..]).await;
+            let Some(token) = token else { break };
+            let answer: Response = Ok(Some(Encoded {
+                bytes: size_prefixed(&token),
+                _memory: None,
+            }));
+            tokio::spawn(async move { answer })
+        } else {
+            match decode_request(frame) {
+                Ok(request) => {
+                    let started = Instant::now();
+                    let api_key = request.api_key;
+                    let version = request.header.request_api_version;
+                    let correlation_id = request.header.correlation_id;
+                    let gate = match authenticator.as_mut() {
+                        Some(authenticator) => {
+                            handlers::sasl_gate(&broker, authenticator, &mut session, request).await
+                        }
+                        None => SaslGate::Pass(request),
+                    };
+                    match gate {
+                        SaslGate::Pass(request) => {
+                            let rest = handlers::prepare(&broker, &session, request).await;
+                            tokio::spawn(finish(
+                                broker.clone(),
+                                api_key,
+                                version,
+                                correlation_id,
+                                started,
+                                rest,
+                            ))
+                        }
+                        SaslGate::Answered {
+                            response,
+                            close: then_close,
+                        } => {
+                            close = then_close;
+                            let encoded = encode(api_key, version, correlation_id, response.into());
+                            tokio::spawn(async move { encoded })
+                        }
+                        SaslGate::Refused(reason) => {
+                            tracing::info!(%peer, %reason, "closing connection");
+                            break;
+                        }
                     }
                 }
-            }
-            Err(RequestError::UnsupportedVersion {
-                api_key: ApiKey::ApiVersions,
-                correlation_id,
-                ..
-            }) => {
-                // KIP-511: answer a too-new ApiVersions with our ranges in v0 so the
-                // client downgrades instead of failing.
-                let body = ResponseKind::ApiVersions(api_versions_response(
-                    ResponseError::UnsupportedVersion.code(),
-                ));
-                let encoded = encode(ApiKey::ApiVersions, 0, correlation_id, body.into());
-                tokio::spawn(async move { encoded })
-            }
-            Err(e) => {
-                tracing::warn!(%peer, error = %e, "closing connection: bad request");
-                break;
+                Err(RequestError::UnsupportedVersion {
+                    api_key: ApiKey::ApiVersions,
+                    correlation_id,
+                    ..
+                }) => {
+                    // KIP-511: answer a too-new ApiVersions with our ranges in v0 so the
+                    // client downgrades instead of failing.
+                    let body = ResponseKind::ApiVersions(api_versions_response(
+                        ResponseError::UnsupportedVersion.code(),
+                    ));
+                    let encoded = encode(ApiKey::ApiVersions, 0, correlation_id, body.into());
+                    tokio::spawn(async move { encoded })
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "closing connection: bad request");
+                    break;
+                }
             }
         };
         // The ordered part has run: nothing refers to the frame any more.
@@ -313,6 +326,14 @@ fn encode(api_key: ApiKey, version: i16, correlation_id: i32, reply: handlers::R
         bytes,
         _memory: reply.memory,
     }))
+}
+
+/// A bare frame: its size, then the bytes.
+fn size_prefixed(bytes: &[u8]) -> Bytes {
+    let mut frame = BytesMut::with_capacity(4 + bytes.len());
+    frame.put_i32(bytes.len() as i32);
+    frame.put_slice(bytes);
+    frame.freeze()
 }
 
 async fn write_responses<W: AsyncWrite + Unpin>(

@@ -12,7 +12,7 @@ use kafka_protocol::messages::{
     IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
     ListGroupsRequest, ListOffsetsRequest, ListPartitionReassignmentsRequest, MetadataRequest,
     OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest,
-    SaslAuthenticateRequest, SyncGroupRequest, WriteTxnMarkersRequest,
+    SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest, WriteTxnMarkersRequest,
 };
 use kafka_protocol::protocol::Message;
 
@@ -80,12 +80,7 @@ pub const SUPPORTED: &[ApiRange] = &[
     full::<OffsetFetchRequest>(ApiKey::OffsetFetch),
     full::<ListGroupsRequest>(ApiKey::ListGroups),
     full::<DescribeGroupsRequest>(ApiKey::DescribeGroups),
-    // v0 would be followed by bare SASL tokens rather than SaslAuthenticate requests.
-    ApiRange {
-        api_key: ApiKey::SaslHandshake,
-        min: 1,
-        max: 1,
-    },
+    full::<SaslHandshakeRequest>(ApiKey::SaslHandshake),
     full::<SaslAuthenticateRequest>(ApiKey::SaslAuthenticate),
     full::<DescribeUserScramCredentialsRequest>(ApiKey::DescribeUserScramCredentials),
     full::<AlterUserScramCredentialsRequest>(ApiKey::AlterUserScramCredentials),
@@ -177,7 +172,7 @@ mod tests {
         // deliberate change here, not a silent one.
         assert_eq!(SUPPORTED.len(), 42);
         let range = |key| supported_range(key).map(|r| (r.min, r.max));
-        assert_eq!(range(ApiKey::SaslHandshake), Some((1, 1)));
+        assert_eq!(range(ApiKey::SaslHandshake), Some((0, 1)));
         assert_eq!(range(ApiKey::SaslAuthenticate), Some((0, 2)));
         assert_eq!(range(ApiKey::DescribeUserScramCredentials), Some((0, 0)));
         assert_eq!(range(ApiKey::AlterUserScramCredentials), Some((0, 0)));

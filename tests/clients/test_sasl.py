@@ -247,6 +247,30 @@ def test_protocol_violations_close_the_connection(tmp_path, brokers):
         assert response(sock) is not None
 
 
+def bare_frame(data):
+    return struct.pack(">i", len(data)) + data
+
+
+def test_a_version_0_handshake_is_followed_by_bare_tokens(tmp_path, brokers):
+    """Kafka 0.10 clients: after SaslHandshake v0 the SASL tokens come as bare frames, and
+    so do the broker's answers; a wrong password closes the connection without an answer."""
+    broker = sasl_broker(tmp_path, brokers)
+    add_users(broker.bootstrap, {"frank": ("pw", "SCRAM-SHA-256")})
+    host, port = broker.sasl_bootstrap.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT) as sock:
+        sock.sendall(frame(17, 0, 1, kafka_string("PLAIN")))
+        assert struct.unpack(">h", response(sock)[:2])[0] == 0
+        sock.sendall(bare_frame(b"\0frank\0pw"))
+        assert sock.recv(4) == struct.pack(">i", 0)  # PLAIN's empty answer
+        sock.sendall(frame(3, 0, 2, METADATA_V0_ALL))
+        assert response(sock) is not None
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT) as sock:
+        sock.sendall(frame(17, 0, 1, kafka_string("PLAIN")))
+        assert struct.unpack(">h", response(sock)[:2])[0] == 0
+        sock.sendall(bare_frame(b"\0frank\0wrong"))
+        assert sock.recv(4) == b""
+
+
 @pytest.mark.parametrize("reauth_ms", [3000])
 def test_sessions_end_unless_the_client_re_authenticates(tmp_path, brokers, reauth_ms):
     """connections.max.reauth.ms: the session lifetime is sent to the client; a client that

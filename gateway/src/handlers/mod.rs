@@ -241,6 +241,8 @@ async fn dispatch(
     Some(Some(response))
 }
 
+pub use sasl_authenticate::bare_token as sasl_bare_token;
+
 /// What a SASL listener's connection does with a request.
 pub enum SaslGate {
     /// SaslHandshake or SaslAuthenticate, answered; `close` after the answer is written.
@@ -263,7 +265,8 @@ pub async fn sasl_gate(
     let version = request.header.request_api_version;
     match request.body {
         RequestKind::SaslHandshake(r) => {
-            let (response, close) = sasl_handshake::handle(authenticator, &broker.config.sasl, r);
+            let (response, close) =
+                sasl_handshake::handle(authenticator, &broker.config.sasl, version, r);
             SaslGate::Answered {
                 response: ResponseKind::SaslHandshake(response),
                 close,

@@ -1,4 +1,5 @@
-//! SaslAuthenticate (v0-2): one step of the SASL exchange the handshake chose. A failure is
+//! SaslAuthenticate (v0-2), or a bare token after SaslHandshake v0: one step of the SASL
+//! exchange the handshake chose. A failure is
 //! answered after `connection.failed.authentication.delay.ms`, counted, logged without the
 //! secret, and the connection is closed.
 
@@ -11,7 +12,7 @@ use proto_compat::kafka_protocol::messages::{SaslAuthenticateRequest, SaslAuthen
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::connection::Session;
-use crate::sasl::{Authenticator, Step};
+use crate::sasl::{Authenticator, SaslFailure, Step};
 
 /// The response, and whether the connection must close after it. On success the session's
 /// principal becomes the user.
@@ -22,26 +23,17 @@ pub async fn handle(
     version: i16,
     request: SaslAuthenticateRequest,
 ) -> (SaslAuthenticateResponse, bool) {
-    let settings = &broker.config.sasl;
     let mut response = SaslAuthenticateResponse::default();
-    let outcome = authenticator.authenticate(
-        &broker.coordinator,
-        settings,
-        &request.auth_bytes,
-        Instant::now(),
-    );
-    match outcome {
+    match step(broker, authenticator, session, &request.auth_bytes).await {
         Ok(Step::Challenge(challenge)) => {
             response.auth_bytes = Bytes::from(challenge);
             (response, false)
         }
         Ok(Step::Authenticated {
-            user,
             response: last,
             session_lifetime,
+            ..
         }) => {
-            tracing::debug!(peer = %session.peer, %user, "SASL authenticated");
-            session.principal = format!("User:{user}");
             response.auth_bytes = Bytes::from(last);
             if version >= 1 {
                 response.session_lifetime_ms =
@@ -50,9 +42,6 @@ pub async fn handle(
             (response, false)
         }
         Err(failure) => {
-            broker.metrics.authentication_failures.inc();
-            tracing::info!(peer = %session.peer, listener = %session.listener, reason = %failure.reason, "closing connection: SASL authentication failed");
-            tokio::time::sleep(settings.failed_authentication_delay).await;
             response.error_code = if failure.illegal_state {
                 ResponseError::IllegalSaslState.code()
             } else {
@@ -60,6 +49,47 @@ pub async fn handle(
             };
             response.error_message = Some(str_bytes(failure.client_message));
             (response, true)
+        }
+    }
+}
+
+/// A bare token after SaslHandshake v0: the token to answer with, bare too, or None when
+/// authentication failed and the connection must close without an answer (the bare
+/// exchange has no way to carry an error).
+pub async fn bare_token(
+    broker: &Broker,
+    authenticator: &mut Authenticator,
+    session: &mut Session,
+    token: &[u8],
+) -> Option<Vec<u8>> {
+    match step(broker, authenticator, session, token).await.ok()? {
+        Step::Challenge(challenge) => Some(challenge),
+        Step::Authenticated { response, .. } => Some(response),
+    }
+}
+
+/// One step of the exchange. On success the session's principal becomes the user; a
+/// failure is counted, logged and answered only after the configured delay.
+async fn step(
+    broker: &Broker,
+    authenticator: &mut Authenticator,
+    session: &mut Session,
+    token: &[u8],
+) -> Result<Step, SaslFailure> {
+    let settings = &broker.config.sasl;
+    match authenticator.authenticate(&broker.coordinator, settings, token, Instant::now()) {
+        Ok(step) => {
+            if let Step::Authenticated { user, .. } = &step {
+                tracing::debug!(peer = %session.peer, %user, "SASL authenticated");
+                session.principal = format!("User:{user}");
+            }
+            Ok(step)
+        }
+        Err(failure) => {
+            broker.metrics.authentication_failures.inc();
+            tracing::info!(peer = %session.peer, listener = %session.listener, reason = %failure.reason, "closing connection: SASL authentication failed");
+            tokio::time::sleep(settings.failed_authentication_delay).await;
+            Err(failure)
         }
     }
 }

@@ -1,4 +1,5 @@
-//! SaslHandshake (v1): the mechanism of the SaslAuthenticate exchange that follows.
+//! SaslHandshake: the mechanism of the exchange that follows, in SaslAuthenticate requests
+//! (v1) or as bare tokens (v0, Kafka 0.10 clients).
 
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::{SaslHandshakeRequest, SaslHandshakeResponse};
@@ -11,6 +12,7 @@ use crate::sasl::{Authenticator, SaslHandshakeError, SaslSettings};
 pub fn handle(
     authenticator: &mut Authenticator,
     settings: &SaslSettings,
+    version: i16,
     request: SaslHandshakeRequest,
 ) -> (SaslHandshakeResponse, bool) {
     let mut response = SaslHandshakeResponse::default();
@@ -19,7 +21,7 @@ pub fn handle(
         .iter()
         .map(|m| str_bytes(m.name()))
         .collect();
-    let error = match authenticator.handshake(settings, request.mechanism.as_str()) {
+    let error = match authenticator.handshake(settings, request.mechanism.as_str(), version == 0) {
         Ok(()) => return (response, false),
         Err(SaslHandshakeError::UnsupportedMechanism) => ResponseError::UnsupportedSaslMechanism,
         Err(SaslHandshakeError::IllegalState) => ResponseError::IllegalSaslState,

@@ -105,6 +105,8 @@ enum Stage {
 /// One connection's authentication.
 pub struct Authenticator {
     stage: Stage,
+    /// After SaslHandshake v0 the exchange's tokens come bare, not in SaslAuthenticate.
+    bare_tokens: bool,
     user: Option<String>,
     expires: Option<Instant>,
 }
@@ -119,6 +121,7 @@ impl Authenticator {
     pub fn new() -> Self {
         Self {
             stage: Stage::Idle,
+            bare_tokens: false,
             user: None,
             expires: None,
         }
@@ -138,11 +141,13 @@ impl Authenticator {
     }
 
     /// SaslHandshake: picks the mechanism of the exchange that follows (a first one, or a
-    /// re-authentication).
+    /// re-authentication). With `bare_tokens` (SaslHandshake v0) the exchange's tokens
+    /// follow as bare frames instead of SaslAuthenticate requests.
     pub fn handshake(
         &mut self,
         settings: &SaslSettings,
         mechanism: &str,
+        bare_tokens: bool,
     ) -> Result<(), SaslHandshakeError> {
         if !matches!(self.stage, Stage::Idle) {
             return Err(SaslHandshakeError::IllegalState);
@@ -151,7 +156,13 @@ impl Authenticator {
             .filter(|m| settings.enabled_mechanisms.contains(m))
             .ok_or(SaslHandshakeError::UnsupportedMechanism)?;
         self.stage = Stage::Handshaken(mechanism);
+        self.bare_tokens = bare_tokens;
         Ok(())
+    }
+
+    /// Whether the connection's next frame is a bare token of the exchange under way.
+    pub fn expects_bare_token(&self) -> bool {
+        self.bare_tokens && !matches!(self.stage, Stage::Idle)
     }
 
     /// SaslAuthenticate: one step of the exchange.
@@ -210,6 +221,7 @@ impl Authenticator {
             }
         }
         self.user = Some(user.clone());
+        self.bare_tokens = false;
         self.expires = settings.max_reauth.map(|lifetime| now + lifetime);
         Ok(Step::Authenticated {
             user,
@@ -234,19 +246,33 @@ mod tests {
         let settings = SaslSettings::default();
         let mut authenticator = Authenticator::new();
         assert_eq!(
-            authenticator.handshake(&settings, "PLAIN"),
+            authenticator.handshake(&settings, "PLAIN", false),
             Err(SaslHandshakeError::UnsupportedMechanism),
             "PLAIN is off unless enabled"
         );
         assert_eq!(
-            authenticator.handshake(&settings, "GSSAPI"),
+            authenticator.handshake(&settings, "GSSAPI", false),
             Err(SaslHandshakeError::UnsupportedMechanism)
         );
-        authenticator.handshake(&settings, "SCRAM-SHA-512").unwrap();
+        authenticator
+            .handshake(&settings, "SCRAM-SHA-512", false)
+            .unwrap();
         assert_eq!(
-            authenticator.handshake(&settings, "SCRAM-SHA-512"),
+            authenticator.handshake(&settings, "SCRAM-SHA-512", false),
             Err(SaslHandshakeError::IllegalState)
         );
         assert_eq!(authenticator.user(Instant::now()), None);
+        assert!(!authenticator.expects_bare_token());
+    }
+
+    #[test]
+    fn a_version_0_handshake_is_followed_by_bare_tokens() {
+        let settings = SaslSettings::default();
+        let mut authenticator = Authenticator::new();
+        assert!(!authenticator.expects_bare_token());
+        authenticator
+            .handshake(&settings, "SCRAM-SHA-256", true)
+            .unwrap();
+        assert!(authenticator.expects_bare_token());
     }
 }

@@ -226,8 +226,10 @@ impl ScramExchange {
                 nonce = Some(value);
             }
         }
+        // Kafka checks that the nonce ends with the server's (not that it equals it), and
+        // librdkafka 2.0 (Debian's kcat) repeats its own nonce in front: accepted, as by Kafka.
         if binding != Some(BASE64.encode(&self.gs2_header).as_str())
-            || nonce != Some(self.nonce.as_str())
+            || !nonce.is_some_and(|nonce| nonce.ends_with(&self.nonce))
         {
             return Err(ScramError::Mismatch);
         }
@@ -297,12 +299,18 @@ mod tests {
         );
     }
 
-    fn client_final(exchange: &ScramExchange, password: &[u8], salt: &[u8]) -> Vec<u8> {
+    /// The final message of a client that sends `nonce` back.
+    fn client_final(
+        exchange: &ScramExchange,
+        nonce: &str,
+        password: &[u8],
+        salt: &[u8],
+    ) -> Vec<u8> {
         let mechanism = exchange.mechanism;
         let salted = salted_password(mechanism, password, salt, MIN_ITERATIONS);
         let client_key = hmac(mechanism, &salted, b"Client Key");
         let stored_key = hash(mechanism, &client_key);
-        let without_proof = format!("c=biws,r={}", exchange.nonce);
+        let without_proof = format!("c=biws,r={nonce}");
         let auth = format!(
             "{},{},{without_proof}",
             exchange.client_first_bare, exchange.server_first
@@ -326,11 +334,24 @@ mod tests {
             let start = |first: &[u8]| ScramExchange::start(mechanism, first, lookup).unwrap().0;
 
             let right = start(b"n,,n=alice,r=abc");
-            let final_message = client_final(&right, b"secret", &salt);
+            let final_message = client_final(&right, &right.nonce, b"secret", &salt);
             assert_eq!(right.finish(&final_message).unwrap().0, "alice");
 
+            // The client's nonce repeated in front of the server's, as older librdkafka sends.
+            let repeated = start(b"n,,n=alice,r=abc");
+            let nonce = format!("abc{}", repeated.nonce);
+            let final_message = client_final(&repeated, &nonce, b"secret", &salt);
+            assert_eq!(repeated.finish(&final_message).unwrap().0, "alice");
+            let extended = start(b"n,,n=alice,r=abc");
+            let nonce = format!("{}x", extended.nonce);
+            let final_message = client_final(&extended, &nonce, b"secret", &salt);
+            assert_eq!(
+                extended.finish(&final_message).unwrap_err(),
+                ScramError::Mismatch
+            );
+
             let wrong = start(b"n,,n=alice,r=abc");
-            let final_message = client_final(&wrong, b"guess", &salt);
+            let final_message = client_final(&wrong, &wrong.nonce, b"guess", &salt);
             assert_eq!(
                 wrong.finish(&final_message).unwrap_err(),
                 ScramError::InvalidCredentials
@@ -347,7 +368,7 @@ mod tests {
                 "an unknown user's salt and iterations stay the same"
             );
             let unknown = start(b"n,,n=mallory,r=abc");
-            let final_message = client_final(&unknown, b"secret", &salt);
+            let final_message = client_final(&unknown, &unknown.nonce, b"secret", &salt);
             assert_eq!(
                 unknown.finish(&final_message).unwrap_err(),
                 ScramError::InvalidCredentials

@@ -13,15 +13,35 @@
 //   node driver.js BOOTSTRAP reassign TOPIC PARTITION:BROKER
 //   node driver.js BOOTSTRAP list-reassignments TOPIC
 //   node driver.js BOOTSTRAP transact TOPIC COUNT  (COUNT records committed, then COUNT aborted)
+// A secured listener is described by KAFKAJS_SECURITY, JSON: {"ssl": {"ca": PEM file,
+// "certificate": PEM file with the client's chain and key (mTLS)}, "sasl": {"mechanism":
+// "plain" | "scram-sha-256" | "scram-sha-512", "username", "password"}}, each part optional.
 'use strict';
+const fs = require('fs');
 const { Kafka, logLevel } = require('kafkajs');
 
 const [bootstrap, command, topic, arg] = process.argv.slice(2);
+
+function security() {
+  const { ssl, sasl } = JSON.parse(process.env.KAFKAJS_SECURITY || '{}');
+  const options = {};
+  if (ssl) {
+    options.ssl = { ca: [fs.readFileSync(ssl.ca)] };
+    if (ssl.certificate) {
+      const pem = fs.readFileSync(ssl.certificate);
+      Object.assign(options.ssl, { cert: pem, key: pem });
+    }
+  }
+  if (sasl) options.sasl = sasl;
+  return options;
+}
+
 const kafka = new Kafka({
   clientId: 'strata-tests',
   brokers: bootstrap.split(','),
   logLevel: logLevel.ERROR,
   retry: { retries: 3 },
+  ...security(),
 });
 
 async function withAdmin(fn) {
