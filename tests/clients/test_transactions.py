@@ -234,6 +234,8 @@ def run_transform(bootstrap, source, sink, group, abort_every=None, transactiona
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
+        # A crashed instance's member leaves the group this soon.
+        "session.timeout.ms": 6000,
     })
     producer = transactional_producer(bootstrap, transactional_id)
     consumer.subscribe([source])
@@ -443,6 +445,55 @@ def test_kafka_python_admin_describes_transactions_and_producers(strata):
 @pytest.mark.strata_config({**FAST_CHECKS, "simulate.put.latency.p50.ms": 50,
                             "simulate.put.latency.p99.ms": 200,
                             "group.initial.rebalance.delay.ms": 0})
+def test_consume_transform_produce_through_crashes_outputs_each_input_once(strata):
+    """The transform of the test above as an application process, crashed with kill -9
+    together with the broker, then alone, at several points, and started again (same
+    transactional id and group) each time: the committed output holds every input exactly
+    once, in order per partition. (An application whose broker restarts under it would
+    carry on by itself, but librdkafka's transactional calls can then wait far beyond their
+    timeouts, so the test restarts the application too, as a supervisor would.)"""
+    import multiprocessing
+
+    source, sink = unique_topic("ctp-kill-in"), unique_topic("ctp-kill-out")
+    create_topic(strata.bootstrap, source, partitions=2)
+    create_topic(strata.bootstrap, sink, partitions=2)
+    plain = Producer({"bootstrap.servers": strata.bootstrap})
+    inputs = [f"{i}" for i in range(400)]
+    for i, value in enumerate(inputs):
+        plain.produce(source, value.encode(), partition=i % 2)
+    plain.flush(TIMEOUT)
+    del plain
+
+    group, transactional_id = f"ctp-kill-{uuid.uuid4().hex[:8]}", f"ctp-kill-{uuid.uuid4().hex[:8]}"
+    spawn = multiprocessing.get_context("spawn")
+    def inputs_done():
+        return sum(max(committed_offset(strata.bootstrap, group, source, p), 0) for p in range(2))
+
+    for crashed, after in [("broker", 0.05), ("application", 0.2), ("broker", 0.12)]:
+        application = spawn.Process(target=run_transform, args=(
+            strata.bootstrap, source, sink, group), kwargs={"transactional_id": transactional_id})
+        done = inputs_done()
+        application.start()
+        # The crash comes in the middle of the stream, once this instance has committed.
+        wait_until(lambda: inputs_done() > done, "the instance commits a transaction", timeout=TIMEOUT * 2)
+        time.sleep(after)
+        if crashed == "broker":
+            strata.stop(kill=True)
+        application.kill()
+        application.join()
+        if crashed == "broker":
+            strata.start()
+    assert inputs_done() < len(inputs), "the crashes came after the last input"
+    run_transform(strata.bootstrap, source, sink, group, transactional_id=transactional_id)
+
+    outputs = read_values(strata.bootstrap, sink, "read_committed", partitions=2)
+    assert len(outputs) == len(set(outputs)), "an input was output twice"
+    assert sorted(outputs, key=lambda v: int(v.split("-")[1])) == [f"out-{v}" for v in inputs]
+    for p in range(2):
+        mine = [v for v in outputs if int(v.split("-")[1]) % 2 == p]
+        assert mine == sorted(mine, key=lambda v: int(v.split("-")[1])), f"partition {p} out of order"
+
+
 def test_kafkajs_transactions_commit_and_abort(strata):
     """kafkajs's transactional producer (its own protocol code): what it commits is read,
     what it aborts is not."""
