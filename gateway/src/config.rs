@@ -20,7 +20,7 @@ use segment_store::simulate_failures::LogNormalLatency;
 use segment_store::StorageOptions;
 
 use crate::listeners::{self, Listener, ListenerSettings, SecurityProtocol};
-use crate::sasl::{Mechanism, SaslSettings};
+use crate::sasl::{jaas, Mechanism, SaslSettings};
 use crate::tls::{ClientAuth, PrincipalMapping, TlsSettings};
 
 #[derive(Debug, Parser)]
@@ -292,7 +292,7 @@ pub struct BrokerConfig {
     /// The transaction coordinator's settings (`transaction.max.timeout.ms`, ...).
     pub transactions: TransactionConfig,
     /// `inter.broker.listener.name`: the listener of other brokers this one sends requests
-    /// to (transaction markers); a PLAINTEXT one.
+    /// to (transaction markers).
     pub inter_broker_listener: String,
     /// The settings the config file set, which DescribeConfigs reports as static.
     pub(crate) set_in_file: BTreeSet<&'static str>,
@@ -437,7 +437,15 @@ fn apply(
         value: value.to_string(),
         reason,
     };
-    if let Some(setting) = broker_settings::find(SETTINGS, key) {
+    if let Some(login) = jaas_config_key(key) {
+        // The value holds a password: errors do not repeat it.
+        let login_value = jaas::parse(value).map_err(|reason| ConfigError::Invalid {
+            key: key.to_string(),
+            value: "(hidden)".to_string(),
+            reason,
+        })?;
+        broker.sasl.logins.insert(login, login_value);
+    } else if let Some(setting) = broker_settings::find(SETTINGS, key) {
         (setting.set)(broker, value).map_err(invalid)?;
         broker.set_in_file.insert(setting.name);
     } else if GroupConfig::owns(key) {
@@ -464,6 +472,14 @@ impl BrokerConfig {
             .map(|setting| setting.entry(&self.group, self.set_in_file.contains(setting.name)));
         broker.chain(group).collect()
     }
+}
+
+/// `{listener}.{mechanism}` in lower case, of a `listener.name.{listener}.{mechanism}.sasl.jaas.config` key.
+fn jaas_config_key(key: &str) -> Option<String> {
+    let login = key
+        .strip_prefix("listener.name.")?
+        .strip_suffix(".sasl.jaas.config")?;
+    Some(login.to_lowercase())
 }
 
 /// A semaphore's permits (bytes or connections): at least 1, at most what it can hold.
@@ -902,13 +918,27 @@ static SETTINGS: &[Setting<BrokerConfig>] = &[
         name: "inter.broker.listener.name",
         kind: TEXT,
         documentation: "The listener brokers send each other requests on (transaction markers), \
-                        a PLAINTEXT one; a broker without a listener of that name is sent them \
-                        on its first listener.",
+                        with its security protocol; a broker without a listener of that name is \
+                        sent them on its first listener.",
         set: |b, v| {
             b.inter_broker_listener = v.trim().to_string();
             Ok(())
         },
         get: |b| show(&b.inter_broker_listener),
+    },
+    Setting {
+        name: "sasl.mechanism.inter.broker.protocol",
+        kind: TEXT,
+        documentation: "The SASL mechanism brokers log in to each other with on a SASL \
+                        inter-broker listener, as the user of \
+                        listener.name.{listener}.{mechanism}.sasl.jaas.config.",
+        set: |b, v| {
+            let mechanism = Mechanism::parse(v.trim())
+                .ok_or_else(|| "expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512".to_string())?;
+            b.sasl.inter_broker_mechanism = Some(mechanism);
+            Ok(())
+        },
+        get: |b| b.sasl.inter_broker_mechanism.map(|m| m.name().to_string()),
     },
     Setting {
         name: "ssl.keystore.type",
@@ -1089,6 +1119,28 @@ mod tests {
         assert!(!broker.auto_create_topics_enable);
         assert_eq!(broker.flush_interval, Duration::from_millis(5));
         assert_eq!(defaults.num_partitions, 3);
+    }
+
+    #[test]
+    fn listener_logins_are_read_and_never_repeated_in_errors() {
+        let (broker, _) = load_str(concat!(
+            r#""sasl.mechanism.inter.broker.protocol" = "SCRAM-SHA-512""#,
+            "\n",
+            r#""listener.name.INTERNAL.SCRAM-SHA-512.sasl.jaas.config" = "#,
+            r#"'org.apache.kafka.common.security.scram.ScramLoginModule required "#,
+            r#"username="b" password="p";'"#,
+        ))
+        .unwrap();
+        assert_eq!(broker.sasl.logins["internal.scram-sha-512"].username, "b");
+        let error =
+            load_str("\"listener.name.internal.plain.sasl.jaas.config\" = \"password=hunter2\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            error.contains("listener.name.internal.plain.sasl.jaas.config"),
+            "{error}"
+        );
+        assert!(!error.contains("hunter2"), "{error}");
     }
 
     #[test]

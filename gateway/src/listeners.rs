@@ -84,15 +84,8 @@ fn parse_addresses(key: &str, value: &str) -> Result<Vec<(String, String, u16)>,
 const DEFAULT_PROTOCOL_MAP: &str =
     "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL";
 
-/// The listeners the file describes; None when it sets no `listeners` (the command line's
-/// single PLAINTEXT listener applies then).
-pub fn resolve(settings: &ListenerSettings) -> Result<Option<Vec<Listener>>, String> {
-    let Some(listeners) = &settings.listeners else {
-        if settings.advertised_listeners.is_some() {
-            return Err("advertised.listeners needs listeners".to_string());
-        }
-        return Ok(None);
-    };
+/// `listener.security.protocol.map` (or Kafka's default): each listener name's protocol.
+fn protocol_map(settings: &ListenerSettings) -> Result<BTreeMap<String, String>, String> {
     let map = settings
         .security_protocol_map
         .as_deref()
@@ -104,6 +97,29 @@ pub fn resolve(settings: &ListenerSettings) -> Result<Option<Vec<Listener>>, Str
         })?;
         protocols.insert(name.trim().to_string(), protocol.trim().to_string());
     }
+    Ok(protocols)
+}
+
+/// The security protocol of listener `name` (of this broker or another: brokers share the
+/// map).
+pub fn protocol_of(settings: &ListenerSettings, name: &str) -> Result<SecurityProtocol, String> {
+    let protocols = protocol_map(settings)?;
+    let protocol = protocols.get(name).ok_or_else(|| {
+        format!("listener {name} has no security protocol in listener.security.protocol.map")
+    })?;
+    SecurityProtocol::parse(protocol)
+}
+
+/// The listeners the file describes; None when it sets no `listeners` (the command line's
+/// single PLAINTEXT listener applies then).
+pub fn resolve(settings: &ListenerSettings) -> Result<Option<Vec<Listener>>, String> {
+    let Some(listeners) = &settings.listeners else {
+        if settings.advertised_listeners.is_some() {
+            return Err("advertised.listeners needs listeners".to_string());
+        }
+        return Ok(None);
+    };
+    let protocols = protocol_map(settings)?;
     let advertised = match &settings.advertised_listeners {
         Some(value) => parse_addresses("advertised.listeners", value)?,
         None => Vec::new(),

@@ -32,7 +32,7 @@ use crate::limits::{self, Connection, ConnectionLimits};
 use crate::metered_store::MeteredStore;
 use crate::metrics::{MemoryBounds, Metrics};
 use crate::tls::ReloadingAcceptor;
-use crate::{connection, http};
+use crate::{connection, http, inter_broker};
 
 /// How long open connections get to finish their requests at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -124,6 +124,9 @@ pub async fn run(server: Server) -> anyhow::Result<()> {
         );
     }
     let listeners = args.listeners(&broker_config.listeners)?;
+    if etcd.is_some() {
+        inter_broker::check(&broker_config, &listeners)?;
+    }
     let mut bound = Vec::new();
     for listener in &listeners {
         let socket = TcpListener::bind(listener.bind)

@@ -1,7 +1,8 @@
 //! TLS for SSL listeners (rustls): the certificate chain and key from a PEM file, reloaded
 //! when the files change so certificates rotate without a restart; client certificates
 //! checked against a CA bundle (`ssl.client.auth`); the client's principal taken from its
-//! certificate's subject through `ssl.principal.mapping.rules`, as Kafka does.
+//! certificate's subject through `ssl.principal.mapping.rules`, as Kafka does; and TLS to
+//! other brokers' SSL listeners.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -10,8 +11,8 @@ use std::time::SystemTime;
 use regex::Regex;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
-use tokio_rustls::TlsAcceptor;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -181,13 +182,8 @@ fn build(settings: &TlsSettings) -> Result<TlsAcceptor, TlsError> {
             ))
         }
         (auth, Some(truststore)) => {
-            let mut roots = RootCertStore::empty();
-            for ca in certificates(truststore)? {
-                roots
-                    .add(ca)
-                    .map_err(|e| pem_error(truststore, e.to_string()))?;
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots(truststore)?), provider);
             let verifier = match auth {
                 ClientAuth::Requested => verifier.allow_unauthenticated(),
                 _ => verifier,
@@ -202,6 +198,45 @@ fn build(settings: &TlsSettings) -> Result<TlsAcceptor, TlsError> {
         .with_single_cert(chain, key)
         .map_err(|e| pem_error(keystore, e.to_string()))?;
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// TLS to another broker's SSL listener: its certificate checked against
+/// `ssl.truststore.location`, and this broker's own certificate (`ssl.keystore.location`)
+/// offered for listeners that ask for client certificates. Built for each connection, so
+/// rotated files apply at once.
+pub fn connector(settings: &TlsSettings) -> Result<TlsConnector, TlsError> {
+    let truststore = settings.truststore.as_deref().ok_or_else(|| {
+        TlsError::Config(
+            "an SSL inter-broker listener needs ssl.truststore.location to check other brokers"
+                .to_string(),
+        )
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots(truststore)?);
+    let config = match settings.keystore.as_deref() {
+        Some(keystore) => {
+            let chain = certificates(keystore)?;
+            let key = private_key(settings.key.as_deref().unwrap_or(keystore))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| pem_error(keystore, e.to_string()))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+fn roots(truststore: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for ca in certificates(truststore)? {
+        roots
+            .add(ca)
+            .map_err(|e| pem_error(truststore, e.to_string()))?;
+    }
+    Ok(roots)
 }
 
 /// A certificate's subject as Java prints it (RFC 2253: most specific first, e.g.

@@ -121,8 +121,7 @@ async fn write_markers(broker: &Broker, txn: &TransactionMetadata) -> Result<(),
                     ResponseError::NotLeaderOrFollower.code(),
                 ));
             };
-            let listener = &broker.config.inter_broker_listener;
-            write_remote(broker.broker_id, listener, &info, txn, control, partitions).await
+            write_remote(broker, &info, txn, control, partitions).await
         }
     });
     let results = futures::future::join(
@@ -143,8 +142,7 @@ fn failed(topic: &str, partition: i32, code: i16) -> MarkerError {
 
 /// One WriteTxnMarkers to `leader` for `partitions`; Err names the first that failed.
 async fn write_remote(
-    from_broker: i32,
-    listener: &str,
+    broker: &Broker,
     leader: &BrokerInfo,
     txn: &TransactionMetadata,
     control: ControlType,
@@ -170,7 +168,8 @@ async fn write_remote(
                 .collect(),
         );
     let request = WriteTxnMarkersRequest::default().with_markers(vec![marker]);
-    let response = inter_broker::write_txn_markers(from_broker, listener, leader, request).await?;
+    let response =
+        inter_broker::write_txn_markers(&broker.config, broker.broker_id, leader, request).await?;
     let results = response
         .markers
         .iter()

@@ -215,8 +215,12 @@ class Cluster:
     its index (and its log) so tests can refer to it afterwards."""
 
     def __init__(self, workdir: Path, etcd_members: int = 3, coordinators: int = 2,
-                 gateways: int = 3, config: dict | None = None):
+                 gateways: int = 3, config: dict | None = None, listeners: list | None = None):
+        """`listeners`: the names of each gateway's listeners (with their protocols in
+        `config`'s listener.security.protocol.map), each on a port of its own; by default one
+        PLAINTEXT listener. A gateway's `address` is its first listener's."""
         self.workdir = workdir
+        self.listener_names = listeners
         workdir.mkdir(parents=True, exist_ok=True)
         self.storage = workdir / "objects"
         self.storage.mkdir(exist_ok=True)
@@ -292,14 +296,20 @@ class Cluster:
         """Starts one more gateway (broker id allocated through etcd); returns its index once
         it answers /readyz."""
         i = len(self.gateways)
-        kafka_port, http_port = free_ports(2)
-        address = f"127.0.0.1:{kafka_port}"
+        names = self.listener_names or ["PLAINTEXT"]
+        *kafka_ports, http_port = free_ports(len(names) + 1)
+        listeners = {name: f"127.0.0.1:{port}" for name, port in zip(names, kafka_ports)}
+        address = listeners[names[0]]
+        if self.listener_names:
+            listen = ["--listeners", ",".join(f"{n}://{a}" for n, a in listeners.items())]
+        else:
+            listen = ["--listen", address, "--advertised-listener", address]
         cmd = [str(strata_bin()), "gateway", "--etcd", self.etcd.endpoints,
-               "--storage", f"file://{self.storage}",
-               "--listen", address, "--advertised-listener", address,
+               "--storage", f"file://{self.storage}", *listen,
                "--http", f"127.0.0.1:{http_port}", "--config", str(self.config_file)]
         proc = Process(f"gateway{i}", cmd, self.workdir / f"gateway{i}.log")
         proc.address = address
+        proc.listeners = listeners
         proc.http = f"127.0.0.1:{http_port}"
         proc.broker_id = None
         self.gateways.append(proc)

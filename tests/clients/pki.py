@@ -38,13 +38,16 @@ class Authority:
         start, end = now - datetime.timedelta(days=1), now + datetime.timedelta(days=30)
         if expired:
             start, end = now - datetime.timedelta(days=30), now - datetime.timedelta(days=1)
-        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+        # A broker's certificate also serves as its client certificate towards other brokers.
+        usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+        if server:
+            usages.insert(0, ExtendedKeyUsageOID.SERVER_AUTH)
         builder = (x509.CertificateBuilder()
                    .subject_name(subject).issuer_name(self.cert.subject)
                    .public_key(key.public_key())
                    .serial_number(x509.random_serial_number())
                    .not_valid_before(start).not_valid_after(end)
-                   .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
+                   .add_extension(x509.ExtendedKeyUsage(usages), critical=False))
         if server:
             builder = builder.add_extension(x509.SubjectAlternativeName(
                 [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),

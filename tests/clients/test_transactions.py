@@ -368,16 +368,53 @@ def test_kafka_python_transactions_commit_abort_and_read_committed(strata):
         [f"kept-{i}" for i in range(5)] + [f"dropped-{i}" for i in range(5)] + ["last"])
 
 
-def test_a_transaction_spans_gateways_in_a_cluster(tmp_path):
+def secured_inter_broker_listener(tmp_path, protocol):
+    """Settings for gateways whose INTERNAL listener, the inter-broker one, takes `protocol`
+    (SSL with client certificates required, or SASL_SSL with SCRAM), beside PLAINTEXT for
+    the clients."""
+    from pki import Authority, name
+
+    directory = tmp_path / "pki"
+    directory.mkdir()
+    ca = Authority(directory, "brokers-ca")
+    certificate = ca.issue("broker.pem", name("strata-broker"), server=True)
+    config = {"listener.security.protocol.map": f"PLAINTEXT:PLAINTEXT,INTERNAL:{protocol}",
+              "inter.broker.listener.name": "INTERNAL",
+              "ssl.keystore.location": str(certificate),
+              "ssl.truststore.location": str(ca.path)}
+    if protocol == "SSL":
+        config["ssl.client.auth"] = "required"
+    else:
+        config.update({
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+            "listener.name.internal.scram-sha-512.sasl.jaas.config":
+                'org.apache.kafka.common.security.scram.ScramLoginModule required '
+                'username="broker" password="broker-secret";'})
+    return config
+
+
+@pytest.mark.parametrize("inter_broker", [None, "SSL", "SASL_SSL"])
+def test_a_transaction_spans_gateways_in_a_cluster(tmp_path, inter_broker):
     """The transactional id's coordinator is one gateway, the partitions' leaders are all
-    three: markers reach the others through WriteTxnMarkers, and offsets committed in the
-    transaction (to the group's coordinator, maybe a third gateway) appear with the commit."""
+    three: markers reach the others through WriteTxnMarkers (over plaintext, or over an
+    inter-broker listener that takes TLS with client certificates, or SCRAM over TLS), and
+    offsets committed in the transaction (to the group's coordinator, maybe a third gateway)
+    appear with the commit."""
     from cluster_harness import Cluster, leaders
 
-    cluster = Cluster(tmp_path, etcd_members=1, coordinators=1, gateways=3)
+    config, listeners = None, None
+    if inter_broker:
+        config = secured_inter_broker_listener(tmp_path, inter_broker)
+        listeners = ["PLAINTEXT", "INTERNAL"]
+    cluster = Cluster(tmp_path, etcd_members=1, coordinators=1, gateways=3, config=config,
+                      listeners=listeners)
     try:
         cluster.start()
         bootstrap = cluster.bootstrap()
+        if inter_broker == "SASL_SSL":
+            from test_sasl import add_users
+            add_users(bootstrap, {"broker": ("broker-secret", "SCRAM-SHA-512")})
         topic, source = unique_topic("cluster-txn"), unique_topic("cluster-src")
         create_topic(bootstrap, topic, partitions=6)
         create_topic(bootstrap, source)

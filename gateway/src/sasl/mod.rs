@@ -3,13 +3,16 @@
 //! against the users' SCRAM credentials in the coordinator's store (every gateway sees the
 //! same users), and KIP-368 session lifetimes with re-authentication.
 
+pub mod jaas;
 pub mod plain;
 pub mod scram;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use coordinator::{Coordinator, ScramMechanism};
 
+use self::jaas::Login;
 use self::scram::ScramExchange;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +51,12 @@ pub struct SaslSettings {
     /// `connection.failed.authentication.delay.ms`: how long a failed authentication's
     /// answer waits, to slow down password guessing.
     pub failed_authentication_delay: Duration,
+    /// `sasl.mechanism.inter.broker.protocol`: the mechanism this broker logs in to other
+    /// brokers' SASL listeners with.
+    pub inter_broker_mechanism: Option<Mechanism>,
+    /// `listener.name.{listener}.{mechanism}.sasl.jaas.config`, by `{listener}.{mechanism}`
+    /// in lower case: the login this broker uses on that listener of other brokers.
+    pub logins: BTreeMap<String, Login>,
 }
 
 impl Default for SaslSettings {
@@ -60,6 +69,8 @@ impl Default for SaslSettings {
             max_receive_size: 524_288,
             max_reauth: None,
             failed_authentication_delay: Duration::from_millis(100),
+            inter_broker_mechanism: None,
+            logins: BTreeMap::new(),
         }
     }
 }

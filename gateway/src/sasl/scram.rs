@@ -1,5 +1,6 @@
 //! SCRAM-SHA-256 and SCRAM-SHA-512 (RFC 5802, RFC 7677) as Kafka serves them: the server's
-//! side of the exchange, and the credential a salted password makes. An unknown user goes
+//! side of the exchange, the client's side (for requests one broker sends another), and the
+//! credential a salted password makes. An unknown user goes
 //! through the same exchange with a made-up credential and fails at the same step as a
 //! wrong password, so a client learns nothing about which user names exist.
 
@@ -264,6 +265,96 @@ impl ScramExchange {
     }
 }
 
+/// `saslname` encoding: `,` is `=2C` and `=` is `=3D`.
+fn encode_name(name: &str) -> String {
+    name.replace('=', "=3D").replace(',', "=2C")
+}
+
+/// The value of attribute `name` (`r`, `s`, `i`, `v`, `e`) in a SCRAM message.
+fn attribute<'a>(message: &'a str, name: &str) -> Option<&'a str> {
+    message
+        .split(',')
+        .find_map(|part| part.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// The client's side of an exchange, for requests one broker sends another.
+pub struct ScramClient {
+    mechanism: ScramMechanism,
+    password: String,
+    client_first_bare: String,
+    nonce: String,
+    /// The signature the server's final message must carry, once the proof is sent.
+    server_signature: Option<Vec<u8>>,
+}
+
+impl ScramClient {
+    /// The exchange, and the client's first message.
+    pub fn start(mechanism: ScramMechanism, user: &str, password: &str) -> (Self, Vec<u8>) {
+        let nonce = BASE64.encode(random_bytes(24));
+        let client_first_bare = format!("n={},r={nonce}", encode_name(user));
+        let first = format!("n,,{client_first_bare}").into_bytes();
+        let client = Self {
+            mechanism,
+            password: password.to_string(),
+            client_first_bare,
+            nonce,
+            server_signature: None,
+        };
+        (client, first)
+    }
+
+    /// Takes the server's first message; returns the client's final message.
+    pub fn respond(&mut self, server_first: &[u8]) -> Result<Vec<u8>, ScramError> {
+        let text =
+            std::str::from_utf8(server_first).map_err(|_| ScramError::Malformed("not UTF-8"))?;
+        let nonce = attribute(text, "r").ok_or(ScramError::Malformed("no nonce"))?;
+        if !nonce.starts_with(&self.nonce) || nonce.len() == self.nonce.len() {
+            return Err(ScramError::Mismatch);
+        }
+        let salt = attribute(text, "s")
+            .and_then(|salt| BASE64.decode(salt).ok())
+            .ok_or(ScramError::Malformed("no salt"))?;
+        let iterations = attribute(text, "i")
+            .and_then(|i| i.parse::<i32>().ok())
+            .filter(|i| (MIN_ITERATIONS..=MAX_ITERATIONS).contains(i))
+            .ok_or(ScramError::Malformed("iterations out of bounds"))?;
+        let mechanism = self.mechanism;
+        let salted = salted_password(mechanism, self.password.as_bytes(), &salt, iterations);
+        let client_key = hmac(mechanism, &salted, b"Client Key");
+        let without_proof = format!("c=biws,r={nonce}");
+        let auth_message = format!("{},{text},{without_proof}", self.client_first_bare);
+        let signature = hmac(
+            mechanism,
+            &hash(mechanism, &client_key),
+            auth_message.as_bytes(),
+        );
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(k, s)| k ^ s)
+            .collect();
+        let server_key = hmac(mechanism, &salted, b"Server Key");
+        self.server_signature = Some(hmac(mechanism, &server_key, auth_message.as_bytes()));
+        Ok(format!("{without_proof},p={}", BASE64.encode(proof)).into_bytes())
+    }
+
+    /// Checks the server's final message: a server that knows the credential signed it.
+    pub fn verify(&self, server_final: &[u8]) -> Result<(), ScramError> {
+        let text =
+            std::str::from_utf8(server_final).map_err(|_| ScramError::Malformed("not UTF-8"))?;
+        if attribute(text, "e").is_some() {
+            return Err(ScramError::InvalidCredentials);
+        }
+        let signature = attribute(text, "v")
+            .and_then(|v| BASE64.decode(v).ok())
+            .ok_or(ScramError::Malformed("no server signature"))?;
+        match &self.server_signature {
+            Some(expected) if constant_time_eq(expected, &signature) => Ok(()),
+            _ => Err(ScramError::Mismatch),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,6 +467,36 @@ mod tests {
 
             assert!(password_matches(&stored, b"secret"));
             assert!(!password_matches(&stored, b"secrets"));
+        }
+    }
+
+    #[test]
+    fn the_client_side_authenticates_against_the_server_side() {
+        for mechanism in ScramMechanism::ALL {
+            let salt = b"salty".to_vec();
+            let salted = salted_password(mechanism, b"p=w,d", &salt, MIN_ITERATIONS);
+            let stored = credential("a,b=c", mechanism, &salted, &salt, MIN_ITERATIONS);
+            let lookup = |user: &str| (user == "a,b=c").then(|| stored.clone());
+
+            let (mut client, first) = ScramClient::start(mechanism, "a,b=c", "p=w,d");
+            let (server, server_first) = ScramExchange::start(mechanism, &first, lookup).unwrap();
+            let final_message = client.respond(&server_first).unwrap();
+            let (user, server_final) = server.finish(&final_message).unwrap();
+            assert_eq!(user, "a,b=c");
+            client.verify(&server_final).unwrap();
+            assert_eq!(
+                client.verify(b"v=AAAA").unwrap_err(),
+                ScramError::Mismatch,
+                "a server that does not know the credential"
+            );
+
+            let (mut wrong, first) = ScramClient::start(mechanism, "a,b=c", "guess");
+            let (server, server_first) = ScramExchange::start(mechanism, &first, lookup).unwrap();
+            let final_message = wrong.respond(&server_first).unwrap();
+            assert_eq!(
+                server.finish(&final_message).unwrap_err(),
+                ScramError::InvalidCredentials
+            );
         }
     }
 
