@@ -10,8 +10,8 @@ import pytest
 from confluent_kafka import ConsumerGroupType
 from confluent_kafka.admin import AdminClient
 
-from group_helpers import (GROUP_BROKER_CONFIG, PARTITIONS, Ledger, Member, poll_until,
-                           produce)
+from group_helpers import (GROUP_BROKER_CONFIG, PARTITIONS, RESTART_SESSION_TIMEOUT_MS, Ledger,
+                           Member, poll_until, produce)
 from strata_harness import TIMEOUT, create_topic, unique_topic
 from test_groups_kafka_python import Member as KafkaPythonMember
 
@@ -111,3 +111,33 @@ def test_classic_and_consumer_protocol_members_consume_side_by_side(strata):
     by_member = {name: {p for (p, _), names in ledger.consumed.items() if name in names}
                  for name in ("kp", "ck", "new")}
     assert all(by_member.values()), f"a member consumed nothing: {by_member}"
+
+
+def test_a_mixed_group_carries_on_across_a_broker_restart(strata):
+    """The group's record keeps the classic member as such: after kill -9 both kinds go on
+    with the partitions they had, without a rebalance."""
+    topic = unique_topic("mixed-restart")
+    group = unique_topic("group")
+    create_topic(strata.bootstrap, topic, PARTITIONS)
+    produced = produce(strata, topic, "before", 60)
+    ledger = Ledger()
+    classic = Member("classic", strata, group, topic, ledger,
+                     **{"session.timeout.ms": RESTART_SESSION_TIMEOUT_MS})
+    poll_until([classic], lambda: share_all_partitions([classic]), "the classic group settled")
+    members = [classic, Member("new", strata, group, topic, ledger, **CONSUMER_PROTOCOL)]
+    poll_until(members, lambda: share_all_partitions(members) and ledger.count() == 60
+               and all(len(m.partitions()) == 3 for m in members),
+               "three partitions each in the mixed group")
+    assigned = [m.partitions() for m in members]
+    rebalances = [(m.assigned_count, m.revoked_count) for m in members]
+
+    strata.restart(kill=True)
+    produced |= produce(strata, topic, "after", 60)
+    poll_until(members, lambda: ledger.count() == 120, "the records after the restart")
+    assert [m.partitions() for m in members] == assigned
+    assert [(m.assigned_count, m.revoked_count) for m in members] == rebalances, \
+        "the group rebalanced across the restart"
+    assert group_type(strata, group) == ConsumerGroupType.CONSUMER
+    for member in members:
+        member.close()
+    ledger.check(produced)

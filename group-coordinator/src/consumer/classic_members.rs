@@ -30,7 +30,7 @@ impl ConsumerGroup {
         now: Instant,
         topics: &dyn Topics,
     ) -> JoinResponse {
-        match self.try_classic_join(request.clone(), now, topics) {
+        match self.try_classic_join(request, now, topics) {
             Ok(response) => response,
             Err((error, member_id)) => JoinResponse::error(&member_id, error),
         }
