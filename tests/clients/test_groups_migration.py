@@ -81,14 +81,20 @@ def test_a_rolling_upgrade_and_a_rolling_downgrade(strata):
     ledger.check(produced)
 
 
-def test_classic_and_consumer_protocol_members_consume_side_by_side(strata):
+@pytest.mark.parametrize("strategy", ["range", "cooperative-sticky"])
+def test_classic_and_consumer_protocol_members_consume_side_by_side(strata, strategy):
+    """Eager classic members revoke everything before they join again; cooperative ones say
+    in their subscription what they still own and give up only what they must."""
     topic = unique_topic("mixed")
     group = unique_topic("group")
     create_topic(strata.bootstrap, topic, PARTITIONS)
     produced = produce(strata, topic, "first", 120)
     ledger = Ledger()
-    classic = [KafkaPythonMember("kp", strata, group, topic, ledger),
-               Member("ck", strata, group, topic, ledger)]
+    assignor = {"partition.assignment.strategy": strategy}
+    # kafka-python knows no cooperative protocol: two confluent-kafka members then.
+    first = (KafkaPythonMember("kp", strata, group, topic, ledger) if strategy == "range"
+             else Member("kp", strata, group, topic, ledger, **assignor))
+    classic = [first, Member("ck", strata, group, topic, ledger, **assignor)]
     poll_until(classic, lambda: share_all_partitions(classic), "the classic group settled")
     members = classic + [Member("new", strata, group, topic, ledger, **CONSUMER_PROTOCOL)]
     poll_until(members, lambda: share_all_partitions(members)
