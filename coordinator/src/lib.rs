@@ -152,6 +152,14 @@ pub struct ProducerState {
     /// the last stable offset stays at or below it until a marker closes the transaction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_txn_first_offset: Option<i64>,
+    /// The max timestamp of the producer's last batch (or marker), as DescribeProducers
+    /// reports it; -1 in states committed before it was kept.
+    #[serde(default = "no_timestamp")]
+    pub last_timestamp: i64,
+}
+
+fn no_timestamp() -> i64 {
+    -1
 }
 
 /// An aborted transaction of one producer on one partition, as Kafka's transaction index

@@ -438,6 +438,7 @@ mod tests {
                     last_offset: 9,
                 }],
                 current_txn_first_offset: None,
+                last_timestamp: -1,
             }];
             coordinator
                 .commit_flush(one_object(vec![flush, commit(b, 2, 0, chunk(0, 3))]))

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coordinator::{BrokerInfo, TransactionMetadata, TransactionState, TransactionWrite};
-use group_coordinator::transaction;
+use group_coordinator::transaction::{self, TxnError};
 use proto_compat::batch::{control_batch, ControlType};
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::write_txn_markers_request::{
@@ -53,6 +53,52 @@ pub fn check_coordinator(broker: &Broker, transactional_id: &str) -> Result<(), 
         Some(_) => Err(ResponseError::NotCoordinator),
         None => Err(ResponseError::CoordinatorNotAvailable),
     }
+}
+
+/// Which broker serves a producer's transactional request.
+pub enum ServedBy<'a> {
+    /// The transactional id's coordinator (AddPartitionsToTxn, AddOffsetsToTxn, EndTxn).
+    TransactionCoordinator,
+    /// The group's coordinator (TxnOffsetCommit).
+    GroupCoordinator(&'a str),
+}
+
+/// A producer's step in its transaction: once this broker is found to serve the request,
+/// `step` computes the transaction's next state from the current one (checking the
+/// producer id and epoch) at the current time, and that state is committed (None: nothing
+/// changes). Err is the error code to answer, PRODUCER_FENCED from
+/// `first_version_with_producer_fenced` of the request on (INVALID_PRODUCER_EPOCH before).
+pub async fn producer_step(
+    broker: &Broker,
+    served_by: ServedBy<'_>,
+    transactional_id: &str,
+    (version, first_version_with_producer_fenced): (i16, i16),
+    step: impl Fn(Option<&TransactionMetadata>, i64) -> Result<Option<TransactionMetadata>, TxnError>,
+) -> Result<(), i16> {
+    match served_by {
+        ServedBy::TransactionCoordinator => {
+            check_coordinator(broker, transactional_id).map_err(|e| e.code())?
+        }
+        ServedBy::GroupCoordinator(group) => {
+            let is_coordinator = broker
+                .coordinator
+                .group_coordinator(group)
+                .is_some_and(|b| b.broker_id == broker.broker_id);
+            if !is_coordinator {
+                return Err(ResponseError::NotCoordinator.code());
+            }
+        }
+    }
+    let now = now_ms();
+    broker
+        .coordinator
+        .update_transaction(transactional_id, |current| match step(current, now) {
+            Ok(next) => (Ok(()), next.map(TransactionWrite::Put)),
+            Err(e) => (Err(e), None),
+        })
+        .await
+        .map_err(|e| e.error_code())?
+        .map_err(|e| e.error_code(version, first_version_with_producer_fenced))
 }
 
 /// Appends a marker of `producer_id` to a partition this broker leads and waits until it is

@@ -14,24 +14,20 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use proto_compat::kafka_protocol::error::ResponseError;
-use proto_compat::kafka_protocol::messages::ConsumerProtocolSubscription;
-use proto_compat::kafka_protocol::protocol::{Decodable, Message};
 use tokio::sync::oneshot;
 use tokio::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::config::GroupConfig;
+use super::consumer_protocol;
 use super::group_record::{ClassicMemberRecord, ClassicRecord, HexBytes};
 use crate::clock;
 
 /// How long a new member's JoinGroup may wait for the join phase (Kafka's
 /// `group.classic.new.member.join.timeout.ms`): its client may have given up and retried.
 const NEW_MEMBER_JOIN_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// The protocol type of Kafka consumers, whose subscriptions the coordinator can read.
-const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClassicState {
@@ -322,6 +318,43 @@ impl ClassicGroup {
             group.subscribed_topics = group.read_subscriptions();
         }
         group
+    }
+
+    /// A consumer group of classic members only as a classic group (Kafka's online
+    /// downgrade): its record is written, and the members rebalance, the coordinator's
+    /// assignment giving way to their own assignor's.
+    pub fn downgraded(
+        group_id: &str,
+        config: Arc<GroupConfig>,
+        record: ClassicRecord,
+        now: Instant,
+    ) -> Self {
+        let mut group = ClassicGroup::from_record(group_id, config, record, now);
+        group.settle_record();
+        group.prepare_rebalance(now, "the group was converted from a consumer group");
+        group
+    }
+
+    /// The group as it is, for its conversion into a consumer group (Kafka's online
+    /// upgrade): members waiting in JoinGroup or SyncGroup are told to join again. None
+    /// unless its members are Kafka consumers.
+    pub fn take_for_upgrade(&mut self) -> Option<ClassicRecord> {
+        if self.protocol_type() != consumer_protocol::PROTOCOL_TYPE {
+            return None;
+        }
+        for member in self.members.values_mut() {
+            let member_id = member.member_id.clone();
+            member.reply_join(JoinResponse::error(
+                &member_id,
+                ResponseError::RebalanceInProgress,
+            ));
+            member.reply_sync(SyncResponse::error(ResponseError::RebalanceInProgress));
+        }
+        self.record()
+    }
+
+    pub fn member_count(&self) -> usize {
+        self.members.len()
     }
 
     /// Whether it settled or emptied since its record was last taken.
@@ -794,7 +827,7 @@ impl ClassicGroup {
     /// topic, as the subscriptions cannot be read). Err(NON_EMPTY_GROUP) unless the members
     /// use Kafka's consumer protocol.
     pub fn subscribed_topics(&self) -> Result<Option<&HashSet<String>>, ResponseError> {
-        if self.protocol_type.as_deref() != Some(CONSUMER_PROTOCOL_TYPE) {
+        if self.protocol_type.as_deref() != Some(consumer_protocol::PROTOCOL_TYPE) {
             return Err(ResponseError::NonEmptyGroup);
         }
         Ok(self.subscribed_topics.as_ref())
@@ -1083,22 +1116,14 @@ impl ClassicGroup {
 
     /// The members' subscriptions, when they are Kafka consumers (for OffsetDelete).
     fn read_subscriptions(&self) -> Option<HashSet<String>> {
-        if self.protocol_type.as_deref() != Some(CONSUMER_PROTOCOL_TYPE) {
+        if self.protocol_type.as_deref() != Some(consumer_protocol::PROTOCOL_TYPE) {
             return None;
         }
         let protocol = self.protocol_name.as_deref()?;
         let mut topics = HashSet::new();
         for member in self.members.values() {
-            let mut metadata = member.metadata(protocol);
-            if metadata.len() < 2 {
-                return None;
-            }
-            let version = metadata.get_i16();
-            // Newer versions only add fields: read them as the newest known one.
-            let max = ConsumerProtocolSubscription::VERSIONS.max;
-            let subscription =
-                ConsumerProtocolSubscription::decode(&mut metadata, version.clamp(0, max)).ok()?;
-            topics.extend(subscription.topics.iter().map(|t| t.to_string()));
+            let subscription = consumer_protocol::decode_subscription(&member.metadata(protocol))?;
+            topics.extend(subscription.topics);
         }
         Some(topics)
     }

@@ -26,6 +26,9 @@ pub struct GroupConfig {
     pub consumer_max_size: usize,
     /// `group.consumer.assignors`: the server-side assignors, the first one the default.
     pub consumer_assignors: Vec<Assignor>,
+    /// `group.consumer.migration.policy`: which online conversions between the classic and
+    /// the consumer protocol a group with members may go through.
+    pub migration_policy: MigrationPolicy,
     /// `offsets.retention.minutes`: how long an empty group keeps its committed offsets.
     pub offsets_retention: Duration,
     /// `offsets.retention.check.interval.ms`
@@ -43,9 +46,61 @@ impl Default for GroupConfig {
             consumer_heartbeat_interval: Duration::from_millis(5_000),
             consumer_max_size: i32::MAX as usize,
             consumer_assignors: vec![Assignor::Uniform, Assignor::Range],
+            migration_policy: MigrationPolicy::Bidirectional,
             offsets_retention: Duration::from_secs(10_080 * 60),
             offsets_retention_check_interval: Duration::from_millis(600_000),
         }
+    }
+}
+
+/// Kafka's `group.consumer.migration.policy`: a classic group with members is upgraded when a
+/// consumer-protocol member joins it (UPGRADE), a consumer group whose last
+/// consumer-protocol member leaves while classic members remain is downgraded (DOWNGRADE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationPolicy {
+    Bidirectional,
+    Upgrade,
+    Downgrade,
+    Disabled,
+}
+
+impl MigrationPolicy {
+    pub fn upgrades(self) -> bool {
+        matches!(
+            self,
+            MigrationPolicy::Bidirectional | MigrationPolicy::Upgrade
+        )
+    }
+
+    pub fn downgrades(self) -> bool {
+        matches!(
+            self,
+            MigrationPolicy::Bidirectional | MigrationPolicy::Downgrade
+        )
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            MigrationPolicy::Bidirectional => "bidirectional",
+            MigrationPolicy::Upgrade => "upgrade",
+            MigrationPolicy::Downgrade => "downgrade",
+            MigrationPolicy::Disabled => "disabled",
+        }
+    }
+
+    /// Kafka's names, in any case.
+    fn parse(value: &str) -> Result<Self, String> {
+        [
+            MigrationPolicy::Bidirectional,
+            MigrationPolicy::Upgrade,
+            MigrationPolicy::Downgrade,
+            MigrationPolicy::Disabled,
+        ]
+        .into_iter()
+        .find(|p| p.name().eq_ignore_ascii_case(value.trim()))
+        .ok_or_else(|| {
+            format!("unknown policy {value:?}: bidirectional, upgrade, downgrade or disabled")
+        })
     }
 }
 
@@ -170,6 +225,18 @@ pub static SETTINGS: &[Setting<GroupConfig>] = &[
         },
     },
     Setting {
+        name: "group.consumer.migration.policy",
+        kind: ConfigKind::Choice(&["bidirectional", "upgrade", "downgrade", "disabled"]),
+        documentation: "Which online conversions of a group with members between the classic \
+                        and the consumer protocol are allowed: bidirectional, upgrade, \
+                        downgrade or disabled.",
+        set: |c, v| {
+            c.migration_policy = MigrationPolicy::parse(v)?;
+            Ok(())
+        },
+        get: |c| Some(c.migration_policy.name().to_string()),
+    },
+    Setting {
         name: "offsets.retention.minutes",
         kind: int(),
         documentation: "How long an empty group keeps its committed offsets.",
@@ -212,6 +279,14 @@ mod tests {
             [Assignor::Range, Assignor::Uniform]
         );
         assert!(config.set("group.consumer.assignors", "sticky").is_err());
+        config
+            .set("group.consumer.migration.policy", "UPGRADE")
+            .unwrap();
+        assert_eq!(config.migration_policy, MigrationPolicy::Upgrade);
+        assert!(config.migration_policy.upgrades() && !config.migration_policy.downgrades());
+        assert!(config
+            .set("group.consumer.migration.policy", "both")
+            .is_err());
         assert!(config.set("group.max.size", "0").is_err());
         assert!(config
             .set("group.nope", "1")

@@ -20,10 +20,12 @@ use uuid::Uuid;
 use super::assignor::{Assignment, Assignor, MemberSpec};
 use super::config::GroupConfig;
 use super::group_record::{
-    ConsumerMemberRecord, ConsumerRecord, ReconciliationState as MemberState,
+    ClassicProtocolRecord, ConsumerMemberRecord, ConsumerRecord, ReconciliationState as MemberState,
 };
 use super::GroupError;
 use crate::clock;
+
+mod classic_members;
 
 /// A member leaves the group.
 pub const LEAVE_GROUP_MEMBER_EPOCH: i32 = -1;
@@ -141,6 +143,8 @@ struct Member {
     session_deadline: Instant,
     /// While it must revoke partitions.
     rebalance_deadline: Option<Instant>,
+    /// Some for a member that speaks the classic protocol.
+    classic: Option<ClassicProtocolRecord>,
 }
 
 impl Member {
@@ -162,6 +166,7 @@ impl Member {
             pending_revocation: Assignment::new(),
             session_deadline: now,
             rebalance_deadline: None,
+            classic: None,
         }
     }
 
@@ -190,6 +195,7 @@ impl Member {
             subscribed_topic_regex: self.subscribed_topic_regex.clone(),
             assigned: self.assigned.clone(),
             pending_revocation: self.pending_revocation.clone(),
+            classic: self.classic.clone(),
         }
     }
 
@@ -208,6 +214,15 @@ impl Member {
             || self.subscribed_topic_regex != other.subscribed_topic_regex
             || self.assigned != other.assigned
             || self.pending_revocation != other.pending_revocation
+            || self.classic != other.classic
+    }
+
+    /// A classic member's own session timeout, else the group's.
+    fn session_timeout(&self, config: &GroupConfig) -> Duration {
+        match &self.classic {
+            Some(classic) => Duration::from_millis(classic.session_timeout_ms),
+            None => config.consumer_session_timeout,
+        }
     }
 }
 
@@ -264,7 +279,6 @@ impl ConsumerGroup {
         record: ConsumerRecord,
         now: Instant,
     ) -> Self {
-        let session_deadline = now + config.consumer_session_timeout;
         let mut group = ConsumerGroup::new(group_id, config);
         group.group_epoch = record.group_epoch;
         group.assignment_epoch = record.assignment_epoch;
@@ -272,7 +286,7 @@ impl ConsumerGroup {
         group.target = record.target.into_iter().collect();
         for member in record.members {
             let rebalance_timeout = Duration::from_millis(member.rebalance_timeout_ms);
-            let member = Member {
+            let mut member = Member {
                 member_id: member.member_id,
                 instance_id: member.instance_id,
                 rack_id: member.rack_id,
@@ -287,10 +301,12 @@ impl ConsumerGroup {
                 subscribed_topic_regex: member.subscribed_topic_regex,
                 assigned: member.assigned,
                 pending_revocation: member.pending_revocation,
-                session_deadline,
+                session_deadline: now,
                 rebalance_deadline: (member.state == MemberState::UnrevokedPartitions)
                     .then(|| now + rebalance_timeout),
+                classic: member.classic,
             };
+            member.session_deadline = now + member.session_timeout(&group.config);
             group.put_member(member);
         }
         group.record_changed = false;
@@ -461,13 +477,52 @@ impl ConsumerGroup {
         }
         member.client_id = request.client_id.clone();
         member.client_host = request.client_host.clone();
+        // A member that heartbeats speaks the consumer protocol.
+        member.classic = None;
         member.session_deadline = now + self.config.consumer_session_timeout;
 
-        let subscription_changed = previous.as_ref().is_none_or(|p| {
+        let assigned_before = previous
+            .as_ref()
+            .map(|p| p.assigned.clone())
+            .unwrap_or_default();
+        self.update_member(
+            previous.as_ref(),
+            member,
+            request.owned_partitions.as_ref(),
+            now,
+            topics,
+        );
+        let member = &self.members[&member_id];
+        let full_request = request.rebalance_timeout_ms != -1
+            && (request.subscribed_topic_names.is_some()
+                || request.subscribed_topic_regex.is_some())
+            && request.owned_partitions.is_some();
+        let assignment_changed = member.assigned != assigned_before;
+        Ok(HeartbeatResponse {
+            member_id: member_id.clone(),
+            member_epoch: member.member_epoch,
+            heartbeat_interval_ms: millis(self.config.consumer_heartbeat_interval),
+            assignment: (request.member_epoch == 0 || full_request || assignment_changed)
+                .then(|| member.assigned.clone()),
+        })
+    }
+
+    /// Stores a member's new state (from a heartbeat or a classic member's JoinGroup): a
+    /// change of subscriptions or of the subscribed topics bumps the group epoch, which
+    /// computes a new target assignment; then the member moves towards its target.
+    fn update_member(
+        &mut self,
+        previous: Option<&Member>,
+        member: Member,
+        owned: Option<&Assignment>,
+        now: Instant,
+        topics: &dyn Topics,
+    ) {
+        let member_id = member.member_id.clone();
+        let subscription_changed = previous.is_none_or(|p| {
             p.subscribed_topic_names != member.subscribed_topic_names
                 || p.subscribed_topic_regex != member.subscribed_topic_regex
         });
-        let assigned_before = previous.map(|p| p.assigned).unwrap_or_default();
         self.put_member(member);
         self.resolve_regexes(topics);
         // The subscribed topics are looked up on every heartbeat, so new partitions and
@@ -485,21 +540,7 @@ impl ConsumerGroup {
         if self.group_epoch > self.assignment_epoch {
             self.update_target_assignment();
         }
-        self.reconcile(&member_id, request.owned_partitions.as_ref(), now);
-
-        let member = &self.members[&member_id];
-        let full_request = request.rebalance_timeout_ms != -1
-            && (request.subscribed_topic_names.is_some()
-                || request.subscribed_topic_regex.is_some())
-            && request.owned_partitions.is_some();
-        let assignment_changed = member.assigned != assigned_before;
-        Ok(HeartbeatResponse {
-            member_id: member_id.clone(),
-            member_epoch: member.member_epoch,
-            heartbeat_interval_ms: millis(self.config.consumer_heartbeat_interval),
-            assignment: (request.member_epoch == 0 || full_request || assignment_changed)
-                .then(|| member.assigned.clone()),
-        })
+        self.reconcile(&member_id, owned, now);
     }
 
     /// The member of a heartbeat without an instance id: (its state before, a copy to update).
@@ -678,6 +719,13 @@ impl ConsumerGroup {
             .members
             .get(member_id)
             .ok_or(ResponseError::UnknownMemberId)?;
+        // A classic member commits with its epoch as generation, in any version.
+        if member.classic.is_some() {
+            if member_epoch != member.member_epoch {
+                return Err(ResponseError::IllegalGeneration);
+            }
+            return Ok(());
+        }
         if version < 9 {
             return Err(ResponseError::UnsupportedVersion);
         }

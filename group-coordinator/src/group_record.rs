@@ -83,6 +83,19 @@ pub struct ConsumerMemberRecord {
     pub subscribed_topic_regex: Option<String>,
     pub assigned: Assignment,
     pub pending_revocation: Assignment,
+    /// A member that speaks the classic protocol (a group upgraded from it, or a classic
+    /// consumer that joined the consumer group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classic: Option<ClassicProtocolRecord>,
+}
+
+/// What a classic member of a consumer group said in its JoinGroup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassicProtocolRecord {
+    pub session_timeout_ms: u64,
+    /// Its protocols (client-side assignor names) with their subscriptions, in its order of
+    /// preference.
+    pub protocols: Vec<(String, HexBytes)>,
 }
 
 /// Where a member is on its way to its target assignment.
@@ -172,6 +185,7 @@ mod tests {
                     subscribed_topic_regex: Some("^t-.*".into()),
                     assigned: assignment.clone(),
                     pending_revocation: Assignment::new(),
+                    classic: None,
                 }],
             }),
         ];
@@ -227,6 +241,7 @@ mod tests {
                     subscribed_topic_regex: None,
                     assigned: BTreeMap::from([(topic, BTreeSet::from([i]))]),
                     pending_revocation: Assignment::new(),
+                    classic: None,
                 })
                 .collect(),
         });

@@ -16,6 +16,7 @@ pub mod classic;
 mod clock;
 pub mod config;
 pub mod consumer;
+mod consumer_protocol;
 pub mod expiration;
 mod group_record;
 pub mod transaction;
@@ -30,7 +31,7 @@ use tokio::sync::{oneshot, watch, Notify};
 use tokio::time::Instant;
 
 use self::classic::{ClassicGroup, JoinRequest, JoinResponse, SyncRequest, SyncResponse};
-use self::config::GroupConfig;
+use self::config::{GroupConfig, MigrationPolicy};
 use self::consumer::{ConsumerGroup, HeartbeatRequest, HeartbeatResponse};
 use self::group_record::GroupRecord;
 
@@ -119,6 +120,17 @@ impl Group {
             Group::Classic(group) => group.expire(now),
             Group::Consumer(group) => group.expire(now),
             Group::Dead => {}
+        }
+        self.downgrade_if_classic_only(now);
+    }
+
+    /// A consumer group whose last consumer-protocol member left while classic members
+    /// remain becomes a classic group again, if the migration policy allows it.
+    fn downgrade_if_classic_only(&mut self, now: Instant) {
+        if let Group::Consumer(group) = self {
+            if let Some(classic) = group.downgrade(now) {
+                *self = Group::Classic(classic);
+            }
         }
     }
 
@@ -536,11 +548,10 @@ impl GroupCoordinator {
             }
             match group {
                 Group::Classic(group) => group.join(request, Instant::now(), reply),
-                Group::Consumer(_) => {
-                    let _ = reply.send(JoinResponse::error(
-                        &member_id,
-                        ResponseError::InconsistentGroupProtocol,
-                    ));
+                // A classic member in a consumer group (a migration under way).
+                Group::Consumer(group) => {
+                    let now = Instant::now();
+                    let _ = reply.send(group.classic_join(request, now, &*self.coordinator));
                 }
                 Group::Dead => {
                     let _ = reply.send(JoinResponse::error(
@@ -551,9 +562,12 @@ impl GroupCoordinator {
             }
         });
         // No answer: the group died or the request was superseded; the client retries.
-        response.await.unwrap_or_else(|_| {
+        let response = response.await.unwrap_or_else(|_| {
             JoinResponse::error(&member_id, ResponseError::CoordinatorNotAvailable)
-        })
+        });
+        // A consumer group answers once its record holds the member.
+        slot.record_written().await;
+        response
     }
 
     /// SyncGroup; a follower waits for the leader's assignment.
@@ -567,8 +581,8 @@ impl GroupCoordinator {
         let (reply, response) = oneshot::channel();
         slot.with(|group| match group {
             Group::Classic(group) => group.sync(request, Instant::now(), reply),
-            Group::Consumer(_) => {
-                let _ = reply.send(SyncResponse::error(ResponseError::UnknownMemberId));
+            Group::Consumer(group) => {
+                let _ = reply.send(group.classic_sync(&request, Instant::now()));
             }
             Group::Dead => {
                 let _ = reply.send(SyncResponse::error(ResponseError::CoordinatorNotAvailable));
@@ -597,7 +611,9 @@ impl GroupCoordinator {
             Group::Classic(group) => {
                 group.heartbeat(member_id, group_instance_id, generation_id, Instant::now())
             }
-            Group::Consumer(_) => Err(ResponseError::UnknownMemberId),
+            Group::Consumer(group) => {
+                group.classic_heartbeat(member_id, group_instance_id, generation_id, Instant::now())
+            }
             Group::Dead => Err(ResponseError::CoordinatorNotAvailable),
         })
     }
@@ -613,15 +629,23 @@ impl GroupCoordinator {
         let Some(slot) = self.existing_group(group_id) else {
             return Ok(unknown());
         };
-        slot.with(|group| match group {
-            Group::Classic(group) => Ok(members
-                .iter()
-                .map(|(member_id, instance)| {
-                    group.leave(member_id, instance.as_deref(), Instant::now())
-                })
-                .collect()),
-            Group::Consumer(_) => Ok(unknown()),
-            Group::Dead => Err(ResponseError::CoordinatorNotAvailable),
+        slot.with(|group| {
+            let now = Instant::now();
+            let results = match group {
+                Group::Classic(group) => members
+                    .iter()
+                    .map(|(member_id, instance)| group.leave(member_id, instance.as_deref(), now))
+                    .collect(),
+                Group::Consumer(group) => members
+                    .iter()
+                    .map(|(member_id, instance)| {
+                        group.classic_leave(member_id, instance.as_deref())
+                    })
+                    .collect(),
+                Group::Dead => return Err(ResponseError::CoordinatorNotAvailable),
+            };
+            group.downgrade_if_classic_only(now);
+            Ok(results)
         })
     }
 
@@ -866,9 +890,10 @@ impl GroupCoordinator {
         Ok(results)
     }
 
-    /// ConsumerGroupHeartbeat. A member joining (epoch 0) creates the group, or takes over
-    /// an empty classic one; a classic group with members is refused, as Kafka does without
-    /// online migration.
+    /// ConsumerGroupHeartbeat. A member joining (epoch 0) creates the group, takes over an
+    /// empty classic one, or converts a classic group of Kafka consumers into a consumer
+    /// group whose classic members carry on (Kafka's online upgrade, if the migration policy
+    /// allows it). A consumer group left with classic members only goes back to classic.
     /// Answers once the group's record holds what the heartbeat changed.
     pub async fn consumer_group_heartbeat(
         &self,
@@ -899,27 +924,75 @@ impl GroupCoordinator {
         } else {
             self.existing_group(group_id).ok_or_else(unknown_member)?
         };
+        let policy = self.config.migration_policy;
         let response = slot.with(|group| {
+            let now = Instant::now();
             if joining && matches!(group, Group::Classic(g) if g.is_empty()) {
-                tracing::info!(group = group_id, "converting the empty classic group to a consumer group");
+                tracing::info!(
+                    group = group_id,
+                    "converting the empty classic group to a consumer group"
+                );
                 *group = Group::Consumer(self.new_consumer(group_id));
             }
-            match group {
-                Group::Consumer(group) => group.heartbeat(request, Instant::now(), &*self.coordinator),
+            if let Group::Classic(classic) = group {
+                if joining {
+                    let consumer = self.upgrade(group_id, classic, policy, now)?;
+                    *group = Group::Consumer(consumer);
+                }
+            }
+            let response = match group {
+                Group::Consumer(group) => group.heartbeat(request, now, &*self.coordinator),
                 Group::Classic(group) if group.is_empty() => Err(unknown_member()),
-                Group::Classic(_) if joining => Err(GroupError::new(
-                    ResponseError::GroupIdNotFound,
-                    format!("Cannot upgrade classic group {group_id} to consumer group because online upgrade is disabled."),
-                )),
                 Group::Classic(_) => Err(GroupError::new(
                     ResponseError::GroupIdNotFound,
                     format!("Group {group_id} is not a consumer group."),
                 )),
                 Group::Dead => Err(GroupError::new(ResponseError::CoordinatorNotAvailable, "")),
-            }
+            };
+            group.downgrade_if_classic_only(now);
+            response
         });
         slot.record_written().await;
         response
+    }
+
+    /// A classic group with members as a consumer group, for a consumer-protocol member
+    /// joining it (Kafka's online upgrade and its refusals, GROUP_ID_NOT_FOUND).
+    fn upgrade(
+        &self,
+        group_id: &str,
+        classic: &mut ClassicGroup,
+        policy: MigrationPolicy,
+        now: Instant,
+    ) -> Result<ConsumerGroup, GroupError> {
+        let refuse = |why: &str| {
+            Err(GroupError::new(
+                ResponseError::GroupIdNotFound,
+                format!("Cannot upgrade classic group {group_id} to consumer group because {why}."),
+            ))
+        };
+        if !policy.upgrades() {
+            return refuse("online upgrade is disabled");
+        }
+        if classic.member_count() >= self.config.consumer_max_size {
+            return refuse("its size exceeds the consumer group maximum size");
+        }
+        let Some(record) = classic.take_for_upgrade() else {
+            return refuse("it is not a group of consumers");
+        };
+        tracing::info!(
+            group = group_id,
+            members = record.members.len(),
+            generation = record.generation_id,
+            "converting the classic group to a consumer group"
+        );
+        Ok(ConsumerGroup::from_classic_record(
+            group_id,
+            self.config.clone(),
+            record,
+            &*self.coordinator,
+            now,
+        ))
     }
 
     /// ConsumerGroupDescribe: consumer groups only, as in Kafka.
@@ -1201,9 +1274,10 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn protocols_do_not_mix_in_one_group() {
+    async fn protocols_do_not_mix_when_migration_is_disabled() {
         let (groups, _dir) = setup(GroupConfig {
             initial_rebalance_delay: Duration::ZERO,
+            migration_policy: MigrationPolicy::Disabled,
             ..GroupConfig::default()
         })
         .await;
@@ -1227,7 +1301,16 @@ mod tests {
             groups.fetch_offsets("g", Some("c"), 0),
             Err(ResponseError::StaleMemberEpoch)
         );
-        let refused = groups.join_group("g", join_request("")).await;
+        // A classic member of another protocol type cannot join the consumer group.
+        let refused = groups
+            .join_group(
+                "g",
+                JoinRequest {
+                    protocol_type: "connect".into(),
+                    ..join_request("")
+                },
+            )
+            .await;
         assert_eq!(
             refused.error,
             Some(ResponseError::InconsistentGroupProtocol)
@@ -1241,6 +1324,184 @@ mod tests {
             (description.state, description.members.len()),
             ("Stable", 1)
         );
+    }
+
+    /// A classic consumer of topic "t" with its subscription.
+    fn classic_join(member_id: &str) -> JoinRequest {
+        let subscription = consumer_protocol::encode_subscription(&["t"], Vec::new());
+        JoinRequest {
+            protocols: vec![("range".into(), subscription)],
+            ..join_request(member_id)
+        }
+    }
+
+    fn sync_request(member_id: &str, generation_id: i32) -> SyncRequest {
+        SyncRequest {
+            member_id: member_id.into(),
+            group_instance_id: None,
+            generation_id,
+            protocol_type: Some("consumer".into()),
+            protocol_name: Some("range".into()),
+            assignments: Vec::new(),
+        }
+    }
+
+    fn partitions(assignment: &Bytes) -> Vec<i32> {
+        consumer_protocol::decode_assignment(assignment)
+            .into_iter()
+            .flat_map(|(_, partitions)| partitions)
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_classic_group_is_upgraded_online_and_downgraded_back() {
+        let (groups, _dir) = setup(GroupConfig {
+            initial_rebalance_delay: Duration::ZERO,
+            ..GroupConfig::default()
+        })
+        .await;
+        let classic = groups.join_group("g", classic_join("")).await;
+        let generation = classic.generation_id;
+        let assignment = consumer_protocol::encode_assignment(vec![("t".into(), vec![0, 1, 2])]);
+        let synced = groups
+            .sync_group(
+                "g",
+                SyncRequest {
+                    assignments: vec![(classic.member_id.clone(), assignment)],
+                    ..sync_request(&classic.member_id, generation)
+                },
+            )
+            .await;
+        assert_eq!(partitions(&synced.assignment), [0, 1, 2]);
+
+        // A consumer-protocol member converts the group; the classic member keeps its
+        // partitions until it has given some up.
+        let joined = groups
+            .consumer_group_heartbeat("g", 1, consumer_join("c"))
+            .await
+            .unwrap();
+        assert_eq!(joined.assignment, Some(Default::default()));
+        let described = groups.consumer_group_describe("g").unwrap();
+        assert_eq!(described.members.len(), 2);
+        let classic_id = classic.member_id.as_str();
+        assert_eq!(
+            groups.heartbeat("g", classic_id, None, generation),
+            Err(ResponseError::RebalanceInProgress)
+        );
+        // Its committed offsets count in the consumer group (generation: its epoch).
+        let committed = groups
+            .commit_offsets("g", commit(generation, classic_id, 7))
+            .await;
+        assert_eq!(committed, Ok(vec![Ok(())]));
+        // It joins again having revoked everything (an eager client) and gets its share.
+        let rejoined = groups.join_group("g", classic_join(classic_id)).await;
+        assert_eq!(rejoined.error, None);
+        assert!(rejoined.generation_id > generation);
+        assert_eq!(rejoined.protocol_name.as_deref(), Some("range"));
+        let synced = groups
+            .sync_group("g", sync_request(classic_id, rejoined.generation_id))
+            .await;
+        let kept = partitions(&synced.assignment);
+        assert_eq!(kept.len(), 2, "{kept:?}");
+        assert_eq!(
+            groups.heartbeat("g", classic_id, None, rejoined.generation_id),
+            Ok(())
+        );
+        let c = groups
+            .consumer_group_heartbeat(
+                "g",
+                1,
+                HeartbeatRequest {
+                    member_epoch: joined.member_epoch,
+                    ..consumer_join("c")
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            c.assignment.map(|a| a.values().map(|p| p.len()).sum()),
+            Some(1)
+        );
+        // The mixed group's record keeps the classic member as such.
+        let GroupRecord::Consumer(record) = stored_record(&groups, "g") else {
+            panic!("a consumer group's record");
+        };
+        let kinds: Vec<bool> = record.members.iter().map(|m| m.classic.is_some()).collect();
+        assert_eq!(kinds.iter().filter(|c| **c).count(), 1);
+        // And a restart keeps the mixed group: both kinds carry on where they were.
+        let groups = restarted(&groups);
+        assert_eq!(
+            groups.heartbeat("g", classic_id, None, rejoined.generation_id),
+            Ok(())
+        );
+
+        // The last consumer-protocol member leaves: a classic group again, which rebalances.
+        groups
+            .consumer_group_heartbeat(
+                "g",
+                1,
+                HeartbeatRequest {
+                    member_epoch: consumer::LEAVE_GROUP_MEMBER_EPOCH,
+                    ..consumer_join("c")
+                },
+            )
+            .await
+            .unwrap();
+        let description = groups.describe_group("g").unwrap();
+        assert_eq!(description.state, classic::ClassicState::PreparingRebalance);
+        assert_eq!(description.members.len(), 1);
+        assert_eq!(
+            groups.heartbeat("g", classic_id, None, c.member_epoch + 1),
+            Err(ResponseError::RebalanceInProgress)
+        );
+        assert!(matches!(
+            stored_record(&groups, "g"),
+            GroupRecord::Classic(_)
+        ));
+        assert_eq!(groups.fetch_offsets("g", None, -1).unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_migration_policy_decides_each_direction() {
+        let (groups, _dir) = setup(GroupConfig {
+            initial_rebalance_delay: Duration::ZERO,
+            migration_policy: MigrationPolicy::Upgrade,
+            ..GroupConfig::default()
+        })
+        .await;
+        let classic = groups.join_group("g", classic_join("")).await;
+        groups
+            .consumer_group_heartbeat("g", 1, consumer_join("c"))
+            .await
+            .unwrap();
+        groups
+            .consumer_group_heartbeat(
+                "g",
+                1,
+                HeartbeatRequest {
+                    member_epoch: consumer::LEAVE_GROUP_MEMBER_EPOCH,
+                    ..consumer_join("c")
+                },
+            )
+            .await
+            .unwrap();
+        // No downgrade: a consumer group of one classic member.
+        let described = groups.consumer_group_describe("g").unwrap();
+        assert_eq!(described.members[0].member_id, classic.member_id);
+
+        let (groups, _dir) = setup(GroupConfig {
+            initial_rebalance_delay: Duration::ZERO,
+            migration_policy: MigrationPolicy::Downgrade,
+            ..GroupConfig::default()
+        })
+        .await;
+        groups.join_group("g", classic_join("")).await;
+        let refused = groups
+            .consumer_group_heartbeat("g", 1, consumer_join("c"))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.error, ResponseError::GroupIdNotFound);
+        assert!(refused.message.contains("online upgrade is disabled"));
     }
 
     /// The group's record in the store: the answers that change it come once it is written.

@@ -473,24 +473,31 @@ def group_coordinator(bootstrap: str, group: str) -> int:
 
 
 @pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "kill-9"])
-@pytest.mark.parametrize("protocol", ["classic", "consumer"])
+@pytest.mark.parametrize("protocol", ["classic", "consumer", "mixed"])
 def test_group_members_on_different_gateways_survive_their_coordinator_leaving(
         cluster, protocol, kill):
     """Two members bootstrapped from different gateways consume a topic whose partitions
     live on all of them; the gateway coordinating their group is drained (SIGTERM) or killed:
     the group moves to another gateway with its membership and committed offsets, and the
-    members go on without a rebalance and without consuming again what they committed."""
+    members go on without a rebalance and without consuming again what they committed.
+    "mixed": a classic member, then a consumer-protocol one that upgrades the group online."""
     topic, group = unique_topic("group"), unique_topic(f"{protocol}-group")
     create_topic(cluster.bootstrap(), topic, partitions=PARTITIONS)
     # Classic members: a session long enough for the move on a loaded machine (librdkafka
     # gives its membership up once no heartbeat succeeded for a session timeout).
-    config = {"group.protocol": protocol} if protocol == "consumer" else {
-        "session.timeout.ms": 30000}
+    classic, consumer = {"session.timeout.ms": 30000}, {"group.protocol": "consumer"}
+    configs = {"classic": [classic, classic], "consumer": [consumer, consumer],
+               "mixed": [classic, consumer]}[protocol]
     shared = SimpleNamespace(bootstrap=cluster.bootstrap())
     produced = produce(shared, topic, "before", 120)
     ledger = Ledger()
-    members = [Member(f"m{i}", SimpleNamespace(bootstrap=cluster.gateways[i].address), group,
-                      topic, ledger, **config) for i in (1, 2)]
+    members = []
+    for i, config in zip((1, 2), configs):
+        members.append(Member(f"m{i}", SimpleNamespace(bootstrap=cluster.gateways[i].address),
+                              group, topic, ledger, **config))
+        if protocol == "mixed" and i == 1:
+            poll_until(members, lambda: len(members[0].partitions()) == PARTITIONS,
+                       "the classic group settled")
     try:
         poll_until(members, lambda: ledger.count() == 120
                    and sorted(len(m.partitions()) for m in members) == [3, 3],

@@ -1,7 +1,7 @@
 """The consumer group protocol of KIP-848 with confluent-kafka (`group.protocol=consumer`):
 server-side assignment, incremental rebalances, static members, committed offsets and
 membership across a restart, regex subscriptions, and a group that refuses members of the
-other protocol."""
+other protocol when online migration is disabled (test_groups_migration.py has it enabled)."""
 
 import time
 
@@ -84,7 +84,8 @@ def test_a_static_member_returns_to_its_partitions(strata):
         member.close()
 
 
-def test_a_group_does_not_mix_protocols(strata):
+@pytest.mark.strata_config({**GROUP_BROKER_CONFIG, "group.consumer.migration.policy": "disabled"})
+def test_a_group_does_not_mix_protocols_when_migration_is_disabled(strata):
     topic = unique_topic("mixed")
     group = unique_topic("group")
     create_topic(strata.bootstrap, topic, PARTITIONS)

@@ -454,7 +454,8 @@ def test_kafka_python_admin_describes_transactions_and_producers(strata):
     transactional_id = f"described-{uuid.uuid4().hex[:8]}"
     producer = transactional_producer(strata.bootstrap, transactional_id)
     producer.begin_transaction()
-    producer.produce(topic, b"x", partition=1)
+    produced_at = int(time.time() * 1000)
+    producer.produce(topic, b"x", partition=1, timestamp=produced_at)
     producer.flush(TIMEOUT)
     admin = KafkaAdminClient(bootstrap_servers=strata.bootstrap)
     try:
@@ -471,6 +472,7 @@ def test_kafka_python_admin_describes_transactions_and_producers(strata):
         [state] = producers[KTopicPartition(topic, 1)].active_producers
         assert (state.producer_id, state.last_sequence) == (described.producer_id, 0)
         assert state.current_transaction_start_offset == 0, "the open transaction starts at 0"
+        assert state.last_timestamp == produced_at, "the max timestamp of its last batch"
         producer.commit_transaction(TIMEOUT)
         described = admin.describe_transactions([transactional_id])[transactional_id]
         assert str(described.state.value) == "CompleteCommit"

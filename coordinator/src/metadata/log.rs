@@ -428,6 +428,7 @@ mod tests {
                 })
                 .collect(),
             current_txn_first_offset: None,
+            last_timestamp: -1,
         }
     }
 

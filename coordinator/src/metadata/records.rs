@@ -320,15 +320,21 @@ pub(super) struct FlushChunk(
     #[serde(default, skip_serializing_if = "Vec::is_empty")] Vec<(i64, i64, i64)>,
 );
 
-/// Producer id, epoch, batches as (first seq, last seq, base offset, last offset), and the
-/// first offset of its open transaction.
+/// Producer id, epoch, batches as (first seq, last seq, base offset, last offset), the
+/// first offset of its open transaction, and the max timestamp of its last batch (records
+/// written before it was kept have neither or only the first).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct FlushProducer(
     i64,
     i16,
     Vec<(i32, i32, i64, i64)>,
-    #[serde(default, skip_serializing_if = "Option::is_none")] Option<i64>,
+    #[serde(default)] Option<i64>,
+    #[serde(default = "no_timestamp")] i64,
 );
+
+fn no_timestamp() -> i64 {
+    -1
+}
 
 impl FlushRecord {
     /// The record of one flush object's commits (which all name that object).
@@ -358,6 +364,7 @@ impl FlushRecord {
                             producer.producer_epoch,
                             batches.collect(),
                             producer.current_txn_first_offset,
+                            producer.last_timestamp,
                         )
                     })
                     .collect();
@@ -409,21 +416,24 @@ impl FlushRecord {
                     })?;
                     let producers = producers
                         .iter()
-                        .map(|FlushProducer(id, epoch, batches, txn)| ProducerState {
-                            producer_id: *id,
-                            producer_epoch: *epoch,
-                            batches: batches
-                                .iter()
-                                .map(|&(first_seq, last_seq, base_offset, last_offset)| {
-                                    ProducerBatch {
-                                        first_seq,
-                                        last_seq,
-                                        base_offset,
-                                        last_offset,
-                                    }
-                                })
-                                .collect(),
-                            current_txn_first_offset: *txn,
+                        .map(|FlushProducer(id, epoch, batches, txn, last_timestamp)| {
+                            ProducerState {
+                                producer_id: *id,
+                                producer_epoch: *epoch,
+                                batches: batches
+                                    .iter()
+                                    .map(|&(first_seq, last_seq, base_offset, last_offset)| {
+                                        ProducerBatch {
+                                            first_seq,
+                                            last_seq,
+                                            base_offset,
+                                            last_offset,
+                                        }
+                                    })
+                                    .collect(),
+                                current_txn_first_offset: *txn,
+                                last_timestamp: *last_timestamp,
+                            }
                         })
                         .collect();
                     Ok(FlushedChunk {
@@ -503,6 +513,33 @@ mod tests {
         assert!(Key::Segment(t, 0, 999).to_string() < Key::Segment(t, 0, 1000).to_string());
         assert_eq!(Key::parse("partitions/nope/0/leader"), None);
         assert_eq!(Key::parse("topics/a/b"), None);
+    }
+
+    #[test]
+    fn flushed_producer_states_keep_their_last_timestamp() {
+        let state = ProducerState {
+            producer_id: 7,
+            producer_epoch: 1,
+            batches: vec![ProducerBatch {
+                first_seq: 0,
+                last_seq: 2,
+                base_offset: 10,
+                last_offset: 12,
+            }],
+            current_txn_first_offset: None,
+            last_timestamp: 1_700_000_000_123,
+        };
+        let producer = FlushProducer(7, 1, vec![(0, 2, 10, 12)], None, state.last_timestamp);
+        let json = serde_json::to_string(&producer).unwrap();
+        assert_eq!(
+            serde_json::from_str::<FlushProducer>(&json).unwrap(),
+            producer
+        );
+        // Written before the timestamp was kept: unknown.
+        let old: FlushProducer = serde_json::from_str("[7,1,[[0,2,10,12]]]").unwrap();
+        assert_eq!(old, FlushProducer(7, 1, vec![(0, 2, 10, 12)], None, -1));
+        let old: FlushProducer = serde_json::from_str("[7,1,[],4]").unwrap();
+        assert_eq!(old, FlushProducer(7, 1, vec![], Some(4), -1));
     }
 
     #[test]

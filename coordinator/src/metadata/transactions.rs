@@ -252,6 +252,7 @@ mod tests {
             producer_epoch: 0,
             batches: Vec::new(),
             current_txn_first_offset: Some(4),
+            last_timestamp: -1,
         }];
         coordinator.commit_flush(vec![first]).await.unwrap();
         coordinator

@@ -1,13 +1,11 @@
 //! AddOffsetsToTxn: the producer will commit a group's offsets in its transaction
 //! (TxnOffsetCommit, to the group's coordinator); the transaction begins if none is under way.
 
-use coordinator::TransactionWrite;
 use group_coordinator::transaction;
 use proto_compat::kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
 
 use crate::broker::Broker;
-use crate::clock::now_ms;
-use crate::transaction_coordinator::check_coordinator;
+use crate::transaction_coordinator::{producer_step, ServedBy};
 
 /// AddOffsetsToTxn v2 (KIP-588) knows PRODUCER_FENCED.
 const FIRST_VERSION_WITH_PRODUCER_FENCED: i16 = 2;
@@ -17,27 +15,16 @@ pub async fn handle(
     version: i16,
     request: AddOffsetsToTxnRequest,
 ) -> AddOffsetsToTxnResponse {
-    let id = request.transactional_id.as_str();
-    let mut response = AddOffsetsToTxnResponse::default();
-    if let Err(e) = check_coordinator(broker, id) {
-        response.error_code = e.code();
-        return response;
-    }
-    let now = now_ms();
     let (producer_id, epoch) = (request.producer_id.0, request.producer_epoch);
-    let outcome = broker
-        .coordinator
-        .update_transaction(id, |current| {
-            match transaction::add_partitions(current, producer_id, epoch, &[], now) {
-                Ok(next) => (Ok(()), next.map(TransactionWrite::Put)),
-                Err(e) => (Err(e), None),
-            }
-        })
-        .await;
-    response.error_code = match outcome {
-        Ok(Ok(())) => 0,
-        Ok(Err(e)) => e.error_code(version, FIRST_VERSION_WITH_PRODUCER_FENCED),
-        Err(e) => e.error_code(),
-    };
+    let outcome = producer_step(
+        broker,
+        ServedBy::TransactionCoordinator,
+        &request.transactional_id,
+        (version, FIRST_VERSION_WITH_PRODUCER_FENCED),
+        |current, now| transaction::add_partitions(current, producer_id, epoch, &[], now),
+    )
+    .await;
+    let mut response = AddOffsetsToTxnResponse::default();
+    response.error_code = outcome.err().unwrap_or(0);
     response
 }

@@ -3,7 +3,6 @@
 //! verifying a partition with the coordinator) is not needed here: every broker reads the
 //! transaction state itself when a transactional batch arrives.
 
-use coordinator::TransactionWrite;
 use group_coordinator::transaction;
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::add_partitions_to_txn_response::{
@@ -14,8 +13,8 @@ use proto_compat::kafka_protocol::messages::{
 };
 
 use crate::broker::Broker;
-use crate::clock::now_ms;
-use crate::transaction_coordinator::check_coordinator;
+use crate::handlers::offset_commit::topic_results;
+use crate::transaction_coordinator::{producer_step, ServedBy};
 
 /// AddPartitionsToTxn v2 (KIP-588) knows PRODUCER_FENCED.
 const FIRST_VERSION_WITH_PRODUCER_FENCED: i16 = 2;
@@ -39,38 +38,23 @@ pub async fn handle(
     };
     // Nothing is added when a partition does not exist (the others: OPERATION_NOT_ATTEMPTED).
     let any_unknown = partitions.iter().any(|(t, p)| unknown(t, *p));
-    let outcome: Result<(), i16> = if any_unknown {
+    let outcome = if any_unknown {
         Err(ResponseError::OperationNotAttempted.code())
     } else {
-        match check_coordinator(broker, id) {
-            Err(e) => Err(e.code()),
-            Ok(()) => {
-                let now = now_ms();
-                let (producer_id, epoch) = (
-                    request.v3_and_below_producer_id.0,
-                    request.v3_and_below_producer_epoch,
-                );
-                broker
-                    .coordinator
-                    .update_transaction(id, |current| {
-                        match transaction::add_partitions(
-                            current,
-                            producer_id,
-                            epoch,
-                            &partitions,
-                            now,
-                        ) {
-                            Ok(next) => (Ok(()), next.map(TransactionWrite::Put)),
-                            Err(e) => (Err(e), None),
-                        }
-                    })
-                    .await
-                    .map_err(|e| e.error_code())
-                    .and_then(|r| {
-                        r.map_err(|e| e.error_code(version, FIRST_VERSION_WITH_PRODUCER_FENCED))
-                    })
-            }
-        }
+        let (producer_id, epoch) = (
+            request.v3_and_below_producer_id.0,
+            request.v3_and_below_producer_epoch,
+        );
+        producer_step(
+            broker,
+            ServedBy::TransactionCoordinator,
+            id,
+            (version, FIRST_VERSION_WITH_PRODUCER_FENCED),
+            |current, now| {
+                transaction::add_partitions(current, producer_id, epoch, &partitions, now)
+            },
+        )
+        .await
     };
     let code = |topic: &str, partition: i32| match outcome {
         _ if any_unknown && unknown(topic, partition) => {
@@ -80,24 +64,24 @@ pub async fn handle(
         Err(code) => code,
     };
     let mut response = AddPartitionsToTxnResponse::default();
-    response.results_by_topic_v3_and_below = request
-        .v3_and_below_topics
-        .into_iter()
-        .map(|topic| {
-            let mut result = AddPartitionsToTxnTopicResult::default();
-            result.results_by_partition = topic
-                .partitions
-                .iter()
-                .map(|&p| {
-                    let mut partition = AddPartitionsToTxnPartitionResult::default();
-                    partition.partition_index = p;
-                    partition.partition_error_code = code(&topic.name, p);
-                    partition
-                })
-                .collect();
-            result.name = topic.name;
-            result
-        })
-        .collect();
+    response.results_by_topic_v3_and_below = topic_results(
+        request.v3_and_below_topics,
+        |t| (t.name, t.partitions),
+        code,
+        |name, results| {
+            AddPartitionsToTxnTopicResult::default()
+                .with_name(name)
+                .with_results_by_partition(
+                    results
+                        .into_iter()
+                        .map(|(index, code)| {
+                            AddPartitionsToTxnPartitionResult::default()
+                                .with_partition_index(index)
+                                .with_partition_error_code(code)
+                        })
+                        .collect(),
+                )
+        },
+    );
     response
 }

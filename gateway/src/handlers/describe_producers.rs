@@ -1,6 +1,6 @@
 //! DescribeProducers: the producers with state on partitions this broker leads, with their
-//! epoch, last sequence and open transaction. Strata keeps no batch timestamps in producer
-//! states, so `last_timestamp` is -1; markers carry no coordinator epoch, so it is -1 too.
+//! epoch, last sequence, the max timestamp of its last batch and open transaction. Markers
+//! carry no coordinator epoch (the metadata store's guards fence coordinators), so it is -1.
 
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::describe_producers_response::{
@@ -41,7 +41,7 @@ pub fn handle(broker: &Broker, request: DescribeProducersRequest) -> DescribePro
                                         .with_producer_id(ProducerId(state.producer_id))
                                         .with_producer_epoch(i32::from(state.producer_epoch))
                                         .with_last_sequence(last_sequence)
-                                        .with_last_timestamp(-1)
+                                        .with_last_timestamp(state.last_timestamp)
                                         .with_coordinator_epoch(-1)
                                         .with_current_txn_start_offset(
                                             state.current_txn_first_offset.unwrap_or(-1),

@@ -3,45 +3,38 @@
 //! if the markers cannot be written now, the answer is still success (as Kafka answers once
 //! the decision is logged) and the coordinator's periodic pass completes it.
 
-use coordinator::TransactionWrite;
 use group_coordinator::transaction::{self, EndStep};
 use proto_compat::kafka_protocol::messages::{EndTxnRequest, EndTxnResponse};
 
 use crate::broker::Broker;
-use crate::clock::now_ms;
-use crate::transaction_coordinator::{check_coordinator, complete};
+use crate::transaction_coordinator::{complete, producer_step, ServedBy};
 
 /// EndTxn v2 (KIP-588) knows PRODUCER_FENCED.
 const FIRST_VERSION_WITH_PRODUCER_FENCED: i16 = 2;
 
 pub async fn handle(broker: &Broker, version: i16, request: EndTxnRequest) -> EndTxnResponse {
     let id = request.transactional_id.as_str();
-    let mut response = EndTxnResponse::default();
-    if let Err(e) = check_coordinator(broker, id) {
-        response.error_code = e.code();
-        return response;
-    }
-    let now = now_ms();
     let (producer_id, epoch) = (request.producer_id.0, request.producer_epoch);
-    let outcome = broker
-        .coordinator
-        .update_transaction(id, |current| {
-            match transaction::end_txn(current, producer_id, epoch, request.committed, now) {
-                Ok(EndStep::Prepare(next)) => (Ok(()), Some(TransactionWrite::Put(next))),
-                Ok(EndStep::AlreadyDone) => (Ok(()), None),
-                Err(e) => (Err(e), None),
-            }
-        })
-        .await;
-    response.error_code = match outcome {
-        Ok(Ok(())) => {
-            if let Err(e) = complete(broker, id).await {
-                tracing::warn!(transactional_id = id, error = %e, "transaction decided, its markers left to the next pass");
-            }
-            0
+    let outcome = producer_step(
+        broker,
+        ServedBy::TransactionCoordinator,
+        id,
+        (version, FIRST_VERSION_WITH_PRODUCER_FENCED),
+        |current, now| {
+            let step = transaction::end_txn(current, producer_id, epoch, request.committed, now)?;
+            Ok(match step {
+                EndStep::Prepare(next) => Some(next),
+                EndStep::AlreadyDone => None,
+            })
+        },
+    )
+    .await;
+    if outcome.is_ok() {
+        if let Err(e) = complete(broker, id).await {
+            tracing::warn!(transactional_id = id, error = %e, "transaction decided, its markers left to the next pass");
         }
-        Ok(Err(e)) => e.error_code(version, FIRST_VERSION_WITH_PRODUCER_FENCED),
-        Err(e) => e.error_code(),
-    };
+    }
+    let mut response = EndTxnResponse::default();
+    response.error_code = outcome.err().unwrap_or(0);
     response
 }

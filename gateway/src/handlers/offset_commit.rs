@@ -1,11 +1,15 @@
 //! OffsetCommit: a group's consumed positions, durable in the coordinator before the answer.
+//! Also the per-partition parts the other offset requests (TxnOffsetCommit, OffsetDelete)
+//! share with it.
 
 use coordinator::CommittedOffset;
 use group_coordinator::OffsetCommit;
 use proto_compat::kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
-use proto_compat::kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+use proto_compat::kafka_protocol::messages::{
+    OffsetCommitRequest, OffsetCommitResponse, TopicName,
+};
 
 use crate::broker::Broker;
 use crate::clock;
@@ -21,21 +25,13 @@ pub async fn handle(
         .iter()
         .flat_map(|topic| {
             topic.partitions.iter().map(|p| {
-                let offset = CommittedOffset {
-                    offset: p.committed_offset,
+                let offset = committed_offset(
+                    p.committed_offset,
                     // v6+ (KIP-320)
-                    leader_epoch: if version >= 6 {
-                        p.committed_leader_epoch
-                    } else {
-                        -1
-                    },
-                    metadata: p
-                        .committed_metadata
-                        .as_deref()
-                        .unwrap_or_default()
-                        .to_string(),
+                    (version >= 6).then_some(p.committed_leader_epoch),
+                    p.committed_metadata.as_deref(),
                     commit_timestamp,
-                };
+                );
                 (topic.name.to_string(), p.partition_index, offset)
             })
         })
@@ -61,24 +57,66 @@ pub async fn handle(
     };
     let mut codes = codes.into_iter();
     let mut response = OffsetCommitResponse::default();
-    response.topics = request
-        .topics
-        .into_iter()
-        .map(|topic| {
-            let mut out = OffsetCommitResponseTopic::default();
-            out.partitions = topic
-                .partitions
-                .iter()
-                .map(|p| {
-                    let mut partition = OffsetCommitResponsePartition::default();
-                    partition.partition_index = p.partition_index;
-                    partition.error_code = codes.next().unwrap_or_default();
-                    partition
-                })
-                .collect();
-            out.name = topic.name;
-            out
-        })
-        .collect();
+    response.topics = topic_results(
+        request.topics,
+        |t| {
+            (
+                t.name,
+                t.partitions.iter().map(|p| p.partition_index).collect(),
+            )
+        },
+        |_, _| codes.next().unwrap_or_default(),
+        |name, results| {
+            OffsetCommitResponseTopic::default()
+                .with_name(name)
+                .with_partitions(
+                    results
+                        .into_iter()
+                        .map(|(index, code)| {
+                            OffsetCommitResponsePartition::default()
+                                .with_partition_index(index)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
+        },
+    );
     response
+}
+
+/// A partition's committed offset as an offset request carries it (no leader epoch: -1).
+pub fn committed_offset(
+    offset: i64,
+    leader_epoch: Option<i32>,
+    metadata: Option<&str>,
+    commit_timestamp: i64,
+) -> CommittedOffset {
+    CommittedOffset {
+        offset,
+        leader_epoch: leader_epoch.unwrap_or(-1),
+        metadata: metadata.unwrap_or_default().to_string(),
+        commit_timestamp,
+    }
+}
+
+/// A response's topics in the request's order: `split` gives a request topic's name and
+/// partition indexes, `code` answers each partition (in request order), `topic` builds the
+/// response topic from the name and the (partition index, error code) pairs.
+pub fn topic_results<T, R>(
+    topics: Vec<T>,
+    split: impl Fn(T) -> (TopicName, Vec<i32>),
+    mut code: impl FnMut(&str, i32) -> i16,
+    topic: impl Fn(TopicName, Vec<(i32, i16)>) -> R,
+) -> Vec<R> {
+    topics
+        .into_iter()
+        .map(|t| {
+            let (name, partitions) = split(t);
+            let results = partitions
+                .into_iter()
+                .map(|p| (p, code(&name, p)))
+                .collect();
+            topic(name, results)
+        })
+        .collect()
 }

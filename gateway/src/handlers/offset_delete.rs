@@ -6,6 +6,7 @@ use proto_compat::kafka_protocol::messages::offset_delete_response::{
 use proto_compat::kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 
 use crate::broker::Broker;
+use crate::handlers::offset_commit::topic_results;
 
 pub async fn handle(broker: &Broker, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let partitions: Vec<(String, i32)> = request
@@ -30,25 +31,29 @@ pub async fn handle(broker: &Broker, request: OffsetDeleteRequest) -> OffsetDele
         }
     };
     let mut results = results.into_iter();
-    response.topics = request
-        .topics
-        .into_iter()
-        .map(|topic| {
-            let mut out = OffsetDeleteResponseTopic::default();
-            out.partitions = topic
-                .partitions
-                .iter()
-                .map(|p| {
-                    let mut partition = OffsetDeleteResponsePartition::default();
-                    partition.partition_index = p.partition_index;
-                    partition.error_code =
-                        results.next().and_then(Result::err).map_or(0, |e| e.code());
-                    partition
-                })
-                .collect();
-            out.name = topic.name;
-            out
-        })
-        .collect();
+    response.topics = topic_results(
+        request.topics,
+        |t| {
+            (
+                t.name,
+                t.partitions.iter().map(|p| p.partition_index).collect(),
+            )
+        },
+        |_, _| results.next().and_then(Result::err).map_or(0, |e| e.code()),
+        |name, results| {
+            OffsetDeleteResponseTopic::default()
+                .with_name(name)
+                .with_partitions(
+                    results
+                        .into_iter()
+                        .map(|(index, code)| {
+                            OffsetDeleteResponsePartition::default()
+                                .with_partition_index(index)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
+        },
+    );
     response
 }

@@ -2,7 +2,7 @@
 //! the transaction's durable state and committed to the group together with its
 //! CompleteCommit (an abort drops them).
 
-use coordinator::{CommittedOffset, PendingTxnOffset, TransactionWrite};
+use coordinator::PendingTxnOffset;
 use group_coordinator::transaction;
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::txn_offset_commit_response::{
@@ -12,6 +12,8 @@ use proto_compat::kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCo
 
 use crate::broker::Broker;
 use crate::clock::now_ms;
+use crate::handlers::offset_commit::{committed_offset, topic_results};
+use crate::transaction_coordinator::{producer_step, ServedBy};
 
 /// TxnOffsetCommit v3 (KIP-588) knows PRODUCER_FENCED.
 const FIRST_VERSION_WITH_PRODUCER_FENCED: i16 = 3;
@@ -22,7 +24,7 @@ pub async fn handle(
     request: TxnOffsetCommitRequest,
 ) -> TxnOffsetCommitResponse {
     let group = request.group_id.as_str();
-    let now = now_ms();
+    let commit_timestamp = now_ms();
     let unknown = |topic: &str, partition: i32| {
         broker
             .coordinator
@@ -40,76 +42,57 @@ pub async fn handle(
                     group: group.to_string(),
                     topic: t.name.to_string(),
                     partition: p.partition_index,
-                    offset: CommittedOffset {
-                        offset: p.committed_offset,
-                        leader_epoch: if version >= 2 {
-                            p.committed_leader_epoch
-                        } else {
-                            -1
-                        },
-                        metadata: p
-                            .committed_metadata
-                            .as_deref()
-                            .unwrap_or_default()
-                            .to_string(),
-                        commit_timestamp: now,
-                    },
+                    offset: committed_offset(
+                        p.committed_offset,
+                        (version >= 2).then_some(p.committed_leader_epoch),
+                        p.committed_metadata.as_deref(),
+                        commit_timestamp,
+                    ),
                 })
         })
         .collect();
-    let is_coordinator = broker
-        .coordinator
-        .group_coordinator(group)
-        .is_some_and(|b| b.broker_id == broker.broker_id);
-    let code = if !is_coordinator {
-        ResponseError::NotCoordinator.code()
-    } else {
-        let (producer_id, epoch) = (request.producer_id.0, request.producer_epoch);
-        let outcome = broker
-            .coordinator
-            .update_transaction(
-                &request.transactional_id,
-                |current| match transaction::add_offsets(
-                    current,
-                    producer_id,
-                    epoch,
-                    offsets.clone(),
-                    now,
-                ) {
-                    Ok(next) => (Ok(()), Some(TransactionWrite::Put(next))),
-                    Err(e) => (Err(e), None),
-                },
-            )
-            .await;
-        match outcome {
-            Ok(Ok(())) => 0,
-            Ok(Err(e)) => e.error_code(version, FIRST_VERSION_WITH_PRODUCER_FENCED),
-            Err(e) => e.error_code(),
-        }
-    };
+    let (producer_id, epoch) = (request.producer_id.0, request.producer_epoch);
+    let outcome = producer_step(
+        broker,
+        ServedBy::GroupCoordinator(group),
+        &request.transactional_id,
+        (version, FIRST_VERSION_WITH_PRODUCER_FENCED),
+        |current, now| {
+            transaction::add_offsets(current, producer_id, epoch, offsets.clone(), now).map(Some)
+        },
+    )
+    .await;
+    let code = outcome.err().unwrap_or(0);
     let mut response = TxnOffsetCommitResponse::default();
-    response.topics = request
-        .topics
-        .into_iter()
-        .map(|topic| {
-            let mut out = TxnOffsetCommitResponseTopic::default();
-            out.partitions = topic
-                .partitions
-                .iter()
-                .map(|p| {
-                    let mut partition = TxnOffsetCommitResponsePartition::default();
-                    partition.partition_index = p.partition_index;
-                    partition.error_code = if unknown(&topic.name, p.partition_index) {
-                        ResponseError::UnknownTopicOrPartition.code()
-                    } else {
-                        code
-                    };
-                    partition
-                })
-                .collect();
-            out.name = topic.name;
-            out
-        })
-        .collect();
+    response.topics = topic_results(
+        request.topics,
+        |t| {
+            (
+                t.name,
+                t.partitions.iter().map(|p| p.partition_index).collect(),
+            )
+        },
+        |topic, partition| {
+            if unknown(topic, partition) {
+                ResponseError::UnknownTopicOrPartition.code()
+            } else {
+                code
+            }
+        },
+        |name, results| {
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(name)
+                .with_partitions(
+                    results
+                        .into_iter()
+                        .map(|(index, code)| {
+                            TxnOffsetCommitResponsePartition::default()
+                                .with_partition_index(index)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
+        },
+    );
     response
 }

@@ -138,7 +138,9 @@ impl ProducerStateTable {
                 producer_epoch: epoch,
                 batches: Vec::new(),
                 current_txn_first_offset: None,
+                last_timestamp: -1,
             });
+        state.last_timestamp = batch.max_timestamp();
         if epoch != state.producer_epoch {
             state.producer_epoch = epoch;
             state.batches.clear();
@@ -190,6 +192,7 @@ impl ProducerStateTable {
                     .cloned()
                     .collect(),
                 current_txn_first_offset: state.current_txn_first_offset,
+                last_timestamp: state.last_timestamp,
             })
             .collect()
     }
@@ -222,6 +225,9 @@ mod tests {
         let first = batch(7, 0, 0, 3, 100);
         assert_eq!(table.check(&first), Ok(SequenceCheck::Append));
         table.record(&first);
+        // DescribeProducers' last timestamp: the max timestamp of the last batch.
+        assert_eq!(table.states()[0].last_timestamp, first.max_timestamp());
+        assert!(first.max_timestamp() > 0);
         assert_eq!(
             table.check(&batch(7, 0, 0, 3, 0)),
             Ok(SequenceCheck::Duplicate {
