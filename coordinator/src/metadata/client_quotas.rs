@@ -92,7 +92,11 @@ mod tests {
             .alter_client_quotas(vec![
                 (user("alice"), "producer_byte_rate".into(), Some(1024.0)),
                 (user("alice"), "request_percentage".into(), Some(12.5)),
-                (default_pair.clone(), "consumer_byte_rate".into(), Some(2048.0)),
+                (
+                    default_pair.clone(),
+                    "consumer_byte_rate".into(),
+                    Some(2048.0),
+                ),
             ])
             .await
             .unwrap();

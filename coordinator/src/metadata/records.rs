@@ -291,9 +291,11 @@ impl Record {
                 Record::GroupMetadata(group, Bytes::copy_from_slice(value))
             }
             Key::Transaction(_) => Record::Transaction(serde_json::from_slice(value).map_err(bad)?),
-            Key::ClientQuota(entity, quota_key) => {
-                Record::ClientQuota(entity, quota_key, serde_json::from_slice(value).map_err(bad)?)
-            }
+            Key::ClientQuota(entity, quota_key) => Record::ClientQuota(
+                entity,
+                quota_key,
+                serde_json::from_slice(value).map_err(bad)?,
+            ),
         };
         // The key repeats part of the value (a name, an offset, an id): they must agree.
         if record.key().to_string() != key {
