@@ -302,6 +302,31 @@ def test_consumer_settles_at_its_byte_rate_and_others_are_unaffected(broker):
     assert series['strata_client_throttle_time_seconds_total{quota="fetch",user="",client_id="slow-consumer"}'] > 0
 
 
+def test_request_percentage_throttles_every_api(broker):
+    """kafka-python: a client id with a tiny request_percentage gets throttle_time_ms in its
+    responses (here DescribeClientQuotas) once its requests have taken more than that share
+    of a thread, bounded by one window as in Kafka; another client id is not throttled."""
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    busy = KafkaAdminClient(bootstrap_servers=broker.bootstrap, client_id="busy-admin")
+    try:
+        assert alter(admin, {"client-id": "busy-admin"}, {"request_percentage": 0.01})[0] == 0
+        D = DescribeClientQuotasRequest
+        request = D(components=[], strict=False)
+
+        def throttled():
+            return send(busy, request).throttle_time_ms or None
+
+        throttle_ms = wait_until(throttled, "a throttled response")
+        assert 0 < throttle_ms <= 1000
+        assert send(admin, request).throttle_time_ms == 0
+    finally:
+        busy.close()
+        admin.close()
+    series = metrics(broker.http)
+    assert series['strata_client_requests_total{user="",client_id="busy-admin"}'] > 0
+    assert series['strata_client_throttle_time_seconds_total{quota="request",user="",client_id="busy-admin"}'] > 0
+
+
 def test_quotas_apply_per_sasl_user(tmp_path):
     """A user quota holds every client of that SASL user, whatever its client id, and not
     another user's."""
