@@ -100,7 +100,7 @@ pub async fn prepare(
         body,
     } = request;
     let version = header.request_api_version;
-    let client_id = client_id(&header).to_string();
+    let client_id = header.client_id.clone().unwrap_or_default();
     let client = Client::new(&session.principal, &client_id);
     match body {
         RequestKind::Produce(r) => {
