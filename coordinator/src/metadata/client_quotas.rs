@@ -40,6 +40,9 @@ pub struct ClientQuotaEntity {
 /// Every quota entity's values by quota key (`producer_byte_rate`, ...).
 pub type ClientQuotas = BTreeMap<ClientQuotaEntity, BTreeMap<String, f64>>;
 
+/// Quota keys altered per store transaction (etcd allows 128 operations).
+const QUOTAS_PER_TXN: usize = 100;
+
 /// One alteration of an entity's quota: a new value, or None to remove the key.
 pub type QuotaAlteration = (ClientQuotaEntity, String, Option<f64>);
 
@@ -50,21 +53,26 @@ impl Coordinator {
         self.read().client_quotas.clone()
     }
 
-    /// Sets or removes quota keys of entities in one transaction. Each value is stored
-    /// under its own key, so concurrent alterations of other keys are not overwritten.
+    /// Sets or removes quota keys of entities, in transactions of at most
+    /// [`QUOTAS_PER_TXN`] keys (an error may leave the earlier ones done: each alteration
+    /// stands alone, and applying one again changes nothing). Each value is stored under its
+    /// own key, so concurrent alterations of other keys are not overwritten.
     pub async fn alter_client_quotas(
         &self,
         alterations: Vec<QuotaAlteration>,
     ) -> Result<(), CoordinatorError> {
-        let guard = self.lock_writes().await;
-        let mut changes = Changes::default();
-        for (entity, key, value) in alterations {
-            match value {
-                Some(value) => changes.puts.push(Record::ClientQuota(entity, key, value)),
-                None => changes.deletes.push(Key::ClientQuota(entity, key)),
+        for chunk in alterations.chunks(QUOTAS_PER_TXN) {
+            let guard = self.lock_writes().await;
+            let mut changes = Changes::default();
+            for (entity, key, value) in chunk.iter().cloned() {
+                match value {
+                    Some(value) => changes.puts.push(Record::ClientQuota(entity, key, value)),
+                    None => changes.deletes.push(Key::ClientQuota(entity, key)),
+                }
             }
+            self.commit(guard, changes).await?;
         }
-        self.commit(guard, changes).await
+        Ok(())
     }
 }
 
@@ -119,5 +127,22 @@ mod tests {
         ]);
         assert_eq!(*quotas, expected);
         assert_eq!(*open(&store).await.client_quotas(), expected);
+    }
+
+    #[tokio::test]
+    async fn many_alterations_fit_the_stores_transactions() {
+        let store = TestStore::new();
+        let coordinator = open(&store).await;
+        let alterations = (0..250)
+            .map(|i| {
+                (
+                    user(&format!("user{i}")),
+                    "producer_byte_rate".into(),
+                    Some(1.0),
+                )
+            })
+            .collect();
+        coordinator.alter_client_quotas(alterations).await.unwrap();
+        assert_eq!(coordinator.client_quotas().len(), 250);
     }
 }
