@@ -25,7 +25,8 @@ pub use crate::embedded::EmbeddedStore;
 pub use crate::error::CoordinatorError;
 pub use crate::etcd::EtcdStore;
 pub use crate::metadata::{
-    BytesInRates, Coordinator, LeaderBalance, PartitionRates, Reassignment, TransactionWrite,
+    BytesInRates, ClientQuotaEntity, ClientQuotas, Coordinator, LeaderBalance, PartitionRates,
+    QuotaAlteration, QuotaName, Reassignment, TransactionWrite,
 };
 pub use crate::metadata_store::{MetaStoreError, MetadataStore, Txn};
 pub use crate::topic_config::{BrokerDefaults, CleanupPolicy, TimestampType, TopicConfig};

@@ -9,6 +9,7 @@
 //! on the in-memory state: cheap and sync.
 
 mod bytes_in;
+mod client_quotas;
 mod groups;
 mod leadership;
 mod log;
@@ -31,6 +32,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 pub use self::bytes_in::{BytesInRates, PartitionRates};
+pub use self::client_quotas::{ClientQuotaEntity, ClientQuotas, QuotaAlteration, QuotaName};
 pub use self::leadership::LeaderBalance;
 pub use self::reassignments::Reassignment;
 use self::records::{Changes, Record};

@@ -23,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::partition::flush_queue::FlushQueue;
 use crate::partition::log_reader::LogReader;
 use crate::partition::Partition;
+use crate::quotas::ClientQuotaManager;
 
 pub struct Broker {
     pub broker_id: i32,
@@ -40,6 +41,7 @@ pub struct Broker {
     /// Objects being written or committed, which the garbage collector leaves alone.
     pub in_flight: Arc<InFlightObjects>,
     pub groups: GroupCoordinator,
+    pub quotas: ClientQuotaManager,
     partitions: RwLock<HashMap<(Uuid, i32), Arc<Partition>>>,
 }
 
@@ -67,6 +69,11 @@ impl Broker {
             ),
             in_flight: Arc::default(),
             groups: GroupCoordinator::new(broker_id, config.group.clone(), coordinator.clone()),
+            quotas: ClientQuotaManager::new(
+                config.quota_window,
+                coordinator.clone(),
+                metrics.client_quotas.clone(),
+            ),
             config,
             coordinator,
             store,

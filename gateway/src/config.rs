@@ -20,6 +20,7 @@ use segment_store::simulate_failures::LogNormalLatency;
 use segment_store::StorageOptions;
 
 use crate::listeners::{self, Listener, ListenerSettings, SecurityProtocol};
+use crate::quotas::QuotaWindow;
 use crate::sasl::{jaas, Mechanism, SaslSettings};
 use crate::tls::{ClientAuth, PrincipalMapping, TlsSettings};
 
@@ -250,6 +251,9 @@ pub struct BrokerConfig {
     /// A connection that sends no request for this long is closed (Kafka's
     /// `connections.max.idle.ms`); clients reconnect when they need to.
     pub connections_max_idle: Duration,
+    /// The windows client quotas are measured over (`quota.window.num`,
+    /// `quota.window.size.seconds`).
+    pub quota_window: QuotaWindow,
     /// Kafka's `max.connections` and `max.connections.per.ip`.
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
@@ -347,6 +351,7 @@ impl Default for BrokerConfig {
             queued_max_request_bytes: 128 * 1024 * 1024,
             socket_stall_timeout: Duration::from_secs(30),
             connections_max_idle: Duration::from_secs(600),
+            quota_window: QuotaWindow::default(),
             max_connections: 10_000,
             max_connections_per_ip: i32::MAX as usize,
             message_max_uncompressed_bytes: 64 * 1024 * 1024,
@@ -681,6 +686,23 @@ static SETTINGS: &[Setting<BrokerConfig>] = &[
         documentation: "A connection that sends no request for this long is closed.",
         set: |b, v| set_to(&mut b.connections_max_idle, parse_millis(v)),
         get: |b| show_millis(b.connections_max_idle),
+    },
+    Setting {
+        name: "quota.window.num",
+        kind: INT,
+        documentation: "The number of samples client quotas are measured over.",
+        set: |b, v| set_to(&mut b.quota_window.samples, parse_count(v)),
+        get: |b| show(b.quota_window.samples),
+    },
+    Setting {
+        name: "quota.window.size.seconds",
+        kind: INT,
+        documentation: "The time span of each sample client quotas are measured over.",
+        set: |b, v| {
+            let seconds = parse_count(v).map(|n| Duration::from_secs(n as u64));
+            set_to(&mut b.quota_window.size, seconds)
+        },
+        get: |b| show(b.quota_window.size.as_secs()),
     },
     Setting {
         name: "max.connections",

@@ -29,6 +29,7 @@ use crate::broker::Broker;
 use crate::fetch_memory::Reservation;
 use crate::handlers::{self, SaslGate};
 use crate::limits::{Connection, RequestRoom};
+use crate::quotas::ChannelThrottle;
 use crate::sasl::Authenticator;
 use crate::server::ListenerRuntime;
 use crate::tls;
@@ -69,6 +70,8 @@ pub struct Session {
     /// Kafka's principal: `User:ANONYMOUS`, the name a client certificate maps to, or the
     /// SASL user.
     pub principal: String,
+    /// When the connection may be read again after a client quota throttled it.
+    pub throttle: ChannelThrottle,
 }
 
 /// Serves a connection accepted on `listener`: a TLS handshake first on an SSL or SASL_SSL
@@ -88,6 +91,7 @@ pub async fn accept(
         listener: listener.name.clone(),
         peer,
         principal: ANONYMOUS.to_string(),
+        throttle: ChannelThrottle::default(),
     };
     let Some(tls) = &listener.tls else {
         let (reader, writer) = socket.into_split();
@@ -175,8 +179,14 @@ async fn serve<R, W>(
                 .min(broker.config.socket_request_max_bytes),
             _ => broker.config.socket_request_max_bytes,
         };
+        let throttle = session.throttle.clone();
+        let next = async {
+            // A throttled client's connection is muted: its next request waits.
+            throttle.unmuted().await;
+            read_request(&broker, &mut reader, max_frame).await
+        };
         let frame = tokio::select! {
-            frame = read_request(&broker, &mut reader, max_frame) => frame,
+            frame = next => frame,
             _ = &mut writer => { writer_done = true; break }
             _ = stop.changed() => break,
         };
@@ -193,6 +203,7 @@ async fn serve<R, W>(
             }
         };
         let mut close = false;
+        let size = frame.len();
         let bare = authenticator.as_mut().filter(|a| a.expects_bare_token());
         let task = if let Some(authenticator) = bare {
             // After SaslHandshake v0 the frame is a token of the exchange, not a request.
@@ -219,7 +230,7 @@ async fn serve<R, W>(
                     };
                     match gate {
                         SaslGate::Pass(request) => {
-                            let rest = handlers::prepare(&broker, &session, request).await;
+                            let rest = handlers::prepare(&broker, &session, request, size).await;
                             tokio::spawn(finish(
                                 broker.clone(),
                                 api_key,

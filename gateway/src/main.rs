@@ -16,6 +16,7 @@ mod listeners;
 mod metered_store;
 mod metrics;
 mod partition;
+mod quotas;
 mod sasl;
 mod server;
 #[cfg(test)]

@@ -27,6 +27,7 @@ use segment_store::StoreError;
 
 use crate::fetch_memory::FetchMemory;
 use crate::partition::flush_queue::UnflushedAge;
+use crate::quotas::ClientQuotaMetrics;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TopicLabels {
@@ -184,6 +185,7 @@ pub struct Metrics {
     pub coordinator_active: Gauge,
     pub coordinator_elections: Counter,
     pub leader_changes: LeaderChangeMetrics,
+    pub client_quotas: ClientQuotaMetrics,
 }
 
 /// The operations of `segment_store::store::ObjectStore`.
@@ -461,6 +463,7 @@ impl Metrics {
                 .get_or_create(&TaskLabels { task })
                 .clone(),
         };
+        let client_quotas = ClientQuotaMetrics::register(&mut registry);
 
         Self {
             registry,
@@ -504,6 +507,7 @@ impl Metrics {
                 failover: reason("failover"),
                 balance: reason("balance"),
             },
+            client_quotas,
         }
     }
 

@@ -3,10 +3,11 @@
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
-    AlterConfigsRequest, AlterPartitionReassignmentsRequest, AlterUserScramCredentialsRequest,
-    ApiKey, ApiVersionsResponse, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
-    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    AlterClientQuotasRequest, AlterConfigsRequest, AlterPartitionReassignmentsRequest,
+    AlterUserScramCredentialsRequest, ApiKey, ApiVersionsResponse, ConsumerGroupDescribeRequest,
+    ConsumerGroupHeartbeatRequest, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClientQuotasRequest,
+    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
     DescribeProducersRequest, DescribeTransactionsRequest, DescribeUserScramCredentialsRequest,
     ElectLeadersRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
     IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
@@ -84,6 +85,8 @@ pub const SUPPORTED: &[ApiRange] = &[
     full::<SaslAuthenticateRequest>(ApiKey::SaslAuthenticate),
     full::<DescribeUserScramCredentialsRequest>(ApiKey::DescribeUserScramCredentials),
     full::<AlterUserScramCredentialsRequest>(ApiKey::AlterUserScramCredentials),
+    full::<DescribeClientQuotasRequest>(ApiKey::DescribeClientQuotas),
+    full::<AlterClientQuotasRequest>(ApiKey::AlterClientQuotas),
     full::<DeleteGroupsRequest>(ApiKey::DeleteGroups),
     full::<OffsetDeleteRequest>(ApiKey::OffsetDelete),
     full::<ConsumerGroupHeartbeatRequest>(ApiKey::ConsumerGroupHeartbeat),
@@ -170,12 +173,14 @@ mod tests {
         }
         // Pinned on purpose: a kafka-protocol upgrade that widens a range should be a
         // deliberate change here, not a silent one.
-        assert_eq!(SUPPORTED.len(), 42);
+        assert_eq!(SUPPORTED.len(), 44);
         let range = |key| supported_range(key).map(|r| (r.min, r.max));
         assert_eq!(range(ApiKey::SaslHandshake), Some((0, 1)));
         assert_eq!(range(ApiKey::SaslAuthenticate), Some((0, 2)));
         assert_eq!(range(ApiKey::DescribeUserScramCredentials), Some((0, 0)));
         assert_eq!(range(ApiKey::AlterUserScramCredentials), Some((0, 0)));
+        assert_eq!(range(ApiKey::DescribeClientQuotas), Some((0, 1)));
+        assert_eq!(range(ApiKey::AlterClientQuotas), Some((0, 1)));
         assert_eq!(range(ApiKey::ApiVersions), Some((0, 4)));
         assert_eq!(range(ApiKey::Produce), Some((3, 13)));
         assert_eq!(range(ApiKey::Fetch), Some((4, 18)));

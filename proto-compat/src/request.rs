@@ -256,6 +256,8 @@ mod tests {
             ApiKey::AlterUserScramCredentials => {
                 RequestKind::AlterUserScramCredentials(Default::default())
             }
+            ApiKey::DescribeClientQuotas => RequestKind::DescribeClientQuotas(Default::default()),
+            ApiKey::AlterClientQuotas => RequestKind::AlterClientQuotas(Default::default()),
             ApiKey::AddPartitionsToTxn => RequestKind::AddPartitionsToTxn(
                 AddPartitionsToTxnRequest::default().with_v3_and_below_producer_epoch(1),
             ),

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::client_quotas::{ClientQuotaEntity, QuotaName};
 use crate::metadata_store::{Guard, Txn};
 use crate::{
     AbortedTxn, BrokerInfo, ChunkCommit, ChunkMeta, CommittedOffset, PartitionLeader,
@@ -48,6 +49,9 @@ pub(super) enum Key {
     GroupMetadata(String),
     /// `transactions/{transactional_id}`, the id escaped as group ids are.
     Transaction(String),
+    /// `quotas/users/{user}/clients/{client_id}/{quota_key}` (either part may be absent),
+    /// names escaped as group ids are and `<` too, so the default, `<default>`, is no name.
+    ClientQuota(ClientQuotaEntity, String),
 }
 
 impl fmt::Display for Key {
@@ -72,6 +76,16 @@ impl fmt::Display for Key {
             }
             Key::GroupMetadata(group) => write!(f, "groups/{}/metadata", escape(group)),
             Key::Transaction(id) => write!(f, "transactions/{}", escape(id)),
+            Key::ClientQuota(entity, quota_key) => {
+                f.write_str("quotas")?;
+                if let Some(user) = &entity.user {
+                    write!(f, "/users/{}", escape_quota_name(user))?;
+                }
+                if let Some(client_id) = &entity.client_id {
+                    write!(f, "/clients/{}", escape_quota_name(client_id))?;
+                }
+                write!(f, "/{quota_key}")
+            }
         }
     }
 }
@@ -97,6 +111,27 @@ impl Key {
                 Key::ScramCredential(unescape(user)?, ScramMechanism::from_name(mechanism)?)
             }
             ["groups", group, "metadata"] => Key::GroupMetadata(unescape(group)?),
+            ["quotas", "users", user, quota_key] => Key::ClientQuota(
+                ClientQuotaEntity {
+                    user: Some(unescape_quota_name(user)?),
+                    client_id: None,
+                },
+                quota_key.to_string(),
+            ),
+            ["quotas", "clients", client_id, quota_key] => Key::ClientQuota(
+                ClientQuotaEntity {
+                    user: None,
+                    client_id: Some(unescape_quota_name(client_id)?),
+                },
+                quota_key.to_string(),
+            ),
+            ["quotas", "users", user, "clients", client_id, quota_key] => Key::ClientQuota(
+                ClientQuotaEntity {
+                    user: Some(unescape_quota_name(user)?),
+                    client_id: Some(unescape_quota_name(client_id)?),
+                },
+                quota_key.to_string(),
+            ),
             ["partitions", t, p, ref rest @ ..] => {
                 let (t, p) = (t.parse().ok()?, p.parse().ok()?);
                 match rest {
@@ -123,6 +158,28 @@ fn unescape(escaped: &str) -> Option<String> {
     (escape(&unescaped) == escaped).then_some(unescaped)
 }
 
+const DEFAULT_QUOTA_NAME: &str = "<default>";
+
+fn escape_quota_name(name: &QuotaName) -> String {
+    match name {
+        QuotaName::Default => DEFAULT_QUOTA_NAME.to_string(),
+        QuotaName::Name(name) => escape(name).replace('<', "%3C"),
+    }
+}
+
+fn unescape_quota_name(escaped: &str) -> Option<QuotaName> {
+    if escaped == DEFAULT_QUOTA_NAME {
+        return Some(QuotaName::Default);
+    }
+    let name = escaped
+        .replace("%3C", "<")
+        .replace("%2F", "/")
+        .replace("%25", "%");
+    let name = QuotaName::Name(name);
+    // Only canonical encodings: every key has exactly one spelling.
+    (escape_quota_name(&name) == escaped).then_some(name)
+}
+
 /// A key with its value.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Record {
@@ -144,6 +201,8 @@ pub(super) enum Record {
     /// Group, and its membership in the group coordinator's encoding, stored as it is.
     GroupMetadata(String, Bytes),
     Transaction(TransactionMetadata),
+    /// An entity's quota key and its value.
+    ClientQuota(ClientQuotaEntity, String, f64),
 }
 
 impl Record {
@@ -166,6 +225,9 @@ impl Record {
             }
             Record::GroupMetadata(group, _) => Key::GroupMetadata(group.clone()),
             Record::Transaction(txn) => Key::Transaction(txn.transactional_id.clone()),
+            Record::ClientQuota(entity, quota_key, _) => {
+                Key::ClientQuota(entity.clone(), quota_key.clone())
+            }
         }
     }
 
@@ -191,6 +253,7 @@ impl Record {
             Record::ScramCredential(credential) => json(credential),
             Record::GroupMetadata(_, value) => value.clone(),
             Record::Transaction(txn) => json(txn),
+            Record::ClientQuota(_, _, value) => json(value),
         }
     }
 
@@ -228,6 +291,11 @@ impl Record {
                 Record::GroupMetadata(group, Bytes::copy_from_slice(value))
             }
             Key::Transaction(_) => Record::Transaction(serde_json::from_slice(value).map_err(bad)?),
+            Key::ClientQuota(entity, quota_key) => Record::ClientQuota(
+                entity,
+                quota_key,
+                serde_json::from_slice(value).map_err(bad)?,
+            ),
         };
         // The key repeats part of the value (a name, an offset, an id): they must agree.
         if record.key().to_string() != key {
@@ -496,6 +564,27 @@ mod tests {
             Key::Offset(String::new(), "t".into(), 0),
             Key::ScramCredential("alice/x%".into(), ScramMechanism::Sha512),
             Key::GroupMetadata("a/b%".into()),
+            Key::ClientQuota(
+                ClientQuotaEntity {
+                    user: Some(QuotaName::Name("<default>/%".into())),
+                    client_id: Some(QuotaName::Default),
+                },
+                "producer_byte_rate".into(),
+            ),
+            Key::ClientQuota(
+                ClientQuotaEntity {
+                    user: None,
+                    client_id: Some(QuotaName::Name("app".into())),
+                },
+                "request_percentage".into(),
+            ),
+            Key::ClientQuota(
+                ClientQuotaEntity {
+                    user: Some(QuotaName::Default),
+                    client_id: None,
+                },
+                "consumer_byte_rate".into(),
+            ),
         ] {
             assert_eq!(Key::parse(&key.to_string()), Some(key));
         }
@@ -513,6 +602,18 @@ mod tests {
         assert!(Key::Segment(t, 0, 999).to_string() < Key::Segment(t, 0, 1000).to_string());
         assert_eq!(Key::parse("partitions/nope/0/leader"), None);
         assert_eq!(Key::parse("topics/a/b"), None);
+        // A user named `<default>` is not the default user.
+        assert_eq!(
+            Key::ClientQuota(
+                ClientQuotaEntity {
+                    user: Some(QuotaName::Name("<default>".into())),
+                    client_id: None,
+                },
+                "producer_byte_rate".into(),
+            )
+            .to_string(),
+            "quotas/users/%3Cdefault>/producer_byte_rate"
+        );
     }
 
     #[test]

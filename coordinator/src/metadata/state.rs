@@ -2,10 +2,12 @@
 //! builds it the same way, from a snapshot of the store and then each change it watches.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use uuid::Uuid;
 
+use super::client_quotas::ClientQuotas;
 use super::records::{
     BrokerRegistration, FlushRecord, FlushedChunk, Key, ProducerSnapshot, Record,
 };
@@ -45,6 +47,9 @@ pub(super) struct State {
     pub(super) group_metadata: BTreeMap<String, Bytes>,
     /// The transaction coordinator's state, by transactional id.
     pub(super) transactions: BTreeMap<String, TransactionMetadata>,
+    /// Client quotas; replaced (copied on write) when one changes, so readers hold a
+    /// snapshot without a lock.
+    pub(super) client_quotas: Arc<ClientQuotas>,
     /// Every stored flush record with how many of its chunks are still part of a log: those
     /// at zero are deleted by [`Coordinator::delete_dead_flush_records`].
     pub(super) flushes: HashMap<String, usize>,
@@ -262,6 +267,12 @@ impl State {
             Record::Transaction(txn) => {
                 self.transactions.insert(txn.transactional_id.clone(), txn);
             }
+            Record::ClientQuota(entity, quota_key, value) => {
+                Arc::make_mut(&mut self.client_quotas)
+                    .entry(entity)
+                    .or_default()
+                    .insert(quota_key, value);
+            }
         }
         Ok(())
     }
@@ -398,6 +409,15 @@ impl State {
             }
             Key::Transaction(id) => {
                 self.transactions.remove(&id);
+            }
+            Key::ClientQuota(entity, quota_key) => {
+                let quotas = Arc::make_mut(&mut self.client_quotas);
+                if let Some(values) = quotas.get_mut(&entity) {
+                    values.remove(&quota_key);
+                    if values.is_empty() {
+                        quotas.remove(&entity);
+                    }
+                }
             }
             // Never deleted: the cluster id and the id counters live forever.
             Key::ClusterId | Key::NextProducerId | Key::NextBrokerId => {}

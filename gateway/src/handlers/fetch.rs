@@ -262,6 +262,22 @@ async fn read_partition(
     Ok(bytes)
 }
 
+/// The bytes of record sets in `response`, which the fetch quota counts.
+pub fn records_size(response: &FetchResponse) -> usize {
+    response
+        .responses
+        .iter()
+        .flat_map(|topic| &topic.partitions)
+        .filter_map(|partition| partition.records.as_ref())
+        .map(Bytes::len)
+        .sum()
+}
+
+/// Kafka's answer to a throttled fetch: no partitions, no error.
+pub fn throttled_response(response: &FetchResponse) -> FetchResponse {
+    FetchResponse::default().with_session_id(response.session_id)
+}
+
 #[cfg(test)]
 mod tests {
     use proto_compat::kafka_protocol::messages::fetch_request::FetchPartition;

@@ -2,6 +2,7 @@
 
 mod add_offsets_to_txn;
 mod add_partitions_to_txn;
+mod alter_client_quotas;
 mod alter_configs;
 mod alter_partition_reassignments;
 mod alter_user_scram_credentials;
@@ -13,6 +14,7 @@ mod create_topics;
 mod delete_groups;
 mod delete_records;
 mod delete_topics;
+mod describe_client_quotas;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
@@ -43,17 +45,21 @@ mod txn_offset_commit;
 mod write_txn_markers;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 
 use proto_compat::kafka_protocol::error::ResponseError;
-use proto_compat::kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind, TopicName};
+use proto_compat::kafka_protocol::messages::{
+    ApiKey, RequestHeader, RequestKind, ResponseKind, TopicName,
+};
 use proto_compat::kafka_protocol::protocol::StrBytes;
 use proto_compat::request::Request;
 
 use crate::broker::Broker;
 use crate::connection::Session;
 use crate::fetch_memory::Reservation;
+use crate::quotas::{set_throttle_time, Client, QuotaType};
 use crate::sasl::Authenticator;
 
 /// The response to a request, or what is left to compute it: `Some(None)` when the API sends
@@ -77,29 +83,80 @@ impl From<ResponseKind> for Reply {
 /// the rest, which may overlap later requests. Kafka handles a connection's requests one at
 /// a time, so state changes happen in the order sent (pipelined produces append in order);
 /// only waiting for acks=all commits and fetches (read-only, long-polling) run alongside.
-pub async fn prepare(broker: &Arc<Broker>, session: &Session, request: Request) -> Deferred {
+///
+/// Client quotas are checked here: a client over one gets its response at once with its
+/// `throttle_time_ms`, and its connection is muted that long (KIP-219). `size` is the
+/// request's size in bytes, which the produce quota counts (as Kafka does).
+pub async fn prepare(
+    broker: &Arc<Broker>,
+    session: &Session,
+    request: Request,
+    size: usize,
+) -> Deferred {
+    let started = Instant::now();
     let Request {
         header,
         api_key,
         body,
     } = request;
     let version = header.request_api_version;
+    let client_id = header.client_id.clone().unwrap_or_default();
+    let client = Client::new(&session.principal, &client_id);
     match body {
         RequestKind::Produce(r) => {
+            let acks = r.acks;
             let pending = produce::append_all(broker, version, r).await;
+            let mut throttle = broker
+                .quotas
+                .record(QuotaType::Produce, client, size as f64);
+            // An acks=0 produce has no response to carry a request throttle (Kafka's rule).
+            if acks != 0 {
+                throttle = throttle.max(request_throttle(broker, client, started));
+            }
+            session.throttle.mute_for(throttle);
             Box::pin(async move {
                 let response = pending.response().await;
-                Some(response.map(|r| ResponseKind::Produce(r).into()))
+                Some(response.map(|r| throttled(ResponseKind::Produce(r), throttle).into()))
             })
         }
-        RequestKind::Fetch(r) => {
+        RequestKind::Fetch(mut r) => {
+            // A fetch larger than the quota allows in a whole window would be throttled
+            // whatever the client did before: Kafka caps it.
+            if let Some(most) = broker.quotas.max_value_in_window(QuotaType::Fetch, client) {
+                let most = most.min(i32::MAX as f64) as i32;
+                if r.max_bytes <= 0 || r.max_bytes > most {
+                    r.max_bytes = most;
+                }
+                r.min_bytes = r.min_bytes.min(r.max_bytes);
+            }
             let broker = broker.clone();
+            let principal = session.principal.clone();
+            let channel = session.throttle.clone();
             Box::pin(async move {
+                let client = Client::new(&principal, &client_id);
                 let (response, memory) = fetch::handle(&broker, version, r).await;
-                Some(Some(Reply {
-                    body: ResponseKind::Fetch(response),
-                    memory,
-                }))
+                // A fetch's handling is mostly waiting (long polls, reads): only a client
+                // already over its request quota is throttled for it.
+                let request = broker.quotas.record(QuotaType::Request, client, 0.0);
+                let bytes = fetch::records_size(&response);
+                let fetch = if request.is_zero() {
+                    let bytes = bytes as f64;
+                    broker
+                        .quotas
+                        .record_unless_throttled(QuotaType::Fetch, client, bytes)
+                } else {
+                    Duration::ZERO
+                };
+                let throttle = request.max(fetch);
+                if throttle.is_zero() {
+                    let body = ResponseKind::Fetch(response);
+                    return Some(Some(Reply { body, memory }));
+                }
+                channel.mute_for(throttle);
+                // Kafka answers a throttled fetch with no records.
+                drop(memory);
+                let empty = fetch::throttled_response(&response);
+                Some(Some(throttled(ResponseKind::Fetch(empty), throttle).into()))
             })
         }
         body => {
@@ -108,10 +165,36 @@ pub async fn prepare(broker: &Arc<Broker>, session: &Session, request: Request) 
                 api_key,
                 body,
             };
-            let reply = dispatch(broker, session, request).await;
+            let mut reply = dispatch(broker, session, request).await;
+            if !exempt_from_request_quota(api_key) {
+                let throttle = request_throttle(broker, client, started);
+                session.throttle.mute_for(throttle);
+                if let Some(Some(body)) = reply.as_mut() {
+                    set_throttle_time(body, throttle);
+                }
+            }
             Box::pin(std::future::ready(reply.map(|r| r.map(Reply::from))))
         }
     }
+}
+
+/// Records the time a request took to handle against its client's request quota, as a
+/// percentage of one thread's time (Kafka's ClientRequestQuotaManager).
+fn request_throttle(broker: &Broker, client: Client<'_>, started: Instant) -> Duration {
+    let percent_seconds = started.elapsed().as_secs_f64() * 100.0;
+    broker
+        .quotas
+        .record(QuotaType::Request, client, percent_seconds)
+}
+
+/// Brokers' requests to each other are not held to client quotas (Kafka's cluster actions).
+fn exempt_from_request_quota(api_key: ApiKey) -> bool {
+    api_key == ApiKey::WriteTxnMarkers
+}
+
+fn throttled(mut body: ResponseKind, throttle: Duration) -> ResponseKind {
+    set_throttle_time(&mut body, throttle);
+    body
 }
 
 /// The response to a request that is handled entirely in request order.
@@ -214,6 +297,12 @@ async fn dispatch(
         RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
             alter_user_scram_credentials::handle(broker, r).await,
         ),
+        RequestKind::DescribeClientQuotas(r) => {
+            ResponseKind::DescribeClientQuotas(describe_client_quotas::handle(broker, r))
+        }
+        RequestKind::AlterClientQuotas(r) => {
+            ResponseKind::AlterClientQuotas(alter_client_quotas::handle(broker, r).await)
+        }
         RequestKind::AddPartitionsToTxn(r) => ResponseKind::AddPartitionsToTxn(
             add_partitions_to_txn::handle(broker, version, r).await,
         ),
