@@ -8,6 +8,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::acl::{AclBinding, AclOperation, AclPermission, PatternType, ResourceType};
 use crate::metadata_store::{Guard, Txn};
 use crate::{
     AbortedTxn, BrokerInfo, ChunkCommit, ChunkMeta, CommittedOffset, PartitionLeader,
@@ -48,6 +49,10 @@ pub(super) enum Key {
     GroupMetadata(String),
     /// `transactions/{transactional_id}`, the id escaped as group ids are.
     Transaction(String),
+    /// `acls/{resource type}/{pattern type}/{resource}/{principal}/{host}/{operation}/{permission}`:
+    /// one key per ACL, all of it in the key (names escaped as group ids are, the rest
+    /// Kafka's codes), so creating an ACL twice writes the same key.
+    Acl(AclBinding),
 }
 
 impl fmt::Display for Key {
@@ -72,6 +77,17 @@ impl fmt::Display for Key {
             }
             Key::GroupMetadata(group) => write!(f, "groups/{}/metadata", escape(group)),
             Key::Transaction(id) => write!(f, "transactions/{}", escape(id)),
+            Key::Acl(acl) => write!(
+                f,
+                "acls/{}/{}/{}/{}/{}/{}/{}",
+                acl.resource_type.code(),
+                acl.pattern_type.code(),
+                escape(&acl.resource_name),
+                escape(&acl.principal),
+                escape(&acl.host),
+                acl.operation.code(),
+                acl.permission.code()
+            ),
         }
     }
 }
@@ -97,6 +113,17 @@ impl Key {
                 Key::ScramCredential(unescape(user)?, ScramMechanism::from_name(mechanism)?)
             }
             ["groups", group, "metadata"] => Key::GroupMetadata(unescape(group)?),
+            ["acls", resource_type, pattern_type, name, principal, host, operation, permission] => {
+                Key::Acl(AclBinding {
+                    resource_type: ResourceType::from_code(resource_type.parse().ok()?)?,
+                    pattern_type: PatternType::from_code(pattern_type.parse().ok()?)?,
+                    resource_name: unescape(name)?,
+                    principal: unescape(principal)?,
+                    host: unescape(host)?,
+                    operation: AclOperation::from_code(operation.parse().ok()?)?,
+                    permission: AclPermission::from_code(permission.parse().ok()?)?,
+                })
+            }
             ["partitions", t, p, ref rest @ ..] => {
                 let (t, p) = (t.parse().ok()?, p.parse().ok()?);
                 match rest {
@@ -144,6 +171,7 @@ pub(super) enum Record {
     /// Group, and its membership in the group coordinator's encoding, stored as it is.
     GroupMetadata(String, Bytes),
     Transaction(TransactionMetadata),
+    Acl(AclBinding),
 }
 
 impl Record {
@@ -166,6 +194,7 @@ impl Record {
             }
             Record::GroupMetadata(group, _) => Key::GroupMetadata(group.clone()),
             Record::Transaction(txn) => Key::Transaction(txn.transactional_id.clone()),
+            Record::Acl(acl) => Key::Acl(acl.clone()),
         }
     }
 
@@ -191,6 +220,7 @@ impl Record {
             Record::ScramCredential(credential) => json(credential),
             Record::GroupMetadata(_, value) => value.clone(),
             Record::Transaction(txn) => json(txn),
+            Record::Acl(acl) => json(acl),
         }
     }
 
@@ -228,6 +258,7 @@ impl Record {
                 Record::GroupMetadata(group, Bytes::copy_from_slice(value))
             }
             Key::Transaction(_) => Record::Transaction(serde_json::from_slice(value).map_err(bad)?),
+            Key::Acl(_) => Record::Acl(serde_json::from_slice(value).map_err(bad)?),
         };
         // The key repeats part of the value (a name, an offset, an id): they must agree.
         if record.key().to_string() != key {
@@ -486,6 +517,15 @@ mod tests {
             Key::Offset(String::new(), "t".into(), 0),
             Key::ScramCredential("alice/x%".into(), ScramMechanism::Sha512),
             Key::GroupMetadata("a/b%".into()),
+            Key::Acl(AclBinding {
+                resource_type: ResourceType::Topic,
+                pattern_type: PatternType::Prefixed,
+                resource_name: "orders/v%".into(),
+                principal: "User:alice/x".into(),
+                host: "*".into(),
+                operation: AclOperation::IdempotentWrite,
+                permission: AclPermission::Deny,
+            }),
         ] {
             assert_eq!(Key::parse(&key.to_string()), Some(key));
         }

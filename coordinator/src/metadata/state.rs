@@ -1,7 +1,7 @@
 //! The coordinator's in-memory state: what the stored records add up to. Every process
 //! builds it the same way, from a snapshot of the store and then each change it watches.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
 use uuid::Uuid;
@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::records::{
     BrokerRegistration, FlushRecord, FlushedChunk, Key, ProducerSnapshot, Record,
 };
+use crate::acl::AclBinding;
 use crate::metadata_store::Event;
 use crate::{
     ChunkMeta, CommittedOffset, PartitionLeader, PartitionLog, ProducerState, ScramCredential,
@@ -45,6 +46,11 @@ pub(super) struct State {
     pub(super) group_metadata: BTreeMap<String, Bytes>,
     /// The transaction coordinator's state, by transactional id.
     pub(super) transactions: BTreeMap<String, TransactionMetadata>,
+    /// Every ACL.
+    pub(super) acls: BTreeSet<AclBinding>,
+    /// Grows with every ACL created or deleted, so that authorizers tell cheaply whether
+    /// what they decided still holds.
+    pub(super) acl_changes: u64,
     /// Every stored flush record with how many of its chunks are still part of a log: those
     /// at zero are deleted by [`Coordinator::delete_dead_flush_records`].
     pub(super) flushes: HashMap<String, usize>,
@@ -262,6 +268,10 @@ impl State {
             Record::Transaction(txn) => {
                 self.transactions.insert(txn.transactional_id.clone(), txn);
             }
+            Record::Acl(acl) => {
+                self.acls.insert(acl);
+                self.acl_changes += 1;
+            }
         }
         Ok(())
     }
@@ -395,6 +405,10 @@ impl State {
             }
             Key::GroupMetadata(group) => {
                 self.group_metadata.remove(&group);
+            }
+            Key::Acl(acl) => {
+                self.acls.remove(&acl);
+                self.acl_changes += 1;
             }
             Key::Transaction(id) => {
                 self.transactions.remove(&id);
