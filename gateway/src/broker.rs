@@ -15,6 +15,7 @@ use segment_store::store::ObjectStore;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
+use crate::authorizer::Authorizer;
 use crate::config::BrokerConfig;
 use crate::fetch_memory::FetchMemory;
 use crate::in_flight_objects::InFlightObjects;
@@ -40,6 +41,8 @@ pub struct Broker {
     /// Objects being written or committed, which the garbage collector leaves alone.
     pub in_flight: Arc<InFlightObjects>,
     pub groups: GroupCoordinator,
+    /// Whether a connection's principal may do what it asks (always, without an authorizer).
+    pub authorizer: Authorizer,
     partitions: RwLock<HashMap<(Uuid, i32), Arc<Partition>>>,
 }
 
@@ -67,6 +70,7 @@ impl Broker {
             ),
             in_flight: Arc::default(),
             groups: GroupCoordinator::new(broker_id, config.group.clone(), coordinator.clone()),
+            authorizer: Authorizer::new(&config.authorizer, coordinator.clone()),
             config,
             coordinator,
             store,

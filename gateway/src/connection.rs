@@ -25,6 +25,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::authorizer::Decisions;
 use crate::broker::Broker;
 use crate::fetch_memory::Reservation;
 use crate::handlers::{self, SaslGate};
@@ -69,6 +70,8 @@ pub struct Session {
     /// Kafka's principal: `User:ANONYMOUS`, the name a client certificate maps to, or the
     /// SASL user.
     pub principal: String,
+    /// The authorizer's decisions for this connection.
+    pub decisions: Decisions,
 }
 
 /// Serves a connection accepted on `listener`: a TLS handshake first on an SSL or SASL_SSL
@@ -88,6 +91,7 @@ pub async fn accept(
         listener: listener.name.clone(),
         peer,
         principal: ANONYMOUS.to_string(),
+        decisions: Decisions::default(),
     };
     let Some(tls) = &listener.tls else {
         let (reader, writer) = socket.into_split();

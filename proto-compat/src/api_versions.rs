@@ -4,7 +4,8 @@
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
     AlterConfigsRequest, AlterPartitionReassignmentsRequest, AlterUserScramCredentialsRequest,
-    ApiKey, ApiVersionsResponse, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
+    ApiKey, ApiVersionsResponse, ConsumerGroupDescribeRequest, CreateAclsRequest, DeleteAclsRequest,
+    DescribeAclsRequest, ConsumerGroupHeartbeatRequest,
     CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
     DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
     DescribeProducersRequest, DescribeTransactionsRequest, DescribeUserScramCredentialsRequest,
@@ -96,6 +97,9 @@ pub const SUPPORTED: &[ApiRange] = &[
     full::<ElectLeadersRequest>(ApiKey::ElectLeaders),
     full::<AlterPartitionReassignmentsRequest>(ApiKey::AlterPartitionReassignments),
     full::<ListPartitionReassignmentsRequest>(ApiKey::ListPartitionReassignments),
+    full::<CreateAclsRequest>(ApiKey::CreateAcls),
+    full::<DescribeAclsRequest>(ApiKey::DescribeAcls),
+    full::<DeleteAclsRequest>(ApiKey::DeleteAcls),
     // Transactions as before KIP-890's transaction version 2 (which Strata does not
     // advertise as a feature, so clients add partitions and offsets themselves): the
     // versions whose requests and answers mean the same without it.
@@ -175,7 +179,7 @@ mod tests {
         }
         // Pinned on purpose: a kafka-protocol upgrade that widens a range should be a
         // deliberate change here, not a silent one.
-        assert_eq!(SUPPORTED.len(), 42);
+        assert_eq!(SUPPORTED.len(), 45);
         let range = |key| supported_range(key).map(|r| (r.min, r.max));
         assert_eq!(range(ApiKey::SaslHandshake), Some((1, 1)));
         assert_eq!(range(ApiKey::SaslAuthenticate), Some((0, 2)));
