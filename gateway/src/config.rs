@@ -19,8 +19,8 @@ use group_coordinator::transaction::TransactionConfig;
 use segment_store::simulate_failures::LogNormalLatency;
 use segment_store::StorageOptions;
 
-use crate::listeners::{self, Listener, ListenerSettings, SecurityProtocol};
 use crate::authorizer::AuthorizerSettings;
+use crate::listeners::{self, Listener, ListenerSettings, SecurityProtocol};
 use crate::sasl::{Mechanism, SaslSettings};
 use crate::tls::{ClientAuth, PrincipalMapping, TlsSettings};
 
@@ -921,7 +921,12 @@ static SETTINGS: &[Setting<BrokerConfig>] = &[
                         org.apache.kafka.metadata.authorizer.StandardAuthorizer (or \
                         kafka.security.authorizer.AclAuthorizer) for Kafka's ACLs, kept in the \
                         coordinator.",
-        set: |b, v| set_to(&mut b.authorizer.class_name, AuthorizerSettings::parse_class_name(v)),
+        set: |b, v| {
+            set_to(
+                &mut b.authorizer.class_name,
+                AuthorizerSettings::parse_class_name(v),
+            )
+        },
         get: |b| show(&b.authorizer.class_name),
     },
     Setting {
@@ -929,7 +934,12 @@ static SETTINGS: &[Setting<BrokerConfig>] = &[
         kind: TEXT,
         documentation: "Principals the authorizer allows everything, separated by semicolons \
                         (User:admin;User:ANONYMOUS).",
-        set: |b, v| set_to(&mut b.authorizer.super_users, AuthorizerSettings::parse_super_users(v)),
+        set: |b, v| {
+            set_to(
+                &mut b.authorizer.super_users,
+                AuthorizerSettings::parse_super_users(v),
+            )
+        },
         get: |b| show(b.authorizer.super_users.join(";")),
     },
     Setting {
@@ -937,7 +947,12 @@ static SETTINGS: &[Setting<BrokerConfig>] = &[
         kind: BOOLEAN,
         documentation: "Whether a resource that no ACL names is open to everyone (false: only \
                         super users may use it).",
-        set: |b, v| set_to(&mut b.authorizer.allow_everyone_if_no_acl_found, parse_bool(v)),
+        set: |b, v| {
+            set_to(
+                &mut b.authorizer.allow_everyone_if_no_acl_found,
+                parse_bool(v),
+            )
+        },
         get: |b| show(b.authorizer.allow_everyone_if_no_acl_found),
     },
     Setting {

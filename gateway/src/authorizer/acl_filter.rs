@@ -49,7 +49,9 @@ impl AclFilter {
             if code == ANY || parse(code) {
                 Ok(())
             } else {
-                Err(format!("unknown or unsupported {what} {code} in the filter"))
+                Err(format!(
+                    "unknown or unsupported {what} {code} in the filter"
+                ))
             }
         };
         any_or(codes.resource_type, "resource type", &|c| {
@@ -107,7 +109,9 @@ impl AclFilter {
             return *name == acl.resource_name;
         }
         match acl.pattern_type {
-            PatternType::Literal => *name == acl.resource_name || acl.resource_name == WILDCARD_RESOURCE,
+            PatternType::Literal => {
+                *name == acl.resource_name || acl.resource_name == WILDCARD_RESOURCE
+            }
             PatternType::Prefixed => name.starts_with(&acl.resource_name),
         }
     }

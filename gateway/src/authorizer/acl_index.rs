@@ -120,7 +120,41 @@ impl AclIndex {
         if denied {
             return Some(false);
         }
-        Some(applying().any(|e| e.permission == AclPermission::Allow && implies(e.operation, operation)))
+        Some(
+            applying()
+                .any(|e| e.permission == AclPermission::Allow && implies(e.operation, operation)),
+        )
+    }
+}
+
+impl AclIndex {
+    /// Whether `requester` may do `operation` on some resource of the type: an ALLOW that
+    /// applies, unless a DENY of it applies to every resource (`*`). None when no ACL names a
+    /// resource of the type.
+    pub fn authorize_any(
+        &self,
+        requester: Requester<'_>,
+        operation: AclOperation,
+        resource_type: ResourceType,
+    ) -> Option<bool> {
+        let acls = self.by_type.get(&resource_type)?;
+        let entries = acls
+            .literal
+            .values()
+            .chain(acls.prefixed.iter().map(|(_, entries)| entries))
+            .flatten()
+            .filter(|e| e.applies_to(requester));
+        let denied_everywhere = acls.literal.get(WILDCARD_RESOURCE).is_some_and(|entries| {
+            entries.iter().any(|e| {
+                e.applies_to(requester)
+                    && e.permission == AclPermission::Deny
+                    && (e.operation == operation || e.operation == AclOperation::All)
+            })
+        });
+        let allowed = entries
+            .clone()
+            .any(|e| e.permission == AclPermission::Allow && implies(e.operation, operation));
+        Some(allowed && !denied_everywhere)
     }
 }
 
@@ -162,7 +196,15 @@ mod tests {
     }
 
     fn allow(name: &str, principal: &str, operation: AclOperation) -> AclBinding {
-        acl(Topic, PatternType::Literal, name, principal, "*", operation, AclPermission::Allow)
+        acl(
+            Topic,
+            PatternType::Literal,
+            name,
+            principal,
+            "*",
+            operation,
+            AclPermission::Allow,
+        )
     }
 
     const ALICE: Requester = Requester {
@@ -219,13 +261,27 @@ mod tests {
                 AclPermission::Deny,
             ),
         ]);
-        assert_eq!(index.authorize(ALICE, Read, Topic, "secret.keys"), Some(false));
+        assert_eq!(
+            index.authorize(ALICE, Read, Topic, "secret.keys"),
+            Some(false)
+        );
         // A denied READ is not a denied DESCRIBE: only DENY of the operation or ALL refuses.
-        assert_eq!(index.authorize(ALICE, Describe, Topic, "secret.keys"), Some(true));
+        assert_eq!(
+            index.authorize(ALICE, Describe, Topic, "secret.keys"),
+            Some(true)
+        );
         assert_eq!(index.authorize(BOB, Read, Topic, "secret.keys"), Some(true));
         let all_denied = AclIndex::new([
             allow("t", "User:alice", Read),
-            acl(Topic, PatternType::Literal, "t", "User:*", "*", All, AclPermission::Deny),
+            acl(
+                Topic,
+                PatternType::Literal,
+                "t",
+                "User:*",
+                "*",
+                All,
+                AclPermission::Deny,
+            ),
         ]);
         assert_eq!(all_denied.authorize(ALICE, Read, Topic, "t"), Some(false));
     }
@@ -258,6 +314,38 @@ mod tests {
             host: "10.0.0.1",
         };
         assert_eq!(index.authorize(group, Read, Topic, "t"), Some(false));
+    }
+
+    #[test]
+    fn authorize_any_finds_an_allow_on_some_resource() {
+        let index = AclIndex::new([
+            acl(
+                Topic,
+                PatternType::Prefixed,
+                "orders.",
+                "User:alice",
+                "*",
+                Write,
+                AclPermission::Allow,
+            ),
+            allow("t", "User:bob", Read),
+        ]);
+        assert_eq!(index.authorize_any(ALICE, Write, Topic), Some(true));
+        assert_eq!(index.authorize_any(BOB, Write, Topic), Some(false));
+        assert_eq!(index.authorize_any(ALICE, Write, Group), None);
+        let denied = AclIndex::new([
+            allow("t", "User:alice", Write),
+            acl(
+                Topic,
+                PatternType::Literal,
+                "*",
+                "User:alice",
+                "*",
+                Write,
+                AclPermission::Deny,
+            ),
+        ]);
+        assert_eq!(denied.authorize_any(ALICE, Write, Topic), Some(false));
     }
 
     #[test]

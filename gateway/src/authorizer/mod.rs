@@ -85,10 +85,6 @@ impl Authorizer {
         }
     }
 
-    pub fn enabled(&self) -> bool {
-        self.enabled
-    }
-
     pub fn topic(&self, session: &Session, operation: AclOperation, name: &str) -> bool {
         self.authorize(session, operation, ResourceType::Topic, name)
     }
@@ -103,6 +99,36 @@ impl Authorizer {
 
     pub fn transactional_id(&self, session: &Session, operation: AclOperation, id: &str) -> bool {
         self.authorize(session, operation, ResourceType::TransactionalId, id)
+    }
+
+    /// Kafka's rule for creating a topic (explicitly or by auto-creation): CREATE on the
+    /// cluster or on the topic.
+    pub fn may_create_topic(&self, session: &Session, name: &str) -> bool {
+        self.cluster(session, AclOperation::Create)
+            || self.topic(session, AclOperation::Create, name)
+    }
+
+    /// Whether the principal may do `operation` on some resource of the type (Kafka's
+    /// authorizeByResourceType, which lets a producer that may write a topic be idempotent
+    /// without IDEMPOTENT_WRITE on the cluster): an ALLOW for it that no DENY on every
+    /// resource of the type (`*`) cancels. Not cached: it serves InitProducerId only.
+    pub fn authorize_any(
+        &self,
+        session: &Session,
+        operation: AclOperation,
+        resource_type: ResourceType,
+    ) -> bool {
+        if !self.enabled || self.super_users.contains(&session.principal) {
+            return true;
+        }
+        let host = peer_host(session.peer.ip());
+        let requester = Requester {
+            principal: &session.principal,
+            host: &host,
+        };
+        self.index_at(self.coordinator.acl_changes())
+            .authorize_any(requester, operation, resource_type)
+            .unwrap_or(self.allow_everyone_if_no_acl_found)
     }
 
     /// Whether the session's principal may do `operation` on the resource.
@@ -274,5 +300,110 @@ impl Authorizer {
         } else {
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use coordinator::acl::{AclBinding, AclPermission, PatternType};
+    use segment_store::backends::memory::MemoryStore;
+
+    use super::*;
+    use crate::broker::Broker;
+    use crate::config::BrokerConfig;
+    use crate::test_support::{broker, session};
+
+    async fn broker_with(settings: AuthorizerSettings) -> (Arc<Broker>, tempfile::TempDir) {
+        let config = BrokerConfig {
+            authorizer: settings,
+            ..BrokerConfig::default()
+        };
+        broker(Arc::new(MemoryStore::new()), config).await
+    }
+
+    fn on() -> AuthorizerSettings {
+        AuthorizerSettings {
+            class_name: AUTHORIZER_CLASS_NAMES[0].to_string(),
+            super_users: vec!["User:admin".to_string()],
+            allow_everyone_if_no_acl_found: false,
+        }
+    }
+
+    fn allow_read(topic: &str, principal: &str) -> AclBinding {
+        AclBinding {
+            resource_type: ResourceType::Topic,
+            pattern_type: PatternType::Literal,
+            resource_name: topic.to_string(),
+            principal: principal.to_string(),
+            host: "*".to_string(),
+            operation: AclOperation::Read,
+            permission: AclPermission::Allow,
+        }
+    }
+
+    #[tokio::test]
+    async fn without_an_authorizer_everything_is_allowed() {
+        let (broker, _dir) = broker_with(AuthorizerSettings::default()).await;
+        let alice = session("User:alice");
+        assert!(broker.authorizer.topic(&alice, AclOperation::Delete, "t"));
+        assert!(broker.authorizer.cluster(&alice, AclOperation::Alter));
+    }
+
+    #[tokio::test]
+    async fn super_users_bypass_acls_and_others_need_one() {
+        let (broker, _dir) = broker_with(on()).await;
+        let (admin, alice) = (session("User:admin"), session("User:alice"));
+        assert!(broker.authorizer.topic(&admin, AclOperation::Delete, "t"));
+        assert!(!broker.authorizer.topic(&alice, AclOperation::Read, "t"));
+        broker
+            .coordinator
+            .create_acls(vec![allow_read("t", "User:alice")])
+            .await
+            .unwrap();
+        // The decision cached before the ACL existed is not used once it does.
+        assert!(broker.authorizer.topic(&alice, AclOperation::Read, "t"));
+        assert!(broker.authorizer.topic(&alice, AclOperation::Describe, "t"));
+        assert!(!broker.authorizer.topic(&alice, AclOperation::Write, "t"));
+        broker
+            .coordinator
+            .delete_acls(vec![allow_read("t", "User:alice")])
+            .await
+            .unwrap();
+        assert!(!broker.authorizer.topic(&alice, AclOperation::Read, "t"));
+    }
+
+    #[tokio::test]
+    async fn allow_everyone_if_no_acl_found_opens_only_resources_without_acls() {
+        let settings = AuthorizerSettings {
+            allow_everyone_if_no_acl_found: true,
+            ..on()
+        };
+        let (broker, _dir) = broker_with(settings).await;
+        broker
+            .coordinator
+            .create_acls(vec![allow_read("guarded", "User:bob")])
+            .await
+            .unwrap();
+        let alice = session("User:alice");
+        assert!(broker.authorizer.topic(&alice, AclOperation::Write, "open"));
+        assert!(!broker
+            .authorizer
+            .topic(&alice, AclOperation::Read, "guarded"));
+    }
+
+    #[test]
+    fn settings_accept_kafkas_authorizers_and_principals() {
+        for name in ["", AUTHORIZER_CLASS_NAMES[0], AUTHORIZER_CLASS_NAMES[1]] {
+            assert_eq!(AuthorizerSettings::parse_class_name(name).unwrap(), name);
+        }
+        let refused = AuthorizerSettings::parse_class_name("com.example.Custom").unwrap_err();
+        assert!(refused.contains("com.example.Custom"), "{refused}");
+        assert_eq!(
+            AuthorizerSettings::parse_super_users(" User:admin ;User:ANONYMOUS;").unwrap(),
+            vec!["User:admin".to_string(), "User:ANONYMOUS".to_string()]
+        );
+        assert!(AuthorizerSettings::parse_super_users("admin").is_err());
     }
 }

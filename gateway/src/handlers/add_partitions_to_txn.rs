@@ -3,6 +3,7 @@
 //! verifying a partition with the coordinator) is not needed here: every broker reads the
 //! transaction state itself when a transactional batch arrives.
 
+use coordinator::acl::AclOperation;
 use coordinator::TransactionWrite;
 use group_coordinator::transaction;
 use proto_compat::kafka_protocol::error::ResponseError;
@@ -15,6 +16,7 @@ use proto_compat::kafka_protocol::messages::{
 
 use crate::broker::Broker;
 use crate::clock::now_ms;
+use crate::connection::Session;
 use crate::transaction_coordinator::check_coordinator;
 
 /// AddPartitionsToTxn v2 (KIP-588) knows PRODUCER_FENCED.
@@ -22,10 +24,14 @@ const FIRST_VERSION_WITH_PRODUCER_FENCED: i16 = 2;
 
 pub async fn handle(
     broker: &Broker,
+    session: &Session,
     version: i16,
     request: AddPartitionsToTxnRequest,
 ) -> AddPartitionsToTxnResponse {
     let id = request.v3_and_below_transactional_id.as_str();
+    let authorizer = &broker.authorizer;
+    let transactional_id_refused = !authorizer.transactional_id(session, AclOperation::Write, id);
+    let refused = |topic: &str| !authorizer.topic(session, AclOperation::Write, topic);
     let partitions: Vec<(String, i32)> = request
         .v3_and_below_topics
         .iter()
@@ -38,8 +44,11 @@ pub async fn handle(
             .is_none_or(|meta| partition < 0 || partition >= meta.partitions)
     };
     // Nothing is added when a partition does not exist (the others: OPERATION_NOT_ATTEMPTED).
-    let any_unknown = partitions.iter().any(|(t, p)| unknown(t, *p));
-    let outcome: Result<(), i16> = if any_unknown {
+    // Kafka adds none of the partitions when one is unknown or may not be written.
+    let any_unknown = partitions.iter().any(|(t, p)| refused(t) || unknown(t, *p));
+    let outcome: Result<(), i16> = if transactional_id_refused {
+        Err(ResponseError::TransactionalIdAuthorizationFailed.code())
+    } else if any_unknown {
         Err(ResponseError::OperationNotAttempted.code())
     } else {
         match check_coordinator(broker, id) {
@@ -73,6 +82,8 @@ pub async fn handle(
         }
     };
     let code = |topic: &str, partition: i32| match outcome {
+        Err(code) if transactional_id_refused => code,
+        _ if any_unknown && refused(topic) => ResponseError::TopicAuthorizationFailed.code(),
         _ if any_unknown && unknown(topic, partition) => {
             ResponseError::UnknownTopicOrPartition.code()
         }

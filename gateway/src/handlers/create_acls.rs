@@ -79,7 +79,9 @@ fn binding(creation: &AclCreation) -> Result<AclBinding, String> {
         return Err("Resource name should not be empty".to_string());
     }
     if resource_type == ResourceType::Cluster && name != CLUSTER_NAME {
-        return Err(format!("The only valid name for the CLUSTER resource is {CLUSTER_NAME}"));
+        return Err(format!(
+            "The only valid name for the CLUSTER resource is {CLUSTER_NAME}"
+        ));
     }
     let principal = creation.principal.to_string();
     if !matches!(principal.split_once(':'), Some((kind, user)) if !kind.is_empty() && !user.is_empty())

@@ -3,20 +3,35 @@
 //! if the markers cannot be written now, the answer is still success (as Kafka answers once
 //! the decision is logged) and the coordinator's periodic pass completes it.
 
+use coordinator::acl::AclOperation;
 use coordinator::TransactionWrite;
 use group_coordinator::transaction::{self, EndStep};
+use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::{EndTxnRequest, EndTxnResponse};
 
 use crate::broker::Broker;
 use crate::clock::now_ms;
+use crate::connection::Session;
 use crate::transaction_coordinator::{check_coordinator, complete};
 
 /// EndTxn v2 (KIP-588) knows PRODUCER_FENCED.
 const FIRST_VERSION_WITH_PRODUCER_FENCED: i16 = 2;
 
-pub async fn handle(broker: &Broker, version: i16, request: EndTxnRequest) -> EndTxnResponse {
+pub async fn handle(
+    broker: &Broker,
+    session: &Session,
+    version: i16,
+    request: EndTxnRequest,
+) -> EndTxnResponse {
     let id = request.transactional_id.as_str();
     let mut response = EndTxnResponse::default();
+    if !broker
+        .authorizer
+        .transactional_id(session, AclOperation::Write, id)
+    {
+        response.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
+        return response;
+    }
     if let Err(e) = check_coordinator(broker, id) {
         response.error_code = e.code();
         return response;

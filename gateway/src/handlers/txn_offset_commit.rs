@@ -2,6 +2,7 @@
 //! the transaction's durable state and committed to the group together with its
 //! CompleteCommit (an abort drops them).
 
+use coordinator::acl::AclOperation;
 use coordinator::{CommittedOffset, PendingTxnOffset, TransactionWrite};
 use group_coordinator::transaction;
 use proto_compat::kafka_protocol::error::ResponseError;
@@ -12,16 +13,30 @@ use proto_compat::kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCo
 
 use crate::broker::Broker;
 use crate::clock::now_ms;
+use crate::connection::Session;
 
 /// TxnOffsetCommit v3 (KIP-588) knows PRODUCER_FENCED.
 const FIRST_VERSION_WITH_PRODUCER_FENCED: i16 = 3;
 
 pub async fn handle(
     broker: &Broker,
+    session: &Session,
     version: i16,
     request: TxnOffsetCommitRequest,
 ) -> TxnOffsetCommitResponse {
     let group = request.group_id.as_str();
+    let authorizer = &broker.authorizer;
+    // Refused as a whole without WRITE on the transactional id or READ on the group; else
+    // the topics the principal may not read are refused and the others committed.
+    let refusal =
+        if !authorizer.transactional_id(session, AclOperation::Write, &request.transactional_id) {
+            Some(ResponseError::TransactionalIdAuthorizationFailed.code())
+        } else if !authorizer.group(session, AclOperation::Read, group) {
+            Some(ResponseError::GroupAuthorizationFailed.code())
+        } else {
+            None
+        };
+    let refused = |topic: &str| !authorizer.topic(session, AclOperation::Read, topic);
     let now = now_ms();
     let unknown = |topic: &str, partition: i32| {
         broker
@@ -32,6 +47,7 @@ pub async fn handle(
     let offsets: Vec<PendingTxnOffset> = request
         .topics
         .iter()
+        .filter(|t| !refused(&t.name))
         .flat_map(|t| {
             t.partitions
                 .iter()
@@ -61,7 +77,9 @@ pub async fn handle(
         .coordinator
         .group_coordinator(group)
         .is_some_and(|b| b.broker_id == broker.broker_id);
-    let code = if !is_coordinator {
+    let code = if let Some(refusal) = refusal {
+        refusal
+    } else if !is_coordinator {
         ResponseError::NotCoordinator.code()
     } else {
         let (producer_id, epoch) = (request.producer_id.0, request.producer_epoch);
@@ -99,7 +117,11 @@ pub async fn handle(
                 .map(|p| {
                     let mut partition = TxnOffsetCommitResponsePartition::default();
                     partition.partition_index = p.partition_index;
-                    partition.error_code = if unknown(&topic.name, p.partition_index) {
+                    partition.error_code = if refusal.is_some() {
+                        code
+                    } else if refused(&topic.name) {
+                        ResponseError::TopicAuthorizationFailed.code()
+                    } else if unknown(&topic.name, p.partition_index) {
                         ResponseError::UnknownTopicOrPartition.code()
                     } else {
                         code
