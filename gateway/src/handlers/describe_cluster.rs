@@ -23,11 +23,6 @@ pub fn handle(
 ) -> DescribeClusterResponse {
     let mut response = DescribeClusterResponse::default();
     response.endpoint_type = ENDPOINT_TYPE_BROKERS;
-    let authorizer = &broker.authorizer;
-    if !authorizer.cluster(session, AclOperation::Describe) {
-        response.error_code = ResponseError::ClusterAuthorizationFailed.code();
-        return response;
-    }
     if request.endpoint_type != ENDPOINT_TYPE_BROKERS {
         // Strata has no separate controller endpoints, as a Kafka broker listener does not.
         response.error_code = ResponseError::UnsupportedEndpointType.code();
@@ -38,7 +33,7 @@ pub fn handle(
     response.cluster_id = str_bytes(coordinator.cluster_id());
     response.controller_id = BrokerId(coordinator.controller_id());
     response.cluster_authorized_operations = if request.include_cluster_authorized_operations {
-        authorizer.authorized_operations(session, ResourceType::Cluster, CLUSTER_NAME)
+        cluster_authorized_operations(broker, session)
     } else {
         i32::MIN
     };
@@ -56,4 +51,15 @@ pub fn handle(
         })
         .collect();
     response
+}
+
+/// Kafka answers the cluster's authorized operations only to a principal that may DESCRIBE
+/// it (none, 0, to others); DescribeCluster and Metadata themselves need no ACL.
+pub fn cluster_authorized_operations(broker: &Broker, session: &Session) -> i32 {
+    let authorizer = &broker.authorizer;
+    if authorizer.cluster(session, AclOperation::Describe) {
+        authorizer.authorized_operations(session, ResourceType::Cluster, CLUSTER_NAME)
+    } else {
+        0
+    }
 }

@@ -11,8 +11,8 @@ use proto_compat::kafka_protocol::messages::metadata_response::{
 use proto_compat::kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use uuid::Uuid;
 
+use super::describe_cluster::cluster_authorized_operations;
 use super::{str_bytes, topic_name};
-use crate::authorizer::CLUSTER_NAME;
 use crate::broker::Broker;
 use crate::connection::Session;
 
@@ -120,8 +120,7 @@ pub async fn handle(
         response.controller_id = BrokerId(coordinator.controller_id());
     }
     if (8..=10).contains(&version) && request.include_cluster_authorized_operations {
-        response.cluster_authorized_operations =
-            authorizer.authorized_operations(session, ResourceType::Cluster, CLUSTER_NAME);
+        response.cluster_authorized_operations = cluster_authorized_operations(broker, session);
     }
     response.topics = topics;
     response
