@@ -52,3 +52,53 @@ pub async fn handle(
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use proto_compat::kafka_protocol::messages::write_txn_markers_request::{
+        WritableTxnMarker, WritableTxnMarkerTopic,
+    };
+    use proto_compat::kafka_protocol::messages::ProducerId;
+    use segment_store::backends::memory::MemoryStore;
+
+    use super::*;
+    use crate::authorizer::AuthorizerSettings;
+    use crate::config::BrokerConfig;
+    use crate::handlers::topic_name;
+    use crate::test_support::{broker, session};
+
+    /// The one partition's error code of a commit marker for `t`-0 sent as `principal`.
+    async fn marker_error(broker: &Broker, principal: &str) -> i16 {
+        let marker = WritableTxnMarker::default()
+            .with_producer_id(ProducerId(7))
+            .with_producer_epoch(0)
+            .with_transaction_result(true)
+            .with_topics(vec![WritableTxnMarkerTopic::default()
+                .with_name(topic_name("t"))
+                .with_partition_indexes(vec![0])]);
+        let request = WriteTxnMarkersRequest::default().with_markers(vec![marker]);
+        let response = handle(broker, &session(principal), request).await;
+        response.markers[0].topics[0].partitions[0].error_code
+    }
+
+    #[tokio::test]
+    async fn markers_need_cluster_action_which_the_inter_broker_principal_gets_as_a_super_user() {
+        let config = BrokerConfig {
+            authorizer: AuthorizerSettings {
+                class_name: "org.apache.kafka.metadata.authorizer.StandardAuthorizer".to_string(),
+                super_users: vec!["User:ANONYMOUS".to_string()],
+                allow_everyone_if_no_acl_found: false,
+            },
+            ..BrokerConfig::default()
+        };
+        let (broker, _dir) = broker(Arc::new(MemoryStore::new()), config).await;
+        assert_eq!(
+            marker_error(&broker, "User:alice").await,
+            ResponseError::ClusterAuthorizationFailed.code()
+        );
+        // Authorized, it is answered as a marker for a topic that is gone: written.
+        assert_eq!(marker_error(&broker, "User:ANONYMOUS").await, 0);
+    }
+}
