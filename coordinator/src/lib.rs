@@ -6,6 +6,7 @@
 //! in a [`MetadataStore`]: [`EmbeddedStore`] (one file in the data dir) in standalone mode,
 //! [`EtcdStore`] in a cluster, where every process keeps the same state from a watch.
 
+pub mod acl;
 pub mod broker_settings;
 pub mod embedded;
 pub mod error;

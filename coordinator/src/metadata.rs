@@ -8,6 +8,7 @@
 //! failed commit changes nothing, and a process reads its own writes. Reads take a std lock
 //! on the in-memory state: cheap and sync.
 
+mod acls;
 mod bytes_in;
 mod client_quotas;
 mod groups;
@@ -342,8 +343,10 @@ async fn sync(
                     let bytes_in = std::mem::take(&mut state.bytes_in);
                     // Topics may have come and gone unseen: the count moves on regardless.
                     let topic_name_changes = state.topic_name_changes + 1;
+                    let acl_changes = state.acl_changes + 1;
                     *state = fresh;
                     state.topic_name_changes += topic_name_changes;
+                    state.acl_changes += acl_changes;
                     state.next_producer_id = next;
                     state.producer_id_limit = limit;
                     state.bytes_in = bytes_in;

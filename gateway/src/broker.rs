@@ -15,6 +15,7 @@ use segment_store::store::ObjectStore;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
+use crate::authorizer::Authorizer;
 use crate::config::BrokerConfig;
 use crate::fetch_memory::FetchMemory;
 use crate::in_flight_objects::InFlightObjects;
@@ -42,6 +43,8 @@ pub struct Broker {
     pub in_flight: Arc<InFlightObjects>,
     pub groups: GroupCoordinator,
     pub quotas: ClientQuotaManager,
+    /// Whether a connection's principal may do what it asks (always, without an authorizer).
+    pub authorizer: Authorizer,
     partitions: RwLock<HashMap<(Uuid, i32), Arc<Partition>>>,
 }
 
@@ -74,6 +77,7 @@ impl Broker {
                 coordinator.clone(),
                 metrics.client_quotas.clone(),
             ),
+            authorizer: Authorizer::new(&config.authorizer, coordinator.clone()),
             config,
             coordinator,
             store,

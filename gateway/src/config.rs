@@ -19,6 +19,7 @@ use group_coordinator::transaction::TransactionConfig;
 use segment_store::simulate_failures::LogNormalLatency;
 use segment_store::StorageOptions;
 
+use crate::authorizer::AuthorizerSettings;
 use crate::listeners::{self, Listener, ListenerSettings, SecurityProtocol};
 use crate::quotas::QuotaWindow;
 use crate::sasl::{jaas, Mechanism, SaslSettings};
@@ -295,6 +296,8 @@ pub struct BrokerConfig {
     pub group: GroupConfig,
     /// The transaction coordinator's settings (`transaction.max.timeout.ms`, ...).
     pub transactions: TransactionConfig,
+    /// `authorizer.class.name`, `super.users`, `allow.everyone.if.no.acl.found`.
+    pub authorizer: AuthorizerSettings,
     /// `inter.broker.listener.name`: the listener of other brokers this one sends requests
     /// to (transaction markers).
     pub inter_broker_listener: String,
@@ -369,6 +372,7 @@ impl Default for BrokerConfig {
             sasl: SaslSettings::default(),
             group: GroupConfig::default(),
             transactions: TransactionConfig::default(),
+            authorizer: AuthorizerSettings::default(),
             inter_broker_listener: "PLAINTEXT".to_string(),
             set_in_file: BTreeSet::new(),
         }
@@ -961,6 +965,47 @@ static SETTINGS: &[Setting<BrokerConfig>] = &[
             Ok(())
         },
         get: |b| b.sasl.inter_broker_mechanism.map(|m| m.name().to_string()),
+    },
+    Setting {
+        name: "authorizer.class.name",
+        kind: TEXT,
+        documentation: "The authorizer: empty for none (every request is allowed), or \
+                        org.apache.kafka.metadata.authorizer.StandardAuthorizer (or \
+                        kafka.security.authorizer.AclAuthorizer) for Kafka's ACLs, kept in the \
+                        coordinator.",
+        set: |b, v| {
+            set_to(
+                &mut b.authorizer.class_name,
+                AuthorizerSettings::parse_class_name(v),
+            )
+        },
+        get: |b| show(&b.authorizer.class_name),
+    },
+    Setting {
+        name: "super.users",
+        kind: TEXT,
+        documentation: "Principals the authorizer allows everything, separated by semicolons \
+                        (User:admin;User:ANONYMOUS).",
+        set: |b, v| {
+            set_to(
+                &mut b.authorizer.super_users,
+                AuthorizerSettings::parse_super_users(v),
+            )
+        },
+        get: |b| show(b.authorizer.super_users.join(";")),
+    },
+    Setting {
+        name: "allow.everyone.if.no.acl.found",
+        kind: BOOLEAN,
+        documentation: "Whether a resource that no ACL names is open to everyone (false: only \
+                        super users may use it).",
+        set: |b, v| {
+            set_to(
+                &mut b.authorizer.allow_everyone_if_no_acl_found,
+                parse_bool(v),
+            )
+        },
+        get: |b| show(b.authorizer.allow_everyone_if_no_acl_found),
     },
     Setting {
         name: "ssl.keystore.type",

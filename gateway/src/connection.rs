@@ -25,6 +25,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::authorizer::Decisions;
 use crate::broker::Broker;
 use crate::fetch_memory::Reservation;
 use crate::handlers::{self, SaslGate};
@@ -72,6 +73,8 @@ pub struct Session {
     pub principal: String,
     /// When the connection may be read again after a client quota throttled it.
     pub throttle: ChannelThrottle,
+    /// The authorizer's decisions for this connection.
+    pub decisions: Decisions,
 }
 
 /// Serves a connection accepted on `listener`: a TLS handshake first on an SSL or SASL_SSL
@@ -92,6 +95,7 @@ pub async fn accept(
         peer,
         principal: ANONYMOUS.to_string(),
         throttle: ChannelThrottle::default(),
+        decisions: Decisions::default(),
     };
     let Some(tls) = &listener.tls else {
         let (reader, writer) = socket.into_split();

@@ -1,5 +1,6 @@
 //! The `strata` binary.
 
+mod authorizer;
 mod background;
 mod broker;
 mod clock;

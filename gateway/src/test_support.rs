@@ -23,6 +23,7 @@ use segment_store::Payload;
 
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
+use crate::connection::Session;
 use crate::metrics::Metrics;
 use crate::partition::Partition;
 
@@ -239,4 +240,15 @@ pub async fn eventually(what: &str, condition: impl Fn() -> bool) {
     })
     .await
     .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+}
+
+/// A plaintext connection's session from 10.0.0.1 with `principal` (`User:name`).
+pub fn session(principal: &str) -> Session {
+    Session {
+        listener: "PLAINTEXT".into(),
+        peer: "10.0.0.1:50000".parse().unwrap(),
+        principal: principal.to_string(),
+        throttle: Default::default(),
+        decisions: Default::default(),
+    }
 }

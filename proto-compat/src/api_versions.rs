@@ -5,15 +5,16 @@ use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
     AlterClientQuotasRequest, AlterConfigsRequest, AlterPartitionReassignmentsRequest,
     AlterUserScramCredentialsRequest, ApiKey, ApiVersionsResponse, ConsumerGroupDescribeRequest,
-    ConsumerGroupHeartbeatRequest, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClientQuotasRequest,
-    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    DescribeProducersRequest, DescribeTransactionsRequest, DescribeUserScramCredentialsRequest,
-    ElectLeadersRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
-    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
-    ListGroupsRequest, ListOffsetsRequest, ListPartitionReassignmentsRequest, MetadataRequest,
-    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest,
-    SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest, WriteTxnMarkersRequest,
+    ConsumerGroupHeartbeatRequest, CreateAclsRequest, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteAclsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
+    DescribeAclsRequest, DescribeClientQuotasRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, DescribeProducersRequest,
+    DescribeTransactionsRequest, DescribeUserScramCredentialsRequest, ElectLeadersRequest,
+    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
+    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, ListPartitionReassignmentsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SaslAuthenticateRequest,
+    SaslHandshakeRequest, SyncGroupRequest, WriteTxnMarkersRequest,
 };
 use kafka_protocol::protocol::Message;
 
@@ -94,6 +95,9 @@ pub const SUPPORTED: &[ApiRange] = &[
     full::<ElectLeadersRequest>(ApiKey::ElectLeaders),
     full::<AlterPartitionReassignmentsRequest>(ApiKey::AlterPartitionReassignments),
     full::<ListPartitionReassignmentsRequest>(ApiKey::ListPartitionReassignments),
+    full::<CreateAclsRequest>(ApiKey::CreateAcls),
+    full::<DescribeAclsRequest>(ApiKey::DescribeAcls),
+    full::<DeleteAclsRequest>(ApiKey::DeleteAcls),
     // Transactions as before KIP-890's transaction version 2 (which Strata does not
     // advertise as a feature, so clients add partitions and offsets themselves): the
     // versions whose requests and answers mean the same without it.
@@ -173,7 +177,7 @@ mod tests {
         }
         // Pinned on purpose: a kafka-protocol upgrade that widens a range should be a
         // deliberate change here, not a silent one.
-        assert_eq!(SUPPORTED.len(), 44);
+        assert_eq!(SUPPORTED.len(), 47);
         let range = |key| supported_range(key).map(|r| (r.min, r.max));
         assert_eq!(range(ApiKey::SaslHandshake), Some((0, 1)));
         assert_eq!(range(ApiKey::SaslAuthenticate), Some((0, 2)));

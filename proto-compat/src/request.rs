@@ -285,6 +285,22 @@ mod tests {
             ApiKey::ListTransactions => {
                 RequestKind::ListTransactions(ListTransactionsRequest::default())
             }
+            ApiKey::CreateAcls => {
+                RequestKind::CreateAcls(CreateAclsRequest::default().with_creations(
+                    vec![create_acls_request::AclCreation::default()
+                    .with_resource_name(StrBytes::from_static_str("t"))
+                    .with_principal(StrBytes::from_static_str("User:alice"))
+                    .with_host(StrBytes::from_static_str("*"))],
+                ))
+            }
+            ApiKey::DescribeAcls => RequestKind::DescribeAcls(
+                DescribeAclsRequest::default()
+                    .with_resource_name_filter(Some(StrBytes::from_static_str("t"))),
+            ),
+            ApiKey::DeleteAcls => RequestKind::DeleteAcls(
+                DeleteAclsRequest::default()
+                    .with_filters(vec![delete_acls_request::DeleteAclsFilter::default()]),
+            ),
             other => panic!("no sample for {other:?}"),
         }
     }

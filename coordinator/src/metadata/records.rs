@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::client_quotas::{ClientQuotaEntity, QuotaName};
+use crate::acl::{AclBinding, AclOperation, AclPermission, PatternType, ResourceType};
 use crate::metadata_store::{Guard, Txn};
 use crate::{
     AbortedTxn, BrokerInfo, ChunkCommit, ChunkMeta, CommittedOffset, PartitionLeader,
@@ -52,6 +53,10 @@ pub(super) enum Key {
     /// `quotas/users/{user}/clients/{client_id}/{quota_key}` (either part may be absent),
     /// names escaped as group ids are and `<` too, so the default, `<default>`, is no name.
     ClientQuota(ClientQuotaEntity, String),
+    /// `acls/{resource type}/{pattern type}/{resource}/{principal}/{host}/{operation}/{permission}`:
+    /// one key per ACL, all of it in the key (names escaped as group ids are, the rest
+    /// Kafka's codes), so creating an ACL twice writes the same key.
+    Acl(AclBinding),
 }
 
 impl fmt::Display for Key {
@@ -86,6 +91,17 @@ impl fmt::Display for Key {
                 }
                 write!(f, "/{quota_key}")
             }
+            Key::Acl(acl) => write!(
+                f,
+                "acls/{}/{}/{}/{}/{}/{}/{}",
+                acl.resource_type.code(),
+                acl.pattern_type.code(),
+                escape(&acl.resource_name),
+                escape(&acl.principal),
+                escape(&acl.host),
+                acl.operation.code(),
+                acl.permission.code()
+            ),
         }
     }
 }
@@ -132,6 +148,17 @@ impl Key {
                 },
                 quota_key.to_string(),
             ),
+            ["acls", resource_type, pattern_type, name, principal, host, operation, permission] => {
+                Key::Acl(AclBinding {
+                    resource_type: ResourceType::from_code(resource_type.parse().ok()?)?,
+                    pattern_type: PatternType::from_code(pattern_type.parse().ok()?)?,
+                    resource_name: unescape(name)?,
+                    principal: unescape(principal)?,
+                    host: unescape(host)?,
+                    operation: AclOperation::from_code(operation.parse().ok()?)?,
+                    permission: AclPermission::from_code(permission.parse().ok()?)?,
+                })
+            }
             ["partitions", t, p, ref rest @ ..] => {
                 let (t, p) = (t.parse().ok()?, p.parse().ok()?);
                 match rest {
@@ -203,6 +230,7 @@ pub(super) enum Record {
     Transaction(TransactionMetadata),
     /// An entity's quota key and its value.
     ClientQuota(ClientQuotaEntity, String, f64),
+    Acl(AclBinding),
 }
 
 impl Record {
@@ -228,6 +256,7 @@ impl Record {
             Record::ClientQuota(entity, quota_key, _) => {
                 Key::ClientQuota(entity.clone(), quota_key.clone())
             }
+            Record::Acl(acl) => Key::Acl(acl.clone()),
         }
     }
 
@@ -254,6 +283,7 @@ impl Record {
             Record::GroupMetadata(_, value) => value.clone(),
             Record::Transaction(txn) => json(txn),
             Record::ClientQuota(_, _, value) => json(value),
+            Record::Acl(acl) => json(acl),
         }
     }
 
@@ -296,6 +326,7 @@ impl Record {
                 quota_key,
                 serde_json::from_slice(value).map_err(bad)?,
             ),
+            Key::Acl(_) => Record::Acl(serde_json::from_slice(value).map_err(bad)?),
         };
         // The key repeats part of the value (a name, an offset, an id): they must agree.
         if record.key().to_string() != key {
@@ -585,6 +616,15 @@ mod tests {
                 },
                 "consumer_byte_rate".into(),
             ),
+            Key::Acl(AclBinding {
+                resource_type: ResourceType::Topic,
+                pattern_type: PatternType::Prefixed,
+                resource_name: "orders/v%".into(),
+                principal: "User:alice/x".into(),
+                host: "*".into(),
+                operation: AclOperation::IdempotentWrite,
+                permission: AclPermission::Deny,
+            }),
         ] {
             assert_eq!(Key::parse(&key.to_string()), Some(key));
         }

@@ -1,7 +1,7 @@
 //! The coordinator's in-memory state: what the stored records add up to. Every process
 //! builds it the same way, from a snapshot of the store and then each change it watches.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -11,6 +11,7 @@ use super::client_quotas::ClientQuotas;
 use super::records::{
     BrokerRegistration, FlushRecord, FlushedChunk, Key, ProducerSnapshot, Record,
 };
+use crate::acl::AclBinding;
 use crate::metadata_store::Event;
 use crate::{
     ChunkMeta, CommittedOffset, PartitionLeader, PartitionLog, ProducerState, ScramCredential,
@@ -50,6 +51,11 @@ pub(super) struct State {
     /// Client quotas; replaced (copied on write) when one changes, so readers hold a
     /// snapshot without a lock.
     pub(super) client_quotas: Arc<ClientQuotas>,
+    /// Every ACL.
+    pub(super) acls: BTreeSet<AclBinding>,
+    /// Grows with every ACL created or deleted, so that authorizers tell cheaply whether
+    /// what they decided still holds.
+    pub(super) acl_changes: u64,
     /// Every stored flush record with how many of its chunks are still part of a log: those
     /// at zero are deleted by [`Coordinator::delete_dead_flush_records`].
     pub(super) flushes: HashMap<String, usize>,
@@ -273,6 +279,10 @@ impl State {
                     .or_default()
                     .insert(quota_key, value);
             }
+            Record::Acl(acl) => {
+                self.acls.insert(acl);
+                self.acl_changes += 1;
+            }
         }
         Ok(())
     }
@@ -406,6 +416,10 @@ impl State {
             }
             Key::GroupMetadata(group) => {
                 self.group_metadata.remove(&group);
+            }
+            Key::Acl(acl) => {
+                self.acls.remove(&acl);
+                self.acl_changes += 1;
             }
             Key::Transaction(id) => {
                 self.transactions.remove(&id);

@@ -3,6 +3,7 @@
 //! verifying a partition with the coordinator) is not needed here: every broker reads the
 //! transaction state itself when a transactional batch arrives.
 
+use coordinator::acl::AclOperation;
 use group_coordinator::transaction;
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::add_partitions_to_txn_response::{
@@ -13,6 +14,7 @@ use proto_compat::kafka_protocol::messages::{
 };
 
 use crate::broker::Broker;
+use crate::connection::Session;
 use crate::handlers::offset_commit::topic_results;
 use crate::transaction_coordinator::{producer_step, ServedBy};
 
@@ -21,10 +23,14 @@ const FIRST_VERSION_WITH_PRODUCER_FENCED: i16 = 2;
 
 pub async fn handle(
     broker: &Broker,
+    session: &Session,
     version: i16,
     request: AddPartitionsToTxnRequest,
 ) -> AddPartitionsToTxnResponse {
     let id = request.v3_and_below_transactional_id.as_str();
+    let authorizer = &broker.authorizer;
+    let transactional_id_refused = !authorizer.transactional_id(session, AclOperation::Write, id);
+    let refused = |topic: &str| !authorizer.topic(session, AclOperation::Write, topic);
     let partitions: Vec<(String, i32)> = request
         .v3_and_below_topics
         .iter()
@@ -36,9 +42,12 @@ pub async fn handle(
             .topic(topic)
             .is_none_or(|meta| partition < 0 || partition >= meta.partitions)
     };
-    // Nothing is added when a partition does not exist (the others: OPERATION_NOT_ATTEMPTED).
-    let any_unknown = partitions.iter().any(|(t, p)| unknown(t, *p));
-    let outcome = if any_unknown {
+    // Nothing is added when a partition does not exist or may not be written (the others:
+    // OPERATION_NOT_ATTEMPTED), as in Kafka.
+    let any_unknown = partitions.iter().any(|(t, p)| refused(t) || unknown(t, *p));
+    let outcome = if transactional_id_refused {
+        Err(ResponseError::TransactionalIdAuthorizationFailed.code())
+    } else if any_unknown {
         Err(ResponseError::OperationNotAttempted.code())
     } else {
         let (producer_id, epoch) = (
@@ -57,6 +66,8 @@ pub async fn handle(
         .await
     };
     let code = |topic: &str, partition: i32| match outcome {
+        Err(code) if transactional_id_refused => code,
+        _ if any_unknown && refused(topic) => ResponseError::TopicAuthorizationFailed.code(),
         _ if any_unknown && unknown(topic, partition) => {
             ResponseError::UnknownTopicOrPartition.code()
         }

@@ -1,6 +1,7 @@
 //! AlterConfigs (replace a topic's overrides) and IncrementalAlterConfigs (set, delete,
 //! append, subtract single keys). Broker settings are static (the config file).
 
+use coordinator::acl::AclOperation;
 use std::collections::BTreeMap;
 
 use coordinator::{AlterConfigOp, ConfigAlteration};
@@ -11,11 +12,16 @@ use proto_compat::kafka_protocol::messages::{
 };
 use proto_compat::kafka_protocol::protocol::StrBytes;
 
-use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::describe_configs::{config_refusal, RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::connection::Session;
 
-pub async fn handle_alter(broker: &Broker, request: AlterConfigsRequest) -> AlterConfigsResponse {
+pub async fn handle_alter(
+    broker: &Broker,
+    session: &Session,
+    request: AlterConfigsRequest,
+) -> AlterConfigsResponse {
     let mut response = AlterConfigsResponse::default();
     for resource in request.resources {
         let configs: BTreeMap<String, String> = resource
@@ -25,6 +31,7 @@ pub async fn handle_alter(broker: &Broker, request: AlterConfigsRequest) -> Alte
             .collect();
         let outcome = alter(
             broker,
+            session,
             resource.resource_type,
             &resource.resource_name,
             ConfigAlteration::Replace(configs),
@@ -45,6 +52,7 @@ pub async fn handle_alter(broker: &Broker, request: AlterConfigsRequest) -> Alte
 
 pub async fn handle_incremental(
     broker: &Broker,
+    session: &Session,
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let mut response = IncrementalAlterConfigsResponse::default();
@@ -73,6 +81,7 @@ pub async fn handle_incremental(
             Ok(operations) => {
                 alter(
                     broker,
+                    session,
                     resource.resource_type,
                     &resource.resource_name,
                     ConfigAlteration::Incremental(operations),
@@ -97,11 +106,16 @@ pub async fn handle_incremental(
 
 async fn alter(
     broker: &Broker,
+    session: &Session,
     resource_type: i8,
     name: &StrBytes,
     alteration: ConfigAlteration,
     validate_only: bool,
 ) -> Result<(), (i16, String)> {
+    let operation = AclOperation::AlterConfigs;
+    if let Some(refusal) = config_refusal(broker, session, operation, resource_type, name) {
+        return Err(refusal);
+    }
     match resource_type {
         RESOURCE_TOPIC => broker
             .coordinator

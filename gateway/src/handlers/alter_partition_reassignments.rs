@@ -3,6 +3,8 @@
 //! preferred leader and leadership is handed over to it (the answer comes once the move has
 //! started, as in Kafka). A partition without replicas cancels its reassignment.
 
+use coordinator::acl::AclOperation;
+use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::alter_partition_reassignments_response::{
     ReassignablePartitionResponse, ReassignableTopicResponse,
 };
@@ -14,12 +16,18 @@ use coordinator::CoordinatorError;
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::connection::Session;
 
 pub async fn handle(
     broker: &Broker,
+    session: &Session,
     request: AlterPartitionReassignmentsRequest,
 ) -> AlterPartitionReassignmentsResponse {
     let mut response = AlterPartitionReassignmentsResponse::default();
+    if !broker.authorizer.cluster(session, AclOperation::Alter) {
+        response.error_code = ResponseError::ClusterAuthorizationFailed.code();
+        return response;
+    }
     response.allow_replication_factor_change = request.allow_replication_factor_change;
     for topic in request.topics {
         let meta = broker.coordinator.topic(topic.name.as_str());

@@ -2,6 +2,7 @@
 //! Kafka's checks. The client sends the salted password; only the stored and server keys
 //! derived from it are kept. Every user's valid changes go in one transaction.
 
+use coordinator::acl::AclOperation;
 use std::collections::{BTreeMap, BTreeSet};
 
 use coordinator::ScramMechanism;
@@ -13,6 +14,7 @@ use proto_compat::kafka_protocol::messages::{
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::connection::Session;
 use crate::sasl::scram::{self, MAX_ITERATIONS, MIN_ITERATIONS};
 
 type Refusal = (ResponseError, String);
@@ -26,8 +28,12 @@ fn mechanism(code: i8) -> Result<ScramMechanism, Refusal> {
 
 pub async fn handle(
     broker: &Broker,
+    session: &Session,
     request: AlterUserScramCredentialsRequest,
 ) -> AlterUserScramCredentialsResponse {
+    if !broker.authorizer.cluster(session, AclOperation::Alter) {
+        return refused(request);
+    }
     let mut outcome: BTreeMap<String, Option<Refusal>> = BTreeMap::new();
     let mut altered = BTreeSet::new();
     let mut twice = BTreeSet::new();
@@ -148,5 +154,27 @@ pub async fn handle(
     }
     let mut response = AlterUserScramCredentialsResponse::default();
     response.results = results;
+    response
+}
+
+/// Every user the request names, refused: the principal may not ALTER the cluster.
+fn refused(request: AlterUserScramCredentialsRequest) -> AlterUserScramCredentialsResponse {
+    let users: BTreeSet<String> = request
+        .deletions
+        .iter()
+        .map(|d| d.name.to_string())
+        .chain(request.upsertions.iter().map(|u| u.name.to_string()))
+        .collect();
+    let mut response = AlterUserScramCredentialsResponse::default();
+    response.results = users
+        .into_iter()
+        .map(|user| {
+            let mut result = AlterUserScramCredentialsResult::default();
+            result.user = str_bytes(user);
+            result.error_code = ResponseError::ClusterAuthorizationFailed.code();
+            result.error_message = Some(str_bytes("Cluster authorization failed."));
+            result
+        })
+        .collect();
     response
 }

@@ -1,7 +1,9 @@
 //! ConsumerGroupDescribe (KIP-848): consumer-protocol groups with their members' current and
 //! target assignments.
 
+use coordinator::acl::{AclOperation, ResourceType};
 use group_coordinator::assignor;
+use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::consumer_group_describe_response::{
     Assignment, DescribedGroup, Member, TopicPartitions,
 };
@@ -9,14 +11,16 @@ use proto_compat::kafka_protocol::messages::{
     ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse,
 };
 
-use super::{str_bytes, topic_name, GROUP_AUTHORIZED_OPERATIONS};
+use super::{str_bytes, topic_name};
 use crate::broker::Broker;
+use crate::connection::Session;
 
 /// ConsumerGroupDescribe v1's member type of a consumer-protocol member.
 const CONSUMER_MEMBER_TYPE: i8 = 1;
 
 pub fn handle(
     broker: &Broker,
+    session: &Session,
     version: i16,
     request: ConsumerGroupDescribeRequest,
 ) -> ConsumerGroupDescribeResponse {
@@ -26,6 +30,14 @@ pub fn handle(
         .into_iter()
         .map(|group_id| {
             let mut out = DescribedGroup::default();
+            if !broker
+                .authorizer
+                .group(session, AclOperation::Describe, &group_id)
+            {
+                out.error_code = ResponseError::GroupAuthorizationFailed.code();
+                out.group_id = group_id;
+                return out;
+            }
             match broker.groups.consumer_group_describe(&group_id) {
                 Ok(group) => {
                     out.group_state = str_bytes(group.state);
@@ -58,7 +70,11 @@ pub fn handle(
                         })
                         .collect();
                     if request.include_authorized_operations {
-                        out.authorized_operations = GROUP_AUTHORIZED_OPERATIONS;
+                        out.authorized_operations = broker.authorizer.authorized_operations(
+                            session,
+                            ResourceType::Group,
+                            &group_id,
+                        );
                     }
                 }
                 Err(e) => {

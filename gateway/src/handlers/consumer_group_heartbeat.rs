@@ -1,8 +1,10 @@
 //! ConsumerGroupHeartbeat (KIP-848): a member of a consumer-protocol group joins, stays,
 //! acknowledges revocations and gets its partitions, or leaves.
 
+use coordinator::acl::AclOperation;
 use group_coordinator::assignor;
 use group_coordinator::consumer::HeartbeatRequest;
+use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::consumer_group_heartbeat_response::{
     Assignment, TopicPartitions,
 };
@@ -12,13 +14,23 @@ use proto_compat::kafka_protocol::messages::{
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::connection::Session;
 
 pub async fn handle(
     broker: &Broker,
+    session: &Session,
     version: i16,
     client_id: &str,
     request: ConsumerGroupHeartbeatRequest,
 ) -> ConsumerGroupHeartbeatResponse {
+    if !broker
+        .authorizer
+        .group(session, AclOperation::Read, &request.group_id)
+    {
+        let mut response = ConsumerGroupHeartbeatResponse::default();
+        response.error_code = ResponseError::GroupAuthorizationFailed.code();
+        return response;
+    }
     let heartbeat = HeartbeatRequest {
         member_id: request.member_id.to_string(),
         member_epoch: request.member_epoch,

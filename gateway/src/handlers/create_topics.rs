@@ -14,9 +14,11 @@ use proto_compat::kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsRe
 use super::describe_configs::config_source;
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::connection::Session;
 
 pub async fn handle(
     broker: &Broker,
+    session: &Session,
     version: i16,
     request: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
@@ -35,6 +37,14 @@ pub async fn handle(
                     "topic {} appears more than once in the request",
                     topic.name.as_str()
                 ),
+            ))
+        } else if !broker
+            .authorizer
+            .may_create_topic(session, topic.name.as_str())
+        {
+            Err((
+                ResponseError::TopicAuthorizationFailed.code(),
+                format!("Not authorized to create topic {}", topic.name.as_str()),
             ))
         } else {
             create(broker, &topic, request.validate_only).await

@@ -2,6 +2,7 @@
 //! segments entirely below them. Refused on topics whose `cleanup.policy` lacks `delete`
 //! (POLICY_VIOLATION), as Kafka refuses it.
 
+use coordinator::acl::AclOperation;
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
@@ -9,13 +10,21 @@ use proto_compat::kafka_protocol::messages::delete_records_response::{
 use proto_compat::kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
 use crate::broker::Broker;
+use crate::connection::Session;
 
 /// DeleteRecords offset meaning "up to the high watermark".
 const HIGH_WATERMARK: i64 = -1;
 
-pub async fn handle(broker: &Broker, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
+pub async fn handle(
+    broker: &Broker,
+    session: &Session,
+    request: DeleteRecordsRequest,
+) -> DeleteRecordsResponse {
     let mut response = DeleteRecordsResponse::default();
     for topic in request.topics {
+        let deletable = broker
+            .authorizer
+            .topic(session, AclOperation::Delete, topic.name.as_str());
         let meta = broker.coordinator.topic(topic.name.as_str());
         let mut topic_result = DeleteRecordsTopicResult::default();
         topic_result.name = topic.name.clone();
@@ -24,6 +33,7 @@ pub async fn handle(broker: &Broker, request: DeleteRecordsRequest) -> DeleteRec
             result.partition_index = partition.partition_index;
             result.low_watermark = -1;
             let outcome = match &meta {
+                _ if !deletable => Err(ResponseError::TopicAuthorizationFailed.code()),
                 Some(meta) => {
                     delete_records(broker, meta, partition.partition_index, partition.offset).await
                 }

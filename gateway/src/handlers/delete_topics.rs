@@ -1,5 +1,6 @@
 //! DeleteTopics, by name (all versions) or by topic id (v6+).
 
+use coordinator::acl::AclOperation;
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use proto_compat::kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
@@ -7,9 +8,11 @@ use uuid::Uuid;
 
 use super::{str_bytes, topic_name};
 use crate::broker::Broker;
+use crate::connection::Session;
 
 pub async fn handle(
     broker: &Broker,
+    session: &Session,
     version: i16,
     request: DeleteTopicsRequest,
 ) -> DeleteTopicsResponse {
@@ -40,6 +43,22 @@ pub async fn handle(
                 .coordinator
                 .topic_by_id(topic_id)
                 .ok_or(ResponseError::UnknownTopicId.code()),
+        };
+        // Without DELETE a topic is refused, even one that does not exist (an unknown id
+        // names nothing to authorize).
+        let named = match &meta {
+            Ok(meta) => Some(meta.name.as_str()),
+            Err(_) => name.as_deref(),
+        };
+        let meta = match named {
+            Some(named)
+                if !broker
+                    .authorizer
+                    .topic(session, AclOperation::Delete, named) =>
+            {
+                Err(ResponseError::TopicAuthorizationFailed.code())
+            }
+            _ => meta,
         };
         result.name = name.map(topic_name);
         match meta {

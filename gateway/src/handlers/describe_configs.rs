@@ -1,6 +1,7 @@
 //! DescribeConfigs for topics (every Kafka topic config: effective value, source, synonyms,
 //! type and documentation) and for a broker (its own settings and the topic defaults).
 
+use coordinator::acl::AclOperation;
 use coordinator::topic_config::catalog::ConfigKind;
 use coordinator::{ConfigEntry, ConfigSource};
 use proto_compat::kafka_protocol::error::ResponseError;
@@ -11,6 +12,7 @@ use proto_compat::kafka_protocol::messages::{DescribeConfigsRequest, DescribeCon
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::connection::Session;
 
 /// Kafka's ConfigResource types.
 pub const RESOURCE_TOPIC: i8 = 2;
@@ -25,8 +27,32 @@ pub fn config_source(source: &ConfigSource) -> i8 {
     }
 }
 
+/// Why a principal may not do `operation` (DESCRIBE_CONFIGS or ALTER_CONFIGS) on a config
+/// resource: Kafka asks it of the topic, or of the cluster for a broker.
+pub fn config_refusal(
+    broker: &Broker,
+    session: &Session,
+    operation: AclOperation,
+    resource_type: i8,
+    name: &str,
+) -> Option<(i16, String)> {
+    let authorizer = &broker.authorizer;
+    match resource_type {
+        RESOURCE_TOPIC if !authorizer.topic(session, operation, name) => Some((
+            ResponseError::TopicAuthorizationFailed.code(),
+            format!("Not authorized to {operation:?} topic {name}"),
+        )),
+        RESOURCE_BROKER if !authorizer.cluster(session, operation) => Some((
+            ResponseError::ClusterAuthorizationFailed.code(),
+            format!("Not authorized to {operation:?} the cluster"),
+        )),
+        _ => None,
+    }
+}
+
 pub fn handle(
     broker: &Broker,
+    session: &Session,
     version: i16,
     request: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
@@ -37,7 +63,15 @@ pub fn handle(
         let mut result = DescribeConfigsResult::default();
         result.resource_type = resource.resource_type;
         result.resource_name = resource.resource_name.clone();
+        let refusal = config_refusal(
+            broker,
+            session,
+            AclOperation::DescribeConfigs,
+            resource.resource_type,
+            resource.resource_name.as_str(),
+        );
         let entries = match resource.resource_type {
+            _ if refusal.is_some() => Err(refusal.unwrap_or_default()),
             RESOURCE_TOPIC => broker
                 .coordinator
                 .describe_topic_config(resource.resource_name.as_str())
@@ -146,7 +180,7 @@ mod tests {
 
     use super::*;
     use crate::config::BrokerConfig;
-    use crate::test_support::broker;
+    use crate::test_support::{broker, session};
 
     fn describe(broker: &Broker, name: &str) -> DescribeConfigsResult {
         let mut resource = DescribeConfigsResource::default();
@@ -155,7 +189,9 @@ mod tests {
         resource.configuration_keys = None;
         let mut request = DescribeConfigsRequest::default();
         request.resources.push(resource);
-        handle(broker, 4, request).results.remove(0)
+        handle(broker, &session("User:ANONYMOUS"), 4, request)
+            .results
+            .remove(0)
     }
 
     /// Clients route a broker's DescribeConfigs to that broker, so another id is a misrouted

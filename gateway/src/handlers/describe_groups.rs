@@ -1,17 +1,20 @@
 //! DescribeGroups: classic groups with their members. A group that does not exist (or is a
 //! consumer-protocol group) is described as Dead, with GROUP_ID_NOT_FOUND from v6.
 
+use coordinator::acl::{AclOperation, ResourceType};
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::describe_groups_response::{
     DescribedGroup, DescribedGroupMember,
 };
 use proto_compat::kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 
-use super::{str_bytes, GROUP_AUTHORIZED_OPERATIONS};
+use super::str_bytes;
 use crate::broker::Broker;
+use crate::connection::Session;
 
 pub fn handle(
     broker: &Broker,
+    session: &Session,
     version: i16,
     request: DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
@@ -21,6 +24,14 @@ pub fn handle(
         .into_iter()
         .map(|group_id| {
             let mut out = DescribedGroup::default();
+            if !broker
+                .authorizer
+                .group(session, AclOperation::Describe, &group_id)
+            {
+                out.error_code = ResponseError::GroupAuthorizationFailed.code();
+                out.group_id = group_id;
+                return out;
+            }
             match broker.groups.describe_group(&group_id) {
                 Ok(group) => {
                     out.group_state = str_bytes(group.state.as_str());
@@ -43,7 +54,11 @@ pub fn handle(
                         })
                         .collect();
                     if version >= 3 && request.include_authorized_operations {
-                        out.authorized_operations = GROUP_AUTHORIZED_OPERATIONS;
+                        out.authorized_operations = broker.authorizer.authorized_operations(
+                            session,
+                            ResourceType::Group,
+                            &group_id,
+                        );
                     }
                 }
                 Err(e) if e.error == ResponseError::GroupIdNotFound => {

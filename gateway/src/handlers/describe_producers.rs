@@ -2,6 +2,7 @@
 //! epoch, last sequence, the max timestamp of its last batch and open transaction. Markers
 //! carry no coordinator epoch (the metadata store's guards fence coordinators), so it is -1.
 
+use coordinator::acl::AclOperation;
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::describe_producers_response::{
     PartitionResponse, ProducerState, TopicResponse,
@@ -11,13 +12,21 @@ use proto_compat::kafka_protocol::messages::{
 };
 
 use crate::broker::Broker;
+use crate::connection::Session;
 
-pub fn handle(broker: &Broker, request: DescribeProducersRequest) -> DescribeProducersResponse {
+pub fn handle(
+    broker: &Broker,
+    session: &Session,
+    request: DescribeProducersRequest,
+) -> DescribeProducersResponse {
     let mut response = DescribeProducersResponse::default();
     response.topics = request
         .topics
         .into_iter()
         .map(|topic| {
+            let readable = broker
+                .authorizer
+                .topic(session, AclOperation::Read, &topic.name);
             let meta = broker.coordinator.topic(&topic.name);
             let partitions = topic
                 .partition_indexes
@@ -26,6 +35,7 @@ pub fn handle(broker: &Broker, request: DescribeProducersRequest) -> DescribePro
                     let mut out = PartitionResponse::default();
                     out.partition_index = index;
                     let partition = match &meta {
+                        _ if !readable => Err(ResponseError::TopicAuthorizationFailed.code()),
                         Some(meta) => broker.partition(meta, index),
                         None => Err(ResponseError::UnknownTopicOrPartition.code()),
                     };

@@ -1,5 +1,6 @@
 //! DescribeTransactions: the state of transactional ids this broker coordinates.
 
+use coordinator::acl::AclOperation;
 use std::collections::BTreeMap;
 
 use group_coordinator::transaction::state_name;
@@ -13,10 +14,12 @@ use proto_compat::kafka_protocol::messages::{
 
 use super::{str_bytes, topic_name};
 use crate::broker::Broker;
+use crate::connection::Session;
 use crate::transaction_coordinator::check_coordinator;
 
 pub fn handle(
     broker: &Broker,
+    session: &Session,
     request: DescribeTransactionsRequest,
 ) -> DescribeTransactionsResponse {
     let mut response = DescribeTransactionsResponse::default();
@@ -29,7 +32,16 @@ pub fn handle(
             out.producer_epoch = -1;
             out.transaction_start_time_ms = -1;
             out.transaction_state = str_bytes("");
-            let described = check_coordinator(broker, &id).and_then(|()| {
+            let authorized =
+                broker
+                    .authorizer
+                    .transactional_id(session, AclOperation::Describe, &id);
+            let described = if !authorized {
+                Err(ResponseError::TransactionalIdAuthorizationFailed)
+            } else {
+                check_coordinator(broker, &id)
+            }
+            .and_then(|()| {
                 broker
                     .coordinator
                     .transaction(&id)

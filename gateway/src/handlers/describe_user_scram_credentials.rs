@@ -1,6 +1,7 @@
 //! DescribeUserScramCredentials: the users with SCRAM credentials, each mechanism with its
 //! iteration count (never a salt or key).
 
+use coordinator::acl::AclOperation;
 use std::collections::BTreeSet;
 
 use proto_compat::kafka_protocol::error::ResponseError;
@@ -13,13 +14,19 @@ use proto_compat::kafka_protocol::messages::{
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::connection::Session;
 
 pub fn handle(
     broker: &Broker,
+    session: &Session,
     request: DescribeUserScramCredentialsRequest,
 ) -> DescribeUserScramCredentialsResponse {
     let users = broker.coordinator.scram_users();
     let mut response = DescribeUserScramCredentialsResponse::default();
+    if !broker.authorizer.cluster(session, AclOperation::Describe) {
+        response.error_code = ResponseError::ClusterAuthorizationFailed.code();
+        return response;
+    }
     let result = |user: &str, error: Option<(ResponseError, String)>| {
         let mut result = DescribeUserScramCredentialsResult::default();
         result.user = str_bytes(user.to_string());

@@ -4,6 +4,7 @@
 //! whole log, so nothing is lost either way). The answer comes once the elections are done,
 //! or at the request's timeout.
 
+use coordinator::acl::AclOperation;
 use std::time::Duration;
 
 use coordinator::CoordinatorError;
@@ -17,6 +18,7 @@ use uuid::Uuid;
 
 use super::{str_bytes, topic_name};
 use crate::broker::Broker;
+use crate::connection::Session;
 
 const PREFERRED: i8 = 0;
 const UNCLEAN: i8 = 1;
@@ -32,10 +34,15 @@ enum Outcome {
 
 pub async fn handle(
     broker: &Broker,
+    session: &Session,
     version: i16,
     request: ElectLeadersRequest,
 ) -> ElectLeadersResponse {
     let mut response = ElectLeadersResponse::default();
+    if !broker.authorizer.cluster(session, AclOperation::Alter) {
+        response.error_code = ResponseError::ClusterAuthorizationFailed.code();
+        return response;
+    }
     // v0 has no election type: it is a preferred election.
     let election_type = if version >= 1 {
         request.election_type

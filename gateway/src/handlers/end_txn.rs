@@ -3,17 +3,33 @@
 //! if the markers cannot be written now, the answer is still success (as Kafka answers once
 //! the decision is logged) and the coordinator's periodic pass completes it.
 
+use coordinator::acl::AclOperation;
 use group_coordinator::transaction::{self, EndStep};
+use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::{EndTxnRequest, EndTxnResponse};
 
 use crate::broker::Broker;
+use crate::connection::Session;
 use crate::transaction_coordinator::{complete, producer_step, ServedBy};
 
 /// EndTxn v2 (KIP-588) knows PRODUCER_FENCED.
 const FIRST_VERSION_WITH_PRODUCER_FENCED: i16 = 2;
 
-pub async fn handle(broker: &Broker, version: i16, request: EndTxnRequest) -> EndTxnResponse {
+pub async fn handle(
+    broker: &Broker,
+    session: &Session,
+    version: i16,
+    request: EndTxnRequest,
+) -> EndTxnResponse {
     let id = request.transactional_id.as_str();
+    let mut response = EndTxnResponse::default();
+    if !broker
+        .authorizer
+        .transactional_id(session, AclOperation::Write, id)
+    {
+        response.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
+        return response;
+    }
     let (producer_id, epoch) = (request.producer_id.0, request.producer_epoch);
     let outcome = producer_step(
         broker,
@@ -34,7 +50,6 @@ pub async fn handle(broker: &Broker, version: i16, request: EndTxnRequest) -> En
             tracing::warn!(transactional_id = id, error = %e, "transaction decided, its markers left to the next pass");
         }
     }
-    let mut response = EndTxnResponse::default();
     response.error_code = outcome.err().unwrap_or(0);
     response
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use coordinator::acl::AclOperation;
 use coordinator::TopicMeta;
 use futures::future::select_all;
 use proto_compat::kafka_protocol::error::ResponseError;
@@ -20,6 +21,7 @@ use tokio::time::Instant;
 
 use super::check_leader_epoch;
 use crate::broker::Broker;
+use crate::connection::Session;
 use crate::fetch_memory::{shrink_to, Reservation};
 use crate::partition::log_reader::ReadError;
 use crate::partition::{CommitState, Partition};
@@ -41,6 +43,7 @@ const READ_COMMITTED: i8 = 1;
 /// The response, and the fetch memory its record sets hold until it has been written.
 pub async fn handle(
     broker: &Arc<Broker>,
+    session: &Session,
     version: i16,
     request: FetchRequest,
 ) -> (FetchResponse, Option<Reservation>) {
@@ -65,6 +68,18 @@ pub async fn handle(
                     .coordinator
                     .topic(t.topic.as_str())
                     .ok_or(ResponseError::UnknownTopicOrPartition.code())
+            };
+            // Without READ a topic is refused, even one that does not exist (an unknown id
+            // names nothing to authorize).
+            let name = match &topic {
+                Ok(topic) => Some(topic.name.as_str()),
+                Err(_) => (version < FIRST_VERSION_WITH_TOPIC_IDS).then_some(t.topic.as_str()),
+            };
+            let topic = match name {
+                Some(name) if !broker.authorizer.topic(session, AclOperation::Read, name) => {
+                    Err(ResponseError::TopicAuthorizationFailed.code())
+                }
+                _ => topic,
             };
             (t, topic)
         })

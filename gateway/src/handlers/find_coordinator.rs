@@ -1,6 +1,7 @@
 //! FindCoordinator: the broker that coordinates a consumer group or a transactional id, for
 //! one key (v0-3) or a batch of keys (v4+). Strata has no share-group coordinator.
 
+use coordinator::acl::AclOperation;
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::find_coordinator_response::Coordinator;
 use proto_compat::kafka_protocol::messages::{
@@ -9,6 +10,7 @@ use proto_compat::kafka_protocol::messages::{
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::connection::Session;
 
 /// The key types of consumer groups and transactional ids.
 const GROUP: i8 = 0;
@@ -17,7 +19,7 @@ const TRANSACTION: i8 = 1;
 /// The coordinator's address as clients of `listener` reach it.
 pub fn handle(
     broker: &Broker,
-    listener: &str,
+    session: &Session,
     version: i16,
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
@@ -29,7 +31,7 @@ pub fn handle(
             .map(|key| {
                 let mut out = Coordinator::default();
                 out.key = key.clone();
-                match find(broker, listener, request.key_type, key) {
+                match find(broker, session, request.key_type, key) {
                     Ok((node_id, host, port)) => {
                         out.node_id = BrokerId(node_id);
                         out.host = str_bytes(host);
@@ -47,7 +49,7 @@ pub fn handle(
             .collect();
         return response;
     }
-    match find(broker, listener, request.key_type, &request.key) {
+    match find(broker, session, request.key_type, &request.key) {
         Ok((node_id, host, port)) => {
             response.node_id = BrokerId(node_id);
             response.host = str_bytes(host);
@@ -68,11 +70,19 @@ pub fn handle(
 /// The coordinator's id, host and port.
 fn find(
     broker: &Broker,
-    listener: &str,
+    session: &Session,
     key_type: i8,
     key: &str,
 ) -> Result<(i32, String, i32), (ResponseError, String)> {
+    let authorizer = &broker.authorizer;
+    let refused = |error: ResponseError| (error, format!("Not authorized to describe {key}."));
     let coordinator = match key_type {
+        GROUP if !authorizer.group(session, AclOperation::Describe, key) => {
+            return Err(refused(ResponseError::GroupAuthorizationFailed))
+        }
+        TRANSACTION if !authorizer.transactional_id(session, AclOperation::Describe, key) => {
+            return Err(refused(ResponseError::TransactionalIdAuthorizationFailed))
+        }
         GROUP => broker.coordinator.group_coordinator(key),
         TRANSACTION => broker.coordinator.transaction_coordinator(key),
         _ => {
@@ -85,7 +95,7 @@ fn find(
     let unavailable = |why: &str| (ResponseError::CoordinatorNotAvailable, why.to_string());
     let coordinator =
         coordinator.ok_or_else(|| unavailable("No live broker can coordinate the key."))?;
-    let (host, port) = coordinator.endpoint(listener).ok_or_else(|| {
+    let (host, port) = coordinator.endpoint(&session.listener).ok_or_else(|| {
         unavailable("The coordinator has no listener of the name this connection uses.")
     })?;
     Ok((coordinator.broker_id, host.to_string(), port))

@@ -2,6 +2,7 @@
 //! the transactional id's producer id at a new epoch, which fences its previous instance
 //! (whose transaction under way is aborted first).
 
+use coordinator::acl::{AclOperation, ResourceType};
 use coordinator::TransactionWrite;
 use group_coordinator::transaction::{self, InitStep, TxnError};
 use proto_compat::kafka_protocol::error::ResponseError;
@@ -11,6 +12,7 @@ use proto_compat::kafka_protocol::messages::{
 
 use crate::broker::Broker;
 use crate::clock::now_ms;
+use crate::connection::Session;
 use crate::transaction_coordinator::{check_coordinator, complete};
 
 /// InitProducerId v4 (KIP-588) knows PRODUCER_FENCED.
@@ -18,13 +20,25 @@ const FIRST_VERSION_WITH_PRODUCER_FENCED: i16 = 4;
 
 pub async fn handle(
     broker: &Broker,
+    session: &Session,
     version: i16,
     request: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
     let mut response = InitProducerIdResponse::default();
     response.producer_id = ProducerId(-1);
     response.producer_epoch = -1;
+    let authorizer = &broker.authorizer;
     let result = match &request.transactional_id {
+        Some(id) if !authorizer.transactional_id(session, AclOperation::Write, id) => {
+            Err(ResponseError::TransactionalIdAuthorizationFailed.code())
+        }
+        // Kafka's rule (KIP-679): an idempotent producer needs IDEMPOTENT_WRITE on the
+        // cluster, or WRITE on some topic.
+        None if !authorizer.cluster(session, AclOperation::IdempotentWrite)
+            && !authorizer.authorize_any(session, AclOperation::Write, ResourceType::Topic) =>
+        {
+            Err(ResponseError::ClusterAuthorizationFailed.code())
+        }
         Some(id) => init_transactional(broker, version, id, &request).await,
         // A new id each time (also for an epoch-bump request of KIP-360): the id's
         // sequences start at 0 and no state of the old one can interfere.

@@ -1,20 +1,32 @@
 //! JoinGroup: a member joins a classic group; the answer waits for the join phase.
 
+use coordinator::acl::AclOperation;
 use std::time::Duration;
 
 use group_coordinator::classic::JoinRequest;
+use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use proto_compat::kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::connection::Session;
 
 pub async fn handle(
     broker: &Broker,
+    session: &Session,
     version: i16,
     client_id: &str,
     request: JoinGroupRequest,
 ) -> JoinGroupResponse {
+    if !broker
+        .authorizer
+        .group(session, AclOperation::Read, &request.group_id)
+    {
+        let mut response = JoinGroupResponse::default();
+        response.error_code = ResponseError::GroupAuthorizationFailed.code();
+        return response;
+    }
     // v0 has no rebalance timeout: the session timeout serves as one.
     let rebalance_timeout_ms = if version >= 1 {
         request.rebalance_timeout_ms

@@ -1,11 +1,27 @@
 //! LeaveGroup: one member (v0-2) or a batch of them (v3+) leaves a classic group.
 
+use coordinator::acl::AclOperation;
+use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::leave_group_response::MemberResponse;
 use proto_compat::kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
 use crate::broker::Broker;
+use crate::connection::Session;
 
-pub fn handle(broker: &Broker, version: i16, request: LeaveGroupRequest) -> LeaveGroupResponse {
+pub fn handle(
+    broker: &Broker,
+    session: &Session,
+    version: i16,
+    request: LeaveGroupRequest,
+) -> LeaveGroupResponse {
+    if !broker
+        .authorizer
+        .group(session, AclOperation::Read, &request.group_id)
+    {
+        let mut response = LeaveGroupResponse::default();
+        response.error_code = ResponseError::GroupAuthorizationFailed.code();
+        return response;
+    }
     let members: Vec<(String, Option<String>)> = if version >= 3 {
         request
             .members

@@ -1,6 +1,7 @@
 //! ListGroups: the groups this broker coordinates, filtered by state (v4+) and type (v5+),
 //! both case-insensitively as in Kafka.
 
+use coordinator::acl::AclOperation;
 use std::collections::HashSet;
 
 use proto_compat::kafka_protocol::messages::list_groups_response::ListedGroup;
@@ -9,8 +10,19 @@ use proto_compat::kafka_protocol::protocol::StrBytes;
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::connection::Session;
 
-pub fn handle(broker: &Broker, version: i16, request: ListGroupsRequest) -> ListGroupsResponse {
+pub fn handle(
+    broker: &Broker,
+    session: &Session,
+    version: i16,
+    request: ListGroupsRequest,
+) -> ListGroupsResponse {
+    // Kafka lists every group to a principal that may DESCRIBE the cluster, else those it
+    // may DESCRIBE.
+    let authorizer = &broker.authorizer;
+    let all = authorizer.cluster(session, AclOperation::Describe);
+    let listed = |id: &str| all || authorizer.group(session, AclOperation::Describe, id);
     let states = if version >= 4 {
         lowercase(&request.states_filter)
     } else {
@@ -28,6 +40,7 @@ pub fn handle(broker: &Broker, version: i16, request: ListGroupsRequest) -> List
         .into_iter()
         .filter(|group| states.is_empty() || states.contains(&group.state.to_lowercase()))
         .filter(|group| types.is_empty() || types.contains(group.group_type))
+        .filter(|group| listed(&group.group_id))
         .map(|group| {
             let mut out = ListedGroup::default();
             out.group_id = GroupId(str_bytes(group.group_id));

@@ -2,6 +2,7 @@
 //! max timestamp (-3), earliest local (-4), and the first offset at or after a timestamp,
 //! through the segments' time indexes.
 
+use coordinator::acl::AclOperation;
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::list_offsets_request::ListOffsetsPartition;
 use proto_compat::kafka_protocol::messages::list_offsets_response::{
@@ -11,6 +12,7 @@ use proto_compat::kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResp
 
 use super::check_leader_epoch;
 use crate::broker::Broker;
+use crate::connection::Session;
 
 const LATEST: i64 = -1;
 /// The isolation level of consumers that see committed transactions only (v2+).
@@ -22,12 +24,17 @@ const LATEST_TIERED: i64 = -5;
 
 pub async fn handle(
     broker: &Broker,
+    session: &Session,
     version: i16,
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
     let mut response = ListOffsetsResponse::default();
     for topic in request.topics {
-        let meta = broker.coordinator.topic(topic.name.as_str());
+        let name = topic.name.as_str();
+        let described = broker
+            .authorizer
+            .topic(session, AclOperation::Describe, name);
+        let meta = broker.coordinator.topic(name);
         let mut topic_response = ListOffsetsTopicResponse::default();
         topic_response.name = topic.name.clone();
         for partition in topic.partitions {
@@ -37,6 +44,7 @@ pub async fn handle(
             out.offset = -1;
             out.leader_epoch = -1;
             let result = match &meta {
+                _ if !described => Err(ResponseError::TopicAuthorizationFailed.code()),
                 Some(meta) => {
                     let read_committed = version >= 2 && request.isolation_level == READ_COMMITTED;
                     list_offset(broker, meta, &partition, read_committed).await

@@ -2,8 +2,10 @@
 //! reassigned to, in Kafka's terms: the replicas are the target and the current leader, the
 //! target being added and the leader removed.
 
+use coordinator::acl::AclOperation;
 use std::collections::BTreeMap;
 
+use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::list_partition_reassignments_response::{
     OngoingPartitionReassignment, OngoingTopicReassignment,
 };
@@ -13,11 +15,18 @@ use proto_compat::kafka_protocol::messages::{
 
 use super::topic_name;
 use crate::broker::Broker;
+use crate::connection::Session;
 
 pub fn handle(
     broker: &Broker,
+    session: &Session,
     request: ListPartitionReassignmentsRequest,
 ) -> ListPartitionReassignmentsResponse {
+    if !broker.authorizer.cluster(session, AclOperation::Describe) {
+        let mut response = ListPartitionReassignmentsResponse::default();
+        response.error_code = ResponseError::ClusterAuthorizationFailed.code();
+        return response;
+    }
     let coordinator = &broker.coordinator;
     // None lists every partition.
     let wanted: Option<BTreeMap<String, Vec<i32>>> = request.topics.map(|topics| {

@@ -2,6 +2,7 @@
 //! producer id and (v1) how long their transaction has been running. v2's regular-expression
 //! filter is not served.
 
+use coordinator::acl::AclOperation;
 use group_coordinator::transaction::state_name;
 use proto_compat::kafka_protocol::messages::list_transactions_response::TransactionState;
 use proto_compat::kafka_protocol::messages::{
@@ -11,6 +12,7 @@ use proto_compat::kafka_protocol::messages::{
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::clock::now_ms;
+use crate::connection::Session;
 use crate::transaction_coordinator::check_coordinator;
 
 const STATES: [coordinator::TransactionState; 6] = [
@@ -22,7 +24,11 @@ const STATES: [coordinator::TransactionState; 6] = [
     coordinator::TransactionState::CompleteAbort,
 ];
 
-pub fn handle(broker: &Broker, request: ListTransactionsRequest) -> ListTransactionsResponse {
+pub fn handle(
+    broker: &Broker,
+    session: &Session,
+    request: ListTransactionsRequest,
+) -> ListTransactionsResponse {
     let mut response = ListTransactionsResponse::default();
     let wanted: Vec<&str> = request.state_filters.iter().map(|s| s.as_str()).collect();
     response.unknown_state_filters = request
@@ -37,6 +43,13 @@ pub fn handle(broker: &Broker, request: ListTransactionsRequest) -> ListTransact
         .transactions()
         .into_iter()
         .filter(|txn| check_coordinator(broker, &txn.transactional_id).is_ok())
+        .filter(|txn| {
+            broker.authorizer.transactional_id(
+                session,
+                AclOperation::Describe,
+                &txn.transactional_id,
+            )
+        })
         .filter(|txn| wanted.is_empty() || wanted.contains(&state_name(txn.state)))
         .filter(|txn| {
             request.producer_id_filters.is_empty()

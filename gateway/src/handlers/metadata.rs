@@ -1,6 +1,8 @@
 //! Metadata: brokers, cluster id, controller, and topics with their partition leaders;
-//! auto-creates requested topics when the broker and the request allow it.
+//! auto-creates requested topics when the broker and the request allow it. Topics the
+//! principal may not DESCRIBE are left out of a listing of all, and refused when named.
 
+use coordinator::acl::{AclOperation, ResourceType};
 use coordinator::TopicMeta;
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::metadata_response::{
@@ -9,17 +11,30 @@ use proto_compat::kafka_protocol::messages::metadata_response::{
 use proto_compat::kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use uuid::Uuid;
 
+use super::describe_cluster::cluster_authorized_operations;
 use super::{str_bytes, topic_name};
 use crate::broker::Broker;
+use crate::connection::Session;
 
-/// Topics and partitions, and the brokers as clients of `listener` reach them.
+/// Topics and partitions, and the brokers as clients of the session's listener reach them.
 pub async fn handle(
     broker: &Broker,
-    listener: &str,
+    session: &Session,
     version: i16,
     request: MetadataRequest,
 ) -> MetadataResponse {
     let coordinator = &broker.coordinator;
+    let authorizer = &broker.authorizer;
+    let may_describe = |name: &str| authorizer.topic(session, AclOperation::Describe, name);
+    let topic_operations = version >= 8 && request.include_topic_authorized_operations;
+    let describe = |topic: &TopicMeta| {
+        let mut described = describe_topic(broker, version, topic);
+        if topic_operations {
+            described.topic_authorized_operations =
+                authorizer.authorized_operations(session, ResourceType::Topic, &topic.name);
+        }
+        described
+    };
     // v0: an empty list means all topics; v1+: null means all, empty means none.
     let all_topics = match &request.topics {
         None => true,
@@ -31,24 +46,44 @@ pub async fn handle(
         coordinator
             .topics()
             .iter()
-            .map(|t| describe_topic(broker, version, t))
+            .filter(|t| may_describe(&t.name))
+            .map(describe)
             .collect()
     } else {
         let mut out = Vec::new();
         for requested in request.topics.unwrap_or_default() {
+            let refused = ResponseError::TopicAuthorizationFailed.code();
             let result = match &requested.name {
+                Some(name) if !may_describe(name) => {
+                    Err((refused, Some(name.to_string()), Uuid::nil()))
+                }
+                // Kafka's rule: auto-creation needs CREATE, else the topic is refused.
+                Some(name)
+                    if allow_auto_create
+                        && broker.config.auto_create_topics_enable
+                        && coordinator.topic(name).is_none()
+                        && !authorizer.may_create_topic(session, name) =>
+                {
+                    Err((refused, Some(name.to_string()), Uuid::nil()))
+                }
                 Some(name) => broker
                     .topic_or_auto_create(name.as_str(), allow_auto_create)
                     .await
                     .map_err(|e| (e.error_code(), Some(name.to_string()), Uuid::nil())),
-                None => coordinator.topic_by_id(requested.topic_id).ok_or((
-                    ResponseError::UnknownTopicId.code(),
-                    None,
-                    requested.topic_id,
-                )),
+                None => match coordinator.topic_by_id(requested.topic_id) {
+                    Some(topic) if !may_describe(&topic.name) => {
+                        Err((refused, None, requested.topic_id))
+                    }
+                    Some(topic) => Ok(topic),
+                    None => Err((
+                        ResponseError::UnknownTopicId.code(),
+                        None,
+                        requested.topic_id,
+                    )),
+                },
             };
             out.push(match result {
-                Ok(topic) => describe_topic(broker, version, &topic),
+                Ok(topic) => describe(&topic),
                 Err((error_code, name, topic_id)) => {
                     let mut topic = MetadataResponseTopic::default();
                     topic.error_code = error_code;
@@ -69,7 +104,7 @@ pub async fn handle(
         .brokers()
         .into_iter()
         .filter_map(|b| {
-            let (host, port) = b.endpoint(listener)?;
+            let (host, port) = b.endpoint(&session.listener)?;
             let mut out = MetadataResponseBroker::default();
             out.node_id = BrokerId(b.broker_id);
             out.host = str_bytes(host.to_string());
@@ -83,6 +118,9 @@ pub async fn handle(
     }
     if version >= 1 {
         response.controller_id = BrokerId(coordinator.controller_id());
+    }
+    if (8..=10).contains(&version) && request.include_cluster_authorized_operations {
+        response.cluster_authorized_operations = cluster_authorized_operations(broker, session);
     }
     response.topics = topics;
     response

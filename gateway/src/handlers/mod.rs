@@ -9,11 +9,14 @@ mod alter_user_scram_credentials;
 mod api_versions;
 mod consumer_group_describe;
 mod consumer_group_heartbeat;
+mod create_acls;
 mod create_partitions;
 mod create_topics;
+mod delete_acls;
 mod delete_groups;
 mod delete_records;
 mod delete_topics;
+mod describe_acls;
 mod describe_client_quotas;
 mod describe_cluster;
 mod describe_configs;
@@ -105,7 +108,7 @@ pub async fn prepare(
     match body {
         RequestKind::Produce(r) => {
             let acks = r.acks;
-            let pending = produce::append_all(broker, version, r).await;
+            let pending = produce::append_all(broker, session, version, r).await;
             let mut throttle = broker
                 .quotas
                 .record(QuotaType::Produce, client, size as f64);
@@ -130,11 +133,10 @@ pub async fn prepare(
                 r.min_bytes = r.min_bytes.min(r.max_bytes);
             }
             let broker = broker.clone();
-            let principal = session.principal.clone();
-            let channel = session.throttle.clone();
+            let session = session.clone();
             Box::pin(async move {
-                let client = Client::new(&principal, &client_id);
-                let (response, memory) = fetch::handle(&broker, version, r).await;
+                let client = Client::new(&session.principal, &client_id);
+                let (response, memory) = fetch::handle(&broker, &session, version, r).await;
                 // A fetch's handling is mostly waiting (long polls, reads): only a client
                 // already over its request quota is throttled for it.
                 let request = broker.quotas.record(QuotaType::Request, client, 0.0);
@@ -152,7 +154,7 @@ pub async fn prepare(
                     let body = ResponseKind::Fetch(response);
                     return Some(Some(Reply { body, memory }));
                 }
-                channel.mute_for(throttle);
+                session.throttle.mute_for(throttle);
                 // Kafka answers a throttled fetch with no records.
                 drop(memory);
                 let empty = fetch::throttled_response(&response);
@@ -207,95 +209,94 @@ async fn dispatch(
     let response = match request.body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
         RequestKind::Metadata(r) => {
-            ResponseKind::Metadata(metadata::handle(broker, &session.listener, version, r).await)
+            ResponseKind::Metadata(metadata::handle(broker, session, version, r).await)
         }
         RequestKind::ListOffsets(r) => {
-            ResponseKind::ListOffsets(list_offsets::handle(broker, version, r).await)
+            ResponseKind::ListOffsets(list_offsets::handle(broker, session, version, r).await)
         }
         RequestKind::CreateTopics(r) => {
-            ResponseKind::CreateTopics(create_topics::handle(broker, version, r).await)
+            ResponseKind::CreateTopics(create_topics::handle(broker, session, version, r).await)
         }
         RequestKind::DeleteTopics(r) => {
-            ResponseKind::DeleteTopics(delete_topics::handle(broker, version, r).await)
+            ResponseKind::DeleteTopics(delete_topics::handle(broker, session, version, r).await)
         }
         RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(create_partitions::handle(broker, r).await)
+            ResponseKind::CreatePartitions(create_partitions::handle(broker, session, r).await)
         }
         RequestKind::DescribeConfigs(r) => {
-            ResponseKind::DescribeConfigs(describe_configs::handle(broker, version, r))
+            ResponseKind::DescribeConfigs(describe_configs::handle(broker, session, version, r))
         }
         RequestKind::AlterConfigs(r) => {
-            ResponseKind::AlterConfigs(alter_configs::handle_alter(broker, r).await)
+            ResponseKind::AlterConfigs(alter_configs::handle_alter(broker, session, r).await)
         }
         RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
-            alter_configs::handle_incremental(broker, r).await,
+            alter_configs::handle_incremental(broker, session, r).await,
         ),
         RequestKind::ElectLeaders(r) => {
-            ResponseKind::ElectLeaders(elect_leaders::handle(broker, version, r).await)
+            ResponseKind::ElectLeaders(elect_leaders::handle(broker, session, version, r).await)
         }
         RequestKind::AlterPartitionReassignments(r) => ResponseKind::AlterPartitionReassignments(
-            alter_partition_reassignments::handle(broker, r).await,
+            alter_partition_reassignments::handle(broker, session, r).await,
         ),
         RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(
-            list_partition_reassignments::handle(broker, r),
+            list_partition_reassignments::handle(broker, session, r),
         ),
         RequestKind::DescribeCluster(r) => {
-            ResponseKind::DescribeCluster(describe_cluster::handle(broker, &session.listener, r))
+            ResponseKind::DescribeCluster(describe_cluster::handle(broker, session, r))
         }
-        RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(init_producer_id::handle(broker, version, r).await)
-        }
+        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(
+            init_producer_id::handle(broker, session, version, r).await,
+        ),
         RequestKind::DeleteRecords(r) => {
-            ResponseKind::DeleteRecords(delete_records::handle(broker, r).await)
+            ResponseKind::DeleteRecords(delete_records::handle(broker, session, r).await)
         }
-        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(find_coordinator::handle(
-            broker,
-            &session.listener,
-            version,
-            r,
-        )),
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(find_coordinator::handle(broker, session, version, r))
+        }
         RequestKind::JoinGroup(r) => {
-            let response = join_group::handle(broker, version, client_id(&request.header), r);
+            let response =
+                join_group::handle(broker, session, version, client_id(&request.header), r);
             ResponseKind::JoinGroup(response.await)
         }
         RequestKind::SyncGroup(r) => {
-            ResponseKind::SyncGroup(sync_group::handle(broker, version, r).await)
+            ResponseKind::SyncGroup(sync_group::handle(broker, session, version, r).await)
         }
-        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat::handle(broker, r)),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat::handle(broker, session, r)),
         RequestKind::LeaveGroup(r) => {
-            ResponseKind::LeaveGroup(leave_group::handle(broker, version, r))
+            ResponseKind::LeaveGroup(leave_group::handle(broker, session, version, r))
         }
         RequestKind::OffsetCommit(r) => {
-            ResponseKind::OffsetCommit(offset_commit::handle(broker, version, r).await)
+            ResponseKind::OffsetCommit(offset_commit::handle(broker, session, version, r).await)
         }
         RequestKind::OffsetFetch(r) => {
-            ResponseKind::OffsetFetch(offset_fetch::handle(broker, version, r))
+            ResponseKind::OffsetFetch(offset_fetch::handle(broker, session, version, r))
         }
         RequestKind::ListGroups(r) => {
-            ResponseKind::ListGroups(list_groups::handle(broker, version, r))
+            ResponseKind::ListGroups(list_groups::handle(broker, session, version, r))
         }
         RequestKind::DescribeGroups(r) => {
-            ResponseKind::DescribeGroups(describe_groups::handle(broker, version, r))
+            ResponseKind::DescribeGroups(describe_groups::handle(broker, session, version, r))
         }
         RequestKind::DeleteGroups(r) => {
-            ResponseKind::DeleteGroups(delete_groups::handle(broker, r).await)
+            ResponseKind::DeleteGroups(delete_groups::handle(broker, session, r).await)
         }
         RequestKind::OffsetDelete(r) => {
-            ResponseKind::OffsetDelete(offset_delete::handle(broker, r).await)
+            ResponseKind::OffsetDelete(offset_delete::handle(broker, session, r).await)
         }
         RequestKind::ConsumerGroupHeartbeat(r) => {
             let client_id = client_id(&request.header);
-            let response = consumer_group_heartbeat::handle(broker, version, client_id, r).await;
+            let response =
+                consumer_group_heartbeat::handle(broker, session, version, client_id, r).await;
             ResponseKind::ConsumerGroupHeartbeat(response)
         }
-        RequestKind::ConsumerGroupDescribe(r) => {
-            ResponseKind::ConsumerGroupDescribe(consumer_group_describe::handle(broker, version, r))
-        }
+        RequestKind::ConsumerGroupDescribe(r) => ResponseKind::ConsumerGroupDescribe(
+            consumer_group_describe::handle(broker, session, version, r),
+        ),
         RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
-            describe_user_scram_credentials::handle(broker, r),
+            describe_user_scram_credentials::handle(broker, session, r),
         ),
         RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
-            alter_user_scram_credentials::handle(broker, r).await,
+            alter_user_scram_credentials::handle(broker, session, r).await,
         ),
         RequestKind::DescribeClientQuotas(r) => {
             ResponseKind::DescribeClientQuotas(describe_client_quotas::handle(broker, r))
@@ -304,27 +305,38 @@ async fn dispatch(
             ResponseKind::AlterClientQuotas(alter_client_quotas::handle(broker, r).await)
         }
         RequestKind::AddPartitionsToTxn(r) => ResponseKind::AddPartitionsToTxn(
-            add_partitions_to_txn::handle(broker, version, r).await,
+            add_partitions_to_txn::handle(broker, session, version, r).await,
         ),
-        RequestKind::AddOffsetsToTxn(r) => {
-            ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(broker, version, r).await)
+        RequestKind::AddOffsetsToTxn(r) => ResponseKind::AddOffsetsToTxn(
+            add_offsets_to_txn::handle(broker, session, version, r).await,
+        ),
+        RequestKind::EndTxn(r) => {
+            ResponseKind::EndTxn(end_txn::handle(broker, session, version, r).await)
         }
-        RequestKind::EndTxn(r) => ResponseKind::EndTxn(end_txn::handle(broker, version, r).await),
         RequestKind::WriteTxnMarkers(r) => {
-            ResponseKind::WriteTxnMarkers(write_txn_markers::handle(broker, r).await)
+            ResponseKind::WriteTxnMarkers(write_txn_markers::handle(broker, session, r).await)
         }
         RequestKind::DescribeProducers(r) => {
-            ResponseKind::DescribeProducers(describe_producers::handle(broker, r))
+            ResponseKind::DescribeProducers(describe_producers::handle(broker, session, r))
         }
         RequestKind::DescribeTransactions(r) => {
-            ResponseKind::DescribeTransactions(describe_transactions::handle(broker, r))
+            ResponseKind::DescribeTransactions(describe_transactions::handle(broker, session, r))
         }
         RequestKind::ListTransactions(r) => {
-            ResponseKind::ListTransactions(list_transactions::handle(broker, r))
+            ResponseKind::ListTransactions(list_transactions::handle(broker, session, r))
         }
-        RequestKind::TxnOffsetCommit(r) => {
-            ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(broker, version, r).await)
+        RequestKind::CreateAcls(r) => {
+            ResponseKind::CreateAcls(create_acls::handle(broker, session, r).await)
         }
+        RequestKind::DescribeAcls(r) => {
+            ResponseKind::DescribeAcls(describe_acls::handle(broker, session, r))
+        }
+        RequestKind::DeleteAcls(r) => {
+            ResponseKind::DeleteAcls(delete_acls::handle(broker, session, r).await)
+        }
+        RequestKind::TxnOffsetCommit(r) => ResponseKind::TxnOffsetCommit(
+            txn_offset_commit::handle(broker, session, version, r).await,
+        ),
         _ => return None,
     };
     Some(Some(response))
@@ -388,10 +400,6 @@ pub async fn sasl_gate(
         }
     }
 }
-
-/// The ACL operations a group allows when asked (READ, DELETE, DESCRIBE): all of them, as a
-/// Kafka broker without an authorizer answers.
-const GROUP_AUTHORIZED_OPERATIONS: i32 = 1 << 3 | 1 << 6 | 1 << 8;
 
 fn client_id(header: &RequestHeader) -> &str {
     header.client_id.as_deref().unwrap_or_default()

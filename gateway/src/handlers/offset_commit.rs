@@ -2,8 +2,10 @@
 //! Also the per-partition parts the other offset requests (TxnOffsetCommit, OffsetDelete)
 //! share with it.
 
+use coordinator::acl::AclOperation;
 use coordinator::CommittedOffset;
 use group_coordinator::OffsetCommit;
+use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
@@ -13,16 +15,24 @@ use proto_compat::kafka_protocol::messages::{
 
 use crate::broker::Broker;
 use crate::clock;
+use crate::connection::Session;
 
 pub async fn handle(
     broker: &Broker,
+    session: &Session,
     version: i16,
     request: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
+    let authorizer = &broker.authorizer;
+    let group_refused = !authorizer.group(session, AclOperation::Read, &request.group_id);
+    // Kafka commits the partitions of the topics the principal may read and refuses the others.
+    let refused =
+        |topic: &str| group_refused || !authorizer.topic(session, AclOperation::Read, topic);
     let commit_timestamp = clock::now_ms();
     let offsets = request
         .topics
         .iter()
+        .filter(|topic| !refused(&topic.name))
         .flat_map(|topic| {
             topic.partitions.iter().map(|p| {
                 let offset = committed_offset(
@@ -44,16 +54,25 @@ pub async fn handle(
         group_instance_id: request.group_instance_id.map(|id| id.to_string()),
         offsets,
     };
-    let codes: Vec<i16> = match broker
-        .groups
-        .commit_offsets(&request.group_id, commit)
-        .await
-    {
-        Ok(results) => results
-            .iter()
-            .map(|r| r.err().map_or(0, |e| e.code()))
-            .collect(),
-        Err(error) => vec![error.code(); count],
+    let codes: Vec<i16> = if group_refused {
+        Vec::new()
+    } else {
+        match broker
+            .groups
+            .commit_offsets(&request.group_id, commit)
+            .await
+        {
+            Ok(results) => results
+                .iter()
+                .map(|r| r.err().map_or(0, |e| e.code()))
+                .collect(),
+            Err(error) => vec![error.code(); count],
+        }
+    };
+    let refusal = if group_refused {
+        ResponseError::GroupAuthorizationFailed.code()
+    } else {
+        ResponseError::TopicAuthorizationFailed.code()
     };
     let mut codes = codes.into_iter();
     let mut response = OffsetCommitResponse::default();
@@ -65,7 +84,13 @@ pub async fn handle(
                 t.partitions.iter().map(|p| p.partition_index).collect(),
             )
         },
-        |_, _| codes.next().unwrap_or_default(),
+        |topic, _| {
+            if refused(topic) {
+                refusal
+            } else {
+                codes.next().unwrap_or_default()
+            }
+        },
         |name, results| {
             OffsetCommitResponseTopic::default()
                 .with_name(name)

@@ -1,24 +1,39 @@
 //! OffsetDelete (KIP-496): removes a group's committed offsets of topics it does not consume.
 
+use coordinator::acl::AclOperation;
+use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
 use proto_compat::kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 
 use crate::broker::Broker;
+use crate::connection::Session;
 use crate::handlers::offset_commit::topic_results;
 
-pub async fn handle(broker: &Broker, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub async fn handle(
+    broker: &Broker,
+    session: &Session,
+    request: OffsetDeleteRequest,
+) -> OffsetDeleteResponse {
+    let mut response = OffsetDeleteResponse::default();
+    let authorizer = &broker.authorizer;
+    if !authorizer.group(session, AclOperation::Delete, &request.group_id) {
+        response.error_code = ResponseError::GroupAuthorizationFailed.code();
+        return response;
+    }
+    // Kafka deletes the offsets of the topics the principal may read and refuses the others.
+    let readable = |name: &str| authorizer.topic(session, AclOperation::Read, name);
     let partitions: Vec<(String, i32)> = request
         .topics
         .iter()
+        .filter(|t| readable(&t.name))
         .flat_map(|t| {
             t.partitions
                 .iter()
                 .map(|p| (t.name.to_string(), p.partition_index))
         })
         .collect();
-    let mut response = OffsetDeleteResponse::default();
     let results = match broker
         .groups
         .delete_offsets(&request.group_id, &partitions)
@@ -39,7 +54,13 @@ pub async fn handle(broker: &Broker, request: OffsetDeleteRequest) -> OffsetDele
                 t.partitions.iter().map(|p| p.partition_index).collect(),
             )
         },
-        |_, _| results.next().and_then(Result::err).map_or(0, |e| e.code()),
+        |topic, _| {
+            if readable(topic) {
+                results.next().and_then(Result::err).map_or(0, |e| e.code())
+            } else {
+                ResponseError::TopicAuthorizationFailed.code()
+            }
+        },
         |name, results| {
             OffsetDeleteResponseTopic::default()
                 .with_name(name)

@@ -4,6 +4,7 @@
 //! gets UNSTABLE_OFFSET_COMMIT for a partition whose offset a transaction under way commits,
 //! and asks again.
 
+use coordinator::acl::AclOperation;
 use std::collections::BTreeMap;
 
 use coordinator::CommittedOffset;
@@ -18,6 +19,7 @@ use proto_compat::kafka_protocol::protocol::StrBytes;
 
 use super::{str_bytes, topic_name};
 use crate::broker::Broker;
+use crate::connection::Session;
 
 /// (topic, [(partition, committed offset)]); Err for an offset a transaction under way
 /// commits, when stable offsets were required.
@@ -26,13 +28,18 @@ type Fetched = Vec<(
     Vec<(i32, Result<Option<CommittedOffset>, ResponseError>)>,
 )>;
 
-pub fn handle(broker: &Broker, version: i16, request: OffsetFetchRequest) -> OffsetFetchResponse {
+pub fn handle(
+    broker: &Broker,
+    session: &Session,
+    version: i16,
+    request: OffsetFetchRequest,
+) -> OffsetFetchResponse {
     let mut response = OffsetFetchResponse::default();
     if version >= 8 {
         response.groups = request
             .groups
             .into_iter()
-            .map(|group| fetch_group(broker, request.require_stable, group))
+            .map(|group| fetch_group(broker, session, request.require_stable, group))
             .collect();
         return response;
     }
@@ -47,6 +54,7 @@ pub fn handle(broker: &Broker, version: i16, request: OffsetFetchRequest) -> Off
     let group_id = &request.group_id;
     let (fetched, error) = match fetch(
         broker,
+        session,
         group_id,
         None,
         -1,
@@ -95,6 +103,7 @@ pub fn handle(broker: &Broker, version: i16, request: OffsetFetchRequest) -> Off
 /// One group of a v8+ request; a member of a consumer group (v9) sends its epoch.
 fn fetch_group(
     broker: &Broker,
+    session: &Session,
     require_stable: bool,
     group: OffsetFetchRequestGroup,
 ) -> OffsetFetchResponseGroup {
@@ -107,6 +116,7 @@ fn fetch_group(
     let member_id = group.member_id.as_deref();
     let fetched = fetch(
         broker,
+        session,
         &group.group_id,
         member_id,
         group.member_epoch,
@@ -145,14 +155,22 @@ fn fetch_group(
     out
 }
 
+/// Kafka's rules: the group needs DESCRIBE, and so does each topic, whose partitions are
+/// refused when named and left out of a listing of all.
 fn fetch(
     broker: &Broker,
+    session: &Session,
     group_id: &str,
     member_id: Option<&str>,
     member_epoch: i32,
     topics: Option<Vec<(String, Vec<i32>)>>,
     require_stable: bool,
 ) -> Result<Fetched, ResponseError> {
+    let authorizer = &broker.authorizer;
+    if !authorizer.group(session, AclOperation::Describe, group_id) {
+        return Err(ResponseError::GroupAuthorizationFailed);
+    }
+    let may_describe = |topic: &str| authorizer.topic(session, AclOperation::Describe, topic);
     let committed = broker
         .groups
         .fetch_offsets(group_id, member_id, member_epoch)?;
@@ -162,7 +180,9 @@ fn fetch(
         Default::default()
     };
     let offset = |topic: &str, partition: i32, committed: Option<CommittedOffset>| {
-        if unstable.contains(&(topic.to_string(), partition)) {
+        if !may_describe(topic) {
+            Err(ResponseError::TopicAuthorizationFailed)
+        } else if unstable.contains(&(topic.to_string(), partition)) {
             Err(ResponseError::UnstableOffsetCommit)
         } else {
             Ok(committed)
@@ -187,6 +207,9 @@ fn fetch(
         None => {
             let mut by_topic: BTreeMap<String, Vec<_>> = BTreeMap::new();
             for ((topic, partition), committed) in committed {
+                if !may_describe(&topic) {
+                    continue;
+                }
                 let fetched = offset(&topic, partition, Some(committed));
                 by_topic
                     .entry(topic)

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use coordinator::acl::AclOperation;
 use coordinator::topic_config::CompressionType;
 use coordinator::{TopicMeta, TransactionState};
 use proto_compat::batch::{validate_batches, BatchError, Compression, RecordBatch};
@@ -26,6 +27,7 @@ use proto_compat::records::validate_records;
 use super::{str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::clock::now_ms;
+use crate::connection::Session;
 use crate::metrics::Metrics;
 use crate::partition::{AppendError, AppendOutcome, Partition};
 
@@ -69,24 +71,42 @@ impl PendingProduce {
 /// Validates and appends every partition's batch; this part runs in request order.
 pub async fn append_all(
     broker: &Arc<Broker>,
+    session: &Session,
     version: i16,
     request: ProduceRequest,
 ) -> PendingProduce {
     let acks = request.acks;
     let transactional_id = request.transactional_id.as_ref().map(|id| id.to_string());
+    let authorizer = &broker.authorizer;
+    // Kafka refuses a whole transactional produce whose id the principal may not write.
+    let transactional_id_refused = transactional_id
+        .as_deref()
+        .is_some_and(|id| !authorizer.transactional_id(session, AclOperation::Write, id));
     let deadline = Instant::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
     // acks=all: (topic position, partition position, partition, last offset) to wait for.
     let mut waits: Vec<(usize, usize, Arc<Partition>, i64)> = Vec::new();
     let mut responses = Vec::with_capacity(request.topic_data.len());
     for topic_data in request.topic_data {
-        let topic = if version >= FIRST_VERSION_WITH_TOPIC_IDS {
+        let topic = if transactional_id_refused {
+            Err(ResponseError::TransactionalIdAuthorizationFailed.code())
+        } else if version >= FIRST_VERSION_WITH_TOPIC_IDS {
             broker
                 .coordinator
                 .topic_by_id(topic_data.topic_id)
                 .ok_or(ResponseError::UnknownTopicId.code())
+                .and_then(|topic| {
+                    if authorizer.topic(session, AclOperation::Write, &topic.name) {
+                        Ok(topic)
+                    } else {
+                        Err(ResponseError::TopicAuthorizationFailed.code())
+                    }
+                })
+        } else if !authorizer.topic(session, AclOperation::Write, topic_data.name.as_str()) {
+            Err(ResponseError::TopicAuthorizationFailed.code())
         } else {
+            let name = topic_data.name.as_str();
             broker
-                .topic_or_auto_create(topic_data.name.as_str(), true)
+                .topic_or_auto_create(name, authorizer.may_create_topic(session, name))
                 .await
                 .map_err(|e| e.error_code())
         };
@@ -393,7 +413,7 @@ mod tests {
 
     use super::*;
     use crate::config::BrokerConfig;
-    use crate::test_support::{broker, record_batch, topic};
+    use crate::test_support::{broker, record_batch, session, topic};
 
     const VERSION: i16 = 9;
 
@@ -412,7 +432,7 @@ mod tests {
         let decoded = ProduceRequest::decode(&mut wire, VERSION).unwrap();
         drop(wire);
 
-        let pending = append_all(&broker, VERSION, decoded).await;
+        let pending = append_all(&broker, &session("User:ANONYMOUS"), VERSION, decoded).await;
         assert!(
             frame.is_unique(),
             "the pending acks=all response still refers to the request frame"
@@ -438,7 +458,7 @@ mod tests {
 
     /// The first partition's error code and message.
     async fn produce(broker: &Arc<Broker>, request: ProduceRequest) -> (i16, Option<String>) {
-        let response = append_all(broker, VERSION, request)
+        let response = append_all(broker, &session("User:ANONYMOUS"), VERSION, request)
             .await
             .response()
             .await

@@ -1,12 +1,28 @@
 //! SyncGroup: the leader hands in the assignment; every member gets its own.
 
+use coordinator::acl::AclOperation;
 use group_coordinator::classic::SyncRequest;
+use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::connection::Session;
 
-pub async fn handle(broker: &Broker, version: i16, request: SyncGroupRequest) -> SyncGroupResponse {
+pub async fn handle(
+    broker: &Broker,
+    session: &Session,
+    version: i16,
+    request: SyncGroupRequest,
+) -> SyncGroupResponse {
+    if !broker
+        .authorizer
+        .group(session, AclOperation::Read, &request.group_id)
+    {
+        let mut response = SyncGroupResponse::default();
+        response.error_code = ResponseError::GroupAuthorizationFailed.code();
+        return response;
+    }
     let sync = SyncRequest {
         member_id: request.member_id.to_string(),
         group_instance_id: request.group_instance_id.map(|id| id.to_string()),

@@ -2,6 +2,7 @@
 //! the transaction's durable state and committed to the group together with its
 //! CompleteCommit (an abort drops them).
 
+use coordinator::acl::AclOperation;
 use coordinator::PendingTxnOffset;
 use group_coordinator::transaction;
 use proto_compat::kafka_protocol::error::ResponseError;
@@ -12,6 +13,7 @@ use proto_compat::kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCo
 
 use crate::broker::Broker;
 use crate::clock::now_ms;
+use crate::connection::Session;
 use crate::handlers::offset_commit::{committed_offset, topic_results};
 use crate::transaction_coordinator::{producer_step, ServedBy};
 
@@ -20,10 +22,23 @@ const FIRST_VERSION_WITH_PRODUCER_FENCED: i16 = 3;
 
 pub async fn handle(
     broker: &Broker,
+    session: &Session,
     version: i16,
     request: TxnOffsetCommitRequest,
 ) -> TxnOffsetCommitResponse {
     let group = request.group_id.as_str();
+    let authorizer = &broker.authorizer;
+    // Refused as a whole without WRITE on the transactional id or READ on the group; else
+    // the topics the principal may not read are refused and the others committed.
+    let refusal =
+        if !authorizer.transactional_id(session, AclOperation::Write, &request.transactional_id) {
+            Some(ResponseError::TransactionalIdAuthorizationFailed.code())
+        } else if !authorizer.group(session, AclOperation::Read, group) {
+            Some(ResponseError::GroupAuthorizationFailed.code())
+        } else {
+            None
+        };
+    let refused = |topic: &str| !authorizer.topic(session, AclOperation::Read, topic);
     let commit_timestamp = now_ms();
     let unknown = |topic: &str, partition: i32| {
         broker
@@ -34,6 +49,7 @@ pub async fn handle(
     let offsets: Vec<PendingTxnOffset> = request
         .topics
         .iter()
+        .filter(|t| !refused(&t.name))
         .flat_map(|t| {
             t.partitions
                 .iter()
@@ -51,18 +67,24 @@ pub async fn handle(
                 })
         })
         .collect();
-    let (producer_id, epoch) = (request.producer_id.0, request.producer_epoch);
-    let outcome = producer_step(
-        broker,
-        ServedBy::GroupCoordinator(group),
-        &request.transactional_id,
-        (version, FIRST_VERSION_WITH_PRODUCER_FENCED),
-        |current, now| {
-            transaction::add_offsets(current, producer_id, epoch, offsets.clone(), now).map(Some)
-        },
-    )
-    .await;
-    let code = outcome.err().unwrap_or(0);
+    let code = match refusal {
+        Some(refusal) => refusal,
+        None => {
+            let (producer_id, epoch) = (request.producer_id.0, request.producer_epoch);
+            let outcome = producer_step(
+                broker,
+                ServedBy::GroupCoordinator(group),
+                &request.transactional_id,
+                (version, FIRST_VERSION_WITH_PRODUCER_FENCED),
+                |current, now| {
+                    transaction::add_offsets(current, producer_id, epoch, offsets.clone(), now)
+                        .map(Some)
+                },
+            )
+            .await;
+            outcome.err().unwrap_or(0)
+        }
+    };
     let mut response = TxnOffsetCommitResponse::default();
     response.topics = topic_results(
         request.topics,
@@ -73,7 +95,11 @@ pub async fn handle(
             )
         },
         |topic, partition| {
-            if unknown(topic, partition) {
+            if refusal.is_some() {
+                code
+            } else if refused(topic) {
+                ResponseError::TopicAuthorizationFailed.code()
+            } else if unknown(topic, partition) {
                 ResponseError::UnknownTopicOrPartition.code()
             } else {
                 code
