@@ -25,6 +25,28 @@ impl Coordinator {
 
     /// Stores `acls` (an ACL that exists already stays as it is).
     pub async fn create_acls(&self, acls: Vec<AclBinding>) -> Result<(), CoordinatorError> {
+        self.commit_acls(acls, |chunk| Changes {
+            puts: chunk.iter().cloned().map(Record::Acl).collect(),
+            ..Changes::default()
+        })
+        .await
+    }
+
+    /// Removes `acls` (one that is gone already is no error).
+    pub async fn delete_acls(&self, acls: Vec<AclBinding>) -> Result<(), CoordinatorError> {
+        self.commit_acls(acls, |chunk| Changes {
+            deletes: chunk.iter().cloned().map(Key::Acl).collect(),
+            ..Changes::default()
+        })
+        .await
+    }
+
+    /// Commits `changes` of each chunk of `acls`, in transactions etcd accepts.
+    async fn commit_acls(
+        &self,
+        acls: Vec<AclBinding>,
+        changes: impl Fn(&[AclBinding]) -> Changes,
+    ) -> Result<(), CoordinatorError> {
         // A transaction names each key once.
         let acls: Vec<AclBinding> = acls
             .into_iter()
@@ -33,29 +55,7 @@ impl Coordinator {
             .collect();
         for chunk in acls.chunks(ACLS_PER_TRANSACTION) {
             let guard = self.lock_writes().await;
-            let changes = Changes {
-                puts: chunk.iter().cloned().map(Record::Acl).collect(),
-                ..Changes::default()
-            };
-            self.commit(guard, changes).await?;
-        }
-        Ok(())
-    }
-
-    /// Removes `acls` (one that is gone already is no error).
-    pub async fn delete_acls(&self, acls: Vec<AclBinding>) -> Result<(), CoordinatorError> {
-        let acls: Vec<AclBinding> = acls
-            .into_iter()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        for chunk in acls.chunks(ACLS_PER_TRANSACTION) {
-            let guard = self.lock_writes().await;
-            let changes = Changes {
-                deletes: chunk.iter().cloned().map(Key::Acl).collect(),
-                ..Changes::default()
-            };
-            self.commit(guard, changes).await?;
+            self.commit(guard, changes(chunk)).await?;
         }
         Ok(())
     }
