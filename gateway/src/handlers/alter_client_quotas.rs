@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use coordinator::acl::AclOperation;
 use coordinator::{ClientQuotaEntity, QuotaAlteration, QuotaName};
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData};
@@ -12,6 +13,7 @@ use proto_compat::kafka_protocol::messages::{AlterClientQuotasRequest, AlterClie
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::connection::Session;
 use crate::quotas::{
     CONSUMER_BYTE_RATE, CONTROLLER_MUTATION_RATE, PRODUCER_BYTE_RATE, REQUEST_PERCENTAGE,
 };
@@ -28,12 +30,22 @@ fn invalid(message: impl Into<String>) -> Refusal {
 
 pub async fn handle(
     broker: &Broker,
+    session: &Session,
     request: AlterClientQuotasRequest,
 ) -> AlterClientQuotasResponse {
     let mut outcomes = Vec::with_capacity(request.entries.len());
     let mut alterations = Vec::new();
     let mut seen = BTreeSet::new();
+    // Kafka: ALTER_CONFIGS on the cluster, else every entry is refused.
+    let authorized = broker
+        .authorizer
+        .cluster(session, AclOperation::AlterConfigs);
     for entry in &request.entries {
+        if !authorized {
+            let refusal = (ResponseError::ClusterAuthorizationFailed, String::new());
+            outcomes.push(Some(refusal));
+            continue;
+        }
         let checked = entity(&entry.entity).and_then(|entity| {
             if !seen.insert(entity.clone()) {
                 return Err(invalid(format!("Ignoring duplicate entity {entity:?}")));

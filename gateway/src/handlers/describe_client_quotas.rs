@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use coordinator::acl::AclOperation;
 use coordinator::{ClientQuotaEntity, QuotaName};
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::describe_client_quotas_request::ComponentData;
@@ -18,6 +19,7 @@ use proto_compat::kafka_protocol::messages::{
 use super::alter_client_quotas::{CLIENT_ID, IP, USER};
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::connection::Session;
 
 const MATCH_TYPE_EXACT: i8 = 0;
 const MATCH_TYPE_DEFAULT: i8 = 1;
@@ -34,9 +36,18 @@ struct Filter {
 
 pub fn handle(
     broker: &Broker,
+    session: &Session,
     request: DescribeClientQuotasRequest,
 ) -> DescribeClientQuotasResponse {
     let mut response = DescribeClientQuotasResponse::default();
+    // Kafka: DESCRIBE_CONFIGS on the cluster.
+    if !broker
+        .authorizer
+        .cluster(session, AclOperation::DescribeConfigs)
+    {
+        response.error_code = ResponseError::ClusterAuthorizationFailed.code();
+        return response;
+    }
     let filter = match filter(&request.components, request.strict) {
         Ok(filter) => filter,
         Err((error, message)) => {

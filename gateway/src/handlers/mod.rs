@@ -47,6 +47,9 @@ mod sync_group;
 mod txn_offset_commit;
 mod write_txn_markers;
 
+#[cfg(test)]
+mod authorization_tests;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -299,10 +302,10 @@ async fn dispatch(
             alter_user_scram_credentials::handle(broker, session, r).await,
         ),
         RequestKind::DescribeClientQuotas(r) => {
-            ResponseKind::DescribeClientQuotas(describe_client_quotas::handle(broker, r))
+            ResponseKind::DescribeClientQuotas(describe_client_quotas::handle(broker, session, r))
         }
         RequestKind::AlterClientQuotas(r) => {
-            ResponseKind::AlterClientQuotas(alter_client_quotas::handle(broker, r).await)
+            ResponseKind::AlterClientQuotas(alter_client_quotas::handle(broker, session, r).await)
         }
         RequestKind::AddPartitionsToTxn(r) => ResponseKind::AddPartitionsToTxn(
             add_partitions_to_txn::handle(broker, session, version, r).await,
