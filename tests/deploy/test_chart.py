@@ -24,6 +24,7 @@ import tomllib
 from pathlib import Path
 
 import confluent_kafka
+import confluent_kafka.admin
 import helm_python
 import jsonschema
 import kubernetes_validate
@@ -945,14 +946,30 @@ def write_tls_secret(directory: Path) -> Authority:
     return authority
 
 
-def test_the_rendered_tls_settings_serve_clients_on_the_internal_ssl_listener(started, etcd, tmp_path):
-    """An SSL internal listener from the rendered config and environment, its certificate
-    and key from the Secret's files where the chart mounts them: a client checking the
-    gateway's certificate against the CA produces and reads back."""
+def read_back(client: dict, topic: str, group: str) -> list:
+    """The values of `topic` from the start, as a new group's consumer reads them."""
+    consumer = confluent_kafka.Consumer({**client, "group.id": group, "auto.offset.reset": "earliest"})
+    try:
+        consumer.subscribe([topic])
+        values = []
+        deadline = time.monotonic() + TIMEOUT
+        while not values and time.monotonic() < deadline:
+            message = consumer.poll(1)
+            if message is not None and message.error() is None:
+                values.append(message.value())
+        return values
+    finally:
+        consumer.close()
+
+
+def test_the_rendered_tls_and_sasl_settings_serve_clients_on_both_listeners(started, etcd, tmp_path):
+    """SSL inside and SASL_SSL outside from the rendered config and environment, the
+    certificate and key from the Secret's files where the chart mounts them: a client
+    checking the gateway's certificate against the CA produces over the INTERNAL listener
+    and creates a SCRAM user there, who reads the record back over the EXTERNAL one."""
     secret = tmp_path / "tls"
     write_tls_secret(secret)
-    objects = render({"listeners": {"internal": {"protocol": "SSL"}},
-                      "tls": {**TLS, "mountPath": str(secret)}})
+    objects = render(deep_merge(SSL_INSIDE_SASL_OUTSIDE, {"tls": {"mountPath": str(secret)}}))
     config = tmp_path / "strata.toml"
     config.write_text(rendered_config(objects))
     coordinator, coordinator_http = run_rendered(
@@ -963,26 +980,26 @@ def test_the_rendered_tls_settings_serve_clients_on_the_internal_ssl_listener(st
     for process, address in [(coordinator, coordinator_http), (gateway, gateway_http)]:
         wait_until(lambda: process.running() and http_status(address, "/readyz") == 200,
                    f"/readyz of {process.log.stem}")
-    bootstrap = gateway.env["STRATA_ADVERTISED_LISTENERS"].removeprefix("INTERNAL://")
-    client = {"bootstrap.servers": bootstrap, "security.protocol": "SSL",
-              "ssl.ca.location": str(secret / "ca.crt")}
-    producer = confluent_kafka.Producer(client)
+    addresses = dict(listener.split("://") for listener in gateway.env["STRATA_ADVERTISED_LISTENERS"].split(","))
+    tls = {"ssl.ca.location": str(secret / "ca.crt")}
+    internal = {"bootstrap.servers": addresses["INTERNAL"], "security.protocol": "SSL", **tls}
+    producer = confluent_kafka.Producer(internal)
     delivered = []
     producer.produce("over-tls", b"sealed", callback=lambda err, msg: delivered.append(err))
     assert producer.flush(TIMEOUT) == 0
     assert delivered == [None]
-    consumer = confluent_kafka.Consumer({**client, "group.id": "reader", "auto.offset.reset": "earliest"})
-    try:
-        consumer.subscribe(["over-tls"])
-        values = []
-        deadline = time.monotonic() + TIMEOUT
-        while not values and time.monotonic() < deadline:
-            message = consumer.poll(1)
-            if message is not None and message.error() is None:
-                values.append(message.value())
-        assert values == [b"sealed"]
-    finally:
-        consumer.close()
+    assert read_back(internal, "over-tls", "internal-reader") == [b"sealed"]
+
+    admin = confluent_kafka.admin.AdminClient(internal)
+    upsertion = confluent_kafka.admin.UserScramCredentialUpsertion(
+        "reader", confluent_kafka.admin.ScramCredentialInfo(confluent_kafka.admin.ScramMechanism.SCRAM_SHA_512, 4096),
+        b"reader-secret")
+    for future in admin.alter_user_scram_credentials([upsertion]).values():
+        future.result(timeout=TIMEOUT)
+    external = {"bootstrap.servers": addresses["EXTERNAL"], "security.protocol": "SASL_SSL",
+                "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "reader",
+                "sasl.password": "reader-secret", **tls}
+    assert read_back(external, "over-tls", "external-reader") == [b"sealed"]
     assert gateway.terminate() == 0, gateway.output()
     assert coordinator.terminate() == 0, coordinator.output()
 
