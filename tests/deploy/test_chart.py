@@ -759,6 +759,8 @@ EXTERNAL = {"enabled": True, "type": "LoadBalancer", "advertisedListener": "$(PO
     ({"listeners": {"internal": {"protocol": "SSL"}}}, "listeners.internal.protocol is SSL: set tls.existingSecret"),
     ({"externalAccess": EXTERNAL, "listeners": {"external": {"protocol": "SASL_SSL"}}},
      "listeners.external.protocol is SASL_SSL: set tls.existingSecret"),
+    ({"externalAccess": EXTERNAL, "listeners": {"external": {"containerPort": 9092}}},
+     "listeners.external.containerPort 9092 is also gateway.kafkaPort or gateway.httpPort"),
     ({"listeners": {"internal": {"protocol": "SASL_PLAINTEXT"}}},
      "listeners.internal.protocol cannot be SASL_*: the gateways log in to each other"),
     ({"listeners": {"internal": {"protocol": "SASL_SSL"}}, "tls": TLS}, "listeners.internal.protocol cannot be SASL_*"),

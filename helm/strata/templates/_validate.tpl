@@ -78,6 +78,10 @@ would put a secret in the ConfigMap.
 {{- fail (printf "listeners.%s.protocol is %s: set tls.existingSecret to a kubernetes.io/tls Secret with the gateways' certificate" $name $protocol) }}
 {{- end }}
 {{- end }}
+{{- $externalPort := int .Values.listeners.external.containerPort }}
+{{- if and .Values.externalAccess.enabled (has $externalPort (list (int .Values.gateway.kafkaPort) (int .Values.gateway.httpPort))) }}
+{{- fail (printf "listeners.external.containerPort %d is also gateway.kafkaPort or gateway.httpPort: the EXTERNAL listener needs its own port" $externalPort) }}
+{{- end }}
 {{- if hasPrefix "SASL_" .Values.listeners.internal.protocol }}
 {{- fail "listeners.internal.protocol cannot be SASL_*: the gateways log in to each other on the internal listener, and their password would be in the config file, a ConfigMap. Use SSL (with tls.clientAuth required for mutual TLS) inside, SASL on listeners.external" }}
 {{- end }}
