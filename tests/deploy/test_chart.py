@@ -23,6 +23,8 @@ import time
 import tomllib
 from pathlib import Path
 
+import confluent_kafka
+import confluent_kafka.admin
 import helm_python
 import jsonschema
 import kubernetes_validate
@@ -30,6 +32,7 @@ import pytest
 import yaml
 
 from cluster_harness import http_status
+from pki import Authority, name
 from strata_harness import TIMEOUT, free_ports, strata_bin, wait_until
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "strata"
@@ -58,6 +61,15 @@ MONITORING = {
         "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}},
         "dashboards": {"enabled": True},
     }
+}
+
+# TLS from a cert-manager Secret: SSL inside, SASL over TLS outside.
+TLS = {"existingSecret": "kafka-tls", "caKey": "ca.crt", "clientAuth": "requested"}
+SSL_INSIDE_SASL_OUTSIDE = {
+    "listeners": {"internal": {"protocol": "SSL"}, "external": {"protocol": "SASL_SSL"}},
+    "tls": TLS,
+    "externalAccess": {"enabled": True, "advertisedListener": "$(POD_NAME).kafka.example.com:9094"},
+    "config": {"sasl.enabled.mechanisms": "SCRAM-SHA-512"},
 }
 
 # Every option the chart has, each on its own: name -> values.
@@ -96,6 +108,7 @@ SCENARIOS = {
     "Azure": {"storage": {"url": "az://container/strata", "credentials": {"existingSecret": SECRET}}},
     "HPA off": {"gateway": {"autoscaling": {"enabled": False}, "replicas": 5}},
     "broker ids from etcd": {"gateway": {"brokerIdFromOrdinal": False}},
+    "SSL inside, SASL_SSL outside": SSL_INSIDE_SASL_OUTSIDE,
     "disk read cache and workload identity": {
         "config": {"read.cache.dir": "/var/cache/strata"},
         "gateway": {"extraVolumes": [{"name": "read-cache", "emptyDir": {"sizeLimit": "2Gi"}}],
@@ -223,7 +236,7 @@ def pod_env(statefulset: dict, index: int, host_ip: str = "192.0.2.7") -> dict:
 
 @pytest.mark.parametrize("version", KUBE_VERSIONS)
 def test_the_chart_lints_strictly(chart_copy, version):
-    for chart, values in [(CHART, {}), (chart_copy, MONITORING)]:
+    for chart, values in [(CHART, {}), (chart_copy, MONITORING), (CHART, SSL_INSIDE_SASL_OUTSIDE)]:
         report = helm_python.lint(str(chart), values, strict=True, kube_version=f"v{version}")
         assert report["errors"] == [], report
         # Severity 2 is a warning, 3 an error; 1 (information, e.g. "icon is recommended") passes.
@@ -348,9 +361,12 @@ def test_each_gateway_advertises_its_own_dns_name_in_the_cluster():
     assert {"name": "kafka", "port": kafka_port, "targetPort": "kafka"} in headless["spec"]["ports"]
     for index in range(3):
         env = pod_env(statefulset, index)
-        assert env["STRATA_ADVERTISED_LISTENER"] == (
-            f"{GATEWAY}-{index}.{GATEWAY_HEADLESS}.{NAMESPACE}.svc.cluster.local:{kafka_port}")
-        assert env["STRATA_LISTEN"] == f"0.0.0.0:{kafka_port}"
+        assert env["STRATA_ADVERTISED_LISTENERS"] == (
+            f"INTERNAL://{GATEWAY}-{index}.{GATEWAY_HEADLESS}.{NAMESPACE}.svc.cluster.local:{kafka_port}")
+        assert env["STRATA_LISTENERS"] == f"INTERNAL://0.0.0.0:{kafka_port}"
+    # Plaintext inside, the gateways' own listener, and no TLS to mount.
+    assert tomllib.loads(rendered_config(objects)) == {**DEFAULT_CONFIG, **PLAINTEXT_INSIDE}
+    assert [v["name"] for v in statefulset["spec"]["template"]["spec"]["volumes"]] == ["config", "objects"]
     bootstrap = one(objects, "Service", f"{FULLNAME}-bootstrap")
     assert selects(bootstrap["spec"]["selector"], pod_labels)
     assert bootstrap["spec"]["ports"] == [{"name": "kafka", "port": kafka_port, "targetPort": "kafka"}]
@@ -382,8 +398,15 @@ def test_nodeport_access_gives_each_gateway_a_service_and_advertises_its_node_po
         assert selects(service["spec"]["selector"], labels)
         assert service["spec"]["selector"]["statefulset.kubernetes.io/pod-name"] == pod
         [port] = service["spec"]["ports"]
-        assert (port["nodePort"], port["targetPort"]) == (NODE_PORTS[index], "kafka")
-        assert pod_env(statefulset, index)["STRATA_ADVERTISED_LISTENER"] == f"nodes.example.com:{NODE_PORTS[index]}"
+        assert (port["nodePort"], port["targetPort"]) == (NODE_PORTS[index], "external")
+        assert advertised(statefulset, index) == {
+            "INTERNAL": f"{pod}.{GATEWAY_HEADLESS}.{NAMESPACE}.svc.cluster.local:9092",
+            "EXTERNAL": f"nodes.example.com:{NODE_PORTS[index]}"}
+    # The EXTERNAL listener on its own port, which the Services target.
+    assert port_of(container(statefulset), "external") == 9094
+    assert pod_env(statefulset, 0)["STRATA_LISTENERS"] == "INTERNAL://0.0.0.0:9092,EXTERNAL://0.0.0.0:9094"
+    assert tomllib.loads(rendered_config(objects))["listener.security.protocol.map"] == (
+        "INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT")
 
 
 def test_loadbalancer_access_covers_every_gateway_the_autoscaler_may_add():
@@ -399,7 +422,41 @@ def test_loadbalancer_access_covers_every_gateway_the_autoscaler_may_add():
         assert service["metadata"]["annotations"] == {
             "external-dns.alpha.kubernetes.io/hostname": f"{pod}.kafka.example.com"}
         [port] = service["spec"]["ports"]
-        assert pod_env(statefulset, index)["STRATA_ADVERTISED_LISTENER"] == f"{pod}.kafka.example.com:{port['port']}"
+        assert port["targetPort"] == "external"
+        assert advertised(statefulset, index) == {
+            "INTERNAL": f"{pod}.{GATEWAY_HEADLESS}.{NAMESPACE}.svc.cluster.local:9092",
+            "EXTERNAL": f"{pod}.kafka.example.com:{port['port']}"}
+
+
+def advertised(statefulset: dict, index: int) -> dict:
+    """Listener name to the address pod `index` advertises on it."""
+    listeners = pod_env(statefulset, index)["STRATA_ADVERTISED_LISTENERS"].split(",")
+    return dict(listener.split("://") for listener in listeners)
+
+
+def test_tls_inside_and_sasl_outside_come_from_the_secret_and_the_config_file():
+    objects = render(SSL_INSIDE_SASL_OUTSIDE)
+    statefulset = one(objects, "StatefulSet", GATEWAY)
+    assert tomllib.loads(rendered_config(objects)) == {
+        **DEFAULT_CONFIG,
+        "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+        "listener.security.protocol.map": "INTERNAL:SSL,EXTERNAL:SASL_SSL",
+        "inter.broker.listener.name": "INTERNAL",
+        "ssl.keystore.location": "/etc/strata-tls/tls.crt",
+        "ssl.key.location": "/etc/strata-tls/tls.key",
+        "ssl.truststore.location": "/etc/strata-tls/ca.crt",
+        "ssl.client.auth": "requested",
+    }
+    assert pod_env(statefulset, 1)["STRATA_LISTENERS"] == "INTERNAL://0.0.0.0:9092,EXTERNAL://0.0.0.0:9094"
+    assert advertised(statefulset, 1) == {
+        "INTERNAL": f"{GATEWAY}-1.{GATEWAY_HEADLESS}.{NAMESPACE}.svc.cluster.local:9092",
+        "EXTERNAL": f"{GATEWAY}-1.kafka.example.com:9094"}
+    # The whole Secret, read-only, without subPath: a rotated certificate reaches the pod.
+    pod = statefulset["spec"]["template"]["spec"]
+    assert {"name": "tls", "secret": {"secretName": "kafka-tls"}} in pod["volumes"]
+    assert {"name": "tls", "mountPath": "/etc/strata-tls", "readOnly": True} in container(statefulset)["volumeMounts"]
+    # No secret in the ConfigMap: only the files' paths.
+    assert "BEGIN" not in rendered_config(objects)
 
 
 def member_urls(objects: list) -> list:
@@ -696,6 +753,26 @@ EXTERNAL = {"enabled": True, "type": "LoadBalancer", "advertisedListener": "$(PO
      "gives gateway 2 the address \"nodes.example.com:31092\", but its Service listens on port 31099"),
     ({"config": {"flush.interval.ms": 2.5}}, "Strata takes whole numbers only"),
     ({"config": {"num.partitions": [3]}}, "expected a string, number or boolean"),
+    ({"listeners": {"internal": {"protocol": "TLS"}}}, 'listeners.internal.protocol "TLS": expected PLAINTEXT, SSL'),
+    ({"externalAccess": EXTERNAL, "listeners": {"external": {"protocol": "sasl_ssl"}}},
+     'listeners.external.protocol "sasl_ssl": expected'),
+    ({"listeners": {"internal": {"protocol": "SSL"}}}, "listeners.internal.protocol is SSL: set tls.existingSecret"),
+    ({"externalAccess": EXTERNAL, "listeners": {"external": {"protocol": "SASL_SSL"}}},
+     "listeners.external.protocol is SASL_SSL: set tls.existingSecret"),
+    ({"externalAccess": EXTERNAL, "listeners": {"external": {"containerPort": 9092}}},
+     "listeners.external.containerPort 9092 is also gateway.kafkaPort or gateway.httpPort"),
+    ({"listeners": {"internal": {"protocol": "SASL_PLAINTEXT"}}},
+     "listeners.internal.protocol cannot be SASL_*: the gateways log in to each other"),
+    ({"listeners": {"internal": {"protocol": "SASL_SSL"}}, "tls": TLS}, "listeners.internal.protocol cannot be SASL_*"),
+    ({"listeners": {"internal": {"protocol": "SSL"}}, "tls": {"existingSecret": "kafka-tls"}},
+     "gateways check each other's certificates against a CA, set tls.caKey"),
+    ({"tls": {"existingSecret": "kafka-tls", "clientAuth": "required"}},
+     "tls.clientAuth is required: client certificates are checked against a CA, set tls.caKey"),
+    ({"tls": {**TLS, "clientAuth": "always"}}, 'tls.clientAuth "always": expected none, requested or required'),
+    ({"tls": {**TLS, "mountPath": "tls"}}, "tls.mountPath must be an absolute path"),
+    ({"config": {"listener.security.protocol.map": "INTERNAL:SSL"}},
+     'config "listener.security.protocol.map" is set by the chart'),
+    ({"config": {"ssl.keystore.location": "/x.pem"}}, 'config "ssl.keystore.location" is set by the chart'),
 ])
 def test_bad_values_fail_with_a_clear_message(values, message):
     assert message in render_error(values)
@@ -716,6 +793,11 @@ CONFIG = {
 }
 
 
+# The chart's own settings of a default install, and its default config values.
+PLAINTEXT_INSIDE = {"listener.security.protocol.map": "INTERNAL:PLAINTEXT", "inter.broker.listener.name": "INTERNAL"}
+DEFAULT_CONFIG = {"broker.session.timeout.ms": 3000}
+
+
 def rendered_config(objects: list) -> str:
     return one(objects, "ConfigMap", f"{FULLNAME}-config")["data"]["strata.toml"]
 
@@ -726,11 +808,12 @@ def typed(settings: dict) -> dict:
 
 
 def test_the_config_map_is_the_toml_of_the_config_values():
-    assert typed(tomllib.loads(rendered_config(render({"config": CONFIG})))) == typed(CONFIG)
+    assert typed(tomllib.loads(rendered_config(render({"config": CONFIG})))) == typed(
+        {**CONFIG, **PLAINTEXT_INSIDE})
     odd = {"quoted": 'say "hi" \\ <there> & ünïcode', "big": 9007199254740992, "zero": 0}
     # The chart's default setting stays unless overridden.
     assert typed(tomllib.loads(rendered_config(render({"config": odd})))) == typed(
-        {"broker.session.timeout.ms": 3000, **odd})
+        {**DEFAULT_CONFIG, **odd, **PLAINTEXT_INSIDE})
 
 
 class Process:
@@ -803,22 +886,29 @@ def etcd_get(url: str, key: str) -> dict | None:
 
 
 def run_rendered(started: list, workload: dict, config: Path, etcd_url: str, tmp_path: Path,
-                 **overrides) -> tuple:
+                 advertise_loopback: bool = False, **overrides) -> tuple:
     """Starts the binary with a rendered container's arguments and environment (as pod 0),
-    changing only what points into the cluster: its listeners go to free loopback ports,
-    etcd to the test's, the config file to `config`, and what `overrides` says. Returns
-    the process and its HTTP address."""
+    changing only what points into the cluster: its listeners go to free loopback ports
+    (and, with `advertise_loopback`, are advertised as localhost there, for clients of the
+    test), etcd to the test's, the config file to `config`, and what `overrides` says.
+    Returns the process and its HTTP address."""
     assert strata_bin().exists(), f"{strata_bin()} not found: run `cargo build -p gateway` or set STRATA_BIN"
-    http_port, kafka_port = free_ports(2)
+    [http_port] = free_ports(1)
     env = pod_env(workload, 0) if workload["kind"] == "StatefulSet" else {
         v["name"]: v["value"] for v in container(workload)["env"]}
     env.update(STRATA_HTTP=f"127.0.0.1:{http_port}", STRATA_ETCD=etcd_url, STRATA_CONFIG=str(config))
-    if "STRATA_LISTEN" in env:
-        env["STRATA_LISTEN"] = f"127.0.0.1:{kafka_port}"
+    if "STRATA_LISTENERS" in env:
+        names = [listener.split("://")[0] for listener in env["STRATA_LISTENERS"].split(",")]
+        ports = free_ports(len(names))
+        env["STRATA_LISTENERS"] = ",".join(f"{n}://127.0.0.1:{p}" for n, p in zip(names, ports))
+        if advertise_loopback:
+            env["STRATA_ADVERTISED_LISTENERS"] = ",".join(f"{n}://localhost:{p}" for n, p in zip(names, ports))
     env.update(overrides)
     cmd = [str(strata_bin()), *container(workload)["args"]]
     log = tmp_path / f"{workload['metadata']['name']}.log"
-    return Process(started, cmd, {"PATH": os.environ.get("PATH", ""), **env}, log), env["STRATA_HTTP"]
+    process = Process(started, cmd, {"PATH": os.environ.get("PATH", ""), **env}, log)
+    process.env = env
+    return process, env["STRATA_HTTP"]
 
 
 def test_the_rendered_config_and_environment_start_a_coordinator_and_a_gateway(started, etcd, tmp_path):
@@ -843,6 +933,77 @@ def test_the_rendered_config_and_environment_start_a_coordinator_and_a_gateway(s
     assert coordinator.terminate() == 0, coordinator.output()
     # Drained: it gave up its registration on SIGTERM.
     assert etcd_get(etcd, f"{prefix}brokers/0") is None
+
+
+def write_tls_secret(directory: Path) -> Authority:
+    """The files of a kubernetes.io/tls Secret as cert-manager fills it and the kubelet mounts
+    it (tls.crt, tls.key, ca.crt), for a certificate naming localhost."""
+    directory.mkdir()
+    authority = Authority(directory, "ca")
+    pem = authority.issue("issued.pem", name("gateway"), server=True).read_text()
+    split = pem.index("-----BEGIN PRIVATE KEY-----")
+    (directory / "tls.crt").write_text(pem[:split])
+    (directory / "tls.key").write_text(pem[split:])
+    authority.path.rename(directory / "ca.crt")
+    return authority
+
+
+def read_back(client: dict, topic: str, group: str) -> list:
+    """The values of `topic` from the start, as a new group's consumer reads them."""
+    consumer = confluent_kafka.Consumer({**client, "group.id": group, "auto.offset.reset": "earliest"})
+    try:
+        consumer.subscribe([topic])
+        values = []
+        deadline = time.monotonic() + TIMEOUT
+        while not values and time.monotonic() < deadline:
+            message = consumer.poll(1)
+            if message is not None and message.error() is None:
+                values.append(message.value())
+        return values
+    finally:
+        consumer.close()
+
+
+def test_the_rendered_tls_and_sasl_settings_serve_clients_on_both_listeners(started, etcd, tmp_path):
+    """SSL inside and SASL_SSL outside from the rendered config and environment, the
+    certificate and key from the Secret's files where the chart mounts them: a client
+    checking the gateway's certificate against the CA produces over the INTERNAL listener
+    and creates a SCRAM user there, who reads the record back over the EXTERNAL one."""
+    secret = tmp_path / "tls"
+    write_tls_secret(secret)
+    objects = render(deep_merge(SSL_INSIDE_SASL_OUTSIDE, {"tls": {"mountPath": str(secret)}}))
+    config = tmp_path / "strata.toml"
+    config.write_text(rendered_config(objects))
+    coordinator, coordinator_http = run_rendered(
+        started, one(objects, "Deployment", f"{FULLNAME}-coordinator"), config, etcd, tmp_path)
+    gateway, gateway_http = run_rendered(started, one(objects, "StatefulSet", GATEWAY), config, etcd,
+                                         tmp_path, advertise_loopback=True,
+                                         STRATA_STORAGE=f"file://{tmp_path / 'objects'}")
+    for process, address in [(coordinator, coordinator_http), (gateway, gateway_http)]:
+        wait_until(lambda: process.running() and http_status(address, "/readyz") == 200,
+                   f"/readyz of {process.log.stem}")
+    addresses = dict(listener.split("://") for listener in gateway.env["STRATA_ADVERTISED_LISTENERS"].split(","))
+    tls = {"ssl.ca.location": str(secret / "ca.crt")}
+    internal = {"bootstrap.servers": addresses["INTERNAL"], "security.protocol": "SSL", **tls}
+    producer = confluent_kafka.Producer(internal)
+    delivered = []
+    producer.produce("over-tls", b"sealed", callback=lambda err, msg: delivered.append(err))
+    assert producer.flush(TIMEOUT) == 0
+    assert delivered == [None]
+    assert read_back(internal, "over-tls", "internal-reader") == [b"sealed"]
+
+    admin = confluent_kafka.admin.AdminClient(internal)
+    upsertion = confluent_kafka.admin.UserScramCredentialUpsertion(
+        "reader", confluent_kafka.admin.ScramCredentialInfo(confluent_kafka.admin.ScramMechanism.SCRAM_SHA_512, 4096),
+        b"reader-secret")
+    for future in admin.alter_user_scram_credentials([upsertion]).values():
+        future.result(timeout=TIMEOUT)
+    external = {"bootstrap.servers": addresses["EXTERNAL"], "security.protocol": "SASL_SSL",
+                "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "reader",
+                "sasl.password": "reader-secret", **tls}
+    assert read_back(external, "over-tls", "external-reader") == [b"sealed"]
+    assert gateway.terminate() == 0, gateway.output()
+    assert coordinator.terminate() == 0, coordinator.output()
 
 
 def test_the_binary_refuses_a_rendered_config_with_a_bad_key(started, etcd, tmp_path):

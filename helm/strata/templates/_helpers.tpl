@@ -179,6 +179,53 @@ is left as it is). Takes (dict "root" $ "index" i).
 {{- range $key, $value := .Values.config }}
 {{ toJson $key }} = {{ include "strata.tomlValue" (dict "key" $key "value" $value) }}
 {{- end }}
+{{- range $key, $value := include "strata.listenerConfig" . | fromYaml }}
+{{ toJson $key }} = {{ toJson $value }}
+{{- end }}
+{{- end }}
+
+{{/*
+The gateways' listener settings the chart owns: the protocol of each listener, the
+inter-broker listener, and the files of the TLS Secret's mount. The addresses are
+per-pod, in STRATA_LISTENERS and STRATA_ADVERTISED_LISTENERS.
+*/}}
+{{- define "strata.listenerConfig" -}}
+{{- $protocols := list (printf "INTERNAL:%s" .Values.listeners.internal.protocol) }}
+{{- if .Values.externalAccess.enabled }}
+{{- $protocols = append $protocols (printf "EXTERNAL:%s" .Values.listeners.external.protocol) }}
+{{- end }}
+listener.security.protocol.map: {{ join "," $protocols | quote }}
+inter.broker.listener.name: INTERNAL
+{{- with .Values.tls.existingSecret }}
+ssl.keystore.location: {{ printf "%s/tls.crt" $.Values.tls.mountPath | quote }}
+ssl.key.location: {{ printf "%s/tls.key" $.Values.tls.mountPath | quote }}
+{{- with $.Values.tls.caKey }}
+ssl.truststore.location: {{ printf "%s/%s" $.Values.tls.mountPath . | quote }}
+{{- end }}
+ssl.client.auth: {{ $.Values.tls.clientAuth | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+A gateway's listeners, and the addresses it advertises: its per-pod DNS name on INTERNAL,
+externalAccess.advertisedListener on EXTERNAL. Takes (dict "root" $ "advertised" BOOL).
+*/}}
+{{- define "strata.gateway.listeners" -}}
+{{- $root := .root }}
+{{- $internalPort := int $root.Values.gateway.kafkaPort }}
+{{- $listeners := list }}
+{{- if .advertised }}
+{{- $listeners = append $listeners (printf "INTERNAL://$(POD_NAME).%s.%s.svc.%s:%d" (include "strata.gateway.headless" $root) $root.Release.Namespace $root.Values.clusterDomain $internalPort) }}
+{{- if $root.Values.externalAccess.enabled }}
+{{- $listeners = append $listeners (printf "EXTERNAL://%s" $root.Values.externalAccess.advertisedListener) }}
+{{- end }}
+{{- else }}
+{{- $listeners = append $listeners (printf "INTERNAL://%s" (include "strata.bind" (dict "root" $root "port" $internalPort))) }}
+{{- if $root.Values.externalAccess.enabled }}
+{{- $listeners = append $listeners (printf "EXTERNAL://%s" (include "strata.bind" (dict "root" $root "port" $root.Values.listeners.external.containerPort))) }}
+{{- end }}
+{{- end }}
+{{- join "," $listeners }}
 {{- end }}
 
 {{/*

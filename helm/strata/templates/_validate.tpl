@@ -56,6 +56,52 @@ every install renders.
 {{- if .Values.externalAccess.enabled }}
 {{- include "strata.validateExternalAccess" . }}
 {{- end }}
+{{- include "strata.validateListeners" . }}
+{{- end }}
+
+{{/*
+Listener protocols and the TLS Secret: what a gateway would refuse at start-up, or what
+would put a secret in the ConfigMap.
+*/}}
+{{- define "strata.validateListeners" -}}
+{{- $tls := .Values.tls }}
+{{- $names := list "internal" }}
+{{- if .Values.externalAccess.enabled }}
+{{- $names = append $names "external" }}
+{{- end }}
+{{- range $name := $names }}
+{{- $protocol := (index $.Values.listeners $name).protocol }}
+{{- if not (has $protocol (list "PLAINTEXT" "SSL" "SASL_PLAINTEXT" "SASL_SSL")) }}
+{{- fail (printf "listeners.%s.protocol %q: expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL" $name $protocol) }}
+{{- end }}
+{{- if and (has $protocol (list "SSL" "SASL_SSL")) (not $tls.existingSecret) }}
+{{- fail (printf "listeners.%s.protocol is %s: set tls.existingSecret to a kubernetes.io/tls Secret with the gateways' certificate" $name $protocol) }}
+{{- end }}
+{{- end }}
+{{- $externalPort := int .Values.listeners.external.containerPort }}
+{{- if and .Values.externalAccess.enabled (has $externalPort (list (int .Values.gateway.kafkaPort) (int .Values.gateway.httpPort))) }}
+{{- fail (printf "listeners.external.containerPort %d is also gateway.kafkaPort or gateway.httpPort: the EXTERNAL listener needs its own port" $externalPort) }}
+{{- end }}
+{{- if hasPrefix "SASL_" .Values.listeners.internal.protocol }}
+{{- fail "listeners.internal.protocol cannot be SASL_*: the gateways log in to each other on the internal listener, and their password would be in the config file, a ConfigMap. Use SSL (with tls.clientAuth required for mutual TLS) inside, SASL on listeners.external" }}
+{{- end }}
+{{- if not (has $tls.clientAuth (list "none" "requested" "required")) }}
+{{- fail (printf "tls.clientAuth %q: expected none, requested or required" $tls.clientAuth) }}
+{{- end }}
+{{- if and (ne $tls.clientAuth "none") (not $tls.caKey) }}
+{{- fail (printf "tls.clientAuth is %s: client certificates are checked against a CA, set tls.caKey to the Secret's key holding it (ca.crt from cert-manager)" $tls.clientAuth) }}
+{{- end }}
+{{- if and (eq .Values.listeners.internal.protocol "SSL") (not $tls.caKey) }}
+{{- fail "listeners.internal.protocol is SSL: gateways check each other's certificates against a CA, set tls.caKey to the Secret's key holding it (ca.crt from cert-manager)" }}
+{{- end }}
+{{- if and $tls.existingSecret (not (isAbs $tls.mountPath)) }}
+{{- fail "tls.mountPath must be an absolute path" }}
+{{- end }}
+{{- range $key := keys (include "strata.listenerConfig" . | fromYaml) | concat (list "listeners" "advertised.listeners" "ssl.keystore.location" "ssl.key.location" "ssl.truststore.location" "ssl.client.auth") | uniq | sortAlpha }}
+{{- if hasKey $.Values.config $key }}
+{{- fail (printf "config %q is set by the chart (listeners, tls): set it through those values" $key) }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
