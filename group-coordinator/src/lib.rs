@@ -1137,6 +1137,14 @@ mod tests {
         }
     }
 
+    /// A consumer-protocol member's heartbeat leaving the group.
+    fn consumer_leave(member_id: &str) -> HeartbeatRequest {
+        HeartbeatRequest {
+            member_epoch: consumer::LEAVE_GROUP_MEMBER_EPOCH,
+            ..consumer_join(member_id)
+        }
+    }
+
     fn consumer_join(member_id: &str) -> HeartbeatRequest {
         HeartbeatRequest {
             member_id: member_id.into(),
@@ -1437,14 +1445,7 @@ mod tests {
 
         // The last consumer-protocol member leaves: a classic group again, which rebalances.
         groups
-            .consumer_group_heartbeat(
-                "g",
-                1,
-                HeartbeatRequest {
-                    member_epoch: consumer::LEAVE_GROUP_MEMBER_EPOCH,
-                    ..consumer_join("c")
-                },
-            )
+            .consumer_group_heartbeat("g", 1, consumer_leave("c"))
             .await
             .unwrap();
         let description = groups.describe_group("g").unwrap();
@@ -1475,14 +1476,7 @@ mod tests {
             .await
             .unwrap();
         groups
-            .consumer_group_heartbeat(
-                "g",
-                1,
-                HeartbeatRequest {
-                    member_epoch: consumer::LEAVE_GROUP_MEMBER_EPOCH,
-                    ..consumer_join("c")
-                },
-            )
+            .consumer_group_heartbeat("g", 1, consumer_leave("c"))
             .await
             .unwrap();
         // No downgrade: a consumer group of one classic member.
@@ -1657,10 +1651,7 @@ mod tests {
         stored_record(&groups, "g");
         // Another gateway coordinates the group for a while; its member leaves there.
         let elsewhere = elsewhere(&groups);
-        let leave = HeartbeatRequest {
-            member_epoch: consumer::LEAVE_GROUP_MEMBER_EPOCH,
-            ..consumer_join("m")
-        };
+        let leave = consumer_leave("m");
         elsewhere
             .consumer_group_heartbeat("g", 1, leave)
             .await
