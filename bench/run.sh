@@ -28,9 +28,9 @@ done
 # quick), and compaction writes it once more before the flush objects are deleted; on a
 # full disk PUTs fail and are retried, which stalls producers and ruins the figures.
 if $QUICK; then
-  SECS=5 DD_MB=512 IPERF_SECS=3 NEED_GB=12 DIAL_SECS=5 KILLS=3
+  SECS=5 DD_MB=512 IPERF_SECS=3 NEED_GB=12 DIAL_SECS=5 KILLS=3 SPREAD_MESSAGES=500000
 else
-  SECS=30 DD_MB=2048 IPERF_SECS=10 NEED_GB=50 DIAL_SECS=15 KILLS=10
+  SECS=30 DD_MB=2048 IPERF_SECS=10 NEED_GB=50 DIAL_SECS=15 KILLS=10 SPREAD_MESSAGES=3000000
 fi
 # The cluster rows: a topic spread over the 3 gateways, and etcd's cost at a small and a
 # large partition count.
@@ -40,6 +40,11 @@ ETCD_PARTITIONS="1 10000"
 # flush.interval.ms, on the local store and with S3-like PUT latency injected.
 DIAL_RATE=1000
 DIAL_INTERVALS="10 50 100 250 500"
+# Steady loads of 1 KiB messages (messages/s) for the latency rows.
+STEADY_RATES="10000 50000"
+# Partition counts of the spread rows: the same bytes (SPREAD_MESSAGES of 1 KiB) produced as
+# Kafka clients send keyless messages, to a topic of each size.
+SPREAD_PARTITIONS="6 10000"
 # The tail-consume data set: 48 MiB over 6 partitions, inside the broker's 64 MiB
 # in-memory tail, read over and over for SECS.
 TAIL_MESSAGES=49152
@@ -245,7 +250,36 @@ start_broker "$WORK/data" main
 gets_before=$(gets_so_far)
 bench consume --topic produce-all >"$RESULTS/consume_cold.json"
 echo $(($(gets_so_far) - gets_before)) >"$RESULTS/consume_cold_gets"
+step "Consume the same again, the read cache warm"
+bench consume --topic produce-all >"$RESULTS/consume_warm.json"
 stop_broker
+
+# Steady loads, each on a fresh broker so that no other topic's compaction falls into the
+# window (its own does, in a full run).
+for rate in $STEADY_RATES; do
+  step "Produce latency acks=all at a steady $rate msg/s (${SECS} s)"
+  rm -rf "$WORK/data"
+  start_broker "$WORK/data" "steady-$rate"
+  bench produce --topic steady --partitions 6 --rate "$rate" --duration "$SECS" \
+    >"$RESULTS/steady_produce_$rate.json"
+  step "End-to-end latency at a steady $rate msg/s (${SECS} s)"
+  bench e2e --topic steady-e2e --partitions 6 --rate "$rate" --duration "$SECS" \
+    >"$RESULTS/steady_e2e_$rate.json"
+  stop_broker
+done
+echo "$STEADY_RATES" >"$RESULTS/steady_rates"
+
+for partitions in $SPREAD_PARTITIONS; do
+  step "Produce acks=all, $SPREAD_MESSAGES messages of 1 KiB, sticky partitioner, $partitions partitions"
+  rm -rf "$WORK/data"
+  start_broker "$WORK/data" "spread-$partitions"
+  before=$(puts_so_far)
+  bench produce --topic spread --partitions "$partitions" --partitioner sticky \
+    --messages "$SPREAD_MESSAGES" >"$RESULTS/spread_$partitions.json"
+  echo $(($(puts_so_far) - before)) >"$RESULTS/spread_${partitions}_puts"
+  stop_broker
+done
+echo "$SPREAD_PARTITIONS" >"$RESULTS/spread_partitions"
 
 # The broker inflates every compressed batch to check its records: what that costs. Each on
 # a fresh broker, so the disk holds one row's data at a time.

@@ -121,6 +121,9 @@ struct ProducerArgs {
     /// Target messages per second over all producers (default: as fast as possible).
     #[arg(long, value_parser = positive)]
     rate: Option<f64>,
+    /// How messages are spread over the partitions.
+    #[arg(long, value_enum, default_value_t = produce::Partitioner::RoundRobin)]
+    partitioner: produce::Partitioner,
 }
 
 #[derive(Args)]
@@ -281,6 +284,7 @@ fn producer_job<'a>(
         topic,
         partitions,
         first_partition: 0,
+        partitioner: args.partitioner,
         message_size: args.message_size as usize,
         messages: limit.messages,
         deadline,

@@ -1,6 +1,6 @@
 //! One producer: sends messages round-robin over the topic's partitions (so every partition
-//! gets traffic, as with keyed messages), paced to a rate if asked, and counts each
-//! acknowledgement with its latency.
+//! gets traffic, as with keyed messages) or leaves the partition to librdkafka's sticky
+//! partitioner, paced to a rate if asked, and counts each acknowledgement with its latency.
 
 use std::sync::Arc;
 use std::thread;
@@ -24,11 +24,22 @@ const PACING_SLACK: Duration = Duration::from_millis(1);
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(1);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Partitioner {
+    /// Message after message over every partition, so each gets an equal share (as keyed
+    /// messages spread): at many partitions, a batch per partition holds few messages.
+    RoundRobin,
+    /// librdkafka's own for keyless messages (sticky): a partition takes the messages until
+    /// its batch goes out, then the next one does, as Kafka clients send keyless messages.
+    Sticky,
+}
+
 #[derive(Clone, Copy)]
 pub struct Job<'a> {
     pub topic: &'a str,
     pub partitions: i32,
     pub first_partition: i32,
+    pub partitioner: Partitioner,
     pub message_size: usize,
     pub messages: Option<u64>,
     pub deadline: Option<Instant>,
@@ -117,9 +128,10 @@ pub fn run(
             }
         }
         payload[..8].copy_from_slice(&now_nanos().to_le_bytes());
-        let record = BaseRecord::<(), [u8]>::to(job.topic)
-            .partition(partition)
-            .payload(&payload[..]);
+        let mut record = BaseRecord::<(), [u8]>::to(job.topic).payload(&payload[..]);
+        if let Partitioner::RoundRobin = job.partitioner {
+            record = record.partition(partition);
+        }
         match producer.send(record) {
             Ok(()) => {
                 sent += 1;

@@ -67,6 +67,8 @@ pub struct Coordinator {
     state: Arc<RwLock<State>>,
     /// The store revision the state is at; it changes after every applied change.
     applied: watch::Receiver<u64>,
+    /// The state's leadership change count (see [`Coordinator::leadership_changes`]).
+    leadership: watch::Receiver<u64>,
     /// This process's broker registration, which guards its commits to partition logs.
     registration: StdMutex<Option<Record>>,
     /// Tells the sync task to load the state afresh.
@@ -90,11 +92,15 @@ impl Coordinator {
         let changes = store.watch(snapshot.revision).await?;
         let state = Arc::new(RwLock::new(state));
         let (applied_sender, applied) = watch::channel(snapshot.revision);
+        let (leadership_sender, leadership) = watch::channel(0);
         let reload = Arc::new(Notify::new());
         let sync = tokio::spawn(sync(
             Arc::downgrade(&store),
             Arc::clone(&state),
-            applied_sender,
+            Watches {
+                applied: applied_sender,
+                leadership: leadership_sender,
+            },
             changes,
             Arc::clone(&reload),
         ));
@@ -104,6 +110,7 @@ impl Coordinator {
             write_lock: Arc::new(Mutex::new(())),
             state,
             applied,
+            leadership,
             registration: StdMutex::new(None),
             reload,
             sync,
@@ -145,6 +152,13 @@ impl Coordinator {
     /// changes: the active coordinator, brokers dropping partitions they no longer lead.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.applied.clone()
+    }
+
+    /// Changes when brokers come or go, topics are created or deleted, or a partition's
+    /// leader changes; not on the flush commits that make up most changes, so that work over
+    /// every partition can follow this at any partition count.
+    pub fn leadership_changes(&self) -> watch::Receiver<u64> {
+        self.leadership.clone()
     }
 
     pub async fn allocate_producer_id(&self) -> Result<i64, CoordinatorError> {
@@ -282,6 +296,14 @@ fn guard_value(record: Record, stored: bool) -> Guard {
     }
 }
 
+/// What the sync task tells the rest of the process.
+struct Watches {
+    /// The store revision the state is at.
+    applied: watch::Sender<u64>,
+    /// The state's leadership change count.
+    leadership: watch::Sender<u64>,
+}
+
 /// Keeps the state in step with the store: applies every watched change, and when the
 /// watch breaks (the store restarted, or the watch fell behind its compaction) loads the
 /// state afresh and watches from there.
@@ -289,7 +311,7 @@ async fn sync(
     // Weak: a dropped coordinator releases its store (the embedded store's file lock).
     store: std::sync::Weak<dyn MetadataStore>,
     state: Arc<RwLock<State>>,
-    applied: watch::Sender<u64>,
+    watches: Watches,
     mut changes: tokio::sync::mpsc::UnboundedReceiver<
         Result<crate::metadata_store::Change, MetaStoreError>,
     >,
@@ -311,8 +333,14 @@ async fn sync(
                             tracing::error!(key, error = %e, "cannot apply a metadata change");
                         }
                     }
+                    let leadership_changes = state.leadership_changes;
                     drop(state);
-                    applied.send_replace(change.revision);
+                    watches.leadership.send_if_modified(|seen| {
+                        let changed = *seen != leadership_changes;
+                        *seen = leadership_changes;
+                        changed
+                    });
+                    watches.applied.send_replace(change.revision);
                 }
                 Some(Err(e)) => break e.to_string(),
                 None => break "the watch ended".to_string(),
@@ -344,16 +372,20 @@ async fn sync(
                     // Topics may have come and gone unseen: the count moves on regardless.
                     let topic_name_changes = state.topic_name_changes + 1;
                     let acl_changes = state.acl_changes + 1;
+                    let leadership_changes = state.leadership_changes + 1;
                     *state = fresh;
                     state.topic_name_changes += topic_name_changes;
                     state.acl_changes += acl_changes;
+                    state.leadership_changes += leadership_changes;
+                    let leadership_changes = state.leadership_changes;
                     state.next_producer_id = next;
                     state.producer_id_limit = limit;
                     state.bytes_in = bytes_in;
                     drop(state);
                     // Never backwards. (Read first: the borrow must end before the send.)
-                    let current = *applied.borrow();
-                    applied.send_replace(revision.max(current));
+                    watches.leadership.send_replace(leadership_changes);
+                    let current = *watches.applied.borrow();
+                    watches.applied.send_replace(revision.max(current));
                     break watch;
                 }
                 Err(e) => {

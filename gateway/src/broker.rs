@@ -131,10 +131,14 @@ impl Broker {
             self.metrics.topic(&topic.name),
         ));
         partitions.insert(key, partition.clone());
-        // Every share of the tail shrinks, idle partitions' too (theirs only change here).
-        let tail_limit = Self::tail_share(self.config.tail_cache_bytes, partitions.len());
-        for other in partitions.values() {
-            other.trim_tail(tail_limit);
+        // When the share shrinks, every tail is trimmed to it, idle partitions' too (theirs
+        // only change here).
+        let loaded = partitions.len();
+        let tail_limit = Self::tail_share(self.config.tail_cache_bytes, loaded);
+        if tail_limit < Self::tail_share(self.config.tail_cache_bytes, loaded - 1) {
+            for other in partitions.values() {
+                other.trim_tail(tail_limit);
+            }
         }
         Ok(partition)
     }
@@ -153,7 +157,9 @@ impl Broker {
 
     /// How much of the committed tail one partition keeps in memory: an equal share of
     /// `tail.cache.bytes`, so the whole tail stays within it at any partition count (each
-    /// partition still keeps its newest batch).
+    /// partition still keeps its newest batch). The share is by the partition count rounded
+    /// up to a power of two, so it shrinks only when the count passes one: loading a
+    /// partition trims every tail only then, a few times in all rather than on every load.
     pub fn tail_limit(&self) -> usize {
         Self::tail_share(
             self.config.tail_cache_bytes,
@@ -162,7 +168,7 @@ impl Broker {
     }
 
     fn tail_share(tail_cache_bytes: usize, partitions: usize) -> usize {
-        tail_cache_bytes / partitions.max(1)
+        tail_cache_bytes / partitions.max(1).next_power_of_two()
     }
 
     /// Drops the partitions this broker no longer leads at the epoch it loaded them with

@@ -305,9 +305,10 @@ pub struct BrokerConfig {
     pub(crate) set_in_file: BTreeSet<&'static str>,
 }
 
-/// `flush.interval.ms` on a local directory (or memory): each flush costs one fsync, so
-/// flushes go as soon as the previous one is done.
-const LOCAL_FLUSH_INTERVAL: Duration = Duration::from_millis(10);
+/// `flush.interval.ms` on a local directory (or memory): a flush costs a few fsyncs, not a
+/// billed PUT, so the next one goes as soon as the previous one has committed: a producer
+/// waits for the flush in flight and its own, never for a timer.
+const LOCAL_FLUSH_INTERVAL: Duration = Duration::ZERO;
 /// `flush.interval.ms` on a remote object store, where each flush is a billed PUT: at most
 /// 4 PUTs/s per broker at light load (docs/cost.md has the latency/cost dial).
 const REMOTE_FLUSH_INTERVAL: Duration = Duration::from_millis(250);
@@ -1347,7 +1348,7 @@ mod tests {
             broker.use_store_defaults("file:///var/lib/strata"),
             "default for a local store"
         );
-        assert_eq!(broker.flush_interval, Duration::from_millis(10));
+        assert_eq!(broker.flush_interval, Duration::ZERO);
         assert_eq!(
             broker.use_store_defaults("s3://bucket/prefix"),
             "default for a remote object store"

@@ -758,6 +758,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn leadership_changes_follow_brokers_and_leaders_but_not_flush_commits() {
+        let (store, one, _two, t) = two_brokers(2).await;
+        let mut changes = one.leadership_changes();
+        changes.mark_unchanged();
+        let epoch = one.leader(t, 0).unwrap().leader_epoch;
+        for base in [0, 10] {
+            one.commit_flush(vec![commit(t, 0, epoch, chunk(base, base + 9))])
+                .await
+                .unwrap();
+        }
+        caught_up(&one, &store).await;
+        assert!(
+            !changes.has_changed().unwrap(),
+            "flush commits are not leadership changes"
+        );
+
+        expire_session(&store, 2).await;
+        caught_up(&one, &store).await;
+        assert!(changes.has_changed().unwrap(), "a broker left");
+        changes.mark_unchanged();
+        one.assign_leaders().await.unwrap();
+        assert!(
+            changes.has_changed().unwrap(),
+            "its partition has a new leader"
+        );
+        assert_eq!(one.leader(t, 1).unwrap().broker_id, 1);
+    }
+
+    #[tokio::test]
     async fn groups_are_placed_by_their_java_hash_code() {
         assert_eq!(super::java_hash_code("hello"), 99_162_322);
         assert_eq!(super::java_hash_code("polygenelubricants"), i32::MIN);

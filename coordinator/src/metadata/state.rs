@@ -39,6 +39,9 @@ pub(super) struct State {
     /// Grows with every topic created or deleted (building the state counts each topic as
     /// created): only ever compared, to tell whether the set of topic names moved.
     pub(super) topic_name_changes: u64,
+    /// Grows with every change of the brokers, the topics or their partitions' leaders:
+    /// what leadership is decided from and what it decides. Flush commits leave it alone.
+    pub(super) leadership_changes: u64,
     pub(super) topics: HashMap<Uuid, TopicState>,
     /// Committed offsets by group, then by (topic, partition).
     pub(super) offsets: BTreeMap<String, GroupOffsets>,
@@ -229,10 +232,15 @@ impl State {
             Record::Broker(registration) => {
                 self.brokers
                     .insert(registration.info.broker_id, registration);
+                self.leadership_changes += 1;
             }
-            Record::Topic(meta) => self.put_topic(meta)?,
+            Record::Topic(meta) => {
+                self.put_topic(meta)?;
+                self.leadership_changes += 1;
+            }
             Record::Leader(t, p, leader) => {
-                self.partition_mut(t, p).ok_or_else(missing)?.leader = Some(leader)
+                self.partition_mut(t, p).ok_or_else(missing)?.leader = Some(leader);
+                self.leadership_changes += 1;
             }
             Record::LogStart(t, p, offset) => {
                 let (partition, flushes) = self.log_mut(t, p).ok_or_else(missing)?;
@@ -365,6 +373,7 @@ impl State {
             Key::Topic(name) => {
                 if let Some(topic_id) = self.topic_ids.remove(&name) {
                     self.topic_name_changes += 1;
+                    self.leadership_changes += 1;
                     self.bytes_in.retain(|(t, _), _| *t != topic_id);
                     if let Some(topic) = self.topics.remove(&topic_id) {
                         for partition in topic.partitions {
@@ -378,6 +387,7 @@ impl State {
             Key::Leader(t, p) => {
                 if let Some(partition) = self.partition_mut(t, p) {
                     partition.leader = None;
+                    self.leadership_changes += 1;
                 }
             }
             Key::LogStart(t, p) => {
@@ -401,6 +411,7 @@ impl State {
             }
             Key::Broker(broker_id) => {
                 self.brokers.remove(&broker_id);
+                self.leadership_changes += 1;
             }
             Key::Controller => self.controller = None,
             Key::Offset(group, topic, p) => {

@@ -3,8 +3,9 @@
 //! broker was live), balances leadership through handovers (partitions return to the broker
 //! they were reassigned to, the others spread evenly by count, so a new broker takes its
 //! share, and by bytes-in over the last minute), and deletes the flush records no log needs
-//! any more. It acts on every change of the
-//! metadata, and on a timer too, so nothing waits on a missed change.
+//! any more. It acts on every change of the brokers, the topics or the leaders (not on
+//! flush commits, which would make each one cost work over every partition), and on a timer
+//! too, so nothing waits on a missed change.
 //! `strata coordinator` runs it while it holds the election; `strata standalone` runs it
 //! always.
 
@@ -32,7 +33,7 @@ pub async fn run(
     leader_changes: LeaderChangeMetrics,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut changes = coordinator.changes();
+    let mut changes = coordinator.leadership_changes();
     let mut last_sweep = Instant::now();
     let mut bytes_in = BytesInRates::new();
     let mut settled_at = Instant::now();

@@ -1,4 +1,4 @@
-//! Follows leadership changes. Whenever the metadata changes, the broker drops the
+//! Follows leadership changes. Whenever brokers, topics or leaders change, the broker drops the
 //! partitions it no longer leads (see `Broker::forget_lost_partitions`) and hands over those
 //! the controller marked to move: it stops accepting writes to one, waits until the flusher
 //! has committed everything it buffered, then passes leadership on at the next epoch
@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::broker::Broker;
 
 pub async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
-    let mut changes = broker.coordinator.changes();
+    let mut changes = broker.coordinator.leadership_changes();
     let mut handing_over: HashSet<(Uuid, i32, i32)> = HashSet::new();
     let mut handovers = JoinSet::new();
     loop {
