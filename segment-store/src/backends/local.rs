@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
+use crate::formats::flush_object::FLUSH_PREFIX;
 use crate::payload::Payload;
 use crate::store::{clip, ObjectMeta, ObjectStore, StoreError};
 
@@ -26,11 +27,12 @@ const TEMP_PREFIX: &str = ".tmp-";
 /// renames its temp file in far less time.
 const TORN_TEMP_FILE_AGE: Duration = Duration::from_secs(600);
 
-/// A big object (a compacted segment) has its data written out piece by piece as it is
-/// written. Written whole and synced once, its writeback would sit in the disk's queue ahead
-/// of the small flush objects that producers wait on, holding their syncs (and acks=all) up
-/// for as long as it takes to write it all: hundreds of milliseconds for a 64 MiB segment.
-const WRITE_OUT_EVERY_BYTES: usize = 1024 * 1024;
+/// Objects other than flush objects (compacted segments above all) have their data written
+/// out piece by piece as they are written. Written whole and synced once, a 64 MiB segment's
+/// writeback would sit in the disk's queue ahead of the flush objects producers wait on,
+/// holding their syncs (and acks=all) up for hundreds of milliseconds. Flush objects are
+/// written whole: their sync is what producers wait for, and pieces would only slow it.
+const WRITE_OUT_EVERY_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct LocalStore {
@@ -111,9 +113,11 @@ impl ObjectStore for LocalStore {
     async fn put(&self, key: &str, data: Payload) -> Result<(), StoreError> {
         let path = self.object_path("put", key)?;
         let root = Arc::clone(&self.root);
+        let in_pieces = !key.starts_with(FLUSH_PREFIX);
         // `other` so that a missing directory is not reported as a missing object.
         Self::blocking("put", key, move || {
-            write_durably(&root, &path, &data, Placement::Replace).map_err(io::Error::other)
+            write_durably(&root, &path, &data, Placement::Replace, in_pieces)
+                .map_err(io::Error::other)
         })
         .await
     }
@@ -122,7 +126,7 @@ impl ObjectStore for LocalStore {
         let path = self.object_path("create", key)?;
         let root = Arc::clone(&self.root);
         Self::blocking("create", key, move || {
-            write_durably(&root, &path, &data, Placement::CreateNew).map_err(|e| {
+            write_durably(&root, &path, &data, Placement::CreateNew, true).map_err(|e| {
                 // Only a taken name reads as AlreadyExists; nothing else as NotFound.
                 match e.kind() {
                     io::ErrorKind::AlreadyExists => e,
@@ -213,13 +217,19 @@ enum Placement {
 }
 
 /// Writes `data` to `path` atomically and durably (see the module comment).
-fn write_durably(root: &Path, path: &Path, data: &Payload, placement: Placement) -> io::Result<()> {
+fn write_durably(
+    root: &Path,
+    path: &Path,
+    data: &Payload,
+    placement: Placement,
+    in_pieces: bool,
+) -> io::Result<()> {
     let dir = path.parent().expect("an object path has a parent");
     create_dirs_durably(root, dir)?;
     let temp = dir.join(format!("{TEMP_PREFIX}{}", uuid::Uuid::new_v4().simple()));
     let written = (|| {
         let mut file = File::create(&temp)?;
-        write_all_parts(&mut file, data.parts())?;
+        write_all_parts(&mut file, data.parts(), in_pieces)?;
         file.sync_all()?;
         match placement {
             Placement::Replace => fs::rename(&temp, path),
@@ -233,9 +243,15 @@ fn write_durably(root: &Path, path: &Path, data: &Payload, placement: Placement)
     sync_dir(dir)
 }
 
-/// Writes the parts back to back with as few system calls as the kernel allows, writing the
-/// data out after each [`WRITE_OUT_EVERY_BYTES`] (the caller syncs the file).
-fn write_all_parts(file: &mut File, parts: &[Bytes]) -> io::Result<()> {
+/// Writes the parts back to back with as few system calls as the kernel allows; `in_pieces`
+/// writes the data out every [`WRITE_OUT_EVERY_BYTES`], waiting for each piece before the
+/// next, so at most one piece is ever queued at the disk ahead of another write's sync (the
+/// caller syncs the file).
+fn write_all_parts(file: &mut File, parts: &[Bytes], in_pieces: bool) -> io::Result<()> {
+    if !in_pieces {
+        let whole: Vec<&[u8]> = parts.iter().map(|part| &part[..]).collect();
+        return write_vectored_all(file, &whole);
+    }
     let mut pieces: Vec<&[u8]> = Vec::new();
     let mut pieces_len = 0;
     let mut offset = 0;
