@@ -240,7 +240,7 @@ def test_describe_configs_for_a_broker_lists_its_settings(strata):
         "group.max.size": ("50", static),
         "log.retention.ms": ("3600000", static),
         "broker.id": (str(broker_id), static),
-        "flush.interval.ms": ("10", default),  # the default for a local store
+        "flush.interval.ms": ("0", default),  # the default for a local store
         "socket.request.max.bytes": ("104857600", default),
         "group.consumer.assignors": ("uniform,range", default),
         "offsets.retention.minutes": ("10080", default),
