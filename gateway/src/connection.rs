@@ -9,6 +9,7 @@
 //! requests it still has in flight are dropped with the memory they hold (fetch responses);
 //! one that sends no request for `connections.max.idle.ms` too.
 
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +20,7 @@ use proto_compat::frame::{read_frame_body, read_frame_size, FrameError};
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::{ApiKey, ResponseKind};
 use proto_compat::request::{decode_request, RequestError};
-use proto_compat::response::{encode_response, EncodeError};
+use proto_compat::response::{encode_response, EncodeError, Frame};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -50,7 +51,7 @@ type Response = Result<Option<Encoded>, ResponseFailure>;
 
 /// An encoded response, and the fetch memory it holds until it has been written.
 struct Encoded {
-    bytes: Bytes,
+    frame: Frame,
     _memory: Option<Reservation>,
 }
 
@@ -215,7 +216,7 @@ async fn serve<R, W>(
                 handlers::sasl_bare_token(&broker, authenticator, &mut session, &frame[..]).await;
             let Some(token) = token else { break };
             let answer: Response = Ok(Some(Encoded {
-                bytes: size_prefixed(&token),
+                frame: size_prefixed(&token).into(),
                 _memory: None,
             }));
             tokio::spawn(async move { answer })
@@ -336,9 +337,9 @@ async fn finish(
 
 /// Encodes `reply`; the bytes keep the fetch memory it holds.
 fn encode(api_key: ApiKey, version: i16, correlation_id: i32, reply: handlers::Reply) -> Response {
-    let bytes = encode_response(api_key, version, correlation_id, &reply.body)?;
+    let frame = encode_response(api_key, version, correlation_id, &reply.body)?;
     Ok(Some(Encoded {
-        bytes,
+        frame,
         _memory: reply.memory,
     }))
 }
@@ -370,7 +371,7 @@ async fn write_responses<W: AsyncWrite + Unpin>(
                 break;
             }
         };
-        if let Err(e) = write_all(&mut writer, &encoded.bytes, timeout).await {
+        if let Err(e) = write_frame(&mut writer, &encoded.frame, timeout).await {
             tracing::debug!(%peer, error = %e, "connection write failed");
             break;
         }
@@ -382,20 +383,41 @@ async fn write_responses<W: AsyncWrite + Unpin>(
     }
 }
 
-/// Writes `bytes` (and flushes them, for TLS), failing if the client takes none of them
-/// for `timeout`.
-async fn write_all<W: AsyncWrite + Unpin>(
+/// Pieces handed to one vectored write: Linux takes up to 1024 (IOV_MAX).
+const MAX_WRITE_PIECES: usize = 64;
+
+/// Writes `frame` piece by piece with vectored writes, so borrowed record sets go to the
+/// socket (or the TLS session, which encrypts them as it takes them) without a copy, and
+/// flushes it, failing if the client takes none of it for `timeout`.
+async fn write_frame<W: AsyncWrite + Unpin>(
     writer: &mut W,
-    bytes: &[u8],
+    frame: &Frame,
     timeout: Duration,
 ) -> std::io::Result<()> {
-    let mut written = 0;
-    while written < bytes.len() {
-        match tokio::time::timeout(timeout, writer.write(&bytes[written..])).await {
+    let mut pieces = frame.pieces();
+    // Bytes of `pieces[0]` already written.
+    let mut skip = 0;
+    while let Some(first) = pieces.first() {
+        let slices: Vec<IoSlice<'_>> = std::iter::once(&first[skip..])
+            .chain(pieces[1..].iter().map(|p| &p[..]))
+            .take(MAX_WRITE_PIECES)
+            .map(IoSlice::new)
+            .collect();
+        let mut n = match tokio::time::timeout(timeout, writer.write_vectored(&slices)).await {
             Ok(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(Ok(n)) => written += n,
+            Ok(Ok(n)) => n,
             Ok(Err(e)) => return Err(e),
             Err(_) => return Err(stalled(timeout)),
+        };
+        while let Some(first) = pieces.first() {
+            let left = first.len() - skip;
+            if n < left {
+                skip += n;
+                break;
+            }
+            n -= left;
+            skip = 0;
+            pieces = &pieces[1..];
         }
     }
     match tokio::time::timeout(timeout, writer.flush()).await {

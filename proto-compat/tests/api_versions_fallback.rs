@@ -35,7 +35,7 @@ fn apiversions_above_v4_gets_a_v0_unsupported_version_answer() {
     let encoded = encode_response(ApiKey::ApiVersions, 0, correlation_id, &body).unwrap();
 
     // What the client sees: size, header v0 (just the correlation id), body v0.
-    let mut bytes: Bytes = encoded;
+    let mut bytes: Bytes = encoded.to_bytes();
     assert_eq!(bytes.get_i32() as usize, bytes.remaining());
     assert_eq!(bytes.get_i32(), 0x0bad_cafe);
     let response = ApiVersionsResponse::decode(&mut bytes, 0).unwrap();

@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use coordinator::acl::AclOperation;
 use coordinator::TopicMeta;
 use futures::future::select_all;
+use proto_compat::batch::RecordBatch;
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::fetch_request::FetchTopic;
 use proto_compat::kafka_protocol::messages::fetch_response::{
@@ -251,11 +252,7 @@ async fn read_partition(
             Some(held) => held.merge(reservation),
             None => *memory = Some(reservation),
         }
-        let mut records = BytesMut::with_capacity(bytes);
-        for batch in &batches {
-            records.extend_from_slice(batch.as_bytes());
-        }
-        data.records = Some(records.freeze());
+        data.records = Some(record_set(&batches, bytes));
         if read_committed {
             let end = batches.last().map_or(offset, |b| b.last_offset() + 1);
             let aborted = broker
@@ -275,6 +272,19 @@ async fn read_partition(
         partition.metrics.messages_out.inc_by(messages);
     }
     Ok(bytes)
+}
+
+/// The batches as one record set. A single batch is its own buffer, sent as it is (the
+/// response encoder borrows record sets); several are copied into one.
+fn record_set(batches: &[RecordBatch], bytes: usize) -> Bytes {
+    if let [batch] = batches {
+        return batch.as_bytes().clone();
+    }
+    let mut records = BytesMut::with_capacity(bytes);
+    for batch in batches {
+        records.extend_from_slice(batch.as_bytes());
+    }
+    records.freeze()
 }
 
 /// The bytes of record sets in `response`, which the fetch quota counts.
