@@ -255,11 +255,11 @@ bench consume --topic produce-all >"$RESULTS/consume_warm.json"
 stop_broker
 
 # Steady loads, each on a fresh broker so that no other topic's compaction falls into the
-# window (its own does, in a full run).
+# window (its own does, in a full run). Their data directories are removed only afterwards:
+# deleting gigabytes just before would stall the disk inside the window.
 for rate in $STEADY_RATES; do
   step "Produce latency acks=all at a steady $rate msg/s (${SECS} s)"
-  rm -rf "$WORK/data"
-  start_broker "$WORK/data" "steady-$rate"
+  start_broker "$WORK/steady-$rate" "steady-$rate"
   bench produce --topic steady --partitions 6 --rate "$rate" --duration "$SECS" \
     >"$RESULTS/steady_produce_$rate.json"
   step "End-to-end latency at a steady $rate msg/s (${SECS} s)"
@@ -268,6 +268,7 @@ for rate in $STEADY_RATES; do
   stop_broker
 done
 echo "$STEADY_RATES" >"$RESULTS/steady_rates"
+rm -rf "$WORK"/steady-*
 
 for partitions in $SPREAD_PARTITIONS; do
   step "Produce acks=all, $SPREAD_MESSAGES messages of 1 KiB, sticky partitioner, $partitions partitions"
