@@ -13,7 +13,8 @@ use std::io::{self, IoSlice, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
@@ -250,9 +251,10 @@ fn write_durably(
 }
 
 /// Writes the parts back to back with as few system calls as the kernel allows; `in_pieces`
-/// writes the data out every [`WRITE_OUT_EVERY_BYTES`], waiting for each piece before the
-/// next, so at most one piece is ever queued at the disk ahead of another write's sync (the
-/// caller syncs the file).
+/// writes the data out every [`WRITE_OUT_EVERY_BYTES`], waiting for each piece and then
+/// pausing as long before the next, so at most one piece is ever queued at the disk ahead of
+/// another write's sync and other writes get at least half of the disk's time (the caller
+/// syncs the file).
 fn write_all_parts(file: &mut File, parts: &[Bytes], in_pieces: bool) -> io::Result<()> {
     if !in_pieces {
         let whole: Vec<&[u8]> = parts.iter().map(|part| &part[..]).collect();
@@ -270,7 +272,11 @@ fn write_all_parts(file: &mut File, parts: &[Bytes], in_pieces: bool) -> io::Res
             part = rest;
             if pieces_len == WRITE_OUT_EVERY_BYTES {
                 write_vectored_all(file, &pieces)?;
+                let started = Instant::now();
                 write_out(file, offset, pieces_len)?;
+                // Yield the disk as long again: flush objects, which producers wait on, get
+                // at least half of its time while a segment is written.
+                thread::sleep(started.elapsed());
                 offset += pieces_len as u64;
                 pieces.clear();
                 pieces_len = 0;
