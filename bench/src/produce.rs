@@ -118,7 +118,6 @@ pub fn run(
     let mut payload = filler(job.message_size);
     let start = Instant::now();
     let mut sent = 0u64;
-    let mut partition = job.first_partition;
     while job.messages.is_none_or(|m| sent < m) && job.deadline.is_none_or(|d| Instant::now() < d) {
         if let Some(rate) = job.rate {
             let due = start + Duration::from_secs_f64(sent as f64 / rate);
@@ -130,13 +129,11 @@ pub fn run(
         payload[..8].copy_from_slice(&now_nanos().to_le_bytes());
         let mut record = BaseRecord::<(), [u8]>::to(job.topic).payload(&payload[..]);
         if let Partitioner::RoundRobin = job.partitioner {
-            record = record.partition(partition);
+            let partition = (job.first_partition as u64 + sent) % job.partitions as u64;
+            record = record.partition(partition as i32);
         }
         match producer.send(record) {
-            Ok(()) => {
-                sent += 1;
-                partition = (partition + 1) % job.partitions;
-            }
+            Ok(()) => sent += 1,
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 thread::sleep(QUEUE_FULL_WAIT)
             }

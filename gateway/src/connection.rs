@@ -383,7 +383,8 @@ async fn write_responses<W: AsyncWrite + Unpin>(
     }
 }
 
-/// Pieces handed to one vectored write: Linux takes up to 1024 (IOV_MAX).
+/// Pieces handed to one vectored write, which keeps each call's slice list short (Linux would
+/// take up to IOV_MAX, 1024).
 const MAX_WRITE_PIECES: usize = 64;
 
 /// Writes `frame` piece by piece with vectored writes, so borrowed record sets go to the
