@@ -184,8 +184,7 @@ impl RecordBatch {
     }
     /// base_offset + last_offset_delta.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset()
-            .wrapping_add(i64::from(self.last_offset_delta()))
+        last_offset(&self.bytes)
     }
     pub fn base_timestamp(&self) -> i64 {
         read_i64(&self.bytes, BASE_TIMESTAMP)
@@ -241,6 +240,31 @@ impl RecordBatch {
             )));
         }
         Ok(())
+    }
+}
+
+/// Where a stored batch lies and which offsets it holds, from its header alone: for walking
+/// stored batches without reading their records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    /// The whole batch's length, header included.
+    pub len: usize,
+    pub base_offset: i64,
+    pub last_offset: i64,
+}
+
+impl BatchHeader {
+    /// The header that starts `bytes` (at least `RECORD_BATCH_OVERHEAD` of them), or None if
+    /// they are too few or its length is below a batch's minimum.
+    pub fn parse(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() < RECORD_BATCH_OVERHEAD {
+            return None;
+        }
+        Some(Self {
+            len: batch_len(bytes).ok()?,
+            base_offset: read_i64(bytes, BASE_OFFSET),
+            last_offset: last_offset(bytes),
+        })
     }
 }
 
@@ -435,8 +459,20 @@ fn complete_batch_len(buf: &[u8]) -> Result<usize, BatchError> {
             buf.len()
         )));
     }
+    let len = batch_len(buf)?;
+    if len > buf.len() {
+        return Err(BatchError::Corrupt(format!(
+            "truncated: batch needs {len} bytes, {} left",
+            buf.len()
+        )));
+    }
+    Ok(len)
+}
+
+/// The whole length of the batch whose header starts `buf` (at least `LOG_OVERHEAD` bytes).
+fn batch_len(buf: &[u8]) -> Result<usize, BatchError> {
     let batch_length = read_i32(buf, BATCH_LENGTH);
-    let len = usize::try_from(batch_length)
+    usize::try_from(batch_length)
         .ok()
         .map(|l| l + LOG_OVERHEAD)
         .filter(|&len| len >= RECORD_BATCH_OVERHEAD)
@@ -445,14 +481,12 @@ fn complete_batch_len(buf: &[u8]) -> Result<usize, BatchError> {
                 "batch length {batch_length} is below the minimum {}",
                 RECORD_BATCH_OVERHEAD - LOG_OVERHEAD
             ))
-        })?;
-    if len > buf.len() {
-        return Err(BatchError::Corrupt(format!(
-            "truncated: batch needs {len} bytes, {} left",
-            buf.len()
-        )));
-    }
-    Ok(len)
+        })
+}
+
+/// base_offset + last_offset_delta of the batch whose header starts `buf`.
+fn last_offset(buf: &[u8]) -> i64 {
+    read_i64(buf, BASE_OFFSET).wrapping_add(i64::from(read_i32(buf, LAST_OFFSET_DELTA)))
 }
 
 /// The checks after framing; the order matters: the CRC's position depends on the magic.
@@ -714,6 +748,27 @@ mod tests {
             blob.len()
         );
         assert_eq!(read_batches(&blob).collect::<Vec<_>>(), batches);
+    }
+
+    #[test]
+    fn a_header_alone_says_where_its_batch_lies() {
+        let mut bytes = batch(10).to_vec();
+        set_base_offset(&mut bytes, 40);
+        let header = BatchHeader::parse(&bytes[..RECORD_BATCH_OVERHEAD]).unwrap();
+        assert_eq!(
+            header,
+            BatchHeader {
+                len: bytes.len(),
+                base_offset: 40,
+                last_offset: 49
+            }
+        );
+        assert_eq!(
+            BatchHeader::parse(&bytes[..RECORD_BATCH_OVERHEAD - 1]),
+            None
+        );
+        bytes[BATCH_LENGTH..BATCH_LENGTH + 4].copy_from_slice(&48i32.to_be_bytes());
+        assert_eq!(BatchHeader::parse(&bytes), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod caches;
 pub mod cleaner;
 pub mod cluster_marker;
 pub mod formats;
+pub mod parts;
 pub mod payload;
 pub mod retry;
 pub mod simulate_failures;

@@ -16,11 +16,14 @@ use coordinator::Coordinator;
 use coordinator::{ChunkMeta, PartitionLog, SegmentMeta};
 use futures::future::BoxFuture;
 use prometheus_client::metrics::counter::Counter;
-use proto_compat::batch::{read_batches, RecordBatch, TimestampType, RECORD_BATCH_OVERHEAD};
+use proto_compat::batch::{
+    read_batches, BatchHeader, RecordBatch, TimestampType, RECORD_BATCH_OVERHEAD,
+};
 use proto_compat::records::find_record;
 use segment_store::caches::read_cache::ReadCache;
 use segment_store::formats::offset_index::OffsetIndex;
 use segment_store::formats::time_index::TimeIndex;
+use segment_store::parts::Parts;
 use segment_store::store::{ObjectStore, StoreError};
 use uuid::Uuid;
 
@@ -63,10 +66,10 @@ enum Source {
     Store,
 }
 
-/// What one read of a segment found.
-struct SegmentRead {
+/// What one read of a segment or a chunk found.
+struct PieceRead {
     batches: Vec<RecordBatch>,
-    /// It read up to the segment's end.
+    /// It read up to the piece's end.
     complete: bool,
 }
 
@@ -191,29 +194,28 @@ impl LogReader<'_> {
             if budget == 0 && !first {
                 break;
             }
-            let (key, batches, gaps, complete) = match piece {
-                Piece::Segment(segment) => {
-                    let read = self
-                        .read_segment(segment, next, budget, first, source)
-                        .await?;
-                    (
-                        &segment.log_key,
-                        read.batches,
-                        segment.cleaned,
-                        read.complete,
-                    )
-                }
+            let (key, read, gaps) = match piece {
+                Piece::Segment(segment) => (
+                    &segment.log_key,
+                    self.read_segment(segment, next, budget, first, source)
+                        .await?,
+                    segment.cleaned,
+                ),
                 Piece::Chunk(chunk) => (
                     &chunk.object_key,
-                    self.read_chunk(chunk, source).await?,
+                    self.read_chunk(chunk, next, budget, first, source).await?,
                     false,
-                    true,
                 ),
             };
             let mut full = false;
             let from = next;
-            for batch in batches.into_iter().filter(|b| b.last_offset() >= from) {
-                if bytes + batch.len() > max_bytes && !(out.is_empty() && at_least_one) {
+            for batch in read.batches.into_iter().filter(|b| b.last_offset() >= from) {
+                if !fits(
+                    bytes,
+                    batch.len(),
+                    max_bytes,
+                    out.is_empty() && at_least_one,
+                ) {
                     full = true;
                     break;
                 }
@@ -232,7 +234,7 @@ impl LogReader<'_> {
             }
             // A segment read that stopped short of its end ran out of budget: what follows
             // it must not be read past what it left.
-            if full || !complete {
+            if full || !read.complete {
                 break;
             }
             // A cleaned segment covers its whole range, whatever offsets its batches skip.
@@ -257,22 +259,60 @@ impl LogReader<'_> {
         range: std::ops::Range<u64>,
         source: Source,
     ) -> Result<Bytes, StoreError> {
+        Ok(self.get_parts(key, range, source).await?.join())
+    }
+
+    /// [`LogReader::get_range`] as the cache returns it: in blocks, not joined.
+    async fn get_parts(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+        source: Source,
+    ) -> Result<Parts, StoreError> {
         match source {
-            Source::Cache => self.cache.get_range(key, range).await,
-            Source::Store => self.store.get_range(key, range).await,
+            Source::Cache => self.cache.get_parts(key, range).await,
+            Source::Store => Ok(self.store.get_range(key, range).await?.into()),
         }
     }
 
-    /// A chunk's batches, checked against its metadata.
+    /// The batches of `chunk` from the one holding `offset`, about `budget` bytes, once the
+    /// whole chunk is checked against its metadata. Only the batches returned are taken out
+    /// of the cache's blocks, so a fetch of part of a large chunk copies at most that part.
     async fn read_chunk(
         &self,
         chunk: &ChunkMeta,
+        offset: i64,
+        budget: usize,
+        at_least_one: bool,
         source: Source,
-    ) -> Result<Vec<RecordBatch>, ReadError> {
-        let bytes = self
-            .get_range(&chunk.object_key, chunk.byte_range.clone(), source)
+    ) -> Result<PieceRead, ReadError> {
+        let parts = self
+            .get_parts(&chunk.object_key, chunk.byte_range.clone(), source)
             .await?;
-        chunk_batches(chunk, &bytes)
+        let mut batches = Vec::new();
+        let mut bytes = 0usize;
+        for span in chunk_spans(chunk, &parts)?
+            .iter()
+            .filter(|span| span.header.last_offset >= offset)
+        {
+            if !fits(
+                bytes,
+                span.header.len,
+                budget,
+                batches.is_empty() && at_least_one,
+            ) {
+                return Ok(PieceRead {
+                    batches,
+                    complete: false,
+                });
+            }
+            bytes += span.header.len;
+            batches.push(take(&parts, span));
+        }
+        Ok(PieceRead {
+            batches,
+            complete: true,
+        })
     }
 
     async fn offset_index(
@@ -298,7 +338,7 @@ impl LogReader<'_> {
         budget: usize,
         at_least_one: bool,
         source: Source,
-    ) -> Result<SegmentRead, ReadError> {
+    ) -> Result<PieceRead, ReadError> {
         let key = &segment.log_key;
         let (mut expected, position) = self.offset_index(segment, source).await?.lookup(offset);
         let mut position = u64::from(position);
@@ -308,14 +348,17 @@ impl LogReader<'_> {
         while position < segment.size {
             let window = (budget as u64).max(MIN_SEGMENT_READ);
             let mut data = self
-                .exact_range(key, position..(position + window).min(segment.size), source)
+                .exact_parts(key, position..(position + window).min(segment.size), source)
                 .await?;
-            let mut batches: Vec<RecordBatch> = read_batches(&data).collect();
-            if batches.is_empty() {
+            let mut spans = batch_spans(&data);
+            if spans.is_empty() {
                 // The next batch is larger than the window: read exactly that batch.
-                let length = batch_length_at(&data).ok_or_else(|| {
-                    ReadError::integrity(key, format!("no batch header at byte {position}"))
-                })?;
+                let header = data.slice(0..data.len().min(RECORD_BATCH_OVERHEAD));
+                let length = BatchHeader::parse(&header)
+                    .ok_or_else(|| {
+                        ReadError::integrity(key, format!("no batch header at byte {position}"))
+                    })?
+                    .len as u64;
                 if position + length > segment.size {
                     return Err(ReadError::integrity(
                         key,
@@ -326,40 +369,44 @@ impl LogReader<'_> {
                     ));
                 }
                 data = self
-                    .exact_range(key, position..position + length, source)
+                    .exact_parts(key, position..position + length, source)
                     .await?;
-                batches = read_batches(&data).collect();
-                if batches.is_empty() {
+                spans = batch_spans(&data);
+                if spans.is_empty() {
                     return Err(ReadError::integrity(
                         key,
                         format!("truncated batch at byte {position}"),
                     ));
                 }
             }
-            for batch in batches {
-                let gap = batch.base_offset() > expected && segment.cleaned;
-                if batch.base_offset() != expected && !gap {
+            for span in &spans {
+                let BatchHeader {
+                    len,
+                    base_offset,
+                    last_offset,
+                } = span.header;
+                let gap = base_offset > expected && segment.cleaned;
+                if base_offset != expected && !gap {
                     return Err(ReadError::integrity(
                         key,
                         format!(
-                            "the batch at byte {position} starts at offset {}, not {expected}",
-                            batch.base_offset()
+                            "the batch at byte {position} starts at offset {base_offset}, not {expected}"
                         ),
                     ));
                 }
-                expected = batch.last_offset() + 1;
-                position += batch.len() as u64;
-                if batch.last_offset() < offset {
+                expected = last_offset + 1;
+                position += len as u64;
+                if last_offset < offset {
                     continue;
                 }
-                if bytes + batch.len() > budget && !(out.is_empty() && at_least_one) {
-                    return Ok(SegmentRead {
+                if !fits(bytes, len, budget, out.is_empty() && at_least_one) {
+                    return Ok(PieceRead {
                         batches: out,
                         complete: false,
                     });
                 }
-                bytes += batch.len();
-                out.push(batch);
+                bytes += len;
+                out.push(take(&data, span));
             }
             if bytes >= budget {
                 break;
@@ -377,21 +424,21 @@ impl LogReader<'_> {
                 ),
             ));
         }
-        Ok(SegmentRead {
+        Ok(PieceRead {
             batches: out,
             complete: position == segment.size,
         })
     }
 
     /// Exactly the bytes of `range`, which lies inside the object.
-    async fn exact_range(
+    async fn exact_parts(
         &self,
         key: &str,
         range: std::ops::Range<u64>,
         source: Source,
-    ) -> Result<Bytes, ReadError> {
-        let data = self.get_range(key, range.clone(), source).await?;
-        check_length(key, &range, &data)?;
+    ) -> Result<Parts, ReadError> {
+        let data = self.get_parts(key, range.clone(), source).await?;
+        check_length(key, &range, data.len())?;
         Ok(data)
     }
 
@@ -513,7 +560,11 @@ impl LogReader<'_> {
                         .await?
                         .batches
                 }
-                Piece::Chunk(chunk) => self.read_chunk(chunk, source).await?,
+                Piece::Chunk(chunk) => {
+                    self.read_chunk(chunk, next, usize::MAX, true, source)
+                        .await?
+                        .batches
+                }
             };
             let Some(last) = batches.last().map(RecordBatch::last_offset) else {
                 return Ok(None);
@@ -533,27 +584,80 @@ impl LogReader<'_> {
 }
 
 /// A read of `range` of `key` must have returned exactly its bytes.
-fn check_length(key: &str, range: &std::ops::Range<u64>, data: &Bytes) -> Result<(), ReadError> {
-    if data.len() as u64 == range.end - range.start {
+fn check_length(key: &str, range: &std::ops::Range<u64>, len: usize) -> Result<(), ReadError> {
+    if len as u64 == range.end - range.start {
         return Ok(());
     }
     Err(ReadError::integrity(
         key,
-        format!("a read of bytes {range:?} returned {} bytes", data.len()),
+        format!("a read of bytes {range:?} returned {len} bytes"),
     ))
+}
+
+/// Whether a batch of `len` bytes may follow the `taken` bytes already read under `budget`.
+/// The first batch of a read always may when `at_least_one`, as in Kafka, so that a batch
+/// larger than the limit can still be consumed.
+fn fits(taken: usize, len: usize, budget: usize, at_least_one: bool) -> bool {
+    taken + len <= budget || at_least_one
+}
+
+/// A batch found in a read from its header alone: where it lies and which offsets it holds.
+struct Span {
+    start: usize,
+    header: BatchHeader,
+}
+
+impl Span {
+    fn range(&self) -> std::ops::Range<usize> {
+        self.start..self.start + self.header.len
+    }
+}
+
+/// The whole batches at the start of `parts`, in order, found from their headers; stops at
+/// the first one that is not whole (a ranged read may end mid-batch).
+fn batch_spans(parts: &Parts) -> Vec<Span> {
+    let mut spans = Vec::new();
+    let mut start = 0;
+    while start + RECORD_BATCH_OVERHEAD <= parts.len() {
+        let header = parts.slice(start..start + RECORD_BATCH_OVERHEAD);
+        let Some(header) = BatchHeader::parse(&header) else {
+            break;
+        };
+        if start + header.len > parts.len() {
+            break;
+        }
+        spans.push(Span { start, header });
+        start += header.len;
+    }
+    spans
+}
+
+/// The batch `span` of `parts`: it shares the cached block it lies in, and is copied only
+/// when it lies across blocks.
+fn take(parts: &Parts, span: &Span) -> RecordBatch {
+    read_batches(&parts.slice(span.range()))
+        .next()
+        .expect("a span holds one whole batch")
 }
 
 /// The batches of a chunk read from its flush object (or any read of it), checked against
 /// the chunk's metadata: exactly its bytes, whole batches only, offsets following each other
 /// from its base offset to its last.
 pub fn chunk_batches(chunk: &ChunkMeta, bytes: &Bytes) -> Result<Vec<RecordBatch>, ReadError> {
-    check_length(&chunk.object_key, &chunk.byte_range, bytes)?;
+    let parts = Parts::from(bytes.clone());
+    let spans = chunk_spans(chunk, &parts)?;
+    Ok(spans.iter().map(|span| take(&parts, span)).collect())
+}
+
+/// Where the batches of a chunk lie in a read of it, checked as [`chunk_batches`] says.
+fn chunk_spans(chunk: &ChunkMeta, parts: &Parts) -> Result<Vec<Span>, ReadError> {
+    check_length(&chunk.object_key, &chunk.byte_range, parts.len())?;
     covering(
         &chunk.object_key,
         "chunk",
         chunk.base_offset..=chunk.last_offset,
         false,
-        bytes,
+        parts,
     )
 }
 
@@ -562,51 +666,56 @@ pub fn segment_batches(
     segment: &SegmentMeta,
     bytes: &Bytes,
 ) -> Result<Vec<RecordBatch>, ReadError> {
-    check_length(&segment.log_key, &(0..segment.size), bytes)?;
-    covering(
+    check_length(&segment.log_key, &(0..segment.size), bytes.len())?;
+    let parts = Parts::from(bytes.clone());
+    let spans = covering(
         &segment.log_key,
         "segment",
         segment.base_offset..=segment.last_offset,
         segment.cleaned,
-        bytes,
-    )
+        &parts,
+    )?;
+    Ok(spans.iter().map(|span| take(&parts, span)).collect())
 }
 
-/// `bytes` as whole batches whose offsets follow each other over exactly `offsets` (with
+/// `parts` as whole batches whose offsets follow each other over exactly `offsets` (with
 /// `gaps`, in order within them).
 fn covering(
     key: &str,
     what: &str,
     offsets: std::ops::RangeInclusive<i64>,
     gaps: bool,
-    bytes: &Bytes,
-) -> Result<Vec<RecordBatch>, ReadError> {
+    parts: &Parts,
+) -> Result<Vec<Span>, ReadError> {
     let (base, last) = (*offsets.start(), *offsets.end());
-    let batches: Vec<RecordBatch> = read_batches(bytes).collect();
-    let whole: usize = batches.iter().map(RecordBatch::len).sum();
-    if whole != bytes.len() {
+    let spans = batch_spans(parts);
+    let whole = spans.last().map_or(0, |span| span.range().end);
+    if whole != parts.len() {
         return Err(ReadError::integrity(
             key,
             format!(
                 "the {what} of offsets {base}..={last} ends with {} bytes that are not a whole batch",
-                bytes.len() - whole
+                parts.len() - whole
             ),
         ));
     }
     let mut next = base;
-    for batch in &batches {
-        let gap = gaps && batch.base_offset() > next;
-        if (batch.base_offset() != next && !gap) || batch.last_offset() < batch.base_offset() {
+    for BatchHeader {
+        base_offset,
+        last_offset,
+        ..
+    } in spans.iter().map(|span| span.header)
+    {
+        let gap = gaps && base_offset > next;
+        if (base_offset != next && !gap) || last_offset < base_offset {
             return Err(ReadError::integrity(
                 key,
                 format!(
-                    "the {what} of offsets {base}..={last} has a batch at {}..={} where offset {next} should be",
-                    batch.base_offset(),
-                    batch.last_offset()
+                    "the {what} of offsets {base}..={last} has a batch at {base_offset}..={last_offset} where offset {next} should be"
                 ),
             ));
         }
-        next = batch.last_offset() + 1;
+        next = last_offset + 1;
     }
     if next != last + 1 && !(gaps && next <= last) {
         return Err(ReadError::integrity(
@@ -617,22 +726,13 @@ fn covering(
             ),
         ));
     }
-    Ok(batches)
+    Ok(spans)
 }
 
 /// Drops batches at or beyond the high watermark (not yet visible to consumers).
 fn below(mut batches: Vec<RecordBatch>, high_watermark: i64) -> Vec<RecordBatch> {
     batches.retain(|b| b.base_offset() < high_watermark);
     batches
-}
-
-/// Total length of the batch whose header starts `data`, if the header is there.
-fn batch_length_at(data: &Bytes) -> Option<u64> {
-    if data.len() < 12 {
-        return None;
-    }
-    let length = i32::from_be_bytes(data[8..12].try_into().ok()?);
-    (length >= (RECORD_BATCH_OVERHEAD - 12) as i32).then_some(12 + length as u64)
 }
 
 /// The first record of `batch` at or after `log_start_offset` whose timestamp satisfies
@@ -671,12 +771,17 @@ mod tests {
     use segment_store::simulate_failures::FaultyStore;
     use segment_store::store::ObjectStore;
 
+    use proto_compat::batch::RecordBatch;
+
     use super::ReadError;
     use crate::background::compaction::compact;
+    use crate::background::flusher::flush;
     use crate::broker::Broker;
     use crate::config::BrokerConfig;
     use crate::partition::Partition;
-    use crate::test_support::{append_and_flush, broker, faulty_memory_store, record_batch, topic};
+    use crate::test_support::{
+        append, append_and_flush, broker, faulty_memory_store, record_batch, topic,
+    };
 
     /// Four batches of ten records (timestamps 1000.., 2000.., 3000.., 4000..), each flushed
     /// as its own chunk, the first two compacted into a segment. Returns a second broker over
@@ -717,14 +822,68 @@ mod tests {
         compact(&writer, &partition, &[], &first_two).await.unwrap();
         let log = writer.coordinator.partition_log(topic.topic_id, 0).unwrap();
         assert_eq!((log.segments.len(), log.chunks.len()), (1, 2));
-        let reader = Broker::new(
+        (reader_of(&writer, store, config), topic, dir)
+    }
+
+    /// A second broker over `writer`'s store and coordinator, whose in-memory tail is empty.
+    fn reader_of(
+        writer: &Broker,
+        store: Arc<dyn ObjectStore>,
+        config: BrokerConfig,
+    ) -> Arc<Broker> {
+        Arc::new(Broker::new(
             0,
             config,
             writer.coordinator.clone(),
             store,
             writer.metrics.clone(),
-        );
-        (Arc::new(reader), topic, dir)
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_read_of_part_of_a_chunk_returns_just_that_part_as_written() {
+        let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+        let (writer, _dir) = broker(store.clone(), BrokerConfig::default()).await;
+        let topic = topic(&writer, "large", 1).await;
+        let partition = writer.partition(&topic, 0).unwrap();
+        // Three batches of about 800 KB in one chunk: they lie across the read cache's
+        // 1 MiB blocks.
+        const RECORDS: i64 = 45_000;
+        let written: Vec<RecordBatch> = (0..3)
+            .map(|i| record_batch(-1, -1, -1, RECORDS as i32, i * 1_000_000))
+            .collect();
+        for batch in &written {
+            append(&writer, &partition, batch);
+        }
+        flush(&writer).await;
+        let log = writer.coordinator.partition_log(topic.topic_id, 0).unwrap();
+        assert_eq!(log.chunks.len(), 1);
+        assert!(log.chunks[0].byte_range.end - log.chunks[0].byte_range.start > 2 << 20);
+        let broker = reader_of(&writer, store, BrokerConfig::default());
+        let partition = broker.partition(&topic, 0).unwrap();
+        let reader = broker.log_reader();
+        let end = 3 * RECORDS;
+        // Byte 16 on (magic, CRC, the rest) is as the producer wrote it.
+        let same = |read: &RecordBatch, i: usize| {
+            read.base_offset() == i as i64 * RECORDS
+                && read.as_bytes()[16..] == written[i].as_bytes()[16..]
+        };
+        for i in 0..3 {
+            let from = i as i64 * RECORDS + 7;
+            let read = reader.read(&partition, from, end, 1, true).await.unwrap();
+            assert!(read.len() == 1 && same(&read[0], i), "from {from}");
+        }
+        let two = written[1].len() + written[2].len();
+        let read = reader
+            .read(&partition, RECORDS, end, two, false)
+            .await
+            .unwrap();
+        assert!(read.len() == 2 && same(&read[0], 1) && same(&read[1], 2));
+        let read = reader
+            .read(&partition, RECORDS, end, two - 1, false)
+            .await
+            .unwrap();
+        assert!(read.len() == 1 && same(&read[0], 1));
     }
 
     #[tokio::test]

@@ -9,9 +9,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::OnceCell;
 
+use crate::parts::Parts;
 use crate::store::{ObjectStore, StoreError};
 
 /// Blocks are this long and start at multiples of it; an object's last block may be shorter.
@@ -73,8 +74,13 @@ impl ReadCache {
     /// The bytes of `range` in object `key`, clipped to the object's end. A range within
     /// one block shares the cached buffer.
     pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        Ok(self.get_parts(key, range).await?.join())
+    }
+
+    /// [`ReadCache::get_range`] as the slices of the cached blocks it covers, not joined.
+    pub async fn get_parts(&self, key: &str, range: Range<u64>) -> Result<Parts, StoreError> {
         if range.start >= range.end {
-            return Ok(Bytes::new());
+            return Ok(Parts::default());
         }
         let mut parts = Vec::new();
         let mut last_full_block = None;
@@ -95,14 +101,7 @@ impl ReadCache {
         if let Some(index) = last_full_block {
             self.inner.read_ahead(key, index);
         }
-        if parts.len() == 1 {
-            return Ok(parts.pop().expect("one part"));
-        }
-        let mut joined = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
-        for part in parts {
-            joined.extend_from_slice(&part);
-        }
-        Ok(joined.freeze())
+        Ok(Parts::new(parts))
     }
 
     /// Drops every block of `key` (call it when the object is deleted).
