@@ -164,6 +164,7 @@ pub struct Metrics {
     pub flush_bytes: Counter,
     pub flush_errors: Counter,
     pub flush_latency: Histogram,
+    pub flush_commit_latency: Histogram,
     pub buffered_bytes: Gauge,
     pub unflushed: Arc<UnflushedAge>,
     pub fetch_memory_exhausted: Counter,
@@ -313,6 +314,7 @@ impl Metrics {
         let flush_bytes = Counter::default();
         let flush_errors = Counter::default();
         let flush_latency = latency_histogram();
+        let flush_commit_latency = latency_histogram();
         let buffered_bytes = Gauge::default();
         let fetch_memory_exhausted = Counter::default();
         registry.register(
@@ -334,6 +336,12 @@ impl Metrics {
             "flush_duration_seconds",
             "Time to PUT and commit one flush object",
             flush_latency.clone(),
+        );
+        registry.register(
+            "flush_commit_duration_seconds",
+            "Time to commit one flush object to the coordinator, once its PUT and the previous \
+             flush's commit are done",
+            flush_commit_latency.clone(),
         );
         registry.register(
             "buffered_bytes",
@@ -483,6 +491,7 @@ impl Metrics {
             flush_bytes,
             flush_errors,
             flush_latency,
+            flush_commit_latency,
             buffered_bytes,
             unflushed,
             fetch_memory_exhausted,

@@ -225,7 +225,12 @@ async fn write_and_commit(
         // An error means the previous flush task died, and its commit never comes.
         let _ = after.await;
     }
+    let commit_started = Instant::now();
     let committed = commit(broker, commits).await;
+    broker
+        .metrics
+        .flush_commit_latency
+        .observe(commit_started.elapsed().as_secs_f64());
     // Committed (and so referenced), or refused for good: the collector may judge it now.
     drop(in_flight);
 
@@ -404,6 +409,11 @@ mod tests {
         assert_eq!(log.high_watermark, 4);
         assert_eq!(log.chunks[0].object_key, objects[0].key);
         assert_eq!(broker.flush_queue.buffered_bytes(), 0);
+        let metrics = broker.metrics.encode();
+        for timed in ["flush_duration_seconds", "flush_commit_duration_seconds"] {
+            let line = format!("strata_{timed}_count 1");
+            assert!(metrics.contains(&line), "{line} in {metrics}");
+        }
     }
 
     #[tokio::test]

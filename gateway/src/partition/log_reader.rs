@@ -232,7 +232,7 @@ impl LogReader<'_> {
                 next = batch.last_offset() + 1;
                 out.push(batch);
             }
-            // A segment read that stopped short of its end ran out of budget: what follows
+            // A piece read that stopped short of its end ran out of budget: what follows
             // it must not be read past what it left.
             if full || !read.complete {
                 break;
