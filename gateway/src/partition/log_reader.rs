@@ -207,18 +207,8 @@ impl LogReader<'_> {
                     false,
                 ),
             };
-            let mut full = false;
-            let from = next;
-            for batch in read.batches.into_iter().filter(|b| b.last_offset() >= from) {
-                if !fits(
-                    bytes,
-                    batch.len(),
-                    max_bytes,
-                    out.is_empty() && at_least_one,
-                ) {
-                    full = true;
-                    break;
-                }
+            // The piece read already skipped what lies before `next` and kept to `budget`.
+            for batch in read.batches {
                 if batch.base_offset() > next && !gaps {
                     return Err(ReadError::integrity(
                         key,
@@ -234,7 +224,7 @@ impl LogReader<'_> {
             }
             // A piece read that stopped short of its end ran out of budget: what follows
             // it must not be read past what it left.
-            if full || !read.complete {
+            if !read.complete {
                 break;
             }
             // A cleaned segment covers its whole range, whatever offsets its batches skip.
@@ -640,13 +630,17 @@ fn take(parts: &Parts, span: &Span) -> RecordBatch {
         .expect("a span holds one whole batch")
 }
 
+/// Every batch of `spans`, as [`take`] takes each.
+fn take_all(parts: &Parts, spans: &[Span]) -> Vec<RecordBatch> {
+    spans.iter().map(|span| take(parts, span)).collect()
+}
+
 /// The batches of a chunk read from its flush object (or any read of it), checked against
 /// the chunk's metadata: exactly its bytes, whole batches only, offsets following each other
 /// from its base offset to its last.
 pub fn chunk_batches(chunk: &ChunkMeta, bytes: &Bytes) -> Result<Vec<RecordBatch>, ReadError> {
     let parts = Parts::from(bytes.clone());
-    let spans = chunk_spans(chunk, &parts)?;
-    Ok(spans.iter().map(|span| take(&parts, span)).collect())
+    Ok(take_all(&parts, &chunk_spans(chunk, &parts)?))
 }
 
 /// Where the batches of a chunk lie in a read of it, checked as [`chunk_batches`] says.
@@ -675,7 +669,7 @@ pub fn segment_batches(
         segment.cleaned,
         &parts,
     )?;
-    Ok(spans.iter().map(|span| take(&parts, span)).collect())
+    Ok(take_all(&parts, &spans))
 }
 
 /// `parts` as whole batches whose offsets follow each other over exactly `offsets` (with
