@@ -251,6 +251,8 @@ pub struct BatchHeader {
     pub len: usize,
     pub base_offset: i64,
     pub last_offset: i64,
+    /// The records the batch holds (fewer than its offsets once the LogCleaner removed some).
+    pub record_count: i32,
 }
 
 impl BatchHeader {
@@ -264,6 +266,7 @@ impl BatchHeader {
             len: batch_len(bytes).ok()?,
             base_offset: read_i64(bytes, BASE_OFFSET),
             last_offset: last_offset(bytes),
+            record_count: read_i32(bytes, RECORDS_COUNT),
         })
     }
 }
@@ -760,7 +763,8 @@ mod tests {
             BatchHeader {
                 len: bytes.len(),
                 base_offset: 40,
-                last_offset: 49
+                last_offset: 49,
+                record_count: 10,
             }
         );
         assert_eq!(

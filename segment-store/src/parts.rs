@@ -1,6 +1,6 @@
 //! Bytes held as consecutive buffers (the read cache's blocks), read as one run of bytes
 //! without joining them: a slice within one buffer shares it, and only a slice across
-//! buffers is copied.
+//! buffers is copied, unless it is taken as the buffers that hold it.
 
 use std::ops::Range;
 
@@ -33,41 +33,58 @@ impl Parts {
         self.len() == 0
     }
 
-    /// The bytes of `range`, which lies within `0..len()`.
+    /// The bytes of `range`, which lies within `0..len()`, as one buffer: shared when the
+    /// range lies within one part, copied when it lies across several.
     pub fn slice(&self, range: Range<usize>) -> Bytes {
+        self.slice_parts(range).join()
+    }
+
+    /// The bytes of `range`, which lies within `0..len()`, as the parts that hold them,
+    /// each shared, none copied.
+    pub fn slice_parts(&self, range: Range<usize>) -> Parts {
         assert!(
             range.start <= range.end && range.end <= self.len(),
             "range {range:?} is outside {} bytes",
             self.len()
         );
-        if range.is_empty() {
-            return Bytes::new();
-        }
         let first = self.ends.partition_point(|&end| end <= range.start);
-        let start_of = |index: usize| if index == 0 { 0 } else { self.ends[index - 1] };
-        if range.end <= self.ends[first] {
-            let offset = start_of(first);
-            return self.parts[first].slice(range.start - offset..range.end - offset);
-        }
-        let mut joined = BytesMut::with_capacity(range.len());
+        let mut parts = Vec::new();
         for (index, part) in self.parts.iter().enumerate().skip(first) {
-            let offset = start_of(index);
+            let offset = self.ends[index] - part.len();
             if offset >= range.end {
                 break;
             }
             let from = range.start.saturating_sub(offset);
             let to = (range.end - offset).min(part.len());
-            joined.extend_from_slice(&part[from..to]);
+            if from < to {
+                parts.push(part.slice(from..to));
+            }
         }
-        joined.freeze()
+        Parts::new(parts)
+    }
+
+    /// `other`'s bytes after these.
+    pub fn append(&mut self, other: Parts) {
+        let len = self.len();
+        self.ends.extend(other.ends.iter().map(|end| len + end));
+        self.parts.extend(other.parts);
     }
 
     /// All the bytes as one buffer (copied only if there are several parts).
     pub fn join(mut self) -> Bytes {
-        if self.parts.len() == 1 {
-            return self.parts.pop().expect("one part");
+        if self.parts.len() <= 1 {
+            return self.parts.pop().unwrap_or_default();
         }
-        self.slice(0..self.len())
+        let mut joined = BytesMut::with_capacity(self.len());
+        for part in &self.parts {
+            joined.extend_from_slice(part);
+        }
+        joined.freeze()
+    }
+
+    /// The parts, in order.
+    pub fn into_vec(self) -> Vec<Bytes> {
+        self.parts
     }
 }
 
@@ -109,6 +126,38 @@ mod tests {
         let inside = parts.slice(4..6);
         assert_eq!(inside, "ef");
         assert_eq!(inside.as_ptr(), parts.parts[2].as_ptr());
+    }
+
+    #[test]
+    fn parts_of_a_slice_share_the_buffers_and_hold_its_bytes() {
+        let parts = parts();
+        let whole = b"abcdefghijkl";
+        let within = |piece: &Bytes| {
+            parts.parts.iter().any(|part| {
+                let start = part.as_ptr() as usize;
+                let at = piece.as_ptr() as usize;
+                at >= start && at + piece.len() <= start + part.len()
+            })
+        };
+        for start in 0..=whole.len() {
+            for end in start..=whole.len() {
+                let sliced = parts.slice_parts(start..end);
+                assert_eq!(sliced.len(), end - start, "{start}..{end}");
+                let pieces = sliced.into_vec();
+                assert!(pieces.iter().all(|p| !p.is_empty() && within(p)));
+                assert_eq!(pieces.concat(), whole[start..end], "{start}..{end}");
+            }
+        }
+    }
+
+    #[test]
+    fn appended_parts_read_after_the_others() {
+        let mut parts = parts();
+        parts.append(Parts::new(vec![Bytes::from_static(b"mn"), Bytes::new()]));
+        parts.append(Parts::from(Bytes::from_static(b"o")));
+        assert_eq!(parts.len(), 15);
+        assert_eq!(parts.slice(10..15), "klmno");
+        assert_eq!(parts.join(), "abcdefghijklmno");
     }
 
     #[test]

@@ -636,7 +636,8 @@ mod tests {
         let batches = reader
             .read(&partition, 0, 80, usize::MAX, true)
             .await
-            .unwrap();
+            .unwrap()
+            .record_batches();
         let bases: Vec<i64> = batches.iter().map(|b| b.base_offset()).collect();
         assert_eq!(bases, (0..8).map(|i| i * 10).collect::<Vec<_>>());
         assert!(batches.iter().all(|b| b.verify_crc().is_ok()));

@@ -224,7 +224,8 @@ mod tests {
             .log_reader()
             .read(&partition, 0, 5, usize::MAX, true)
             .await
-            .unwrap();
+            .unwrap()
+            .record_batches();
         let offsets: Vec<_> = batches.iter().map(|b| b.base_offset()).collect();
         assert_eq!(offsets, [0, 2]);
     }

@@ -497,7 +497,8 @@ mod tests {
             .log_reader()
             .read(partition, offset, high_watermark, usize::MAX, true)
             .await
-            .unwrap();
+            .unwrap()
+            .record_batches();
         let text = |b: Bytes| String::from_utf8(b.to_vec()).unwrap();
         batches
             .iter()

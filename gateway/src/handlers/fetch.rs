@@ -6,11 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use coordinator::acl::AclOperation;
 use coordinator::TopicMeta;
 use futures::future::select_all;
-use proto_compat::batch::RecordBatch;
 use proto_compat::kafka_protocol::error::ResponseError;
 use proto_compat::kafka_protocol::messages::fetch_request::FetchTopic;
 use proto_compat::kafka_protocol::messages::fetch_response::{
@@ -245,16 +244,15 @@ async fn read_partition(
                 ResponseError::KafkaStorageError.code()
             }
         })?;
-    let bytes: usize = batches.iter().map(|b| b.len()).sum();
+    let bytes = batches.len();
     if bytes > 0 {
         shrink_to(&mut reservation, bytes);
         match memory {
             Some(held) => held.merge(reservation),
             None => *memory = Some(reservation),
         }
-        data.records = Some(record_set(&batches, bytes));
         if read_committed {
-            let end = batches.last().map_or(offset, |b| b.last_offset() + 1);
+            let end = batches.last_offset().map_or(offset, |last| last + 1);
             let aborted = broker
                 .coordinator
                 .aborted_transactions(partition.topic_id, partition.index, offset, end)
@@ -268,23 +266,14 @@ async fn read_partition(
             data.aborted_transactions = Some(aborted);
         }
         partition.metrics.bytes_out.inc_by(bytes as u64);
-        let messages: u64 = batches.iter().map(|b| b.record_count().max(0) as u64).sum();
-        partition.metrics.messages_out.inc_by(messages);
+        partition
+            .metrics
+            .messages_out
+            .inc_by(batches.record_count());
+        // Sent from the buffers that hold the batches, not copied into one record set.
+        data.record_pieces = batches.into_pieces();
     }
     Ok(bytes)
-}
-
-/// The batches as one record set. A single batch is its own buffer, sent as it is (the
-/// response encoder borrows record sets); several are copied into one.
-fn record_set(batches: &[RecordBatch], bytes: usize) -> Bytes {
-    if let [batch] = batches {
-        return batch.as_bytes().clone();
-    }
-    let mut records = BytesMut::with_capacity(bytes);
-    for batch in batches {
-        records.extend_from_slice(batch.as_bytes());
-    }
-    records.freeze()
 }
 
 /// The bytes of record sets in `response`, which the fetch quota counts.
@@ -293,8 +282,10 @@ pub fn records_size(response: &FetchResponse) -> usize {
         .responses
         .iter()
         .flat_map(|topic| &topic.partitions)
-        .filter_map(|partition| partition.records.as_ref())
-        .map(Bytes::len)
+        .map(|partition| {
+            let pieces: usize = partition.record_pieces.iter().map(Bytes::len).sum();
+            pieces + partition.records.as_ref().map_or(0, Bytes::len)
+        })
         .sum()
 }
 
@@ -359,8 +350,8 @@ mod tests {
         };
         let data = read(fetch(0)).await;
         assert_eq!(data.last_stable_offset, 2);
-        let batches: Vec<_> =
-            proto_compat::batch::read_batches(data.records.as_ref().unwrap()).collect();
+        let records = Bytes::from(data.record_pieces.concat());
+        let batches: Vec<_> = proto_compat::batch::read_batches(&records).collect();
         assert_eq!(
             batches.last().unwrap().last_offset(),
             1,

@@ -16,9 +16,7 @@ use coordinator::Coordinator;
 use coordinator::{ChunkMeta, PartitionLog, SegmentMeta};
 use futures::future::BoxFuture;
 use prometheus_client::metrics::counter::Counter;
-use proto_compat::batch::{
-    read_batches, BatchHeader, RecordBatch, TimestampType, RECORD_BATCH_OVERHEAD,
-};
+use proto_compat::batch::{BatchHeader, RecordBatch, TimestampType, RECORD_BATCH_OVERHEAD};
 use proto_compat::records::find_record;
 use segment_store::caches::read_cache::ReadCache;
 use segment_store::formats::offset_index::OffsetIndex;
@@ -27,6 +25,7 @@ use segment_store::parts::Parts;
 use segment_store::store::{ObjectStore, StoreError};
 use uuid::Uuid;
 
+use super::read_batches::ReadBatches;
 use super::Partition;
 
 /// Bytes read from a segment at a time when the caller's limit is small.
@@ -68,7 +67,7 @@ enum Source {
 
 /// What one read of a segment or a chunk found.
 struct PieceRead {
-    batches: Vec<RecordBatch>,
+    batches: ReadBatches,
     /// It read up to the piece's end.
     complete: bool,
 }
@@ -122,12 +121,12 @@ impl LogReader<'_> {
         high_watermark: i64,
         max_bytes: usize,
         at_least_one: bool,
-    ) -> Result<Vec<RecordBatch>, ReadError> {
+    ) -> Result<ReadBatches, ReadError> {
         if offset >= high_watermark {
-            return Ok(Vec::new());
+            return Ok(ReadBatches::default());
         }
         if let Some(batches) = partition.read_tail(offset, max_bytes, at_least_one) {
-            return Ok(below(batches, high_watermark));
+            return Ok(ReadBatches::from(batches).below(high_watermark));
         }
         self.checked(|source| {
             Box::pin(self.read_log(
@@ -169,12 +168,12 @@ impl LogReader<'_> {
         high_watermark: i64,
         max_bytes: usize,
         at_least_one: bool,
-    ) -> Result<Vec<RecordBatch>, ReadError> {
+    ) -> Result<ReadBatches, ReadError> {
         let Some(log) = self
             .coordinator
             .partition_log(partition.topic_id, partition.index)
         else {
-            return Ok(Vec::new());
+            return Ok(ReadBatches::default());
         };
         if offset < log.log_start_offset {
             return Err(ReadError::BelowLogStart {
@@ -182,14 +181,13 @@ impl LogReader<'_> {
                 log_start_offset: log.log_start_offset,
             });
         }
-        let mut out: Vec<RecordBatch> = Vec::new();
-        let mut bytes = 0usize;
+        let mut out = ReadBatches::default();
         let mut next = offset;
         for piece in pieces(&log).filter(|p| p.last_offset() >= offset) {
             if next >= high_watermark {
                 break;
             }
-            let budget = max_bytes.saturating_sub(bytes);
+            let budget = max_bytes.saturating_sub(out.len());
             let first = out.is_empty() && at_least_one;
             if budget == 0 && !first {
                 break;
@@ -208,20 +206,19 @@ impl LogReader<'_> {
                 ),
             };
             // The piece read already skipped what lies before `next` and kept to `budget`.
-            for batch in read.batches {
-                if batch.base_offset() > next && !gaps {
+            for header in read.batches.headers() {
+                if header.base_offset > next && !gaps {
                     return Err(ReadError::integrity(
                         key,
                         format!(
                             "offsets {next}..{} are missing: the next batch starts after them",
-                            batch.base_offset()
+                            header.base_offset
                         ),
                     ));
                 }
-                bytes += batch.len();
-                next = batch.last_offset() + 1;
-                out.push(batch);
+                next = header.last_offset + 1;
             }
+            out.append(read.batches);
             // A piece read that stopped short of its end ran out of budget: what follows
             // it must not be read past what it left.
             if !read.complete {
@@ -233,14 +230,14 @@ impl LogReader<'_> {
             }
         }
         // The tail may hold what follows the stored pieces (e.g. a commit since `log` was read).
-        if next < high_watermark && bytes < max_bytes {
+        if next < high_watermark && out.len() < max_bytes {
             if let Some(more) =
-                partition.read_tail(next, max_bytes - bytes, out.is_empty() && at_least_one)
+                partition.read_tail(next, max_bytes - out.len(), out.is_empty() && at_least_one)
             {
-                out.extend(more);
+                out.append(ReadBatches::from(more));
             }
         }
-        Ok(below(out, high_watermark))
+        Ok(out.below(high_watermark))
     }
 
     async fn get_range(
@@ -266,8 +263,8 @@ impl LogReader<'_> {
     }
 
     /// The batches of `chunk` from the one holding `offset`, about `budget` bytes, once the
-    /// whole chunk is checked against its metadata. Only the batches returned are taken out
-    /// of the cache's blocks, so a fetch of part of a large chunk copies at most that part.
+    /// whole chunk is checked against its metadata. They come back in the cache's blocks
+    /// that hold them, so a fetch of part of a large chunk copies none of it.
     async fn read_chunk(
         &self,
         chunk: &ChunkMeta,
@@ -279,9 +276,11 @@ impl LogReader<'_> {
         let parts = self
             .get_parts(&chunk.object_key, chunk.byte_range.clone(), source)
             .await?;
-        let mut batches = Vec::new();
+        let spans = chunk_spans(chunk, &parts)?;
+        let mut taken = Vec::new();
         let mut bytes = 0usize;
-        for span in chunk_spans(chunk, &parts)?
+        let mut complete = true;
+        for span in spans
             .iter()
             .filter(|span| span.header.last_offset >= offset)
         {
@@ -289,19 +288,17 @@ impl LogReader<'_> {
                 bytes,
                 span.header.len,
                 budget,
-                batches.is_empty() && at_least_one,
+                taken.is_empty() && at_least_one,
             ) {
-                return Ok(PieceRead {
-                    batches,
-                    complete: false,
-                });
+                complete = false;
+                break;
             }
             bytes += span.header.len;
-            batches.push(take(&parts, span));
+            taken.push(span);
         }
         Ok(PieceRead {
-            batches,
-            complete: true,
+            batches: take(&parts, &taken),
+            complete,
         })
     }
 
@@ -332,7 +329,7 @@ impl LogReader<'_> {
         let key = &segment.log_key;
         let (mut expected, position) = self.offset_index(segment, source).await?.lookup(offset);
         let mut position = u64::from(position);
-        let mut out = Vec::new();
+        let mut out = ReadBatches::default();
         let mut bytes = 0usize;
         // The index is sparse: read window by window, skipping batches before `offset`.
         while position < segment.size {
@@ -369,11 +366,14 @@ impl LogReader<'_> {
                     ));
                 }
             }
+            let mut taken = Vec::new();
+            let mut full = false;
             for span in &spans {
                 let BatchHeader {
                     len,
                     base_offset,
                     last_offset,
+                    ..
                 } = span.header;
                 let gap = base_offset > expected && segment.cleaned;
                 if base_offset != expected && !gap {
@@ -389,14 +389,19 @@ impl LogReader<'_> {
                 if last_offset < offset {
                     continue;
                 }
-                if !fits(bytes, len, budget, out.is_empty() && at_least_one) {
-                    return Ok(PieceRead {
-                        batches: out,
-                        complete: false,
-                    });
+                if !fits(bytes, len, budget, bytes == 0 && at_least_one) {
+                    full = true;
+                    break;
                 }
                 bytes += len;
-                out.push(take(&data, span));
+                taken.push(span);
+            }
+            out.append(take(&data, &taken));
+            if full {
+                return Ok(PieceRead {
+                    batches: out,
+                    complete: false,
+                });
             }
             if bytes >= budget {
                 break;
@@ -555,7 +560,8 @@ impl LogReader<'_> {
                         .await?
                         .batches
                 }
-            };
+            }
+            .record_batches();
             let Some(last) = batches.last().map(RecordBatch::last_offset) else {
                 return Ok(None);
             };
@@ -622,17 +628,19 @@ fn batch_spans(parts: &Parts) -> Vec<Span> {
     spans
 }
 
-/// The batch `span` of `parts`: it shares the cached block it lies in, and is copied only
-/// when it lies across blocks.
-fn take(parts: &Parts, span: &Span) -> RecordBatch {
-    read_batches(&parts.slice(span.range()))
-        .next()
-        .expect("a span holds one whole batch")
+/// The batches of `spans`, which follow each other in `parts`, in the blocks that hold them.
+fn take(parts: &Parts, spans: &[&Span]) -> ReadBatches {
+    let (Some(first), Some(last)) = (spans.first(), spans.last()) else {
+        return ReadBatches::default();
+    };
+    let headers = spans.iter().map(|span| span.header).collect();
+    ReadBatches::new(headers, parts.slice_parts(first.start..last.range().end))
 }
 
-/// Every batch of `spans`, as [`take`] takes each.
+/// Every batch of `spans`, which cover `parts`, each as one buffer (see
+/// [`ReadBatches::record_batches`]).
 fn take_all(parts: &Parts, spans: &[Span]) -> Vec<RecordBatch> {
-    spans.iter().map(|span| take(parts, span)).collect()
+    take(parts, &spans.iter().collect::<Vec<_>>()).record_batches()
 }
 
 /// The batches of a chunk read from its flush object (or any read of it), checked against
@@ -721,12 +729,6 @@ fn covering(
         ));
     }
     Ok(spans)
-}
-
-/// Drops batches at or beyond the high watermark (not yet visible to consumers).
-fn below(mut batches: Vec<RecordBatch>, high_watermark: i64) -> Vec<RecordBatch> {
-    batches.retain(|b| b.base_offset() < high_watermark);
-    batches
 }
 
 /// The first record of `batch` at or after `log_start_offset` whose timestamp satisfies
@@ -835,7 +837,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_read_of_part_of_a_chunk_returns_just_that_part_as_written() {
+    async fn a_read_of_part_of_a_chunk_returns_just_that_part_as_written_in_its_blocks() {
         let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
         let (writer, _dir) = broker(store.clone(), BrokerConfig::default()).await;
         let topic = topic(&writer, "large", 1).await;
@@ -864,20 +866,40 @@ mod tests {
         };
         for i in 0..3 {
             let from = i as i64 * RECORDS + 7;
-            let read = reader.read(&partition, from, end, 1, true).await.unwrap();
+            let read = reader
+                .read(&partition, from, end, 1, true)
+                .await
+                .unwrap()
+                .record_batches();
             assert!(read.len() == 1 && same(&read[0], i), "from {from}");
         }
         let two = written[1].len() + written[2].len();
         let read = reader
             .read(&partition, RECORDS, end, two, false)
             .await
-            .unwrap();
+            .unwrap()
+            .record_batches();
         assert!(read.len() == 2 && same(&read[0], 1) && same(&read[1], 2));
         let read = reader
             .read(&partition, RECORDS, end, two - 1, false)
             .await
-            .unwrap();
+            .unwrap()
+            .record_batches();
         assert!(read.len() == 1 && same(&read[0], 1));
+        // Sent as the cache's blocks hold them: the last two batches, over three blocks,
+        // come back as three pieces, not copied into one buffer.
+        let read = reader
+            .read(&partition, RECORDS, end, two, false)
+            .await
+            .unwrap();
+        let expected: Vec<u8> = read
+            .record_batches()
+            .iter()
+            .flat_map(|b| b.as_bytes().to_vec())
+            .collect();
+        let pieces = read.into_pieces();
+        assert_eq!(pieces.len(), 3);
+        assert_eq!(pieces.concat(), expected);
     }
 
     #[tokio::test]
@@ -891,14 +913,16 @@ mod tests {
         let all = reader
             .read(&partition, 0, 40, usize::MAX, true)
             .await
-            .unwrap();
+            .unwrap()
+            .record_batches();
         let batch_len = all[0].len();
         assert_eq!(bases(all), [0, 10, 20, 30]);
         // A mid-batch offset returns the whole batch holding it.
         let from_chunk = reader
             .read(&partition, 25, 40, usize::MAX, true)
             .await
-            .unwrap();
+            .unwrap()
+            .record_batches();
         assert_eq!(bases(from_chunk), [20, 30]);
         // Byte limits: one batch fits exactly; a limit below one batch still yields one
         // batch when at least one is asked for, and none otherwise.
@@ -908,23 +932,32 @@ mod tests {
                     .read(&partition, 0, 40, batch_len, false)
                     .await
                     .unwrap()
+                    .record_batches()
             ),
             [0]
         );
         assert_eq!(
-            bases(reader.read(&partition, 15, 40, 1, true).await.unwrap()),
+            bases(
+                reader
+                    .read(&partition, 15, 40, 1, true)
+                    .await
+                    .unwrap()
+                    .record_batches()
+            ),
             [10]
         );
         assert!(reader
             .read(&partition, 15, 40, 1, false)
             .await
             .unwrap()
+            .record_batches()
             .is_empty());
         // Nothing at or past the high watermark.
         assert!(reader
             .read(&partition, 40, 40, usize::MAX, true)
             .await
             .unwrap()
+            .record_batches()
             .is_empty());
         assert_eq!(
             bases(
@@ -932,6 +965,7 @@ mod tests {
                     .read(&partition, 0, 20, usize::MAX, true)
                     .await
                     .unwrap()
+                    .record_batches()
             ),
             [0, 10]
         );
@@ -950,7 +984,8 @@ mod tests {
         let batches = reader
             .read(&partition, 0, 40, usize::MAX, true)
             .await
-            .unwrap();
+            .unwrap()
+            .record_batches();
         assert_eq!(batches.len(), 4);
     }
 
@@ -963,7 +998,8 @@ mod tests {
         let batches = reader
             .read(&partition, 20, 40, usize::MAX, true)
             .await
-            .unwrap();
+            .unwrap()
+            .record_batches();
         let bases: Vec<i64> = batches.iter().map(|b| b.base_offset()).collect();
         assert_eq!(bases, [20, 30]);
         assert_eq!(broker.metrics.read_integrity_errors.get(), 1);

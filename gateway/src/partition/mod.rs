@@ -10,6 +10,7 @@
 pub mod flush_queue;
 pub mod log_reader;
 pub mod producer_state;
+pub mod read_batches;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;

@@ -1237,6 +1237,11 @@ pub struct PartitionData {
     /// Supported API versions: 4-18
     pub records: Option<Bytes>,
 
+    /// Strata patch: the record data as consecutive buffers. When not empty, they are
+    /// encoded in place of `records`, each as it is, so a response can send record batches
+    /// from the buffers that hold them. Never set by decoding.
+    pub record_pieces: Vec<Bytes>,
+
     /// Other tagged fields
     pub unknown_tagged_fields: BTreeMap<i32, Bytes>,
 }
@@ -1379,7 +1384,14 @@ impl Encodable for PartitionData {
                 bail!("A field is set that is not available on the selected protocol version");
             }
         }
-        if version >= 12 {
+        // Strata patch: the pieces, when there are any, in place of `records`.
+        if !self.record_pieces.is_empty() {
+            if version >= 12 {
+                types::CompactBytes.encode(buf, self.record_pieces.as_slice())?;
+            } else {
+                types::Bytes.encode(buf, self.record_pieces.as_slice())?;
+            }
+        } else if version >= 12 {
             types::CompactBytes.encode(buf, &self.records)?;
         } else {
             types::Bytes.encode(buf, &self.records)?;
@@ -1467,7 +1479,14 @@ impl Encodable for PartitionData {
                 bail!("A field is set that is not available on the selected protocol version");
             }
         }
-        if version >= 12 {
+        // Strata patch: as `encode` writes them.
+        if !self.record_pieces.is_empty() {
+            if version >= 12 {
+                total_size += types::CompactBytes.compute_size(self.record_pieces.as_slice())?;
+            } else {
+                total_size += types::Bytes.compute_size(self.record_pieces.as_slice())?;
+            }
+        } else if version >= 12 {
             total_size += types::CompactBytes.compute_size(&self.records)?;
         } else {
             total_size += types::Bytes.compute_size(&self.records)?;
@@ -1602,6 +1621,7 @@ impl Decodable for PartitionData {
             aborted_transactions,
             preferred_read_replica,
             records,
+            record_pieces: Vec::new(),
             unknown_tagged_fields,
         })
     }
@@ -1621,6 +1641,7 @@ impl Default for PartitionData {
             aborted_transactions: Some(Default::default()),
             preferred_read_replica: (-1).into(),
             records: Some(Default::default()),
+            record_pieces: Vec::new(),
             unknown_tagged_fields: BTreeMap::new(),
         }
     }

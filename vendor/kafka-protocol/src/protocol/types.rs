@@ -595,6 +595,34 @@ impl Encoder<Option<&[u8]>> for Bytes {
     }
 }
 
+/// Strata patch: a byte string given as consecutive buffers, each written as it is, so an
+/// encoder's buffer can take them without copying.
+impl Encoder<&[bytes::Bytes]> for Bytes {
+    fn encode<B: ByteBufMut>(&self, buf: &mut B, value: &[bytes::Bytes]) -> Result<()> {
+        let len = pieces_len(value);
+        if len > i32::MAX as usize {
+            bail!("Data is too long to encode ({} bytes)", len);
+        }
+        Int32.encode(buf, len as i32)?;
+        for piece in value {
+            buf.put_slice(piece);
+        }
+        Ok(())
+    }
+    fn compute_size(&self, value: &[bytes::Bytes]) -> Result<usize> {
+        let len = pieces_len(value);
+        if len > i32::MAX as usize {
+            bail!("Data is too long to encode ({} bytes)", len);
+        }
+        Ok(4 + len)
+    }
+}
+
+/// Strata patch: the bytes in `pieces`.
+fn pieces_len(pieces: &[bytes::Bytes]) -> usize {
+    pieces.iter().map(bytes::Bytes::len).sum()
+}
+
 impl Encoder<Option<&Vec<u8>>> for Bytes {
     fn encode<B: ByteBufMut>(&self, buf: &mut B, value: Option<&Vec<u8>>) -> Result<()> {
         Bytes.encode(buf, value.map(|s| s.as_slice()))
@@ -741,6 +769,30 @@ impl Encoder<Option<&[u8]>> for CompactBytes {
         } else {
             Ok(1)
         }
+    }
+}
+
+/// Strata patch: a compact byte string given as consecutive buffers (see `Bytes`).
+impl Encoder<&[bytes::Bytes]> for CompactBytes {
+    fn encode<B: ByteBufMut>(&self, buf: &mut B, value: &[bytes::Bytes]) -> Result<()> {
+        let len = pieces_len(value);
+        // Use >= because we're going to add one to the length
+        if len >= u32::MAX as usize {
+            bail!("CompactBytes is too long to encode ({} bytes)", len);
+        }
+        UnsignedVarInt.encode(buf, (len as u32) + 1)?;
+        for piece in value {
+            buf.put_slice(piece);
+        }
+        Ok(())
+    }
+    fn compute_size(&self, value: &[bytes::Bytes]) -> Result<usize> {
+        let len = pieces_len(value);
+        // Use >= because we're going to add one to the length
+        if len >= u32::MAX as usize {
+            bail!("CompactBytes is too long to encode ({} bytes)", len);
+        }
+        Ok(UnsignedVarInt.compute_size((len as u32) + 1)? + len)
     }
 }
 
