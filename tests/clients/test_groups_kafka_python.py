@@ -6,6 +6,7 @@ import time
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from group_helpers import (GROUP_BROKER_CONFIG, HEARTBEAT_INTERVAL_MS, PARTITIONS,
@@ -40,7 +41,15 @@ class Member:
     def _run(self):
         try:
             while not self.stopping.is_set():
-                self._poll_once()
+                try:
+                    self._poll_once()
+                except KafkaError as e:
+                    # kafka-python 3.0 raises from poll, once, the error its heartbeat loop
+                    # ended with (a restarting broker refuses connections); the next poll
+                    # starts the loop again. Only a retriable error is worth going on after.
+                    if not e.retriable:
+                        raise
+                    time.sleep(0.1)
         except Exception as e:  # pylint: disable=broad-except
             self.failure = e
         finally:
