@@ -115,7 +115,8 @@ pub fn encode_response(
     Ok(buf.finish())
 }
 
-/// The record sets of a Fetch response, in the order its encoder writes them.
+/// The record sets of a Fetch response (each one's pieces, when given in pieces), in the order
+/// its encoder writes them.
 fn fetch_records(body: &ResponseKind) -> Vec<Bytes> {
     let ResponseKind::Fetch(fetch) = body else {
         return Vec::new();
@@ -124,10 +125,12 @@ fn fetch_records(body: &ResponseKind) -> Vec<Bytes> {
         .responses
         .iter()
         .flat_map(|topic| &topic.partitions)
-        .flat_map(|partition| match &partition.records {
-            _ if !partition.record_pieces.is_empty() => partition.record_pieces.as_slice(),
-            Some(records) => std::slice::from_ref(records),
-            None => &[],
+        .flat_map(|partition| {
+            if partition.record_pieces.is_empty() {
+                partition.records.as_slice()
+            } else {
+                partition.record_pieces.as_slice()
+            }
         })
         .filter(|records| !records.is_empty())
         .cloned()
