@@ -36,31 +36,34 @@ impl Parts {
     /// The bytes of `range`, which lies within `0..len()`, as one buffer: shared when the
     /// range lies within one part, copied when it lies across several.
     pub fn slice(&self, range: Range<usize>) -> Bytes {
-        self.slice_parts(range).join()
+        joined(self.pieces(range.clone()), range.len())
     }
 
     /// The bytes of `range`, which lies within `0..len()`, as the parts that hold them,
     /// each shared, none copied.
     pub fn slice_parts(&self, range: Range<usize>) -> Parts {
+        Parts::new(self.pieces(range).collect())
+    }
+
+    /// The non-empty slices of the parts that `range` covers, in order. Allocates nothing,
+    /// so a slice within one part (a batch header, on every read) costs no more than that.
+    fn pieces(&self, range: Range<usize>) -> impl Iterator<Item = Bytes> + '_ {
         assert!(
             range.start <= range.end && range.end <= self.len(),
             "range {range:?} is outside {} bytes",
             self.len()
         );
         let first = self.ends.partition_point(|&end| end <= range.start);
-        let mut parts = Vec::new();
-        for (index, part) in self.parts.iter().enumerate().skip(first) {
-            let offset = self.ends[index] - part.len();
-            if offset >= range.end {
-                break;
-            }
-            let from = range.start.saturating_sub(offset);
-            let to = (range.end - offset).min(part.len());
-            if from < to {
-                parts.push(part.slice(from..to));
-            }
-        }
-        Parts::new(parts)
+        self.parts[first..]
+            .iter()
+            .zip(&self.ends[first..])
+            .map(|(part, end)| (part, end - part.len()))
+            .take_while(move |(_, offset)| *offset < range.end)
+            .filter_map(move |(part, offset)| {
+                let from = range.start.saturating_sub(offset);
+                let to = (range.end - offset).min(part.len());
+                (from < to).then(|| part.slice(from..to))
+            })
     }
 
     /// `other`'s bytes after these.
@@ -70,22 +73,31 @@ impl Parts {
         self.parts.extend(other.parts);
     }
 
-    /// All the bytes as one buffer (copied only if there are several parts).
-    pub fn join(mut self) -> Bytes {
-        if self.parts.len() <= 1 {
-            return self.parts.pop().unwrap_or_default();
-        }
-        let mut joined = BytesMut::with_capacity(self.len());
-        for part in &self.parts {
-            joined.extend_from_slice(part);
-        }
-        joined.freeze()
+    /// All the bytes as one buffer (copied only if there are several non-empty parts).
+    pub fn join(self) -> Bytes {
+        let len = self.len();
+        joined(self.parts.into_iter().filter(|part| !part.is_empty()), len)
     }
 
     /// The parts, in order.
     pub fn into_vec(self) -> Vec<Bytes> {
         self.parts
     }
+}
+
+/// `pieces`, `len` bytes in all, as one buffer: the piece itself when there is one.
+fn joined(mut pieces: impl Iterator<Item = Bytes>, len: usize) -> Bytes {
+    let Some(first) = pieces.next() else {
+        return Bytes::new();
+    };
+    let Some(second) = pieces.next() else {
+        return first;
+    };
+    let mut joined = BytesMut::with_capacity(len);
+    for piece in [first, second].into_iter().chain(pieces) {
+        joined.extend_from_slice(&piece);
+    }
+    joined.freeze()
 }
 
 impl From<Bytes> for Parts {
