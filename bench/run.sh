@@ -43,8 +43,11 @@ DIAL_INTERVALS="10 50 100 250 500"
 # Steady loads of 1 KiB messages (messages/s) for the latency rows.
 STEADY_RATES="10000 50000"
 # Partition counts of the spread rows: the same bytes (SPREAD_MESSAGES of 1 KiB) produced as
-# Kafka clients send keyless messages, to a topic of each size.
+# Kafka clients send keyless messages, to a topic of each size. The counts take turns for
+# SPREAD_ROUNDS rounds and the rows compare medians: one run of each varies by more than the
+# 5% and 10% the targets allow, with this machine's disk.
 SPREAD_PARTITIONS="6 10000"
+SPREAD_ROUNDS=3
 # The tail-consume data set: 48 MiB over 6 partitions, inside the broker's 64 MiB
 # in-memory tail, read over and over for SECS.
 TAIL_MESSAGES=49152
@@ -129,6 +132,11 @@ stop_broker() {
 # metric NAME: the broker's current value of one series (exact name with labels).
 metric() {
   curl -sf "http://$HTTP/metrics" | awk -v name="$1" '$1 == name { print $2 }'
+}
+
+# broker_cpu: the broker's user and system CPU seconds so far.
+broker_cpu() {
+  awk -v tck="$(getconf CLK_TCK)" '{ print $14 / tck, $15 / tck }' "/proc/$BROKER_PID/stat"
 }
 
 puts_so_far() { metric 'strata_object_store_requests_total{operation="put"}'; }
@@ -219,10 +227,15 @@ step "Produce acks=all, 1 KiB, 6 partitions (${SECS} s)"
 puts_before=$(puts_so_far)
 flushes_before=$(metric strata_flushes_total)
 flush_bytes_before=$(metric strata_flush_bytes_total)
+flush_seconds_before=$(metric strata_flush_duration_seconds_sum)
+cpu_before=$(broker_cpu)
 bench produce --topic produce-all --partitions 6 --acks all --duration "$SECS" >"$RESULTS/produce_all.json"
 echo $(($(puts_so_far) - puts_before)) >"$RESULTS/produce_all_puts"
 echo $(($(metric strata_flushes_total) - flushes_before)) >"$RESULTS/produce_all_flushes"
 echo $(($(metric strata_flush_bytes_total) - flush_bytes_before)) >"$RESULTS/produce_all_flush_bytes"
+echo "$(metric strata_flush_duration_seconds_sum) $flush_seconds_before" | awk '{ print $1 - $2 }' \
+  >"$RESULTS/produce_all_flush_seconds"
+echo "$(broker_cpu) $cpu_before" | awk '{ print $1 - $3, $2 - $4 }' >"$RESULTS/produce_all_broker_cpu"
 
 step "Produce acks=1 (${SECS} s)"
 bench produce --topic produce-one --partitions 6 --acks 1 --duration "$SECS" >"$RESULTS/produce_one.json"
@@ -270,17 +283,20 @@ done
 echo "$STEADY_RATES" >"$RESULTS/steady_rates"
 rm -rf "$WORK"/steady-*
 
-for partitions in $SPREAD_PARTITIONS; do
-  step "Produce acks=all, $SPREAD_MESSAGES messages of 1 KiB, sticky partitioner, $partitions partitions"
-  rm -rf "$WORK/data"
-  start_broker "$WORK/data" "spread-$partitions"
-  before=$(puts_so_far)
-  bench produce --topic spread --partitions "$partitions" --partitioner sticky \
-    --messages "$SPREAD_MESSAGES" >"$RESULTS/spread_$partitions.json"
-  echo $(($(puts_so_far) - before)) >"$RESULTS/spread_${partitions}_puts"
-  stop_broker
+for round in $(seq "$SPREAD_ROUNDS"); do
+  for partitions in $SPREAD_PARTITIONS; do
+    step "Produce acks=all, $SPREAD_MESSAGES messages of 1 KiB, sticky partitioner, $partitions partitions (round $round of $SPREAD_ROUNDS)"
+    rm -rf "$WORK/data"
+    start_broker "$WORK/data" "spread-$partitions"
+    before=$(puts_so_far)
+    bench produce --topic spread --partitions "$partitions" --partitioner sticky \
+      --messages "$SPREAD_MESSAGES" >"$RESULTS/spread_${partitions}_$round.json"
+    echo $(($(puts_so_far) - before)) >"$RESULTS/spread_${partitions}_${round}_puts"
+    stop_broker
+  done
 done
 echo "$SPREAD_PARTITIONS" >"$RESULTS/spread_partitions"
+echo "$SPREAD_ROUNDS" >"$RESULTS/spread_rounds"
 
 # The broker inflates every compressed batch to check its records: what that costs. Each on
 # a fresh broker, so the disk holds one row's data at a time.
