@@ -287,7 +287,7 @@ for round in $(seq "$SPREAD_ROUNDS"); do
   for partitions in $SPREAD_PARTITIONS; do
     step "Produce acks=all, $SPREAD_MESSAGES messages of 1 KiB, sticky partitioner, $partitions partitions (round $round of $SPREAD_ROUNDS)"
     rm -rf "$WORK/data"
-    start_broker "$WORK/data" "spread-$partitions"
+    start_broker "$WORK/data" "spread-$partitions-$round"
     before=$(puts_so_far)
     bench produce --topic spread --partitions "$partitions" --partitioner sticky \
       --messages "$SPREAD_MESSAGES" >"$RESULTS/spread_${partitions}_$round.json"
