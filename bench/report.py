@@ -24,8 +24,9 @@ def mbps(value):
     return f"{value:,.1f} MB/s"
 
 
-def errors(r):
-    return f" ({r['errors']} errors)" if r["errors"] else ""
+def errors(*runs):
+    count = sum(r["errors"] for r in runs)
+    return f" ({count} errors)" if count else ""
 
 
 def met(ok):
@@ -118,12 +119,11 @@ for partitions in (int(p) for p in read("spread_partitions").split()):
     runs = [report(f"spread_{partitions}_{n}") for n in rounds]
     mbs = [r["mb_per_sec"] for r in runs]
     puts_per_sec = [int(read(f"spread_{partitions}_{n}_puts")) / r["seconds"] for n, r in zip(rounds, runs)]
-    failed = sum(r["errors"] for r in runs)
     spread[partitions] = (statistics.median(mbs), statistics.median(puts_per_sec))
     mb, puts = spread[partitions]
     label = (f"produce acks=all, {runs[0]['bytes'] / 1e9:,.1f} GB, sticky partitioner, {partitions:,} partitions "
              f"(median of {len(runs)}, range)")
-    result = median_and_range(mbs, " MB/s") + (f" ({failed} errors)" if failed else "")
+    result = median_and_range(mbs, " MB/s") + errors(*runs)
     if len(spread) == 1:
         first, (first_mb, first_puts) = partitions, spread[partitions]
         rows.append((label, f"{result}, {median_and_range(puts_per_sec, ' PUTs/s')}", "", "", "", ""))

@@ -44,8 +44,8 @@ DIAL_INTERVALS="10 50 100 250 500"
 STEADY_RATES="10000 50000"
 # Partition counts of the spread rows: the same bytes (SPREAD_MESSAGES of 1 KiB) produced as
 # Kafka clients send keyless messages, to a topic of each size. The counts take turns for
-# SPREAD_ROUNDS rounds and the rows compare medians: one run of each varies by more than the
-# 5% and 10% the targets allow, with this machine's disk.
+# SPREAD_ROUNDS rounds and the rows compare medians: on this machine one run of each varies
+# by more than the 5% and 10% the targets allow.
 SPREAD_PARTITIONS="6 10000"
 SPREAD_ROUNDS=3
 # The tail-consume data set: 48 MiB over 6 partitions, inside the broker's 64 MiB
