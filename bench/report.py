@@ -41,7 +41,7 @@ fsync = float(read("fsync_mb_per_sec"))
 loopback = float(read("loopback_mb_per_sec"))
 produce_limit = min(fsync, 0.4 * loopback)
 rows = [
-    ("fsync write (dd bs=1M conv=fdatasync)", mbps(fsync), "", "", "", ""),
+    (f"fsync write (dd {read('dd_args')})", mbps(fsync), "", "", "", ""),
     ("loopback TCP (iperf3, one stream)", mbps(loopback), "", "", "", ""),
 ]
 
