@@ -397,12 +397,8 @@ fn takes_direct_io(root: &Path) -> bool {
     let probe = root.join(format!("{TEMP_PREFIX}{}", uuid::Uuid::new_v4().simple()));
     let written = (|| {
         let file = create_file(&probe, true)?;
-        write_direct(
-            &file,
-            &AlignedBuffers::default(),
-            &[&[0; DIRECT_IO_ALIGN]],
-            0,
-        )
+        let mut buffer = AlignedBuffer(Vec::new());
+        write_direct(&file, &mut buffer, &[&[0; DIRECT_IO_ALIGN]], 0)
     })();
     let _ = fs::remove_file(&probe);
     match written {
@@ -432,16 +428,17 @@ fn write_all_parts(
         (false, Some(_)) => DIRECT_IO_WRITE_BYTES,
         (false, None) => usize::MAX,
     };
+    let mut buffer = direct_io.map(AlignedBuffers::take);
     let mut offset = 0;
     let mut pause = Duration::ZERO;
-    for_each_piece(parts, piece_len, |piece| {
+    let written = for_each_piece(parts, piece_len, |piece| {
         // Yield the disk as long as the last piece took: flush objects, which producers
         // wait on, get at least half of its time while a segment is written.
         thread::sleep(pause);
         let started = Instant::now();
         let len: usize = piece.iter().map(|slice| slice.len()).sum();
-        match direct_io {
-            Some(buffers) => write_direct(file, buffers, piece, offset)?,
+        match &mut buffer {
+            Some(buffer) => write_direct(file, buffer, piece, offset)?,
             None => {
                 write_vectored_all(file, piece)?;
                 if in_pieces {
@@ -454,7 +451,11 @@ fn write_all_parts(
         }
         offset += len as u64;
         Ok(())
-    })
+    });
+    if let (Some(buffers), Some(buffer)) = (direct_io, buffer) {
+        buffers.give_back(buffer);
+    }
+    written
 }
 
 /// Calls `write_piece` with the parts cut into pieces of `piece_len` bytes, in order (the
@@ -486,34 +487,31 @@ fn for_each_piece(
     write_piece(&pieces)
 }
 
-/// Writes `piece` at `offset` (aligned) of a file opened for direct I/O, copied into an
-/// aligned buffer. A last piece that ends inside a block writes that block's bytes through
+/// Writes `piece` at `offset` (aligned) of a file opened for direct I/O, copied into
+/// `buffer`. A last piece that ends inside a block writes that block's bytes through
 /// the page cache (switching direct I/O off): padding the block and cutting the file back
 /// would make the kernel read the block back from the disk to zero its tail.
 fn write_direct(
     file: &File,
-    buffers: &AlignedBuffers,
+    buffer: &mut AlignedBuffer,
     piece: &[&[u8]],
     offset: u64,
 ) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     let len: usize = piece.iter().map(|slice| slice.len()).sum();
     let whole_blocks = len / DIRECT_IO_ALIGN * DIRECT_IO_ALIGN;
-    let mut buffer = buffers.take();
     let aligned = buffer.aligned(len);
     let mut filled = 0;
     for slice in piece {
         aligned[filled..filled + slice.len()].copy_from_slice(slice);
         filled += slice.len();
     }
-    let mut written = file.write_all_at(&aligned[..whole_blocks], offset);
-    if written.is_ok() && whole_blocks < len {
-        written = set_direct_io(file, false).and_then(|()| {
-            file.write_all_at(&aligned[whole_blocks..], offset + whole_blocks as u64)
-        });
+    file.write_all_at(&aligned[..whole_blocks], offset)?;
+    if whole_blocks < len {
+        set_direct_io(file, false)?;
+        file.write_all_at(&aligned[whole_blocks..], offset + whole_blocks as u64)?;
     }
-    buffers.give_back(buffer);
-    written
+    Ok(())
 }
 
 /// Switches direct I/O on or off for the open `file`.
