@@ -311,7 +311,13 @@ async fn read_request<R: AsyncRead + Unpin>(
         return Ok(None);
     };
     let room = broker.request_memory.reserve(size).await;
-    let frame = read_frame_body(reader, size, broker.config.socket_stall_timeout).await?;
+    let frame = read_frame_body(
+        reader,
+        size,
+        room.bytes(),
+        broker.config.socket_stall_timeout,
+    )
+    .await?;
     Ok(Some((frame, room)))
 }
 

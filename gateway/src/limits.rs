@@ -160,6 +160,13 @@ impl RequestMemory {
     }
 }
 
+impl RequestRoom {
+    /// The bytes held: the frame's size, or the whole bound for a frame larger than it.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
 impl Drop for RequestRoom {
     fn drop(&mut self) {
         self.queued.dec_by(self.bytes as i64);

@@ -53,16 +53,19 @@ pub async fn read_frame_size<R: AsyncRead + Unpin>(
 }
 
 /// Reads a frame body of `len` bytes (the size from [`read_frame_size`]); fails with
-/// `TimedOut` if no byte of it arrives for `stall`.
+/// `TimedOut` if no byte of it arrives for `stall`. `room` is how many bytes the caller
+/// has already set aside for this frame: the body is allocated that large at once.
 pub async fn read_frame_body<R: AsyncRead + Unpin>(
     r: &mut R,
     len: usize,
+    room: usize,
     stall: Duration,
 ) -> Result<Bytes, FrameError> {
-    // The claimed size is untrusted: memory grows with the bytes that actually arrive
-    // (doubling, so large frames still reallocate only a few times), and the reader is
+    // The claimed size is untrusted: beyond the caller's room, memory grows with the bytes
+    // that actually arrive (doubling, so large frames still reallocate only a few times).
+    // Within it, growing would copy every large frame several times over. The reader is
     // limited to `len` so it never reads into the next pipelined request.
-    let mut body = BytesMut::with_capacity(len.min(INITIAL_BODY_CAPACITY));
+    let mut body = body_buffer(len, room);
     let mut limited = r.take(len as u64);
     while body.len() < len {
         if body.len() == body.capacity() {
@@ -86,6 +89,11 @@ pub async fn read_frame_body<R: AsyncRead + Unpin>(
     Ok(body.freeze())
 }
 
+/// The buffer a body of `len` bytes starts in, given the caller's `room` for it.
+fn body_buffer(len: usize, room: usize) -> BytesMut {
+    BytesMut::with_capacity(len.min(room.max(INITIAL_BODY_CAPACITY)))
+}
+
 fn unexpected_eof() -> std::io::Error {
     std::io::Error::new(
         std::io::ErrorKind::UnexpectedEof,
@@ -103,7 +111,7 @@ mod tests {
         max: usize,
     ) -> Result<Option<Bytes>, FrameError> {
         match read_frame_size(r, max).await? {
-            Some(len) => read_frame_body(r, len, Duration::from_secs(5))
+            Some(len) => read_frame_body(r, len, 0, Duration::from_secs(5))
                 .await
                 .map(Some),
             None => Ok(None),
@@ -171,7 +179,7 @@ mod tests {
         use tokio::io::AsyncWriteExt;
         client.write_all(&[0, 0, 0, 10, 1, 2, 3]).await.unwrap();
         let len = read_frame_size(&mut server, 100).await.unwrap().unwrap();
-        let err = read_frame_body(&mut server, len, Duration::from_secs(30))
+        let err = read_frame_body(&mut server, len, 0, Duration::from_secs(30))
             .await
             .unwrap_err();
         assert!(
@@ -179,6 +187,35 @@ mod tests {
             "{err:?}"
         );
         drop(client);
+    }
+
+    #[test]
+    fn a_body_starts_as_large_as_the_room_set_aside_for_it() {
+        let len = 4 * INITIAL_BODY_CAPACITY;
+        assert!(body_buffer(len, len).capacity() >= len);
+        assert!(
+            body_buffer(len, 2 * INITIAL_BODY_CAPACITY).capacity() >= 2 * INITIAL_BODY_CAPACITY
+        );
+        // Without room, only a little until the bytes arrive: the claimed size is untrusted.
+        assert!(body_buffer(len, 0).capacity() < len);
+        assert!(body_buffer(100, len).capacity() >= 100);
+    }
+
+    #[tokio::test]
+    async fn reads_a_body_with_room_split_across_many_reads() {
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        let len = 3 * INITIAL_BODY_CAPACITY + 5;
+        let body: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        let sent = body.clone();
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            client.write_all(&sent).await.unwrap();
+        });
+        let frame = read_frame_body(&mut server, len, len, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(frame.to_vec(), body);
+        writer.await.unwrap();
     }
 
     #[tokio::test]
