@@ -750,6 +750,14 @@ static SETTINGS: &[Setting<BrokerConfig>] = &[
         get: |b| show_millis(b.storage.connect_timeout),
     },
     Setting {
+        name: "storage.local.direct.io",
+        kind: BOOLEAN,
+        documentation:
+            "Whether a file:// store writes and reads around the page cache where it can.",
+        set: |b, v| set_to(&mut b.storage.local_direct_io, parse_bool(v)),
+        get: |b| show(b.storage.local_direct_io),
+    },
+    Setting {
         name: "s3.endpoint",
         kind: TEXT,
         documentation:
@@ -1379,8 +1387,11 @@ mod tests {
         assert_eq!(broker.connections_max_idle, Duration::from_secs(60));
         assert_eq!(broker.storage.request_timeout, Duration::from_secs(7));
         assert_eq!(broker.storage.connect_timeout, Duration::from_millis(700));
+        assert!(broker.storage.local_direct_io, "on unless turned off");
         assert_eq!(broker.flush_stall_timeout, Duration::from_secs(9));
         assert_eq!(broker.message_max_uncompressed_bytes, 1_000_000);
+        let (broker, _) = load_str("\"storage.local.direct.io\" = false\n").unwrap();
+        assert!(!broker.storage.local_direct_io);
         // Kafka's -1: no bound.
         let (broker, _) = load_str("\"queued.max.request.bytes\" = -1\n").unwrap();
         assert_eq!(

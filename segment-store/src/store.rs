@@ -68,6 +68,9 @@ pub struct StorageOptions {
     pub request_timeout: Duration,
     /// How long connecting to a remote store may take.
     pub connect_timeout: Duration,
+    /// Whether a local store writes and reads around the page cache where the file system
+    /// takes direct I/O (see [`LocalStore::open`]).
+    pub local_direct_io: bool,
 }
 
 impl Default for StorageOptions {
@@ -79,6 +82,7 @@ impl Default for StorageOptions {
             s3_allow_http: false,
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
+            local_direct_io: true,
         }
     }
 }
@@ -148,15 +152,7 @@ fn build_store(url: &str, options: &StorageOptions) -> Result<Arc<dyn ObjectStor
         reason: reason.to_string(),
     };
     let remote: RemoteStore = match scheme(url) {
-        "file" => {
-            let path = &url["file://".len()..];
-            if !Path::new(path).is_absolute() {
-                return Err(invalid(
-                    "a file URL needs an absolute path (file:///abs/dir)",
-                ));
-            }
-            return Ok(Arc::new(LocalStore::new(path)?));
-        }
+        "file" => return Ok(Arc::new(local_store(url, options)?)),
         "memory" => return Ok(Arc::new(MemoryStore::new())),
         "s3" => crate::backends::s3::open(url, options)?,
         "gs" => crate::backends::gcs::open(url, options)?,
@@ -176,6 +172,18 @@ fn build_store(url: &str, options: &StorageOptions) -> Result<Arc<dyn ObjectStor
         }
     };
     Ok(Arc::new(remote))
+}
+
+/// The store of a file:// URL.
+fn local_store(url: &str, options: &StorageOptions) -> Result<LocalStore, StoreError> {
+    let path = &url["file://".len()..];
+    if !Path::new(path).is_absolute() {
+        return Err(StoreError::InvalidUrl {
+            url: url.to_string(),
+            reason: "a file URL needs an absolute path (file:///abs/dir)".to_string(),
+        });
+    }
+    LocalStore::open(path, options.local_direct_io)
 }
 
 /// Clips `range` to an object of `len` bytes.
@@ -231,6 +239,20 @@ pub(crate) mod tests {
                 other => panic!("{bad}: expected InvalidUrl, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_local_store_takes_direct_io_unless_the_options_turn_it_off() {
+        let dir = crate::backends::local::tests::disk_dir();
+        let url = format!("file://{}", dir.path().display());
+        assert!(local_store(&url, &StorageOptions::default())
+            .unwrap()
+            .direct_io());
+        let off = StorageOptions {
+            local_direct_io: false,
+            ..StorageOptions::default()
+        };
+        assert!(!local_store(&url, &off).unwrap().direct_io());
     }
 
     /// The behaviour every backend must show; each backend's tests run it.

@@ -6,6 +6,7 @@ import random
 import threading
 import time
 
+import pytest
 from confluent_kafka import Producer
 
 from strata_harness import DeliveryLog, assert_acked_present, consume_all, create_topic, unique_topic, wait_until
@@ -59,6 +60,18 @@ class BackgroundProducer(threading.Thread):
 
 
 def test_acknowledged_records_survive_sigkill(strata):
+    survive_sigkills(strata)
+
+
+@pytest.mark.strata_config({"storage.local.direct.io": False})
+def test_acknowledged_records_survive_sigkill_through_the_page_cache(strata):
+    """The same with the local store's direct I/O turned off: every object is written
+    through the page cache, and its fsync alone makes it durable."""
+    assert "direct I/O turned off" in strata.log()
+    survive_sigkills(strata)
+
+
+def survive_sigkills(strata):
     topic = unique_topic("crash")
     create_topic(strata.bootstrap, topic, partitions=PARTITIONS)
     seed = int(os.environ.get("STRATA_CRASH_SEED", "2"))

@@ -77,14 +77,10 @@ impl LocalStore {
         Self::open(root, true)
     }
 
-    /// Like [`LocalStore::new`], with writes through the page cache even where direct I/O
-    /// works: the other way objects are written, tested as well.
-    #[cfg(test)]
-    fn buffered(root: impl AsRef<Path>) -> Result<Self, StoreError> {
-        Self::open(root, false)
-    }
-
-    fn open(root: impl AsRef<Path>, direct_io: bool) -> Result<Self, StoreError> {
+    /// Opens the store as [`LocalStore::new`] does; with `direct_io` false every read and
+    /// write goes through the page cache even where direct I/O works (on a machine whose
+    /// page cache is cheap, compaction and catch-up reads then find recent objects there).
+    pub fn open(root: impl AsRef<Path>, direct_io: bool) -> Result<Self, StoreError> {
         let root = root.as_ref().to_path_buf();
         let unavailable = |e: io::Error| StoreError::Unavailable {
             op: "open",
@@ -96,11 +92,20 @@ impl LocalStore {
         if removed > 0 {
             tracing::info!(root = %root.display(), removed, "removed temp files of interrupted puts");
         }
+        if !direct_io {
+            tracing::info!(root = %root.display(),
+                "direct I/O turned off: objects are written through the page cache");
+        }
         let direct_io = (direct_io && takes_direct_io(&root)).then(Arc::default);
         Ok(Self {
             root: Arc::new(root),
             direct_io,
         })
+    }
+
+    /// Whether objects are written, and large ranges read, with direct I/O.
+    pub fn direct_io(&self) -> bool {
+        self.direct_io.is_some()
     }
 
     /// The file of `key`. Keys come from Strata itself, so a key that could escape the
@@ -706,7 +711,7 @@ fn remove_torn_temp_files(root: &Path, now: SystemTime) -> io::Result<usize> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::tests::check_contract;
 
@@ -738,7 +743,7 @@ mod tests {
 
     /// A directory on the disk the tests are built on, where direct I/O works (a temp
     /// directory may be on a file system that refuses it).
-    fn disk_dir() -> tempfile::TempDir {
+    pub(crate) fn disk_dir() -> tempfile::TempDir {
         let target = std::env::current_exe().unwrap();
         let dir = tempfile::tempdir_in(target.parent().unwrap()).unwrap();
         assert!(
@@ -753,15 +758,15 @@ mod tests {
         let (direct, buffered) = (disk_dir(), disk_dir());
         vec![
             (LocalStore::new(direct.path()).unwrap(), direct),
-            (LocalStore::buffered(buffered.path()).unwrap(), buffered),
+            (LocalStore::open(buffered.path(), false).unwrap(), buffered),
         ]
     }
 
     #[tokio::test]
     async fn a_store_writing_through_the_page_cache_meets_the_contract() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalStore::buffered(dir.path()).unwrap();
-        assert!(store.direct_io.is_none());
+        let store = LocalStore::open(dir.path(), false).unwrap();
+        assert!(!store.direct_io());
         check_contract(&store).await;
     }
 
@@ -769,7 +774,7 @@ mod tests {
     async fn direct_io_is_used_where_the_file_system_takes_it() {
         let dir = disk_dir();
         let store = LocalStore::new(dir.path()).unwrap();
-        assert!(store.direct_io.is_some());
+        assert!(store.direct_io());
         // The probe leaves nothing behind.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
         check_contract(&store).await;
