@@ -112,28 +112,61 @@ for rate in (int(r) for r in read("steady_rates").split()):
                      met(latency["p99_ms"] <= target) if target else ""))
 
 # The same bytes to 6 and to 10,000 partitions (sticky partitioner), the counts taking turns
-# for several rounds: medians of throughput and PUTs/s, with each one's range.
+# for several rounds: medians of throughput and PUTs/s, with each one's range. At full speed,
+# with the CPU per GB of the client and of the broker (which of them the partition count
+# costs); paced, PUTs/s at the same rate.
 rounds = range(1, int(read("spread_rounds")) + 1)
-spread = {}
+spread_rate = int(read("spread_rate"))
+
+
+def spread_runs(pace, partitions):
+    """Each round's report of one pace and count, with its PUTs/s and broker CPU seconds."""
+    runs = []
+    for n in rounds:
+        name = f"spread_{pace}_{partitions}_{n}"
+        r = report(name)
+        r["puts_per_sec"] = int(read(f"{name}_puts")) / r["seconds"]
+        r["broker_cpu"] = sum(float(v) for v in read(f"{name}_broker_cpu").split())
+        runs.append(r)
+    return runs
+
+
+first = None
 for partitions in (int(p) for p in read("spread_partitions").split()):
-    runs = [report(f"spread_{partitions}_{n}") for n in rounds]
-    mbs = [r["mb_per_sec"] for r in runs]
-    puts_per_sec = [int(read(f"spread_{partitions}_{n}_puts")) / r["seconds"] for n, r in zip(rounds, runs)]
-    spread[partitions] = (statistics.median(mbs), statistics.median(puts_per_sec))
-    mb, puts = spread[partitions]
-    label = (f"produce acks=all, {runs[0]['bytes'] / 1e9:,.1f} GB, sticky partitioner, {partitions:,} partitions "
-             f"(median of {len(runs)}, range)")
-    result = median_and_range(mbs, " MB/s") + errors(*runs)
-    if len(spread) == 1:
-        first, (first_mb, first_puts) = partitions, spread[partitions]
-        rows.append((label, f"{result}, {median_and_range(puts_per_sec, ' PUTs/s')}", "", "", "", ""))
-        continue
-    rows.append((label, result, f"at {first} partitions", f"{mb / first_mb:.2f}",
-                 "≥ 0.95", met(mb / first_mb >= 0.95)))
-    rows.append((f"PUTs/s, {partitions:,} partitions (same bytes, median of {len(runs)})",
-                 median_and_range(puts_per_sec, "/s"),
-                 f"{first_puts:,.1f}/s at {first} partitions", f"{puts / first_puts:.2f}",
-                 "within ±10%", met(abs(puts / first_puts - 1) <= 0.1)))
+    full, paced = spread_runs("full", partitions), spread_runs("paced", partitions)
+    full_puts = [r["puts_per_sec"] for r in full]
+    mb = statistics.median(r["mb_per_sec"] for r in full)
+    puts = statistics.median(full_puts)
+    paced_puts = statistics.median(r["puts_per_sec"] for r in paced)
+    label = (f"produce acks=all, {full[0]['bytes'] / 1e9:,.1f} GB, sticky partitioner, {partitions:,} partitions "
+             f"(median of {len(full)}, range)")
+    result = median_and_range([r["mb_per_sec"] for r in full], " MB/s") + errors(*full)
+    if first is None:
+        first = (partitions, mb, puts, paced_puts)
+        rows.append((label, f"{result}, {median_and_range(full_puts, ' PUTs/s')}", "", "", "", ""))
+    else:
+        first_partitions, first_mb, first_puts, first_paced_puts = first
+        rows.append((label, result, f"at {first_partitions} partitions", f"{mb / first_mb:.2f}",
+                     "≥ 0.95", met(mb / first_mb >= 0.95)))
+        rows.append((f"PUTs/s, {partitions:,} partitions (same bytes, median of {len(full)})",
+                     median_and_range(full_puts, "/s"),
+                     f"{first_puts:,.1f}/s at {first_partitions} partitions", f"{puts / first_puts:.2f}",
+                     "within ±10%", met(abs(puts / first_puts - 1) <= 0.1)))
+    gigabytes = [r["bytes"] / 1e9 for r in full]
+    client = [(r["cpu_seconds"]["user"] + r["cpu_seconds"]["system"]) / gb for r, gb in zip(full, gigabytes)]
+    broker = [r["broker_cpu"] / gb for r, gb in zip(full, gigabytes)]
+    rows.append((f"CPU per GB in those runs, {partitions:,} partitions (median of {len(full)}, range)",
+                 f"client {median_and_range(client, ' s')}, broker {median_and_range(broker, ' s')}",
+                 "", "", "", ""))
+    paced_label = (f"PUTs/s paced to {spread_rate:,} msg/s, {partitions:,} partitions "
+                   f"(same bytes, median of {len(paced)}, range)")
+    paced_result = (median_and_range([r["puts_per_sec"] for r in paced], "/s") + " at "
+                    + mbps(statistics.median(r["mb_per_sec"] for r in paced)) + errors(*paced))
+    if partitions == first[0]:
+        rows.append((paced_label, paced_result, "", "", "", ""))
+    else:
+        rows.append((paced_label, paced_result, f"{first_paced_puts:,.1f}/s at {first[0]} partitions",
+                     f"{paced_puts / first_paced_puts:.2f}", "", ""))
 
 puts = {}
 for partitions in (1, 100, 1000):

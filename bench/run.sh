@@ -49,6 +49,9 @@ STEADY_RATES="10000 50000"
 # by more than the 5% and 10% the targets allow.
 SPREAD_PARTITIONS="6 10000"
 SPREAD_ROUNDS=3
+# msg/s of the paced spread runs: half of what one producer reaches at 6 partitions here,
+# and within its reach at 10,000.
+SPREAD_RATE=250000
 # The tail-consume data set: 48 MiB over 6 partitions, inside the broker's 64 MiB
 # in-memory tail, read over and over for SECS.
 TAIL_MESSAGES=49152
@@ -143,6 +146,11 @@ metric() {
 # broker_cpu: the broker's user and system CPU seconds so far.
 broker_cpu() {
   awk -v tck="$(getconf CLK_TCK)" '{ print $14 / tck, $15 / tck }' "/proc/$BROKER_PID/stat"
+}
+
+# broker_cpu_since BEFORE: the broker's user and system CPU seconds since broker_cpu said BEFORE.
+broker_cpu_since() {
+  echo "$(broker_cpu) $1" | awk '{ print $1 - $3, $2 - $4 }'
 }
 
 puts_so_far() { metric 'strata_object_store_requests_total{operation="put"}'; }
@@ -250,7 +258,7 @@ echo $(($(metric strata_flushes_total) - flushes_before)) >"$RESULTS/produce_all
 echo $(($(metric strata_flush_bytes_total) - flush_bytes_before)) >"$RESULTS/produce_all_flush_bytes"
 echo "$(metric strata_flush_duration_seconds_sum) $flush_seconds_before" | awk '{ print $1 - $2 }' \
   >"$RESULTS/produce_all_flush_seconds"
-echo "$(broker_cpu) $cpu_before" | awk '{ print $1 - $3, $2 - $4 }' >"$RESULTS/produce_all_broker_cpu"
+broker_cpu_since "$cpu_before" >"$RESULTS/produce_all_broker_cpu"
 
 step "Produce acks=1 (${SECS} s)"
 bench produce --topic produce-one --partitions 6 --acks 1 --duration "$SECS" >"$RESULTS/produce_one.json"
@@ -304,20 +312,31 @@ done
 echo "$STEADY_RATES" >"$RESULTS/steady_rates"
 rm -rf "$WORK"/steady-*
 
+# Each count at full speed, then paced to SPREAD_RATE: a local store flushes as soon as the
+# previous flush is done, so its PUTs/s follow the producer's rate, and only the paced runs
+# compare PUTs at the same rate.
 for round in $(seq "$SPREAD_ROUNDS"); do
   for partitions in $SPREAD_PARTITIONS; do
-    step "Produce acks=all, $SPREAD_MESSAGES messages of 1 KiB, sticky partitioner, $partitions partitions (round $round of $SPREAD_ROUNDS)"
-    rm -rf "$WORK/data"
-    start_broker "$WORK/data" "spread-$partitions-$round"
-    before=$(puts_so_far)
-    bench produce --topic spread --partitions "$partitions" --partitioner sticky \
-      --messages "$SPREAD_MESSAGES" >"$RESULTS/spread_${partitions}_$round.json"
-    echo $(($(puts_so_far) - before)) >"$RESULTS/spread_${partitions}_${round}_puts"
-    stop_broker
+    for pace in full paced; do
+      step "Produce acks=all, $SPREAD_MESSAGES messages of 1 KiB, sticky partitioner, $partitions partitions, $pace (round $round of $SPREAD_ROUNDS)"
+      name="spread_${pace}_${partitions}_$round"
+      rm -rf "$WORK/data"
+      start_broker "$WORK/data" "$name"
+      before=$(puts_so_far)
+      cpu_before=$(broker_cpu)
+      rate=()
+      [[ $pace == paced ]] && rate=(--rate "$SPREAD_RATE")
+      bench produce --topic spread --partitions "$partitions" --partitioner sticky \
+        --messages "$SPREAD_MESSAGES" "${rate[@]}" >"$RESULTS/$name.json"
+      echo $(($(puts_so_far) - before)) >"$RESULTS/${name}_puts"
+      broker_cpu_since "$cpu_before" >"$RESULTS/${name}_broker_cpu"
+      stop_broker
+    done
   done
 done
 echo "$SPREAD_PARTITIONS" >"$RESULTS/spread_partitions"
 echo "$SPREAD_ROUNDS" >"$RESULTS/spread_rounds"
+echo "$SPREAD_RATE" >"$RESULTS/spread_rate"
 
 # The broker inflates every compressed batch to check its records: what that costs. Each on
 # a fresh broker, so the disk holds one row's data at a time.

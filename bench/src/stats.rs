@@ -102,6 +102,31 @@ pub struct Report {
     errors: u64,
     /// By kind: "ack" is send to acknowledgement, "e2e" send to receipt by a consumer.
     latency: BTreeMap<&'static str, LatencySummary>,
+    /// This process's CPU time (librdkafka's threads included), to tell a run the client
+    /// held back from one the broker did.
+    cpu_seconds: CpuSeconds,
+}
+
+#[derive(Serialize)]
+struct CpuSeconds {
+    user: f64,
+    system: f64,
+}
+
+impl CpuSeconds {
+    fn of_this_process() -> Self {
+        // SAFETY: getrusage only writes the struct it is given.
+        let usage = unsafe {
+            let mut usage = std::mem::zeroed::<libc::rusage>();
+            libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+            usage
+        };
+        let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        Self {
+            user: seconds(usage.ru_utime),
+            system: seconds(usage.ru_stime),
+        }
+    }
 }
 
 impl Report {
@@ -124,6 +149,7 @@ impl Report {
                 .iter()
                 .filter_map(|&(kind, latency)| Some((kind, latency.summary()?)))
                 .collect(),
+            cpu_seconds: CpuSeconds::of_this_process(),
         }
     }
 
@@ -145,6 +171,13 @@ impl Report {
             ),
             ("MB/s".to_string(), format!("{:.1}", self.mb_per_sec)),
             ("errors".to_string(), self.errors.to_string()),
+            (
+                "CPU s".to_string(),
+                format!(
+                    "{:.2} + {:.2}",
+                    self.cpu_seconds.user, self.cpu_seconds.system
+                ),
+            ),
         ];
         for (kind, l) in &self.latency {
             for (quantile, ms) in [
