@@ -156,10 +156,11 @@ impl Broker {
     }
 
     /// How much of the committed tail one partition keeps in memory: an equal share of
-    /// `tail.cache.bytes`, so the whole tail stays within it at any partition count (each
-    /// partition still keeps its newest batch). The share is by the partition count rounded
-    /// up to a power of two, so it shrinks only when the count passes one: loading a
-    /// partition trims every tail only then, a few times in all rather than on every load.
+    /// `tail.cache.bytes`, so the whole tail stays within it at any partition count (a
+    /// batch larger than the share is read from the store). The share is by the partition
+    /// count rounded up to a power of two, so it shrinks only when the count passes one:
+    /// loading a partition trims every tail only then, a few times in all rather than on
+    /// every load.
     pub fn tail_limit(&self) -> usize {
         Self::tail_share(
             self.config.tail_cache_bytes,

@@ -518,6 +518,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn batches_larger_than_a_partitions_share_of_the_tail_are_read_from_the_store() {
+        let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+        let batch_len = record_batch(-1, -1, -1, 1, 1_000).len();
+        // 16 partitions, each with a share of half a batch.
+        let config = BrokerConfig {
+            tail_cache_bytes: 16 * batch_len / 2,
+            ..BrokerConfig::default()
+        };
+        let (broker, _dir) = broker(store, config).await;
+        let topic = topic(&broker, "many", 16).await;
+        let partitions: Vec<_> = (0..16)
+            .map(|index| broker.partition(&topic, index).unwrap())
+            .collect();
+        for partition in &partitions {
+            append(&broker, partition, 1);
+        }
+        flush(&broker).await;
+        for (index, partition) in partitions.iter().enumerate() {
+            assert!(
+                partition.read_tail(0, usize::MAX, true).is_none(),
+                "partition {index} keeps a batch over its share of the tail"
+            );
+            let read = broker
+                .log_reader()
+                .read(partition, 0, 1, usize::MAX, true)
+                .await
+                .unwrap();
+            assert_eq!((read.record_count(), read.last_offset()), (1, Some(0)));
+        }
+    }
+
+    #[tokio::test]
     async fn partitions_loaded_later_shrink_the_tail_of_idle_ones() {
         let (broker, _dir, topic) = broker_with_a_small_tail().await;
         // Alone, the first partition's share is the whole tail: all ten batches.

@@ -122,7 +122,9 @@ impl PartitionState {
     }
 
     fn trim_tail(&mut self, tail_limit: usize) {
-        while self.tail_bytes > tail_limit && self.tail.len() > 1 {
+        // Even the newest batch goes when it alone is over the limit: keeping one batch per
+        // partition would hold partitions × batch size, not `tail.cache.bytes`.
+        while self.tail_bytes > tail_limit {
             let dropped = self.tail.pop_front().expect("tail is not empty");
             self.tail_bytes -= dropped.len();
         }
@@ -323,7 +325,7 @@ impl Partition {
         });
     }
 
-    /// Keeps at most `tail_limit` bytes of the committed tail (and always the newest batch).
+    /// Keeps at most `tail_limit` bytes of the committed tail.
     pub fn trim_tail(&self, tail_limit: usize) {
         self.state.lock().unwrap().trim_tail(tail_limit);
     }
