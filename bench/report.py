@@ -141,7 +141,8 @@ for partitions in (int(p) for p in read("spread_partitions").split()):
     label = (f"produce acks=all, {full[0]['bytes'] / 1e9:,.1f} GB, sticky partitioner, {partitions:,} partitions "
              f"(median of {len(full)}, range)")
     result = median_and_range([r["mb_per_sec"] for r in full], " MB/s") + errors(*full)
-    if first is None:
+    is_first = first is None
+    if is_first:
         first = (partitions, mb, puts, paced_puts)
         rows.append((label, f"{result}, {median_and_range(full_puts, ' PUTs/s')}", "", "", "", ""))
     else:
@@ -162,7 +163,7 @@ for partitions in (int(p) for p in read("spread_partitions").split()):
                    f"(same bytes, median of {len(paced)}, range)")
     paced_result = (median_and_range([r["puts_per_sec"] for r in paced], "/s") + " at "
                     + mbps(statistics.median(r["mb_per_sec"] for r in paced)) + errors(*paced))
-    if partitions == first[0]:
+    if is_first:
         rows.append((paced_label, paced_result, "", "", "", ""))
     else:
         rows.append((paced_label, paced_result, f"{first_paced_puts:,.1f}/s at {first[0]} partitions",

@@ -51,6 +51,15 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    pub(crate) fn invalid_url(url: &str, reason: impl Into<String>) -> Self {
+        Self::InvalidUrl {
+            url: url.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
 /// Settings of the remote backends that the URL does not carry. Anything left unset comes
 /// from the backend's standard environment variables (AWS_*, GOOGLE_*, AZURE_*).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,10 +156,6 @@ fn scheme(url: &str) -> &str {
 }
 
 fn build_store(url: &str, options: &StorageOptions) -> Result<Arc<dyn ObjectStore>, StoreError> {
-    let invalid = |reason: &str| StoreError::InvalidUrl {
-        url: url.to_string(),
-        reason: reason.to_string(),
-    };
     let remote: RemoteStore = match scheme(url) {
         "file" => return Ok(Arc::new(local_store(url, options)?)),
         "memory" => return Ok(Arc::new(MemoryStore::new())),
@@ -161,12 +166,14 @@ fn build_store(url: &str, options: &StorageOptions) -> Result<Arc<dyn ObjectStor
         "hdfs" => crate::backends::hdfs::open(url)?,
         #[cfg(not(feature = "hdfs"))]
         "hdfs" => {
-            return Err(invalid(
+            return Err(StoreError::invalid_url(
+                url,
                 "this build has no HDFS support (cargo feature `hdfs`)",
             ))
         }
         _ => {
-            return Err(invalid(
+            return Err(StoreError::invalid_url(
+                url,
                 "supported schemes are file://, memory://, s3://, gs://, az:// and hdfs://",
             ))
         }
@@ -178,10 +185,10 @@ fn build_store(url: &str, options: &StorageOptions) -> Result<Arc<dyn ObjectStor
 fn local_store(url: &str, options: &StorageOptions) -> Result<LocalStore, StoreError> {
     let path = &url["file://".len()..];
     if !Path::new(path).is_absolute() {
-        return Err(StoreError::InvalidUrl {
-            url: url.to_string(),
-            reason: "a file URL needs an absolute path (file:///abs/dir)".to_string(),
-        });
+        return Err(StoreError::invalid_url(
+            url,
+            "a file URL needs an absolute path (file:///abs/dir)",
+        ));
     }
     LocalStore::open(path, options.local_direct_io)
 }

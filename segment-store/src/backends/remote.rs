@@ -208,10 +208,10 @@ pub(crate) fn bucket_and_prefix(url: &str) -> Result<(&str, String), StoreError>
     let rest = url.split_once("://").map_or("", |(_, rest)| rest);
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
-        return Err(StoreError::InvalidUrl {
-            url: url.to_string(),
-            reason: "no bucket (scheme://bucket/prefix)".to_string(),
-        });
+        return Err(StoreError::invalid_url(
+            url,
+            "no bucket (scheme://bucket/prefix)",
+        ));
     }
     let prefix = prefix.trim_matches('/');
     let prefix = if prefix.is_empty() {
@@ -246,10 +246,7 @@ pub(crate) fn client_timeouts(options: &StorageOptions) -> [(ClientConfigKey, St
 
 /// A client that could not be configured from the URL, options and environment.
 pub(crate) fn config_error(url: &str, e: object_store::Error) -> StoreError {
-    StoreError::InvalidUrl {
-        url: url.to_string(),
-        reason: format!("cannot configure the client: {e}"),
-    }
+    StoreError::invalid_url(url, format!("cannot configure the client: {e}"))
 }
 
 fn error(op: &'static str, key: &str, e: object_store::Error) -> StoreError {
