@@ -277,6 +277,20 @@ stop_broker
 # deletion may stall the disk at their start: they have no targets, the steady rows do).
 rm -rf "$WORK/data"
 sync
+
+# The same durable produce from strata-bench's lean producer, which spends a fraction of
+# librdkafka's CPU per GB: on two cores shared with the broker, librdkafka's own CPU caps
+# the row above, and this one measures what the broker takes.
+step "Produce acks=all, lean producer, 1 KiB, 6 partitions (${SECS} s)"
+start_broker "$WORK/lean" lean
+cpu_before=$(broker_cpu)
+bench produce --topic produce-lean --partitions 6 --acks all --client lean --partitioner sticky \
+  --duration "$SECS" >"$RESULTS/produce_lean.json"
+broker_cpu_since "$cpu_before" >"$RESULTS/produce_lean_broker_cpu"
+stop_broker
+rm -rf "$WORK/lean"
+sync
+
 start_broker "$WORK/data" latency
 
 # Half of the measured acks=all maximum, in messages per second.
@@ -312,22 +326,24 @@ done
 echo "$STEADY_RATES" >"$RESULTS/steady_rates"
 rm -rf "$WORK"/steady-*
 
-# Each count at full speed, then paced to SPREAD_RATE: a local store flushes as soon as the
-# previous flush is done, so its PUTs/s follow the producer's rate, and only the paced runs
-# compare PUTs at the same rate.
+# Each count at full speed from librdkafka, then paced to SPREAD_RATE, then at full speed
+# from the lean producer. A local store flushes as soon as the previous flush is done, so its
+# PUTs/s follow the producer's rate: librdkafka's rate falls with the partition count (its
+# own CPU per GB rises), the lean producer's shows whether the broker's does.
 for round in $(seq "$SPREAD_ROUNDS"); do
   for partitions in $SPREAD_PARTITIONS; do
-    for pace in full paced; do
+    for pace in full paced lean; do
       step "Produce acks=all, $SPREAD_MESSAGES messages of 1 KiB, sticky partitioner, $partitions partitions, $pace (round $round of $SPREAD_ROUNDS)"
       name="spread_${pace}_${partitions}_$round"
       rm -rf "$WORK/data"
       start_broker "$WORK/data" "$name"
       before=$(puts_so_far)
       cpu_before=$(broker_cpu)
-      rate=()
-      [[ $pace == paced ]] && rate=(--rate "$SPREAD_RATE")
+      how=()
+      [[ $pace == paced ]] && how=(--rate "$SPREAD_RATE")
+      [[ $pace == lean ]] && how=(--client lean)
       bench produce --topic spread --partitions "$partitions" --partitioner sticky \
-        --messages "$SPREAD_MESSAGES" "${rate[@]}" >"$RESULTS/$name.json"
+        --messages "$SPREAD_MESSAGES" "${how[@]}" >"$RESULTS/$name.json"
       echo $(($(puts_so_far) - before)) >"$RESULTS/${name}_puts"
       broker_cpu_since "$cpu_before" >"$RESULTS/${name}_broker_cpu"
       stop_broker

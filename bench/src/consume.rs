@@ -146,7 +146,7 @@ impl Consumer {
                 None => continue,
                 Some(Ok(message)) => message,
                 Some(Err(error)) => {
-                    if meter.error() == 0 {
+                    if meter.error(1) == 0 {
                         eprintln!("consume failed: {error} (only the first failure is shown)");
                     }
                     continue;

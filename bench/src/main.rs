@@ -1,8 +1,10 @@
-//! `strata-bench`: a load generator for Strata (or any Kafka broker) built on librdkafka.
+//! `strata-bench`: a load generator for Strata (or any Kafka broker) built on librdkafka,
+//! with a lean producer of its own for runs that measure the broker rather than the client.
 //! Subcommands `produce`, `consume` and `e2e`; see bench/README.md.
 
 mod client;
 mod consume;
+mod lean;
 mod produce;
 mod stats;
 
@@ -124,6 +126,22 @@ struct ProducerArgs {
     /// How messages are spread over the partitions.
     #[arg(long, value_enum, default_value_t = produce::Partitioner::RoundRobin)]
     partitioner: produce::Partitioner,
+    /// Which producer sends.
+    #[arg(long, value_enum, default_value_t = ProducerClient::Librdkafka)]
+    client: ProducerClient,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ProducerClient {
+    /// librdkafka, as Kafka applications produce.
+    Librdkafka,
+    /// strata-bench's own: whole batches of --batch-size laid out once and re-stamped,
+    /// each to the next partition, 5 requests in flight per connection (uncompressed,
+    /// --partitioner sticky, acks all or 1). It spends a fraction of librdkafka's CPU per
+    /// GB, so the broker, not the client, is the limit. Without --rate a batch goes out as
+    /// soon as a request slot is free (--linger-ms does not apply); with it, once its last
+    /// message is due.
+    Lean,
 }
 
 #[derive(Args)]
@@ -301,12 +319,18 @@ fn run_producers(
     latency: &Arc<Latency>,
 ) -> anyhow::Result<()> {
     let count = args.producers.max(1);
+    if let ProducerClient::Lean = args.client {
+        lean::check(args)?;
+    }
     let config = client::producer_config(servers, args);
     thread::scope(|scope| {
         let workers: Vec<_> = (0..count)
             .map(|i| {
                 let (config, share) = (&config, job.share(i, count));
-                scope.spawn(move || produce::run(config, &share, meter, latency))
+                scope.spawn(move || match args.client {
+                    ProducerClient::Librdkafka => produce::run(config, &share, meter, latency),
+                    ProducerClient::Lean => lean::run(servers, args, &share, meter, latency),
+                })
             })
             .collect();
         join_all(workers)

@@ -89,7 +89,7 @@ impl ProducerContext for Deliveries {
                 self.meter.add(payload.len());
             }
             Err((error, _)) => {
-                if self.meter.error() == 0 {
+                if self.meter.error(1) == 0 {
                     eprintln!("delivery failed: {error} (only the first failure is shown)");
                 }
             }
@@ -146,7 +146,7 @@ pub fn run(
 
 /// A payload that does not compress to nothing (a fixed xorshift sequence), so that
 /// --compression measures real work.
-fn filler(size: usize) -> Vec<u8> {
+pub fn filler(size: usize) -> Vec<u8> {
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
     (0..size)
         .map(|_| {

@@ -27,13 +27,17 @@ pub struct Meter {
 
 impl Meter {
     pub fn add(&self, bytes: usize) {
-        self.messages.fetch_add(1, Ordering::Relaxed);
-        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.add_many(1, bytes as u64);
     }
 
-    /// Counts an error; returns how many there were before.
-    pub fn error(&self) -> u64 {
-        self.errors.fetch_add(1, Ordering::Relaxed)
+    pub fn add_many(&self, messages: u64, bytes: u64) {
+        self.messages.fetch_add(messages, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts `messages` that failed; returns how many had failed before.
+    pub fn error(&self, messages: u64) -> u64 {
+        self.errors.fetch_add(messages, Ordering::Relaxed)
     }
 
     pub fn messages(&self) -> u64 {
@@ -44,7 +48,7 @@ impl Meter {
         self.bytes.load(Ordering::Relaxed)
     }
 
-    fn errors(&self) -> u64 {
+    pub fn errors(&self) -> u64 {
         self.errors.load(Ordering::Relaxed)
     }
 }
@@ -63,8 +67,16 @@ impl Latency {
 
     /// Records the time since `sent` (a `now_nanos` value).
     pub fn record_since(&self, sent: u64) {
+        self.record_n_since(sent, 1);
+    }
+
+    /// Records the time since `sent` once for each of `messages` sent together.
+    pub fn record_n_since(&self, sent: u64, messages: u64) {
         let micros = now_nanos().saturating_sub(sent) / 1_000;
-        self.0.lock().unwrap().saturating_record(micros.max(1));
+        self.0
+            .lock()
+            .unwrap()
+            .saturating_record_n(micros.max(1), messages);
     }
 
     fn summary(&self) -> Option<LatencySummary> {
