@@ -24,14 +24,17 @@ while (($#)); do
   shift
 done
 [[ "$STORAGE" == file || "$STORAGE" == s3 ]] || usage
-# NEED_GB: free disk the run needs. The opening produce rows write ~32 GB in a full run at
-# 520 MB/s of durable produce (~6 GB quick), and compaction rewrites it before the flush
-# objects are deleted, so the disk holds up to ~45 GB; on a full disk PUTs fail and are
-# retried, which stalls producers and ruins the figures.
+# PRODUCE_CAP: the most messages of 1 KiB a produce row of SECS sends, so that a fast
+# machine does not write more than the disk holds (a row stops at SECS or at the cap).
+# NEED_GB: free disk the run needs. The produce-all row writes up to the cap (24.6 GB; ~6 GB
+# quick) and stays on disk through the cold consume, and compaction rewrites it before the
+# flush objects are deleted, so the disk holds up to ~50 GB; every other produce row runs on
+# a fresh broker whose data is deleted after it. On a full disk PUTs fail and are retried,
+# which stalls producers and ruins the figures.
 if $QUICK; then
-  SECS=5 DD_MB=512 IPERF_SECS=3 NEED_GB=16 DIAL_SECS=5 KILLS=3 SPREAD_MESSAGES=500000
+  SECS=5 PRODUCE_CAP=6000000 DD_MB=512 IPERF_SECS=3 NEED_GB=16 DIAL_SECS=5 KILLS=3 SPREAD_MESSAGES=500000
 else
-  SECS=30 DD_MB=2048 IPERF_SECS=10 NEED_GB=60 DIAL_SECS=15 KILLS=10 SPREAD_MESSAGES=3000000
+  SECS=30 PRODUCE_CAP=24000000 DD_MB=2048 IPERF_SECS=10 NEED_GB=60 DIAL_SECS=15 KILLS=10 SPREAD_MESSAGES=3000000
 fi
 # The cluster rows: a topic spread over the 3 gateways, and etcd's cost at a small and a
 # large partition count.
@@ -162,6 +165,24 @@ gets_so_far() {
 
 bench() { "$BENCH" --bootstrap-servers "$KAFKA" --json "$@"; }
 
+# produce_on_fresh_broker NAME FLAG...: a produce row of SECS (at most PRODUCE_CAP messages)
+# to 6 partitions of topic produce-NAME on a fresh broker, with these strata-bench flags;
+# writes produce_NAME.json and the broker's CPU seconds, then deletes the broker's data, so
+# that the disk holds one row's data at a time.
+produce_on_fresh_broker() {
+  local name="$1"
+  shift
+  start_broker "$WORK/fresh" "produce-$name"
+  local cpu_before
+  cpu_before=$(broker_cpu)
+  bench produce --topic "produce-$name" --partitions 6 --duration "$SECS" --messages "$PRODUCE_CAP" \
+    "$@" >"$RESULTS/produce_$name.json"
+  broker_cpu_since "$cpu_before" >"$RESULTS/produce_${name}_broker_cpu"
+  stop_broker
+  rm -rf "$WORK/fresh"
+  sync
+}
+
 # driver SCRIPT ARG...: a Python driver of a cluster (bench/cluster_*.py) with the release
 # build, its work files under $WORK; in the background, so that cleanup can stop it.
 driver() {
@@ -252,16 +273,14 @@ flushes_before=$(metric strata_flushes_total)
 flush_bytes_before=$(metric strata_flush_bytes_total)
 flush_seconds_before=$(metric strata_flush_duration_seconds_sum)
 cpu_before=$(broker_cpu)
-bench produce --topic produce-all --partitions 6 --acks all --duration "$SECS" >"$RESULTS/produce_all.json"
+bench produce --topic produce-all --partitions 6 --acks all --duration "$SECS" --messages "$PRODUCE_CAP" \
+  >"$RESULTS/produce_all.json"
 echo $(($(puts_so_far) - puts_before)) >"$RESULTS/produce_all_puts"
 echo $(($(metric strata_flushes_total) - flushes_before)) >"$RESULTS/produce_all_flushes"
 echo $(($(metric strata_flush_bytes_total) - flush_bytes_before)) >"$RESULTS/produce_all_flush_bytes"
 echo "$(metric strata_flush_duration_seconds_sum) $flush_seconds_before" | awk '{ print $1 - $2 }' \
   >"$RESULTS/produce_all_flush_seconds"
 broker_cpu_since "$cpu_before" >"$RESULTS/produce_all_broker_cpu"
-
-step "Produce acks=1 (${SECS} s)"
-bench produce --topic produce-one --partitions 6 --acks 1 --duration "$SECS" >"$RESULTS/produce_one.json"
 
 step "Consume cold after a broker restart: all of produce-all"
 stop_broker
@@ -278,18 +297,13 @@ stop_broker
 rm -rf "$WORK/data"
 sync
 
+step "Produce acks=1 (${SECS} s)"
+produce_on_fresh_broker one --acks 1
 # The same durable produce from strata-bench's lean producer, which spends a fraction of
 # librdkafka's CPU per GB: on two cores shared with the broker, librdkafka's own CPU caps
-# the row above, and this one measures what the broker takes.
+# the acks=all row, and this one measures what the broker takes.
 step "Produce acks=all, lean producer, 1 KiB, 6 partitions (${SECS} s)"
-start_broker "$WORK/lean" lean
-cpu_before=$(broker_cpu)
-bench produce --topic produce-lean --partitions 6 --acks all --client lean --partitioner sticky \
-  --duration "$SECS" >"$RESULTS/produce_lean.json"
-broker_cpu_since "$cpu_before" >"$RESULTS/produce_lean_broker_cpu"
-stop_broker
-rm -rf "$WORK/lean"
-sync
+produce_on_fresh_broker lean --acks all --client lean --partitioner sticky
 
 start_broker "$WORK/data" latency
 
@@ -350,19 +364,15 @@ for round in $(seq "$SPREAD_ROUNDS"); do
     done
   done
 done
+rm -rf "$WORK/data"
 echo "$SPREAD_PARTITIONS" >"$RESULTS/spread_partitions"
 echo "$SPREAD_ROUNDS" >"$RESULTS/spread_rounds"
 echo "$SPREAD_RATE" >"$RESULTS/spread_rate"
 
-# The broker inflates every compressed batch to check its records: what that costs. Each on
-# a fresh broker, so the disk holds one row's data at a time.
+# The broker inflates every compressed batch to check its records: what that costs.
 for codec in lz4 snappy; do
   step "Produce acks=all, $codec (${SECS} s)"
-  rm -rf "$WORK/data"
-  start_broker "$WORK/data" "produce-$codec"
-  bench produce --topic "produce-$codec" --partitions 6 --acks all --compression "$codec" \
-    --duration "$SECS" >"$RESULTS/produce_$codec.json"
-  stop_broker
+  produce_on_fresh_broker "$codec" --acks all --compression "$codec"
 done
 
 # Each partition count on a fresh broker, so that no other topic's compaction PUTs fall
