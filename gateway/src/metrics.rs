@@ -166,6 +166,7 @@ pub struct Metrics {
     pub flush_latency: Histogram,
     pub flush_commit_latency: Histogram,
     pub buffered_bytes: Gauge,
+    pub compaction_backlog_bytes: Gauge,
     pub unflushed: Arc<UnflushedAge>,
     pub fetch_memory_exhausted: Counter,
     pub read_integrity_errors: Counter,
@@ -316,6 +317,7 @@ impl Metrics {
         let flush_latency = latency_histogram();
         let flush_commit_latency = latency_histogram();
         let buffered_bytes = Gauge::default();
+        let compaction_backlog_bytes = Gauge::default();
         let fetch_memory_exhausted = Counter::default();
         registry.register(
             "flushes",
@@ -347,6 +349,13 @@ impl Metrics {
             "buffered_bytes",
             "Produced bytes waiting for a flush",
             buffered_bytes.clone(),
+        );
+        registry.register(
+            "compaction_backlog_bytes",
+            "Committed bytes of the partitions this broker leads still in flush objects, not \
+             yet compacted into segments, as of the end of the last compaction pass; grows \
+             while compaction falls behind",
+            compaction_backlog_bytes.clone(),
         );
         registry.register(
             "fetch_memory_exhausted",
@@ -493,6 +502,7 @@ impl Metrics {
             flush_latency,
             flush_commit_latency,
             buffered_bytes,
+            compaction_backlog_bytes,
             unflushed,
             fetch_memory_exhausted,
             read_integrity_errors,

@@ -73,7 +73,20 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             .await
             {}
         }
+        let backlog = compaction_backlog(&broker);
+        broker.metrics.compaction_backlog_bytes.set(backlog as i64);
     }
+}
+
+/// Committed bytes of the led partitions still in chunks of flush objects.
+fn compaction_backlog(broker: &Broker) -> u64 {
+    broker
+        .led_partitions()
+        .iter()
+        .filter_map(|p| broker.coordinator.partition_log(p.topic_id, p.index))
+        .flat_map(|log| log.chunks)
+        .map(|chunk| chunk.size)
+        .sum()
 }
 
 /// Compacts the partition's oldest chunks if they are due; returns whether it did.
@@ -526,6 +539,41 @@ mod tests {
         assert!(log.segments.iter().all(|s| s.size <= 2 * batch_len));
         assert_eq!(log.chunks.len(), 1);
         assert_eq!(log.high_watermark, 50);
+    }
+
+    #[tokio::test]
+    async fn each_pass_reports_the_bytes_left_in_flush_objects() {
+        let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+        let batch_len = record_batch(-1, -1, -1, 10, 0).len() as u64;
+        let config = BrokerConfig {
+            compaction_interval: Duration::from_millis(10),
+            compaction_bytes: 2 * batch_len,
+            compaction_max_lag: Duration::from_secs(3600),
+            ..BrokerConfig::default()
+        };
+        let (broker, _dir) = broker(store, config).await;
+        let topic = topic(&broker, "events", 1).await;
+        let partition = broker.partition(&topic, 0).unwrap();
+        for i in 0..5 {
+            let batch = record_batch(-1, -1, -1, 10, i * 1_000);
+            append_and_flush(&broker, &partition, &batch).await;
+        }
+        assert_eq!(compaction_backlog(&broker), 5 * batch_len);
+
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run(broker.clone(), stopped));
+        // Four chunks become segments; the fifth waits for more data.
+        let backlog = &broker.metrics.compaction_backlog_bytes;
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while backlog.get() != batch_len as i64 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("a pass reports the one chunk left");
+        assert_eq!(chunks(&broker, &partition).len(), 1);
+        stop.send(true).unwrap();
+        task.await.unwrap();
     }
 
     #[tokio::test]
