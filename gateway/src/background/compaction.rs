@@ -506,22 +506,33 @@ mod tests {
         assert!(chunks(&broker, &partition).is_empty());
     }
 
-    #[tokio::test]
-    async fn segments_stay_within_compaction_bytes_and_a_pass_catches_up() {
+    /// A broker with "events" of one partition holding five chunks of one batch of ten
+    /// records each, compacting two chunks at a time; returns the batch length too.
+    async fn five_chunks(
+        compaction_interval: Duration,
+    ) -> (Arc<Broker>, Arc<Partition>, u64, tempfile::TempDir) {
         let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
         let batch_len = record_batch(-1, -1, -1, 10, 0).len() as u64;
         let config = BrokerConfig {
+            compaction_interval,
             compaction_bytes: 2 * batch_len,
             compaction_max_lag: Duration::from_secs(3600),
             ..BrokerConfig::default()
         };
-        let (broker, _dir) = broker(store, config).await;
+        let (broker, dir) = broker(store, config).await;
         let topic = topic(&broker, "events", 1).await;
         let partition = broker.partition(&topic, 0).unwrap();
         for i in 0..5 {
             let batch = record_batch(-1, -1, -1, 10, i * 1_000);
             append_and_flush(&broker, &partition, &batch).await;
         }
+        (broker, partition, batch_len, dir)
+    }
+
+    #[tokio::test]
+    async fn segments_stay_within_compaction_bytes_and_a_pass_catches_up() {
+        let (broker, partition, batch_len, _dir) =
+            five_chunks(BrokerConfig::default().compaction_interval).await;
 
         let mut first_seen = HashMap::new();
         let mut passes = 0;
@@ -535,7 +546,10 @@ mod tests {
         // Four chunks made two segments of two chunks; the fifth waits for more data.
         assert_eq!(passes, 2);
         assert_eq!(segment_ranges(&broker, &partition), [(0, 19), (20, 39)]);
-        let log = broker.coordinator.partition_log(topic.topic_id, 0).unwrap();
+        let log = broker
+            .coordinator
+            .partition_log(partition.topic_id, 0)
+            .unwrap();
         assert!(log.segments.iter().all(|s| s.size <= 2 * batch_len));
         assert_eq!(log.chunks.len(), 1);
         assert_eq!(log.high_watermark, 50);
@@ -543,21 +557,7 @@ mod tests {
 
     #[tokio::test]
     async fn each_pass_reports_the_bytes_left_in_flush_objects() {
-        let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
-        let batch_len = record_batch(-1, -1, -1, 10, 0).len() as u64;
-        let config = BrokerConfig {
-            compaction_interval: Duration::from_millis(10),
-            compaction_bytes: 2 * batch_len,
-            compaction_max_lag: Duration::from_secs(3600),
-            ..BrokerConfig::default()
-        };
-        let (broker, _dir) = broker(store, config).await;
-        let topic = topic(&broker, "events", 1).await;
-        let partition = broker.partition(&topic, 0).unwrap();
-        for i in 0..5 {
-            let batch = record_batch(-1, -1, -1, 10, i * 1_000);
-            append_and_flush(&broker, &partition, &batch).await;
-        }
+        let (broker, partition, batch_len, _dir) = five_chunks(Duration::from_millis(10)).await;
         assert_eq!(compaction_backlog(&broker), 5 * batch_len);
 
         let (stop, stopped) = watch::channel(false);
