@@ -46,7 +46,6 @@ rows = [
 ]
 
 
-
 def cpu_per_gb(r, broker_seconds):
     """The client's and the broker's CPU seconds per GB of one run."""
     gigabytes = r["bytes"] / 1e9

@@ -136,7 +136,7 @@ enum ProducerClient {
     /// librdkafka, as Kafka applications produce.
     Librdkafka,
     /// strata-bench's own: whole batches of --batch-size laid out once and re-stamped,
-    /// each to the next partition, 5 requests in flight per connection (uncompressed,
+    /// each to the next partition, 32 requests in flight per connection (uncompressed,
     /// --partitioner sticky, acks all or 1). It spends a fraction of librdkafka's CPU per
     /// GB, so the broker, not the client, is the limit. Without --rate a batch goes out as
     /// soon as a request slot is free (--linger-ms does not apply); with it, once its last
