@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context as _};
 use bytes::{BufMut as _, Bytes, BytesMut};
-use proto_compat::batch::crc32c;
+use proto_compat::batch::{seal_batch, BatchHeaderFields, RECORD_BATCH_OVERHEAD};
 use proto_compat::kafka_protocol::error::ParseResponseErrorCode as _;
 use proto_compat::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use proto_compat::kafka_protocol::messages::produce_request::{
@@ -52,11 +52,6 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a reader waits for an answer: past the broker's own produce timeout.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 const CLIENT_ID: &str = "strata-bench-lean";
-
-/// The v2 batch header: records start at byte 61, the CRC-32C at 17 covers byte 21 on.
-const HEADER_LEN: usize = 61;
-const CRC_AT: usize = 17;
-const CRC_FROM: usize = 21;
 
 /// Refuses what the lean producer does not do, with the flag to change.
 pub fn check(args: &ProducerArgs) -> anyhow::Result<()> {
@@ -373,7 +368,7 @@ struct BatchTemplate {
 impl BatchTemplate {
     /// As many records as fit in `batch_size` bytes, at least one.
     fn fitting(message_size: usize, batch_size: usize) -> Self {
-        let mut len = HEADER_LEN + record_len(0, message_size);
+        let mut len = RECORD_BATCH_OVERHEAD + record_len(0, message_size);
         let mut count = 1;
         while len + record_len(count, message_size) <= batch_size {
             len += record_len(count, message_size);
@@ -384,7 +379,7 @@ impl BatchTemplate {
 
     fn new(message_size: usize, count: usize) -> Self {
         let value = filler(message_size);
-        let mut bytes = vec![0u8; HEADER_LEN];
+        let mut bytes = vec![0u8; RECORD_BATCH_OVERHEAD];
         let mut values = Vec::with_capacity(count);
         for offset_delta in 0..count {
             put_varint(
@@ -400,16 +395,6 @@ impl BatchTemplate {
             bytes.extend_from_slice(&value);
             put_varint(&mut bytes, 0); // no headers
         }
-        let count_i32 = i32::try_from(count).expect("a batch holds fewer than 2^31 records");
-        let batch_length = i32::try_from(bytes.len() - 12).expect("a batch is under 2 GiB");
-        bytes[8..12].copy_from_slice(&batch_length.to_be_bytes());
-        bytes[12..16].copy_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
-        bytes[16] = 2; // magic
-        bytes[23..27].copy_from_slice(&(count_i32 - 1).to_be_bytes()); // last offset delta
-        bytes[43..51].copy_from_slice(&(-1i64).to_be_bytes()); // producer id
-        bytes[51..53].copy_from_slice(&(-1i16).to_be_bytes()); // producer epoch
-        bytes[53..57].copy_from_slice(&(-1i32).to_be_bytes()); // base sequence
-        bytes[57..61].copy_from_slice(&count_i32.to_be_bytes());
         Self {
             bytes,
             values,
@@ -422,13 +407,16 @@ impl BatchTemplate {
         for &at in &self.values {
             self.bytes[at..at + 8].copy_from_slice(&sent_at.to_le_bytes());
         }
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        self.bytes[27..35].copy_from_slice(&now_ms.to_be_bytes());
-        self.bytes[35..43].copy_from_slice(&now_ms.to_be_bytes());
-        let crc = crc32c(&self.bytes[CRC_FROM..]);
-        self.bytes[CRC_AT..CRC_FROM].copy_from_slice(&crc.to_be_bytes());
+        let header = BatchHeaderFields {
+            attributes: 0, // no compression, CreateTime
+            record_count: i32::try_from(self.count).expect("a batch holds fewer than 2^31 records"),
+            timestamp: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+            producer_id: -1,
+            producer_epoch: -1,
+        };
+        seal_batch(&mut self.bytes, &header);
         Bytes::copy_from_slice(&self.bytes)
     }
 }

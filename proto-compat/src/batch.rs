@@ -408,24 +408,50 @@ pub fn control_batch(
     let mut bytes = vec![0u8; RECORD_BATCH_OVERHEAD];
     bytes.push(zigzag(record.len()));
     bytes.extend_from_slice(&record);
+    let header = BatchHeaderFields {
+        attributes: TRANSACTIONAL_BIT | CONTROL_BIT,
+        record_count: 1,
+        timestamp,
+        producer_id,
+        producer_epoch,
+    };
+    seal_batch(&mut bytes, &header);
+    RecordBatch {
+        bytes: Bytes::from(bytes),
+    }
+}
+
+/// What [`seal_batch`] writes into a batch's header.
+pub struct BatchHeaderFields {
+    pub attributes: i16,
+    pub record_count: i32,
+    /// The batch's base and max timestamp.
+    pub timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+}
+
+/// Writes the header of `bytes`, a batch laid out as RECORD_BATCH_OVERHEAD header bytes then
+/// `fields.record_count` records with offset deltas from 0, and its CRC: magic 2, the batch
+/// length, no partition leader epoch and no sequence.
+pub fn seal_batch(bytes: &mut [u8], fields: &BatchHeaderFields) {
     let length = (bytes.len() - LOG_OVERHEAD) as i32;
     bytes[BATCH_LENGTH..BATCH_LENGTH + 4].copy_from_slice(&length.to_be_bytes());
     bytes[PARTITION_LEADER_EPOCH..PARTITION_LEADER_EPOCH + 4]
         .copy_from_slice(&(-1i32).to_be_bytes());
     bytes[MAGIC] = 2;
-    let attributes = TRANSACTIONAL_BIT | CONTROL_BIT;
-    bytes[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
-    bytes[BASE_TIMESTAMP..BASE_TIMESTAMP + 8].copy_from_slice(&timestamp.to_be_bytes());
-    bytes[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&timestamp.to_be_bytes());
-    bytes[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
-    bytes[PRODUCER_EPOCH..PRODUCER_EPOCH + 2].copy_from_slice(&producer_epoch.to_be_bytes());
+    bytes[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&fields.attributes.to_be_bytes());
+    let last_offset_delta = fields.record_count - 1;
+    bytes[LAST_OFFSET_DELTA..LAST_OFFSET_DELTA + 4]
+        .copy_from_slice(&last_offset_delta.to_be_bytes());
+    bytes[BASE_TIMESTAMP..BASE_TIMESTAMP + 8].copy_from_slice(&fields.timestamp.to_be_bytes());
+    bytes[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&fields.timestamp.to_be_bytes());
+    bytes[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&fields.producer_id.to_be_bytes());
+    bytes[PRODUCER_EPOCH..PRODUCER_EPOCH + 2].copy_from_slice(&fields.producer_epoch.to_be_bytes());
     bytes[BASE_SEQUENCE..BASE_SEQUENCE + 4].copy_from_slice(&NO_SEQUENCE.to_be_bytes());
-    bytes[RECORDS_COUNT..RECORDS_COUNT + 4].copy_from_slice(&1i32.to_be_bytes());
+    bytes[RECORDS_COUNT..RECORDS_COUNT + 4].copy_from_slice(&fields.record_count.to_be_bytes());
     let crc = crc32c(&bytes[ATTRIBUTES..]);
     bytes[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
-    RecordBatch {
-        bytes: Bytes::from(bytes),
-    }
 }
 
 /// The zigzag varint of a small length (below 64: one byte).

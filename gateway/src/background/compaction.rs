@@ -61,32 +61,35 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     // When this broker first saw each partition's oldest un-compacted chunk.
     let mut first_seen: HashMap<(Uuid, i32), (i64, Instant)> = HashMap::new();
     while next_pass(broker.config.compaction_interval, &mut shutdown).await {
-        for partition in broker.led_partitions() {
+        let partitions = broker.led_partitions();
+        for partition in &partitions {
             let what = format!("{}-{}", partition.topic, partition.index);
             // A partition that fell behind gets several segments in one pass.
             while let Some(true) = isolated(
                 "compaction",
                 &broker.metrics.compaction,
                 &what,
-                compact_if_due(&broker, &partition, &mut first_seen),
+                compact_if_due(&broker, partition, &mut first_seen),
             )
             .await
             {}
         }
-        let backlog = compaction_backlog(&broker);
+        let backlog = compaction_backlog(&broker, &partitions);
         broker.metrics.compaction_backlog_bytes.set(backlog as i64);
     }
 }
 
-/// Committed bytes of the led partitions still in chunks of flush objects.
-fn compaction_backlog(broker: &Broker) -> u64 {
-    broker
-        .led_partitions()
+/// Committed bytes of `partitions` still in chunks of flush objects.
+fn compaction_backlog(broker: &Broker, partitions: &[Arc<Partition>]) -> u64 {
+    partitions
         .iter()
         .filter_map(|p| broker.coordinator.partition_log(p.topic_id, p.index))
-        .flat_map(|log| log.chunks)
-        .map(|chunk| chunk.size)
+        .map(|log| chunk_bytes(&log.chunks))
         .sum()
+}
+
+fn chunk_bytes(chunks: &[ChunkMeta]) -> u64 {
+    chunks.iter().map(|c| c.size).sum()
 }
 
 /// Compacts the partition's oldest chunks if they are due; returns whether it did.
@@ -125,7 +128,7 @@ async fn compact_if_due(
         .config
         .compaction_max_lag
         .min(Duration::from_millis(config.segment_ms.max(0) as u64));
-    let pending: u64 = log.chunks.iter().map(|c| c.size).sum();
+    let pending = chunk_bytes(&log.chunks);
     if pending < limit && seen.elapsed() < max_lag {
         return Ok(false);
     }
@@ -558,7 +561,10 @@ mod tests {
     #[tokio::test]
     async fn each_pass_reports_the_bytes_left_in_flush_objects() {
         let (broker, partition, batch_len, _dir) = five_chunks(Duration::from_millis(10)).await;
-        assert_eq!(compaction_backlog(&broker), 5 * batch_len);
+        assert_eq!(
+            compaction_backlog(&broker, &broker.led_partitions()),
+            5 * batch_len
+        );
 
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(run(broker.clone(), stopped));
