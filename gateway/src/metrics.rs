@@ -353,8 +353,8 @@ impl Metrics {
         registry.register(
             "compaction_backlog_bytes",
             "Committed bytes of the partitions this broker leads still in flush objects, not \
-             yet compacted into segments, as of the end of the last compaction pass; grows \
-             while compaction falls behind",
+             yet compacted into segments, measured at the start and end of each compaction \
+             pass and as it compacts each partition; grows while compaction falls behind",
             compaction_backlog_bytes.clone(),
         );
         registry.register(

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use segment_store::backends::memory::MemoryStore;
 use segment_store::formats::flush_object::FLUSH_PREFIX;
+use segment_store::formats::segment::SEGMENT_PREFIX;
 use segment_store::simulate_failures::{FaultConfig, FaultyStore};
 use segment_store::store::{ObjectMeta, ObjectStore, StoreError};
 use segment_store::Payload;
@@ -153,11 +154,13 @@ pub async fn append_and_flush(broker: &Broker, partition: &Arc<Partition>, batch
     crate::background::flusher::flush(broker).await;
 }
 
-/// A memory store whose first flush-object PUTs each wait for their own release (or, made
-/// `panicking`, whose every flush-object PUT panics).
+/// A memory store whose first flush-object PUTs (or segment PUTs) each wait for their own
+/// release (or, made `panicking`, whose every flush-object PUT panics).
 #[derive(Debug)]
 pub struct GatedStore {
     inner: MemoryStore,
+    /// The keys of the PUTs gated: flush objects, or segments.
+    prefix: &'static str,
     releases: Vec<tokio::sync::Semaphore>,
     puts_started: std::sync::atomic::AtomicUsize,
     panics: bool,
@@ -168,9 +171,18 @@ impl GatedStore {
     pub fn new(gated: usize) -> Self {
         Self {
             inner: MemoryStore::new(),
+            prefix: FLUSH_PREFIX,
             releases: (0..gated).map(|_| tokio::sync::Semaphore::new(0)).collect(),
             puts_started: Default::default(),
             panics: false,
+        }
+    }
+
+    /// Gates the first `gated` segment PUTs (each segment is three: its indexes and log).
+    pub fn segments(gated: usize) -> Self {
+        Self {
+            prefix: SEGMENT_PREFIX,
+            ..Self::new(gated)
         }
     }
 
@@ -182,12 +194,12 @@ impl GatedStore {
         }
     }
 
-    /// Lets flush-object PUT `n` (from 0) go on.
+    /// Lets gated PUT `n` (from 0) go on.
     pub fn release(&self, n: usize) {
         self.releases[n].add_permits(1);
     }
 
-    /// Flush-object PUTs started so far.
+    /// Gated PUTs started so far.
     pub fn puts_started(&self) -> usize {
         self.puts_started.load(Ordering::SeqCst)
     }
@@ -201,7 +213,7 @@ impl GatedStore {
 #[async_trait::async_trait]
 impl ObjectStore for GatedStore {
     async fn put(&self, key: &str, data: Payload) -> Result<(), StoreError> {
-        if key.starts_with(FLUSH_PREFIX) {
+        if key.starts_with(self.prefix) {
             assert!(!self.panics, "a flush-object PUT panics");
             let n = self.puts_started.fetch_add(1, Ordering::SeqCst);
             if let Some(release) = self.releases.get(n) {

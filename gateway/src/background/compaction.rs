@@ -62,7 +62,10 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let mut first_seen: HashMap<(Uuid, i32), (i64, Instant)> = HashMap::new();
     while next_pass(broker.config.compaction_interval, &mut shutdown).await {
         let partitions = broker.led_partitions();
-        for partition in &partitions {
+        // Reported as the pass goes, not only at its end: a pass that catches up on a large
+        // backlog (after a restart, say) runs for minutes.
+        let mut backlog = Backlog::measure(&broker, &partitions);
+        for (position, partition) in partitions.iter().enumerate() {
             let what = format!("{}-{}", partition.topic, partition.index);
             // A partition that fell behind gets several segments in one pass.
             while let Some(true) = isolated(
@@ -72,20 +75,54 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                 compact_if_due(&broker, partition, &mut first_seen),
             )
             .await
-            {}
+            {
+                backlog.update(position, partition);
+            }
         }
-        let backlog = compaction_backlog(&broker, &partitions);
-        broker.metrics.compaction_backlog_bytes.set(backlog as i64);
+        // Measured afresh: partitions compacted early in the pass may have new chunks.
+        Backlog::measure(&broker, &partitions);
     }
 }
 
-/// Committed bytes of `partitions` still in chunks of flush objects.
-fn compaction_backlog(broker: &Broker, partitions: &[Arc<Partition>]) -> u64 {
-    partitions
-        .iter()
-        .filter_map(|p| broker.coordinator.partition_log(p.topic_id, p.index))
-        .map(|log| chunk_bytes(&log.chunks))
-        .sum()
+/// Committed bytes still in chunks of flush objects, per partition of one pass; reports
+/// their sum on `strata_compaction_backlog_bytes` whenever it changes.
+struct Backlog<'a> {
+    broker: &'a Broker,
+    bytes: Vec<u64>,
+}
+
+impl<'a> Backlog<'a> {
+    fn measure(broker: &'a Broker, partitions: &[Arc<Partition>]) -> Self {
+        let bytes = partitions
+            .iter()
+            .map(|partition| partition_backlog(broker, partition))
+            .collect();
+        let backlog = Self { broker, bytes };
+        backlog.report();
+        backlog
+    }
+
+    /// Measures the partition at `position` again (it was just compacted).
+    fn update(&mut self, position: usize, partition: &Partition) {
+        self.bytes[position] = partition_backlog(self.broker, partition);
+        self.report();
+    }
+
+    fn total(&self) -> u64 {
+        self.bytes.iter().sum()
+    }
+
+    fn report(&self) {
+        let gauge = &self.broker.metrics.compaction_backlog_bytes;
+        gauge.set(self.total() as i64);
+    }
+}
+
+fn partition_backlog(broker: &Broker, partition: &Partition) -> u64 {
+    broker
+        .coordinator
+        .partition_log(partition.topic_id, partition.index)
+        .map_or(0, |log| chunk_bytes(&log.chunks))
 }
 
 fn chunk_bytes(chunks: &[ChunkMeta]) -> u64 {
@@ -335,7 +372,9 @@ mod tests {
 
     use super::*;
     use crate::config::BrokerConfig;
-    use crate::test_support::{append_and_flush, broker, faulty_memory_store, record_batch, topic};
+    use crate::test_support::{
+        append_and_flush, broker, eventually, faulty_memory_store, record_batch, topic, GatedStore,
+    };
 
     /// A broker over a fault injector with `topic` "events" of one partition holding two
     /// chunks of ten records each.
@@ -512,9 +551,9 @@ mod tests {
     /// A broker with "events" of one partition holding five chunks of one batch of ten
     /// records each, compacting two chunks at a time; returns the batch length too.
     async fn five_chunks(
+        store: Arc<dyn ObjectStore>,
         compaction_interval: Duration,
     ) -> (Arc<Broker>, Arc<Partition>, u64, tempfile::TempDir) {
-        let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
         let batch_len = record_batch(-1, -1, -1, 10, 0).len() as u64;
         let config = BrokerConfig {
             compaction_interval,
@@ -534,8 +573,9 @@ mod tests {
 
     #[tokio::test]
     async fn segments_stay_within_compaction_bytes_and_a_pass_catches_up() {
+        let store = Arc::new(MemoryStore::new());
         let (broker, partition, batch_len, _dir) =
-            five_chunks(BrokerConfig::default().compaction_interval).await;
+            five_chunks(store, BrokerConfig::default().compaction_interval).await;
 
         let mut first_seen = HashMap::new();
         let mut passes = 0;
@@ -559,24 +599,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn each_pass_reports_the_bytes_left_in_flush_objects() {
-        let (broker, partition, batch_len, _dir) = five_chunks(Duration::from_millis(10)).await;
-        assert_eq!(
-            compaction_backlog(&broker, &broker.led_partitions()),
-            5 * batch_len
-        );
-
+    async fn a_pass_reports_the_bytes_in_flush_objects_from_its_start_to_what_is_left() {
+        let store = Arc::new(GatedStore::segments(1));
+        let (broker, partition, batch_len, _dir) =
+            five_chunks(store.clone(), Duration::from_millis(10)).await;
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(run(broker.clone(), stopped));
-        // Four chunks become segments; the fifth waits for more data.
         let backlog = &broker.metrics.compaction_backlog_bytes;
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while backlog.get() != batch_len as i64 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+
+        // The pass waits on its first segment write, and reports all five chunks already.
+        eventually("the first segment write", || store.puts_started() == 1).await;
+        assert_eq!(backlog.get(), 5 * batch_len as i64);
+
+        store.release(0);
+        // Four chunks become segments; the fifth waits for more data.
+        eventually("the one chunk left reported", || {
+            backlog.get() == batch_len as i64
         })
-        .await
-        .expect("a pass reports the one chunk left");
+        .await;
         assert_eq!(chunks(&broker, &partition).len(), 1);
         stop.send(true).unwrap();
         task.await.unwrap();
