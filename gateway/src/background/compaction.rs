@@ -600,7 +600,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_pass_reports_the_bytes_in_flush_objects_from_its_start_to_what_is_left() {
-        let store = Arc::new(GatedStore::segments(1));
+        // Each segment is three PUTs: the first two segments' are gated.
+        let store = Arc::new(GatedStore::segments(6));
         let (broker, partition, batch_len, _dir) =
             five_chunks(store.clone(), Duration::from_millis(10)).await;
         let (stop, stopped) = watch::channel(false);
@@ -611,7 +612,16 @@ mod tests {
         eventually("the first segment write", || store.puts_started() == 1).await;
         assert_eq!(backlog.get(), 5 * batch_len as i64);
 
-        store.release(0);
+        // The first segment (two chunks) is done and the pass waits on the second.
+        for put in 0..3 {
+            store.release(put);
+        }
+        eventually("the second segment write", || store.puts_started() == 4).await;
+        assert_eq!(backlog.get(), 3 * batch_len as i64);
+
+        for put in 3..6 {
+            store.release(put);
+        }
         // Four chunks become segments; the fifth waits for more data.
         eventually("the one chunk left reported", || {
             backlog.get() == batch_len as i64
