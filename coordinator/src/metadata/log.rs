@@ -72,6 +72,14 @@ impl Coordinator {
         Some(self.read().partition(topic_id, partition)?.to_log())
     }
 
+    /// The bytes of the partition's committed chunks, still in flush objects (not yet in
+    /// segments), without copying its log.
+    pub fn chunk_bytes(&self, topic_id: Uuid, partition: i32) -> Option<u64> {
+        let state = self.read();
+        let log = state.partition(topic_id, partition)?;
+        Some(log.chunks.values().map(|chunk| chunk.size).sum())
+    }
+
     /// Compaction: replaces what covers exactly the offsets of `segments` (contiguous,
     /// oldest first) with them, atomically: the stored segments starting in their range (small
     /// ones merged into a new one, contiguous from its base offset), then the chunks up to

@@ -121,12 +121,8 @@ impl<'a> Backlog<'a> {
 fn partition_backlog(broker: &Broker, partition: &Partition) -> u64 {
     broker
         .coordinator
-        .partition_log(partition.topic_id, partition.index)
-        .map_or(0, |log| chunk_bytes(&log.chunks))
-}
-
-fn chunk_bytes(chunks: &[ChunkMeta]) -> u64 {
-    chunks.iter().map(|c| c.size).sum()
+        .chunk_bytes(partition.topic_id, partition.index)
+        .unwrap_or(0)
 }
 
 /// Compacts the partition's oldest chunks if they are due; returns whether it did.
@@ -165,7 +161,7 @@ async fn compact_if_due(
         .config
         .compaction_max_lag
         .min(Duration::from_millis(config.segment_ms.max(0) as u64));
-    let pending = chunk_bytes(&log.chunks);
+    let pending: u64 = log.chunks.iter().map(|c| c.size).sum();
     if pending < limit && seen.elapsed() < max_lag {
         return Ok(false);
     }
